@@ -1,0 +1,1 @@
+"""Stage 1: raw published files -> the prepared-dataset directory (see docs/dataset-format.md)."""

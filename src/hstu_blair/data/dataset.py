@@ -1,0 +1,280 @@
+"""The prepared-dataset directory: writing it, and :class:`SequenceData`, its in-memory form.
+
+Directory contract (``FORMAT_VERSION`` 1, documented in docs/dataset-format.md):
+
+- ``manifest.json``: counts, filter report (``removed``), options, input file hashes, versions
+- ``items.parquet``: ``item_id`` 1..n, ``raw_id``, ``title``, ``text``
+- ``sequences.parquet``: ``user_id`` 0..m-1, ``raw_user_id``, ``item_ids``, ``timestamps`` (s), ``ratings``
+- ``reviews.parquet`` (optional): ``raw_user_id``, ``item_id``, ``text``
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from hstu_blair._version import __version__
+from hstu_blair.data import schema
+from hstu_blair.data.manifest import file_record, versions, write_json_atomic
+from hstu_blair.data.sources.base import RawDataset
+from hstu_blair.data.splits import Split, make_split
+from hstu_blair.errors import DataFormatError
+
+MANIFEST = "manifest.json"
+ITEMS = "items.parquet"
+SEQUENCES = "sequences.parquet"
+REVIEWS = "reviews.parquet"
+
+
+def _sorted_ids(values: pl.Series) -> pl.Series:
+    """Unique raw ids in a stable order: numerically when all are integers, else as strings."""
+    uniq = values.unique()
+    as_int = uniq.str.to_integer(strict=False)
+    if as_int.null_count() == 0:
+        return uniq.gather(as_int.arg_sort())
+    return uniq.sort()
+
+
+def _vocab(values: pl.Series, id_name: str, start: int) -> pl.DataFrame:
+    ids = _sorted_ids(values)
+    return pl.DataFrame({values.name: ids, id_name: pl.int_range(start, start + ids.len(), eager=True)})
+
+
+def write_dataset(
+    raw: RawDataset,
+    kept: pl.DataFrame,
+    removed: dict[str, dict[str, int]],
+    options: dict[str, Any],
+    out: Path,
+) -> None:
+    """Assign dense ids, build chronological sequences and write the prepared directory.
+
+    Item ids are 1..n (0 is padding) and user ids 0..m-1, both in raw-id order (numeric when the
+    raw ids are all integers). Within a user, interactions are ordered by timestamp, ties broken
+    by position in the source files (stable, deterministic).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    item_vocab = _vocab(kept[schema.RAW_ITEM], schema.ITEM_ID, 1).with_columns(pl.col(schema.ITEM_ID).cast(pl.Int32))
+    user_vocab = _vocab(kept[schema.RAW_USER], schema.USER_ID, 0).with_columns(pl.col(schema.USER_ID).cast(pl.Int32))
+
+    if raw.items is not None:
+        catalogue = raw.items.unique(subset=[schema.RAW_ITEM], keep="first", maintain_order=True)
+        unused = catalogue.height - catalogue.join(item_vocab, on=schema.RAW_ITEM, how="semi").height
+        removed.setdefault("catalogue", {})["items_without_interactions"] = unused
+        items = item_vocab.join(catalogue, on=schema.RAW_ITEM, how="left")
+    else:
+        items = item_vocab.with_columns(pl.lit(None, pl.String).alias(schema.TITLE), pl.lit(None, pl.String).alias(schema.TEXT))
+    items = (
+        items.with_columns(pl.col(schema.TITLE).fill_null(""), pl.col(schema.TEXT).fill_null(""))
+        .sort(schema.ITEM_ID)
+        .select(
+            pl.col(schema.ITEM_ID),
+            pl.col(schema.RAW_ITEM).alias(schema.RAW_ID),
+            pl.col(schema.TITLE),
+            pl.col(schema.TEXT),
+        )
+    )
+    items = schema.conform(items, schema.PREPARED_ITEMS_SCHEMA, "items")
+    items.write_parquet(out / ITEMS)
+
+    sequences = (
+        kept.with_row_index("_row")
+        .join(item_vocab, on=schema.RAW_ITEM, how="left")
+        .join(user_vocab, on=schema.RAW_USER, how="left")
+        .sort([schema.USER_ID, schema.TIMESTAMP, "_row"])
+        .group_by(schema.USER_ID, maintain_order=True)
+        .agg(
+            pl.col(schema.RAW_USER).first(),
+            pl.col(schema.ITEM_ID).alias(schema.ITEM_IDS),
+            pl.col(schema.TIMESTAMP).alias(schema.TIMESTAMPS),
+            pl.col(schema.RATING).alias(schema.RATINGS),
+        )
+    )
+    sequences = schema.conform(sequences, schema.SEQUENCES_SCHEMA, "sequences")
+    sequences.write_parquet(out / SEQUENCES)
+
+    n_reviews = 0
+    if raw.reviews is not None and raw.reviews.height:
+        reviews = raw.reviews.join(item_vocab, on=schema.RAW_ITEM, how="inner").select(
+            schema.RAW_USER, pl.col(schema.ITEM_ID), schema.TEXT
+        )
+        reviews = reviews.filter(pl.col(schema.TEXT).str.strip_chars() != "")
+        n_reviews = reviews.height
+        reviews.write_parquet(out / REVIEWS)
+    elif (out / REVIEWS).exists():
+        (out / REVIEWS).unlink()
+
+    n_users, n_items, n_inter = sequences.height, items.height, kept.height
+    manifest = {
+        "format_version": schema.FORMAT_VERSION,
+        "name": raw.name,
+        "source": raw.source,
+        "num_users": n_users,
+        "num_items": n_items,
+        "num_interactions": n_inter,
+        "num_reviews": n_reviews,
+        "items_with_empty_text": int((items[schema.TEXT].str.strip_chars() == "").sum()),
+        "density": n_inter / max(1, n_users * n_items),
+        "timestamp_unit": "s",
+        "removed": removed,
+        "info": raw.info,
+        "options": options,
+        "files": [file_record(Path(p)) for p in raw.files],
+        "outputs": {
+            name: hashlib.sha256((out / name).read_bytes()).hexdigest()
+            for name in (ITEMS, SEQUENCES, REVIEWS)
+            if (out / name).exists()
+        },
+        "package_version": __version__,
+        "versions": versions(),
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(out / MANIFEST, manifest)
+
+
+class SequenceData:
+    """A prepared dataset in memory: item catalogue, per-user chronological sequences, id maps.
+
+    Sequences are held flat (CSR layout) for fast batching: user ``u``'s items are
+    ``item_seq[offsets[u]:offsets[u+1]]`` with ``time_seq``/``rating_seq`` alongside.
+
+    Use :meth:`load` (or :func:`load_dataset`) to read a directory written by ``prepare``.
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any], items: pl.DataFrame, sequences: pl.DataFrame) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.items = items
+        self.sequences = sequences
+        lists = sequences[schema.ITEM_IDS]
+        lengths = lists.list.len().to_numpy().astype(np.int64)
+        self.offsets = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self.offsets[1:])
+        self.item_seq = lists.explode().to_numpy().astype(np.int32)
+        self.time_seq = sequences[schema.TIMESTAMPS].explode().to_numpy().astype(np.int64)
+        self.rating_seq = sequences[schema.RATINGS].explode().to_numpy().astype(np.float32)
+        if lengths.size and lengths.min() == 0:
+            raise DataFormatError(path / SEQUENCES, "a user has an empty sequence", field=schema.ITEM_IDS)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SequenceData:
+        """Read a prepared-dataset directory.
+
+        Raises:
+            DataFormatError: a file is missing, or the format version is not supported.
+        """
+        path = Path(path)
+        for name in (MANIFEST, ITEMS, SEQUENCES):
+            if not (path / name).exists():
+                raise DataFormatError(path / name, "missing: not a prepared-dataset directory (run `hstu-blair prepare`)")
+        manifest = json.loads((path / MANIFEST).read_text())
+        if manifest.get("format_version") != schema.FORMAT_VERSION:
+            raise DataFormatError(
+                path / MANIFEST,
+                f"format_version {manifest.get('format_version')!r} is not supported (expected {schema.FORMAT_VERSION})",
+                field="format_version",
+            )
+        items = pl.read_parquet(path / ITEMS)
+        sequences = pl.read_parquet(path / SEQUENCES)
+        return cls(path, manifest, items, sequences)
+
+    # ---- sizes -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name", self.path.name))
+
+    @property
+    def num_users(self) -> int:
+        return int(self.offsets.shape[0] - 1)
+
+    @property
+    def num_items(self) -> int:
+        """Number of real items; valid item ids are 1..num_items (0 is padding)."""
+        return int(self.items.height)
+
+    @property
+    def num_interactions(self) -> int:
+        return int(self.item_seq.shape[0])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(U,) sequence length of each user."""
+        return np.diff(self.offsets)
+
+    @cached_property
+    def data_hash(self) -> str:
+        """sha256 over the prepared tables (identifies the exact data a model was trained on)."""
+        h = hashlib.sha256()
+        for name in sorted(self.manifest.get("outputs", {})):
+            h.update(f"{name}:{self.manifest['outputs'][name]}".encode())
+        return h.hexdigest()
+
+    # ---- access ------------------------------------------------------------------------
+    def user_items(self, user: int) -> np.ndarray:
+        """Chronological item ids of user ``user``."""
+        return self.item_seq[self.offsets[user] : self.offsets[user + 1]]
+
+    def user_times(self, user: int) -> np.ndarray:
+        return self.time_seq[self.offsets[user] : self.offsets[user + 1]]
+
+    def split(self, protocol: str = "loo") -> Split:
+        """Leave-one-out split (``loo``, with validation) or the reference protocol (no validation)."""
+        return make_split(self.lengths, protocol)
+
+    # ---- raw id mapping -------------------------------------------------------------------
+    @cached_property
+    def raw_item_ids(self) -> np.ndarray:
+        """(n+1,) raw id of each item id; index 0 (padding) holds ``None``."""
+        return np.array([None, *self.items[schema.RAW_ID].to_list()], dtype=object)
+
+    @cached_property
+    def _item_index(self) -> dict[str, int]:
+        return {raw: i for i, raw in enumerate(self.items[schema.RAW_ID].to_list(), start=1)}
+
+    @cached_property
+    def _user_index(self) -> dict[str, int]:
+        return {raw: i for i, raw in enumerate(self.sequences[schema.RAW_USER].to_list())}
+
+    def item_ids(self, raw_ids: Sequence[str]) -> np.ndarray:
+        """Item ids of raw ids; unknown raw ids raise ``KeyError`` listing them."""
+        index = self._item_index
+        unknown = [r for r in raw_ids if str(r) not in index]
+        if unknown:
+            raise KeyError(f"unknown item ids: {unknown[:20]}{' ...' if len(unknown) > 20 else ''}")
+        return np.array([index[str(r)] for r in raw_ids], dtype=np.int64)
+
+    def user_id(self, raw_user_id: str) -> int:
+        """User id of a raw user id; ``KeyError`` if unknown."""
+        try:
+            return self._user_index[str(raw_user_id)]
+        except KeyError:
+            raise KeyError(f"unknown user id: {raw_user_id!r}") from None
+
+    @property
+    def texts(self) -> list[str]:
+        """Item texts ordered by item id (index 0 = item 1)."""
+        return self.items[schema.TEXT].to_list()
+
+    def reviews(self) -> pl.DataFrame | None:
+        """The optional (raw_user_id, item_id, text) review/tag table, if the source had one."""
+        p = self.path / REVIEWS
+        return pl.read_parquet(p) if p.exists() else None
+
+    def __repr__(self) -> str:
+        return (
+            f"SequenceData({self.name!r}, users={self.num_users:,}, items={self.num_items:,}, "
+            f"interactions={self.num_interactions:,})"
+        )
+
+
+def load_dataset(path: str | Path) -> SequenceData:
+    """Load a prepared-dataset directory (see :class:`SequenceData`)."""
+    return SequenceData.load(path)

@@ -1,0 +1,62 @@
+"""Cleaning of item metadata into one text per item (SPEC §1.4, with the reference's bugs as options).
+
+Our default keeps non-ASCII characters (titles in other scripts, accents, symbols); the reference
+replaces each of them with a space, available as ``ascii_only=True``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable
+
+_TAG = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def clean_text(value: str, ascii_only: bool = False) -> str:
+    """HTML-unescape, strip tags, collapse whitespace; optionally map non-ASCII chars to spaces.
+
+    Args:
+        value: raw metadata string.
+        ascii_only: the reference behaviour (every non-ASCII character becomes a space).
+
+    Returns:
+        The cleaned string, stripped at both ends.
+    """
+    text = _TAG.sub(" ", html.unescape(value))
+    if ascii_only:
+        text = _NON_ASCII.sub(" ", text)
+    return _SPACE.sub(" ", text).strip()
+
+
+def field_text(value: object, ascii_only: bool = False) -> str:
+    """Text of one metadata field: strings cleaned, lists cleaned per element and joined with ", ".
+
+    ``None``, NaN, empty strings and empty lists give ``""``; numbers give their ``str``.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return clean_text(value, ascii_only)
+    if isinstance(value, float) and value != value:  # NaN
+        return ""
+    if isinstance(value, Iterable) and not isinstance(value, (bytes, dict)):
+        parts = [field_text(v, ascii_only) for v in value]
+        return ", ".join(p for p in parts if p)
+    if isinstance(value, dict):
+        parts = [f"{k}: {field_text(v, ascii_only)}" for k, v in value.items()]
+        return ", ".join(p for p in parts if not p.endswith(": "))
+    return str(value)
+
+
+def join_fields(parts: Iterable[str], sep: str = ". ") -> str:
+    """Join the non-empty field texts of one item, avoiding doubled punctuation."""
+    out = []
+    for part in parts:
+        part = part.strip()
+        if not part:
+            continue
+        out.append(part[:-1] if sep.startswith(".") and part.endswith(".") else part)
+    return sep.join(out)

@@ -1,0 +1,143 @@
+"""What every source loader returns, and the small file helpers they share."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import polars as pl
+
+from hstu_blair.data import schema
+from hstu_blair.errors import DataFormatError
+
+
+@dataclass
+class RawDataset:
+    """Canonical tables of one source, before filtering and id assignment.
+
+    Attributes:
+        name: short dataset name (``"Video_Games"``, ``"steam"``, ``"ml-1m"``...).
+        source: loader name (``amazon2023``, ``steam``, ``movielens``, ``generic``).
+        interactions: see :data:`schema.INTERACTIONS_SCHEMA`; rows in source-file order, which is
+            the tie-break for equal timestamps.
+        items: item catalogue with text, or ``None`` when the source has none.
+        reviews: optional (user, item, review/tag text) pairs for text pretraining.
+        files: every input file read.
+        removed: rows the loader itself dropped, by reason (bad lines when skipping, rows
+            lacking a required field...). Never silently empty: a loader that drops counts.
+        info: anything else worth recording in the manifest (detected variant, original unit).
+    """
+
+    name: str
+    source: str
+    interactions: pl.DataFrame
+    items: pl.DataFrame | None = None
+    reviews: pl.DataFrame | None = None
+    files: list[Path] = field(default_factory=list)
+    removed: Counter[str] = field(default_factory=Counter)
+    info: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.interactions = schema.conform(self.interactions, schema.INTERACTIONS_SCHEMA, "interactions")
+        if self.items is not None:
+            self.items = schema.conform(self.items, schema.ITEMS_SCHEMA, "items")
+        if self.reviews is not None:
+            self.reviews = schema.conform(self.reviews, schema.REVIEWS_SCHEMA, "reviews")
+
+
+def is_gzip(path: Path) -> bool:
+    """True when the file starts with the gzip magic bytes (whatever its name says)."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def open_binary(path: str | Path) -> IO[bytes]:
+    """Open a plain or gzip-compressed file for reading bytes; a missing file names itself."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFormatError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise DataFormatError(path, "file is empty")
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")  # noqa: SIM115
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """Whole file content, decompressed if it is gzip."""
+    with open_binary(path) as fh:
+        data = fh.read()
+    if not data.strip():
+        raise DataFormatError(path, "file is empty")
+    return data
+
+
+def iter_text_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line)`` (1-based, newline stripped, blank lines skipped).
+
+    A byte sequence that is not valid in ``encoding`` raises :class:`DataFormatError` naming the line.
+    """
+    path = Path(path)
+    with open_binary(path) as raw:
+        for number, line in enumerate(io.BufferedReader(raw), start=1):  # type: ignore[arg-type]
+            try:
+                text = line.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise DataFormatError(
+                    path, f"not valid {encoding} text ({exc.reason} at byte {exc.start})", line=number
+                ) from None
+            text = text.rstrip("\r\n")
+            if text.strip():
+                yield number, text
+
+
+class BadLines:
+    """Raise on a malformed line, or (``skip=True``) count it under a reason and go on.
+
+    Args:
+        skip: count bad lines instead of raising.
+        removed: the counter that receives ``bad_lines:<file name>`` counts.
+    """
+
+    def __init__(self, skip: bool, removed: Counter[str]) -> None:
+        self.skip = skip
+        self.removed = removed
+        self.first_error: dict[str, str] = {}
+
+    def __call__(self, error: DataFormatError) -> None:
+        if not self.skip:
+            raise error
+        key = f"bad_lines:{Path(error.path).name}"
+        self.removed[key] += 1
+        self.first_error.setdefault(key, str(error))
+
+
+def find_file(paths: list[Path], *names: str) -> Path | None:
+    """The first path whose file name is one of ``names`` (with or without ``.gz``), if any.
+
+    Directories in ``paths`` are searched one level deep.
+    """
+    wanted = {n.lower() for n in names} | {n.lower() + ".gz" for n in names}
+    candidates: list[Path] = []
+    for p in paths:
+        candidates.extend(sorted(p.iterdir()) if p.is_dir() else [p])
+    for p in candidates:
+        if p.name.lower() in wanted:
+            return p
+    return None
+
+
+def expand_inputs(paths: list[Path]) -> list[Path]:
+    """Files given directly plus the files inside given directories (one level)."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files.extend(sorted(q for q in p.iterdir() if q.is_file()))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise DataFormatError(p, "input path does not exist")
+    return files

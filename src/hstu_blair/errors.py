@@ -1,0 +1,40 @@
+"""Exceptions raised at the boundaries of the package (bad files, bad configs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class HstuBlairError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class DataFormatError(HstuBlairError, ValueError):
+    """A data file does not match its documented format.
+
+    The message always names the file, and where known the 1-based line and the field,
+    and says what was expected.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        message: str,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        where = self.path + (f":{line}" if line is not None else "")
+        if field is not None:
+            where += f" (field {field!r})"
+        super().__init__(f"{where}: {message}")
+
+
+class EmptyDatasetError(HstuBlairError, ValueError):
+    """Filtering (or the input itself) left nothing to train on."""
+
+
+class ConfigError(HstuBlairError, ValueError):
+    """A config file or an override is invalid (unknown key, wrong type, bad value)."""

@@ -1,0 +1,125 @@
+"""Filtering, id assignment, ordering, splits and the prepared-directory contract."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from hstu_blair.data import filters
+from hstu_blair.data.dataset import SequenceData, write_dataset
+from hstu_blair.data.prepare import PrepareOptions, filter_raw
+from hstu_blair.data.splits import make_split
+from hstu_blair.errors import DataFormatError, EmptyDatasetError
+from tests.conftest import make_raw
+
+
+def _write(raw, tmp_path, **opts):
+    options = PrepareOptions(**opts)
+    kept, removed = filter_raw(raw, options)
+    write_dataset(raw, kept, removed, options.to_dict(), tmp_path)
+    return SequenceData.load(tmp_path)
+
+
+def test_ids_order_and_tie_break(tmp_path):
+    rows = [("10", "b", 5), ("2", "a", 7), ("10", "c", 5), ("10", "a", 1), ("2", "b", 7)]
+    data = _write(make_raw(rows), tmp_path)
+    # users in numeric raw-id order: "2" -> 0, "10" -> 1; items lexicographic a,b,c -> 1,2,3
+    assert data.sequences["raw_user_id"].to_list() == ["2", "10"]
+    assert data.items["raw_id"].to_list() == ["a", "b", "c"]
+    # user 10: a@1, then b and c tie at t=5 -> file order (b before c)
+    assert data.user_items(1).tolist() == [1, 2, 3]
+    assert data.user_items(0).tolist() == [1, 2]  # tie at 7, file order a then b
+    assert data.raw_item_ids[1] == "a" and data.raw_item_ids[0] is None
+    assert data.item_ids(["c", "a"]).tolist() == [3, 1]
+    with pytest.raises(KeyError, match="zzz"):
+        data.item_ids(["zzz"])
+
+
+def test_duplicates_and_items_without_text_are_counted(tmp_path):
+    rows = [("u", "a", 1), ("u", "a", 1), ("u", "b", 2), ("u", "x", 3), ("u", "a", 4)]
+    raw = make_raw(rows, texts={"a": "A text", "b": "B text", "x": "  "})
+    data = _write(raw, tmp_path)
+    removed = data.manifest["removed"]
+    assert removed["duplicates"]["interactions"] == 1
+    assert removed["items_without_text"] == {"interactions": 1, "users": 0, "items": 1}
+    assert data.user_items(0).tolist() == [1, 2, 1]  # the repeat at a later time is kept
+    kept = _write(raw, tmp_path / "keep", items_without_text="keep", duplicates="keep")
+    assert kept.num_interactions == 5
+    assert kept.manifest["items_with_empty_text"] == 1
+
+
+def _chain_rows():
+    # user u1..u3 rate many items; a weak user and weak item interact with each other
+    rows = []
+    t = 0
+    for u in ("u1", "u2", "u3"):
+        for i in ("i1", "i2", "i3"):
+            t += 1
+            rows.append((u, i, t))
+    rows += [("weak", "i1", 100), ("weak", "i2", 101), ("weak", "rare", 102), ("u1", "rare", 103)]
+    return rows
+
+
+def test_kcore_iterative_until_stable():
+    raw = make_raw(_chain_rows())
+    kept, counts = filters.kcore_iterative(raw.interactions, 3)
+    per_user = kept.group_by("raw_user_id").len()["len"].min()
+    per_item = kept.group_by("raw_item_id").len()["len"].min()
+    assert per_user >= 3 and per_item >= 3
+    assert counts["items"] == 1 and counts["users"] == 1  # rare item, then weak user
+    assert counts["rounds"] >= 2
+
+
+def test_kcore_single_pass_matches_reference_semantics():
+    raw = make_raw(_chain_rows())
+    kept, counts = filters.kcore_single_pass(raw.interactions, 3)
+    # counts computed once: item 'rare' (2) dropped; 'weak' had 3 rows then 2 -> dropped by the length rule
+    assert "rare" not in kept["raw_item_id"].to_list()
+    assert "weak" not in kept["raw_user_id"].to_list()
+    assert counts["rounds"] == 1
+
+
+def test_empty_after_filter_names_the_filter(tmp_path):
+    raw = make_raw([("u", "a", 1), ("v", "b", 2)])
+    with pytest.raises(EmptyDatasetError, match="kcore"):
+        _write(raw, tmp_path, kcore=5)
+
+
+def test_manifest_contract(tmp_path):
+    data = _write(make_raw(_chain_rows(), source="generic"), tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    for key in ("num_users", "num_items", "num_interactions", "removed", "timestamp_unit", "files", "options",
+                "package_version", "format_version", "outputs"):
+        assert key in manifest
+    assert manifest["timestamp_unit"] == "s"
+    seq = pl.read_parquet(tmp_path / "sequences.parquet")
+    assert seq.schema["item_ids"] == pl.List(pl.Int32)
+    items = pl.read_parquet(tmp_path / "items.parquet")
+    assert items["item_id"].to_list() == list(range(1, data.num_items + 1))
+    assert len(data.data_hash) == 64
+
+
+def test_wrong_format_version(tmp_path):
+    _write(make_raw(_chain_rows()), tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataFormatError, match="format_version"):
+        SequenceData.load(tmp_path)
+
+
+def test_splits_loo_and_reference():
+    lengths = np.array([5, 2, 3])
+    loo = make_split(lengths, "loo")
+    assert loo.train_len.tolist() == [3, 0, 1]
+    assert loo.valid.users.tolist() == [0, 2] and loo.valid.positions.tolist() == [3, 1]
+    assert loo.test.positions.tolist() == [4, 2]
+    assert loo.skipped["users_without_eval_targets"] == 1
+    ref = make_split(lengths, "reference")
+    assert ref.valid is None and ref.train_len.tolist() == [4, 1, 2]
+    assert ref.test.users.tolist() == [0, 1, 2] and ref.test.positions.tolist() == [4, 1, 2]
+    with pytest.raises(ValueError, match="no validation"):
+        ref.targets("valid")
