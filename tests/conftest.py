@@ -10,7 +10,9 @@ import pytest
 
 from hstu_blair.data.sources.base import RawDataset
 
-SHARED = Path(os.environ.get("HSTU_BLAIR_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "datasets"
+SHARED = (
+    Path(os.environ.get("HSTU_BLAIR_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "datasets"
+)
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -22,7 +24,9 @@ def shared_dataset(name: str) -> Path:
     return path
 
 
-def make_raw(rows: list[tuple[str, str, int]], texts: dict[str, str] | None = None, source: str = "generic") -> RawDataset:
+def make_raw(
+    rows: list[tuple[str, str, int]], texts: dict[str, str] | None = None, source: str = "generic"
+) -> RawDataset:
     """A RawDataset from (user, item, timestamp) rows (rating 1) and optional item texts."""
     interactions = pl.DataFrame(
         {

@@ -30,26 +30,56 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("source", choices=list(SOURCES), help="dataset source format")
-    p.add_argument("--input", "-i", nargs="+", type=Path, default=[], metavar="PATH", help="files or directories")
+    p.add_argument(
+        "--input", "-i", nargs="+", type=Path, default=[], metavar="PATH", help="files or directories"
+    )
     p.add_argument("--out", "-o", type=Path, required=True, help="output directory")
-    p.add_argument("--reference", action="store_true",
-                   help="the reference preprocessing: single-pass k-core, ASCII-only reference text, keep duplicates")
-    p.add_argument("--kcore", type=int, default=None,
-                   help="min interactions per user and item (default: 5 for amazon2023/steam, none otherwise)")
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="the reference preprocessing: single-pass k-core, ASCII-only reference text, keep duplicates",
+    )
+    p.add_argument(
+        "--kcore",
+        type=int,
+        default=None,
+        help="min interactions per user and item (default: 5 for amazon2023/steam, none otherwise)",
+    )
     p.add_argument("--kcore-mode", choices=["iterative", "single-pass"], default=None)
-    p.add_argument("--items-without-text", choices=["drop", "keep"], default=None,
-                   help="drop interactions of items lacking text (default, the paper) or keep them with empty text")
-    p.add_argument("--duplicates", choices=["drop-exact", "keep"], default=None,
-                   help="drop repeated (user, item, timestamp) rows (default) or keep them")
-    p.add_argument("--ascii-only", action="store_true", default=None, help="replace non-ASCII text with spaces")
+    p.add_argument(
+        "--items-without-text",
+        choices=["drop", "keep"],
+        default=None,
+        help="drop interactions of items lacking text (default, the paper) or keep them with empty text",
+    )
+    p.add_argument(
+        "--duplicates",
+        choices=["drop-exact", "keep"],
+        default=None,
+        help="drop repeated (user, item, timestamp) rows (default) or keep them",
+    )
+    p.add_argument(
+        "--ascii-only", action="store_true", default=None, help="replace non-ASCII text with spaces"
+    )
     p.add_argument("--text-style", choices=["clean", "reference"], default=None)
-    p.add_argument("--skip-bad-lines", action="store_true", default=None,
-                   help="count malformed lines in the manifest instead of stopping at the first")
-    p.add_argument("--no-reviews", dest="with_reviews", action="store_false", default=None,
-                   help="do not keep review/tag texts (used by pretrain-text)")
+    p.add_argument(
+        "--skip-bad-lines",
+        action="store_true",
+        default=None,
+        help="count malformed lines in the manifest instead of stopping at the first",
+    )
+    p.add_argument(
+        "--no-reviews",
+        dest="with_reviews",
+        action="store_false",
+        default=None,
+        help="do not keep review/tag texts (used by pretrain-text)",
+    )
     p.add_argument("--name", help="dataset name recorded in the manifest")
     g = p.add_argument_group("file overrides and generic columns")
-    g.add_argument("--interactions", dest="interactions_file", type=Path, help="the interactions/ratings file")
+    g.add_argument(
+        "--interactions", dest="interactions_file", type=Path, help="the interactions/ratings file"
+    )
     g.add_argument("--items", dest="items_file", type=Path, help="the item metadata/catalogue file")
     g.add_argument("--reviews", dest="reviews_file", type=Path, help="the review-text file")
     g.add_argument("--user-col", dest="user_column")
@@ -79,9 +109,12 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _add_stats(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("stats", help="print statistics of a prepared dataset",
-                       description="Users, items, interactions, sequence-length percentiles, density and "
-                                   "the filter report of a prepared-dataset directory.")
+    p = sub.add_parser(
+        "stats",
+        help="print statistics of a prepared dataset",
+        description="Users, items, interactions, sequence-length percentiles, density and "
+        "the filter report of a prepared-dataset directory.",
+    )
     p.add_argument("dataset", type=Path, help="prepared-dataset directory")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_stats)

@@ -91,8 +91,18 @@ def test_empty_after_filter_names_the_filter(tmp_path):
 def test_manifest_contract(tmp_path):
     data = _write(make_raw(_chain_rows(), source="generic"), tmp_path)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    for key in ("num_users", "num_items", "num_interactions", "removed", "timestamp_unit", "files", "options",
-                "package_version", "format_version", "outputs"):
+    for key in (
+        "num_users",
+        "num_items",
+        "num_interactions",
+        "removed",
+        "timestamp_unit",
+        "files",
+        "options",
+        "package_version",
+        "format_version",
+        "outputs",
+    ):
         assert key in manifest
     assert manifest["timestamp_unit"] == "s"
     seq = pl.read_parquet(tmp_path / "sequences.parquet")

@@ -62,8 +62,12 @@ def write_dataset(
     by position in the source files (stable, deterministic).
     """
     out.mkdir(parents=True, exist_ok=True)
-    item_vocab = _vocab(kept[schema.RAW_ITEM], schema.ITEM_ID, 1).with_columns(pl.col(schema.ITEM_ID).cast(pl.Int32))
-    user_vocab = _vocab(kept[schema.RAW_USER], schema.USER_ID, 0).with_columns(pl.col(schema.USER_ID).cast(pl.Int32))
+    item_vocab = _vocab(kept[schema.RAW_ITEM], schema.ITEM_ID, 1).with_columns(
+        pl.col(schema.ITEM_ID).cast(pl.Int32)
+    )
+    user_vocab = _vocab(kept[schema.RAW_USER], schema.USER_ID, 0).with_columns(
+        pl.col(schema.USER_ID).cast(pl.Int32)
+    )
 
     if raw.items is not None:
         catalogue = raw.items.unique(subset=[schema.RAW_ITEM], keep="first", maintain_order=True)
@@ -71,7 +75,9 @@ def write_dataset(
         removed.setdefault("catalogue", {})["items_without_interactions"] = unused
         items = item_vocab.join(catalogue, on=schema.RAW_ITEM, how="left")
     else:
-        items = item_vocab.with_columns(pl.lit(None, pl.String).alias(schema.TITLE), pl.lit(None, pl.String).alias(schema.TEXT))
+        items = item_vocab.with_columns(
+            pl.lit(None, pl.String).alias(schema.TITLE), pl.lit(None, pl.String).alias(schema.TEXT)
+        )
     items = (
         items.with_columns(pl.col(schema.TITLE).fill_null(""), pl.col(schema.TEXT).fill_null(""))
         .sort(schema.ITEM_ID)
@@ -149,7 +155,9 @@ class SequenceData:
     Use :meth:`load` (or :func:`load_dataset`) to read a directory written by ``prepare``.
     """
 
-    def __init__(self, path: Path, manifest: dict[str, Any], items: pl.DataFrame, sequences: pl.DataFrame) -> None:
+    def __init__(
+        self, path: Path, manifest: dict[str, Any], items: pl.DataFrame, sequences: pl.DataFrame
+    ) -> None:
         self.path = path
         self.manifest = manifest
         self.items = items
@@ -174,7 +182,9 @@ class SequenceData:
         path = Path(path)
         for name in (MANIFEST, ITEMS, SEQUENCES):
             if not (path / name).exists():
-                raise DataFormatError(path / name, "missing: not a prepared-dataset directory (run `hstu-blair prepare`)")
+                raise DataFormatError(
+                    path / name, "missing: not a prepared-dataset directory (run `hstu-blair prepare`)"
+                )
         manifest = json.loads((path / MANIFEST).read_text())
         if manifest.get("format_version") != schema.FORMAT_VERSION:
             raise DataFormatError(

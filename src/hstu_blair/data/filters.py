@@ -41,9 +41,7 @@ def kcore_iterative(df: pl.DataFrame, k: int) -> tuple[pl.DataFrame, Removed]:
     rounds = 0
     while True:
         rounds += 1
-        filtered = kept.filter(
-            (pl.len().over(RAW_USER) >= k) & (pl.len().over(RAW_ITEM) >= k)
-        )
+        filtered = kept.filter((pl.len().over(RAW_USER) >= k) & (pl.len().over(RAW_ITEM) >= k))
         if filtered.height == kept.height:
             break
         kept = filtered

@@ -165,7 +165,9 @@ def prepare(
     raw = load_source(source, list(inputs or []), options)
     if options.name:
         raw.name = options.name
-    log.info("%s: read %d interactions in %.1fs", raw.name, raw.interactions.height, time.perf_counter() - started)
+    log.info(
+        "%s: read %d interactions in %.1fs", raw.name, raw.interactions.height, time.perf_counter() - started
+    )
     kept, removed = filter_raw(raw, options)
     write_dataset(raw, kept, removed, options.to_dict(), Path(out))
     log.info("%s: prepared in %.1fs -> %s", raw.name, time.perf_counter() - started, out)

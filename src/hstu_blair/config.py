@@ -1,0 +1,290 @@
+"""Typed run configuration: TOML file -> sections -> validated :class:`RunConfig`.
+
+A config file has the sections ``[data]``, ``[text]``, ``[model]``, ``[train]`` and ``[eval]``;
+any key may be overridden as ``section.key=value`` (values in TOML syntax, bare strings allowed).
+``extends = "other.toml"`` at the top of a file inherits another file (paths relative to the file).
+Unknown sections or keys are errors naming them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from hstu_blair.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class DataConfig:
+    """Which prepared dataset to train on, and how to split it.
+
+    ``path`` is the prepared-dataset directory; when it does not exist and ``source`` is set,
+    ``train`` prepares it first from ``input`` (the bundled ``ml-latest-small`` needs no input).
+    """
+
+    path: str = "data/ml-latest-small"
+    source: str | None = None
+    input: list[str] = field(default_factory=list)
+    kcore: int | None = None
+    protocol: Literal["loo", "reference"] = "loo"
+    max_len: int = 200
+
+
+@dataclass
+class TextConfig:
+    """Item text embeddings fused into item representations (used when ``model.fusion != "id"``).
+
+    ``embeddings``: a store file written by ``hstu-blair embed`` (default: the dataset's store for
+    ``encoder``, computed on first use).
+    """
+
+    encoder: str = "minilm"
+    embeddings: str | None = None
+    batch_size: int = 64
+    max_tokens: int = 512
+
+
+@dataclass
+class ModelConfig:
+    """Architecture. ``name``: ``hstu`` or ``sasrec``; ``fusion``: ``id``, ``sum`` (the paper),
+    ``text`` (text only), ``gated`` (ours). ``attn_len`` is N of SPEC §2 (positions table size and
+    HSTU's attention divisor; the reference uses max_len + 11)."""
+
+    name: Literal["hstu", "sasrec"] = "hstu"
+    fusion: Literal["id", "sum", "text", "gated"] = "id"
+    d_model: int = 50
+    num_blocks: int = 2
+    num_heads: int = 1
+    d_qk: int = 50
+    d_v: int = 50
+    ffn_dim: int = 50
+    dropout: float = 0.2
+    input_dropout: float = 0.2
+    attn_len: int | None = None
+
+    def resolved_attn_len(self, max_len: int) -> int:
+        return self.attn_len if self.attn_len is not None else max_len + 11
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation. ``negatives``: ``shared`` (one set of R per batch, fast) or ``per-position``
+    (the reference). ``eval_every``: validate every n epochs; ``patience``: early stopping after
+    n evaluations without improvement of ``monitor`` (0 = never stop early)."""
+
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.98)
+    weight_decay: float = 0.0
+    num_negatives: int = 128
+    temperature: float = 0.05
+    negatives: Literal["shared", "per-position"] = "shared"
+    seed: int = 42
+    eval_every: int = 1
+    patience: int = 10
+    monitor: str = "ndcg@10"
+    device: str = "auto"
+    threads: int = 0
+    tf32: bool = True
+    bf16: bool = False
+    checkpoint_every: int = 1
+    max_steps_per_epoch: int | None = None
+
+
+@dataclass
+class EvalConfig:
+    """Full-ranking evaluation. ``mask_history``: exclude the (truncated) history from the ranking,
+    as the reference; ``reference_ranks``: cap ranks at 2500 and count misses as rank 2501 in MRR."""
+
+    batch_size: int = 512
+    mask_history: bool = True
+    reference_ranks: bool = False
+
+
+@dataclass
+class RunConfig:
+    """A whole run: one of each section, plus the output directory and a free-form name."""
+
+    name: str = "run"
+    out_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "text": TextConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (and convert lists to tuples, ints to floats)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
+            return tuple(_coerce(v, a, where) for v, a in zip(value, args))
+        inner = args[0] if args else Any
+        items = [_coerce(v, inner, where) for v in value]
+        return tuple(items) if origin is tuple else items
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def _build_section(cls: type, values: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    """Validate a nested dict (as read from TOML) into a :class:`RunConfig`."""
+    top_known = {f.name for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(raw) - top_known)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(top_known))}"
+        )
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: [{key}] must be a table")
+            kwargs[key] = _build_section(SECTIONS[key], value, f"{source}: {key}")
+        else:
+            kwargs[key] = _coerce(value, str, f"{source}: {key}")
+    return RunConfig(**kwargs)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a config TOML file, resolving ``extends`` chains (relative to each file)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    parent = raw.pop("extends", None)
+    if parent is not None:
+        raw = _merge(read_toml((path.parent / parent).resolve()), raw)
+    return raw
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=3e-4"`` -> (["train", "lr"], 0.0003); the value is TOML, or a bare string."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected section.key=value")
+    key, value = text.split("=", 1)
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return key.strip().split("."), parsed
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a run config from a TOML file (or the defaults) and apply ``section.key=value`` overrides.
+
+    Raises:
+        ConfigError: unknown section or key, wrong type, invalid value; the message names it.
+    """
+    raw = read_toml(Path(path)) if path is not None else {}
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {k} is not a section")
+        node[keys[-1]] = value
+    return config_from_dict(raw, str(path) if path else "config")
+
+
+def dump_config(config: RunConfig) -> str:
+    """The config as TOML text (what a run directory records as ``config.toml``)."""
+    lines: list[str] = []
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(fmt(x) for x in v) + "]"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    d = config.to_dict()
+    for key, value in d.items():
+        if not isinstance(value, dict) and value is not None:
+            lines.append(f"{key} = {fmt(value)}")
+    for key, value in d.items():
+        if isinstance(value, dict):
+            lines.append(f"\n[{key}]")
+            lines.extend(f"{k} = {fmt(v)}" for k, v in value.items() if v is not None)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Stage: item text -> vectors (encoders, the embedding store, contrastive pretraining)."""

@@ -1,0 +1,1 @@
+"""Stage: training (batches, the loop, checkpoints, distributed setup)."""
