@@ -129,8 +129,96 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- train / evaluate ----------------------------------------------------------------------------
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train and evaluate a model from a config file",
+        description=(
+            "Train HSTU / SASRec (ID-only or text-fused) as CONFIG says, validate every epoch with early "
+            "stopping, keep the best checkpoint and report test metrics. Configs for every row of both "
+            "papers are under configs/. Override any key with --set section.key=value."
+        ),
+    )
+    p.add_argument("config", type=Path, nargs="?", help="TOML config file (default: built-in defaults)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=5 (repeatable)",
+    )
+    p.add_argument("--run-dir", type=Path, help="output directory (default: {out_dir}/{name}-{timestamp})")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint"
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(handler=_train)
+
+
+def _print_metrics(metrics: dict, title: str) -> None:
+    print(title)
+    for key, value in metrics.items():
+        print(f"  {key:<22} {value:.4f}" if isinstance(value, float) else f"  {key:<22} {value}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from hstu_blair.config import load_config
+    from hstu_blair.training.loop import train
+
+    if args.resume and args.run_dir is None:
+        raise HstuBlairError("--resume needs --run-dir")
+    config = load_config(args.config, args.overrides, reference=args.reference)
+    result = train(config, run_dir=args.run_dir, resume=args.resume, progress=not args.no_progress)
+    _print_metrics(
+        result.metrics,
+        f"test metrics ({config.model.name}, fusion={config.model.fusion}, best epoch {result.best_epoch}):",
+    )
+    print(f"run directory: {result.run_dir}")
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="re-evaluate a saved run",
+        description="Score a run's best (or last) checkpoint on the validation or test split "
+        "with full ranking over the whole catalogue.",
+    )
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--split", choices=["valid", "test"], default="test")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override eval.* settings, e.g. --set eval.reference_ranks=true",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from hstu_blair.evaluation.evaluate import evaluate_run
+
+    metrics = evaluate_run(args.run_dir, args.split, args.checkpoint, args.overrides)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        _print_metrics(metrics, f"{args.split} metrics of {args.run_dir} ({args.checkpoint} checkpoint):")
+    return 0
+
+
 # ---- entry point ---------------------------------------------------------------------------------
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_prepare, _add_stats]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_prepare,
+    _add_stats,
+    _add_train,
+    _add_evaluate,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -50,6 +50,7 @@ class TextConfig:
 
     encoder: str = "minilm"
     embeddings: str | None = None
+    dimensions: int | None = None
     batch_size: int = 64
     max_tokens: int = 512
 
@@ -248,14 +249,29 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), parsed
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+REFERENCE_OVERRIDES: tuple[str, ...] = (
+    "data.protocol=reference",
+    "train.negatives=per-position",
+    "train.patience=0",
+    "eval.reference_ranks=true",
+    "eval.mask_history=true",
+)
+"""What ``--reference`` sets: the reference protocol (no validation split, test scored at every
+evaluation, last epoch reported), per-position negatives, ranks capped at 2,500 with misses at 2,501."""
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, reference: bool = False
+) -> RunConfig:
     """Load a run config from a TOML file (or the defaults) and apply ``section.key=value`` overrides.
+
+    ``reference=True`` applies :data:`REFERENCE_OVERRIDES` before ``overrides``.
 
     Raises:
         ConfigError: unknown section or key, wrong type, invalid value; the message names it.
     """
     raw = read_toml(Path(path)) if path is not None else {}
-    for text in overrides or []:
+    for text in [*(REFERENCE_OVERRIDES if reference else ()), *(overrides or [])]:
         keys, value = parse_override(text)
         node = raw
         for k in keys[:-1]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -11,6 +12,7 @@ from tqdm.auto import tqdm
 from hstu_blair.config import RunConfig
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.data.splits import EvalTargets
+from hstu_blair.errors import ConfigError
 from hstu_blair.evaluation.metrics import REFERENCE_MISS_RANK, metrics_from_ranks
 from hstu_blair.evaluation.ranking import target_ranks
 from hstu_blair.models.sequential import SequentialModel
@@ -95,3 +97,23 @@ def evaluate(
     if not dist_info.enabled:
         metrics.update({f"n_{k}": v for k, v in counts.items()})
     return metrics
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    split: Literal["valid", "test"] = "test",
+    checkpoint: Literal["best", "last"] = "best",
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Re-evaluate a saved run on ``split`` (``eval.*`` settings may be overridden as ``eval.key=value``)."""
+    from hstu_blair.config import parse_override
+    from hstu_blair.training.run_dir import load_run
+
+    run = load_run(run_dir, checkpoint)
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        if len(keys) != 2 or keys[0] != "eval" or not hasattr(run.config.eval, keys[1]):
+            raise ConfigError(f"override {text!r}: only eval.* keys can be changed when re-evaluating")
+        setattr(run.config.eval, keys[1], value)
+    targets = run.data.split(run.config.data.protocol).targets(split)
+    return evaluate(run.model, run.data, targets, run.config)
