@@ -1,0 +1,1 @@
+"""Stage: full-ranking evaluation, metrics, and statistics over seeds."""
