@@ -254,6 +254,75 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- reproduce / report ------------------------------------------------------------------------
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reproduce",
+        help="run a grid of datasets x models x seeds (resumable)",
+        description=(
+            "Run every (model, seed) of a grid file (configs/grids/*.toml) whose run is not finished: "
+            "finished runs are skipped, interrupted ones resumed, entries whose data is absent reported. "
+            "Then `hstu-blair report` the output folder."
+        ),
+    )
+    p.add_argument("grid", type=Path, help="grid TOML file")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value in every run (repeatable)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list what would run")
+    p.set_defaults(handler=_reproduce)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from hstu_blair.reports.reproduce import reproduce
+
+    result = reproduce(args.grid, args.overrides, dry_run=args.dry_run)
+    print(
+        f"finished {len(result.finished)}, already done {len(result.already_done)}, "
+        f"skipped for missing data {len(result.missing_data)}"
+    )
+    for line in result.missing_data:
+        print(f"  missing data: {line}")
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="paper-style tables and plots from run directories",
+        description=(
+            "Write report.md / report.json (a table per dataset: mean ± std over seeds, %% gain over HSTU "
+            "and SASRec, best in bold, paired t-test across seeds) and PNG plots (metrics with error "
+            "bars, validation curves) for the runs found under RUNS."
+        ),
+    )
+    p.add_argument("runs", type=Path, nargs="+", help="run directories or folders holding them")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--expected", choices=["paper"], help="place the published numbers beside ours")
+    p.add_argument(
+        "--tolerance", type=float, default=0.10, help="relative difference flagged against the paper"
+    )
+    p.add_argument("--title", default="Results")
+    p.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from hstu_blair.reports.report import write_report
+
+    try:
+        write_report(args.runs, args.out, args.expected, args.tolerance, title=args.title)
+    except ValueError as exc:
+        raise HstuBlairError(str(exc)) from None
+    print((args.out / "report.md").read_text())
+    print(f"wrote {args.out}/report.md, report.json and plots")
+    return 0
+
+
 # ---- entry point ---------------------------------------------------------------------------------
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_prepare,
@@ -261,6 +330,8 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_download,
     _add_train,
     _add_evaluate,
+    _add_reproduce,
+    _add_report,
 ]
 
 

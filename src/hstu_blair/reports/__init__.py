@@ -1,0 +1,1 @@
+"""Stage: experiment grids and paper-style reports (tables, significance, plots)."""

@@ -1,0 +1,64 @@
+"""Collecting finished run directories into records grouped by dataset and model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hstu_blair._compat import tomllib
+
+
+@dataclass
+class RunRecord:
+    """One finished run: where it is, what it was (dataset, model label, seed) and its metrics."""
+
+    path: Path
+    dataset: str
+    model: str
+    seed: int
+    metrics: dict[str, float]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    protocol: str = "loo"
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Run directories (holding ``final_metrics.json``) given directly or found below ``paths``."""
+    found: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if (p / "final_metrics.json").exists():
+            found.append(p)
+        elif p.is_dir():
+            found.extend(sorted(q.parent for q in p.rglob("final_metrics.json")))
+    return found
+
+
+def read_run(path: Path) -> RunRecord:
+    """Read a run directory: dataset = basename of ``data.path``, model = the config's ``name``."""
+    config = tomllib.loads((path / "config.toml").read_text())
+    final = json.loads((path / "final_metrics.json").read_text())
+    history_file = path / "history.json"
+    history = json.loads(history_file.read_text()) if history_file.exists() else []
+    metrics = {k: float(v) for k, v in final["metrics"].items() if "@" in k or k == "mrr"}
+    return RunRecord(
+        path=path,
+        dataset=Path(config["data"]["path"]).name,
+        model=config.get("name", path.parent.name),
+        seed=int(config["train"]["seed"]),
+        metrics=metrics,
+        history=history,
+        protocol=final.get("protocol", "loo"),
+    )
+
+
+def collect(paths: list[Path]) -> dict[str, dict[str, list[RunRecord]]]:
+    """``{dataset: {model: [runs sorted by seed]}}`` from run directories (or folders of them)."""
+    grouped: dict[str, dict[str, list[RunRecord]]] = {}
+    for run in map(read_run, find_runs(paths)):
+        grouped.setdefault(run.dataset, {}).setdefault(run.model, []).append(run)
+    for models in grouped.values():
+        for runs in models.values():
+            runs.sort(key=lambda r: r.seed)
+    return grouped

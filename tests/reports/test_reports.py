@@ -1,0 +1,99 @@
+"""Grids run resumably; reports compute the right statistics and write tables and plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hstu_blair.cli import main
+from hstu_blair.evaluation.stats import mean_std, relative_gain
+from hstu_blair.reports.reproduce import plan_grid, reproduce
+from hstu_blair.reports.runs import collect
+from hstu_blair.reports.tables import build_table, load_paper_results
+from tests.conftest import tiny_overrides
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def grid_runs(tiny_dataset, tmp_path_factory):
+    root = tmp_path_factory.mktemp("grid")
+    overrides = [
+        o for o in tiny_overrides(tiny_dataset, root, **{"train.epochs": 2}) if not o.startswith("out_dir")
+    ]
+    sets = "\n".join(f"  {json.dumps(o)}," for o in overrides)
+    grid = root / "grid.toml"
+    grid.write_text(
+        f'out_dir = "{root / "runs"}"\nseeds = [1, 2]\noverrides = [\n{sets}\n]\n'
+        '[[run]]\nlabel = "SASRec"\nconfig = "sasrec.toml"\n'
+        '[[run]]\nlabel = "HSTU"\nconfig = "hstu.toml"\n'
+    )
+    (root / "sasrec.toml").write_text('[model]\nname = "sasrec"\n')
+    (root / "hstu.toml").write_text('[model]\nname = "hstu"\n')
+    first = reproduce(grid, progress=False)
+    return grid, root / "runs", first
+
+
+def test_grid_runs_every_seed_and_skips_finished(grid_runs):
+    grid, runs, first = grid_runs
+    assert len(first.finished) == 4 and not first.already_done
+    again = reproduce(grid, progress=False)
+    assert not again.finished and len(again.already_done) == 4
+
+
+def test_grid_resumes_a_killed_run(grid_runs):
+    grid, runs, _ = grid_runs
+    planned, _ = plan_grid(grid)
+    victim = planned[0].run_dir
+    before = json.loads((victim / "final_metrics.json").read_text())
+    (victim / "final_metrics.json").unlink()  # as if killed after its last checkpoint
+    result = reproduce(grid, progress=False)
+    assert result.finished == [victim]
+    assert json.loads((victim / "final_metrics.json").read_text())["metrics"] == before["metrics"]
+
+
+def test_table_statistics(grid_runs):
+    _, runs, _ = grid_runs
+    grouped = collect([runs])
+    ((dataset, models),) = grouped.items()
+    assert set(models) == {"SASRec", "HSTU"} and all(len(v) == 2 for v in models.values())
+    table = build_table(models)
+    hstu = [r.metrics["ndcg@10"] for r in models["HSTU"]]
+    sas = [r.metrics["ndcg@10"] for r in models["SASRec"]]
+    cell = table["HSTU"]["ndcg@10"]
+    assert cell.mean == pytest.approx(mean_std(hstu)[0]) and cell.std == pytest.approx(mean_std(hstu)[1])
+    assert cell.gains["SASRec"] == pytest.approx(relative_gain(mean_std(hstu)[0], mean_std(sas)[0]))
+    assert "SASRec" in cell.p_values
+    assert sum(table[m]["ndcg@10"].best for m in table) == 1
+
+
+def test_report_cli_writes_tables_and_plots(grid_runs, tmp_path):
+    _, runs, _ = grid_runs
+    assert main(["report", str(runs), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| HSTU (n=2) |" in md and "vs SASRec" in md and "**" in md
+    payload = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert payload["columns"][0] == "hr@10"
+    pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
+    assert len(pngs) == 2 and all((tmp_path / "rep" / p).stat().st_size > 5000 for p in pngs)
+
+
+def test_report_without_runs_is_an_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep")]) == 2
+    assert "no finished runs" in capsys.readouterr().err
+
+
+def test_paper_results_shipped():
+    paper = load_paper_results()
+    assert paper["amzn23_game"]["HSTU-BLaIR"]["hr@10"] == 0.1353
+    assert paper["ml-1m"]["HSTU-large"]["ndcg@200"] == 0.2771
+
+
+def test_shipped_grids_plan(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data here: paper grids must report missing data, not fail
+    runs, missing = plan_grid(ROOT / "configs/grids/hstu-blair-paper.toml")
+    assert not runs and len(missing) == 16
+    runs, missing = plan_grid(ROOT / "configs/grids/ml-latest-small.toml")
+    assert len(runs) == 9 and not missing  # bundled data is always present
