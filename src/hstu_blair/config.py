@@ -75,7 +75,8 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     """Optimisation. ``negatives``: ``shared`` (one set of R per batch, fast) or ``per-position``
-    (the reference). ``eval_every``: validate every n epochs; ``patience``: early stopping after
+    (the reference); ``negatives_pool``: ``catalogue`` (uniform over all items, the reference) or ``seen``
+    (only items occurring in training, for cold-start experiments). ``eval_every``: validate every n epochs; ``patience``: early stopping after
     n evaluations without improvement of ``monitor`` (0 = never stop early)."""
 
     epochs: int = 100
@@ -86,6 +87,7 @@ class TrainConfig:
     num_negatives: int = 128
     temperature: float = 0.05
     negatives: Literal["shared", "per-position"] = "shared"
+    negatives_pool: Literal["catalogue", "seen"] = "catalogue"
     seed: int = 42
     eval_every: int = 1
     patience: int = 10

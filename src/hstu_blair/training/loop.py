@@ -188,6 +188,11 @@ def train(
         writer = SummaryWriter(str(run_dir / "tb"))
 
     trainable = np.flatnonzero(split.train_len >= 2)
+    neg_pool = None  # negatives uniform over the whole catalogue 1..n (the reference)
+    if tc.negatives_pool == "seen":  # only items that occur in the training prefixes (cold-start runs)
+        neg_pool = torch.from_numpy(
+            np.unique(np.concatenate([data.user_items(u)[: split.train_len[u]] for u in trainable]))
+        )
     monitor_split = "valid" if split.valid is not None else "test"
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16) if (tc.bf16 and device.type == "cuda") else nullcontext()
@@ -215,7 +220,12 @@ def train(
             batch = train_batch(data, users, split.train_len, config.data.max_len).to(device)
             n_pos = int(batch.lengths.sum())
             neg_shape = (R,) if tc.negatives == "shared" else (n_pos, R)
-            neg_ids = torch.randint(1, data.num_items + 1, neg_shape, generator=neg_gen).to(device)
+            if neg_pool is None:
+                neg_ids = torch.randint(1, data.num_items + 1, neg_shape, generator=neg_gen).to(device)
+            else:
+                neg_ids = neg_pool[torch.randint(0, neg_pool.numel(), neg_shape, generator=neg_gen)].to(
+                    device
+                )
             with autocast:
                 loss = objective(batch.ids, batch.timestamps, batch.lengths, batch.targets, neg_ids)
             optimizer.zero_grad(set_to_none=True)
