@@ -11,12 +11,14 @@ import re
 from collections.abc import Iterable
 
 _TAG = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 def clean_text(value: str, ascii_only: bool = False) -> str:
     """HTML-unescape, strip tags, collapse whitespace; optionally map non-ASCII chars to spaces.
+
+    The unescape, tag and ASCII passes only run when the text can need them (``&``, ``<``,
+    non-ASCII characters), which makes cleaning millions of review texts several times faster.
 
     Args:
         value: raw metadata string.
@@ -25,10 +27,13 @@ def clean_text(value: str, ascii_only: bool = False) -> str:
     Returns:
         The cleaned string, stripped at both ends.
     """
-    text = _TAG.sub(" ", html.unescape(value))
-    if ascii_only:
-        text = _NON_ASCII.sub(" ", text)
-    return _SPACE.sub(" ", text).strip()
+    if "&" in value:
+        value = html.unescape(value)
+    if "<" in value:
+        value = _TAG.sub(" ", value)
+    if ascii_only and not value.isascii():
+        value = _NON_ASCII.sub(" ", value)
+    return " ".join(value.split())
 
 
 def field_text(value: object, ascii_only: bool = False) -> str:
