@@ -1,70 +1,78 @@
-"""Filters on the raw interaction table. Each returns the kept rows and what it removed, as counts."""
+"""Filters on the raw interaction table, as boolean keep-masks over integer-coded ids.
+
+Raw string ids are coded to integers once (:func:`code_ids`); each filter then narrows a keep-mask
+with vectorised numpy, and :func:`removed_counts` reports what a step removed (interactions,
+users, items). On 8M interactions this is several times faster than filtering string columns.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
-from hstu_blair.data.schema import RAW_ITEM, RAW_USER, TIMESTAMP
+from hstu_blair.data.schema import RAW_ITEM, RAW_USER
 
 Removed = dict[str, int]
 
 
-def _counts(before: pl.DataFrame, after: pl.DataFrame) -> Removed:
+def code_ids(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes (0..distinct-1, any order) of the raw user and item ids."""
+    users = df[RAW_USER].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+    items = df[RAW_ITEM].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+    return users, items
+
+
+def _distinct(codes: np.ndarray, mask: np.ndarray) -> int:
+    return int(np.count_nonzero(np.bincount(codes[mask]))) if mask.any() else 0
+
+
+def removed_counts(users: np.ndarray, items: np.ndarray, before: np.ndarray, after: np.ndarray) -> Removed:
+    """Interactions, users and items present under ``before`` but not under ``after``."""
     return {
-        "interactions": before.height - after.height,
-        "users": before[RAW_USER].n_unique() - (after[RAW_USER].n_unique() if after.height else 0),
-        "items": before[RAW_ITEM].n_unique() - (after[RAW_ITEM].n_unique() if after.height else 0),
+        "interactions": int(before.sum() - after.sum()),
+        "users": _distinct(users, before) - _distinct(users, after),
+        "items": _distinct(items, before) - _distinct(items, after),
     }
 
 
-def drop_exact_duplicates(df: pl.DataFrame) -> tuple[pl.DataFrame, Removed]:
-    """Remove repeated (user, item, timestamp) rows, keeping the first in file order.
+def first_occurrences(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+    """Keep-mask that removes repeated (user, item, timestamp) rows, keeping the first in file order.
 
     Repeats of an item by a user at *different* times are kept (repeat consumption is real signal).
     """
-    kept = df.unique(subset=[RAW_USER, RAW_ITEM, TIMESTAMP], keep="first", maintain_order=True)
-    return kept, _counts(df, kept)
+    keys = pl.DataFrame({"u": users, "i": items, "t": timestamps})
+    return keys.select(pl.struct("u", "i", "t").is_first_distinct()).to_series().to_numpy()
 
 
-def keep_items(df: pl.DataFrame, items: pl.Series) -> tuple[pl.DataFrame, Removed]:
-    """Keep interactions whose item is in ``items`` (e.g. the items that have text)."""
-    kept = df.filter(pl.col(RAW_ITEM).is_in(items.implode()))
-    return kept, _counts(df, kept)
+def kcore(
+    users: np.ndarray, items: np.ndarray, k: int, mask: np.ndarray, iterative: bool = True
+) -> tuple[np.ndarray, int]:
+    """Narrow ``mask`` to a k-core; return the new mask and the number of rounds.
 
-
-def kcore_iterative(df: pl.DataFrame, k: int) -> tuple[pl.DataFrame, Removed]:
-    """Iterative k-core: repeatedly drop users and items with fewer than ``k`` interactions until stable.
-
-    Afterwards every user and every item has at least ``k`` interactions.
+    ``iterative=True``: repeatedly drop users and items with fewer than ``k`` interactions until
+    stable, so every user and item keeps at least ``k``.
+    ``iterative=False`` (the reference's filter, SPEC §1.2-1.3): item and user counts are computed
+    once on the input, rows with both counts >= k are kept, then users left with < k items are
+    dropped; items may end with fewer than ``k`` interactions.
     """
-    kept = df
+    mask = mask.copy()
+    n_users, n_items = int(users.max(initial=-1)) + 1, int(items.max(initial=-1)) + 1
+    if not iterative:
+        idx = np.flatnonzero(mask)
+        cu = np.bincount(users[idx], minlength=n_users)
+        ci = np.bincount(items[idx], minlength=n_items)
+        mask[idx[(cu[users[idx]] < k) | (ci[items[idx]] < k)]] = False
+        idx = np.flatnonzero(mask)
+        cu = np.bincount(users[idx], minlength=n_users)
+        mask[idx[cu[users[idx]] < k]] = False
+        return mask, 1
     rounds = 0
     while True:
         rounds += 1
-        filtered = kept.filter((pl.len().over(RAW_USER) >= k) & (pl.len().over(RAW_ITEM) >= k))
-        if filtered.height == kept.height:
-            break
-        kept = filtered
-    counts = _counts(df, kept)
-    counts["rounds"] = rounds
-    return kept, counts
-
-
-def kcore_single_pass(df: pl.DataFrame, k: int) -> tuple[pl.DataFrame, Removed]:
-    """The reference's filter (SPEC §1.2-1.3): one pass, then drop users left with < ``k`` items.
-
-    Item and user counts are both computed on the input before any row is removed; rows with
-    item count >= k and user count >= k are kept; users whose remaining sequence is shorter than
-    ``k`` are then dropped. Items may end with fewer than ``k`` interactions.
-    """
-    kept = df.filter((pl.len().over(RAW_ITEM) >= k) & (pl.len().over(RAW_USER) >= k))
-    kept = kept.filter(pl.len().over(RAW_USER) >= k)
-    counts = _counts(df, kept)
-    counts["rounds"] = 1
-    return kept, counts
-
-
-def keep_min_user_length(df: pl.DataFrame, n: int) -> tuple[pl.DataFrame, Removed]:
-    """Drop users with fewer than ``n`` interactions (once, not iterated with items)."""
-    kept = df.filter(pl.len().over(RAW_USER) >= n)
-    return kept, _counts(df, kept)
+        idx = np.flatnonzero(mask)
+        cu = np.bincount(users[idx], minlength=n_users)
+        ci = np.bincount(items[idx], minlength=n_items)
+        drop = (cu[users[idx]] < k) | (ci[items[idx]] < k)
+        if not drop.any():
+            return mask, rounds
+        mask[idx[drop]] = False

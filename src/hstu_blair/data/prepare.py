@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import polars as pl
 
 from hstu_blair.data import filters, schema
@@ -112,30 +113,32 @@ def filter_raw(raw: RawDataset, options: PrepareOptions) -> tuple[pl.DataFrame, 
         removed["source"] = dict(raw.removed)
     if df.height == 0:
         raise EmptyDatasetError(f"{raw.name}: the input files hold no interactions")
+    users, items = filters.code_ids(df)
+    mask = np.ones(df.height, dtype=bool)
 
-    def check(step: str) -> None:
-        if df.height == 0:
+    def step(name: str, new_mask: np.ndarray) -> np.ndarray:
+        removed[name] = filters.removed_counts(users, items, mask, new_mask)
+        if not new_mask.any():
             raise EmptyDatasetError(
-                f"{raw.name}: no interactions left after the {step!r} filter (removed: {removed[step]}); "
+                f"{raw.name}: no interactions left after the {name!r} filter (removed: {removed[name]}); "
                 "loosen the option that controls it"
             )
+        return new_mask
 
     if options.duplicates == "drop-exact":
-        df, removed["duplicates"] = filters.drop_exact_duplicates(df)
-        check("duplicates")
+        mask = step(
+            "duplicates", mask & filters.first_occurrences(users, items, df[schema.TIMESTAMP].to_numpy())
+        )
     if raw.items is not None and options.items_without_text == "drop":
         with_text = raw.items.filter(pl.col(schema.TEXT).str.strip_chars() != "")[schema.RAW_ITEM]
-        df, removed["items_without_text"] = filters.keep_items(df, with_text)
-        check("items_without_text")
+        has_text = df[schema.RAW_ITEM].is_in(with_text.implode()).to_numpy()
+        mask = step("items_without_text", mask & has_text)
     k = DEFAULT_KCORE.get(raw.source, 0) if options.kcore is None else options.kcore
     if k > 1:
-        if options.kcore_mode == "iterative":
-            df, removed["kcore"] = filters.kcore_iterative(df, k)
-        else:
-            df, removed["kcore"] = filters.kcore_single_pass(df, k)
-        removed["kcore"]["k"] = k
-        check("kcore")
-    return df, removed
+        new_mask, rounds = filters.kcore(users, items, k, mask, iterative=options.kcore_mode == "iterative")
+        mask = step("kcore", new_mask)
+        removed["kcore"].update(rounds=rounds, k=k)
+    return df.filter(pl.Series(mask)), removed
 
 
 def prepare(
