@@ -1,0 +1,1 @@
+"""Stage 3: torch modules (item embeddings with text fusion, HSTU, SASRec, losses)."""

@@ -1,0 +1,108 @@
+"""Sampled softmax over uniform catalogue negatives (SPEC §3).
+
+For P training positions with L2-normalised query q, positive item vector p and negatives n_r:
+
+    loss = mean_i  -log softmax([<q_i, p_i>, <q_i, n_i1>, ..., <q_i, n_iR>] / tau)[0]
+
+with tau = 0.05, and every negative whose id equals the position's positive id has its scaled
+logit replaced by -5e4 (negatives equal to other history items are kept, as in the reference).
+
+Two ways to draw negatives:
+
+- ``sampled_softmax_loss``: the reference, R negatives per position, (P, R) ids and (P, R, D)
+  vectors (memory P*R*D).
+- ``shared_negatives_loss``: ours, R negatives shared by every position of the batch, (R,) ids and
+  (R, D) vectors, one (P, D) x (D, R) matmul.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+TEMPERATURE = 0.05
+COLLISION_LOGIT = -5e4  # the reference's value for a negative equal to the positive
+
+
+def sample_negatives(
+    num_items: int,
+    shape: tuple[int, ...],
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Item ids drawn uniformly with replacement from 1..num_items.
+
+    Args:
+        num_items: n, the catalogue size (0 is padding and never drawn).
+        shape: output shape, e.g. (P, R) per position or (R,) shared.
+        generator: optional RNG (must live on ``device``).
+        device: where to draw; defaults to the generator's device, else CPU.
+
+    Returns:
+        long tensor of ``shape``.
+    """
+    if num_items < 1:
+        raise ValueError(f"num_items must be >= 1, got {num_items}")
+    if device is None and generator is not None:
+        device = generator.device
+    return torch.randint(1, num_items + 1, shape, generator=generator, device=device)
+
+
+def _softmax_loss(pos_logits: torch.Tensor, neg_logits: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of -log_softmax([pos, negs])[0]; pos (P,), negs (P, R), already scaled."""
+    logits = torch.cat([pos_logits[:, None], neg_logits], dim=1)  # (P, 1+R)
+    return -F.log_softmax(logits, dim=1)[:, 0].mean()
+
+
+def sampled_softmax_loss(
+    query: torch.Tensor,
+    pos_ids: torch.Tensor,
+    pos_vectors: torch.Tensor,
+    neg_ids: torch.Tensor,
+    neg_vectors: torch.Tensor,
+    temperature: float = TEMPERATURE,
+) -> torch.Tensor:
+    """Reference sampled softmax: R negatives per position.
+
+    Args:
+        query: (P, D) L2-normalised states of the training positions.
+        pos_ids: (P,) long id each position must predict.
+        pos_vectors: (P, D) L2-normalised vectors of ``pos_ids``.
+        neg_ids: (P, R) long negative ids of each position.
+        neg_vectors: (P, R, D) L2-normalised vectors of ``neg_ids``.
+        temperature: tau.
+
+    Returns:
+        scalar mean loss over the P positions.
+    """
+    pos_logits = (query * pos_vectors).sum(-1) / temperature  # (P,)
+    neg_logits = torch.einsum("pd,prd->pr", query, neg_vectors) / temperature  # (P, R)
+    neg_logits = neg_logits.masked_fill(neg_ids == pos_ids[:, None], COLLISION_LOGIT)  # (P, R)
+    return _softmax_loss(pos_logits, neg_logits)
+
+
+def shared_negatives_loss(
+    query: torch.Tensor,
+    pos_ids: torch.Tensor,
+    pos_vectors: torch.Tensor,
+    neg_ids: torch.Tensor,
+    neg_vectors: torch.Tensor,
+    temperature: float = TEMPERATURE,
+) -> torch.Tensor:
+    """Sampled softmax with R negatives shared by every position (one matmul).
+
+    Args:
+        query: (P, D) L2-normalised states of the training positions.
+        pos_ids: (P,) long id each position must predict.
+        pos_vectors: (P, D) L2-normalised vectors of ``pos_ids``.
+        neg_ids: (R,) long negative ids shared by all positions.
+        neg_vectors: (R, D) L2-normalised vectors of ``neg_ids``.
+        temperature: tau.
+
+    Returns:
+        scalar mean loss over the P positions.
+    """
+    pos_logits = (query * pos_vectors).sum(-1) / temperature  # (P,)
+    neg_logits = query @ neg_vectors.T / temperature  # (P, R)
+    neg_logits = neg_logits.masked_fill(neg_ids[None, :] == pos_ids[:, None], COLLISION_LOGIT)  # (P, R)
+    return _softmax_loss(pos_logits, neg_logits)

@@ -1,0 +1,98 @@
+"""Sampled softmax losses against an explicit softmax; shared vs per-position negatives; masking."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hstu_blair.models.losses import sample_negatives, sampled_softmax_loss, shared_negatives_loss
+
+P, R, D, TAU = 4, 6, 5, 0.05
+
+
+def unit(*shape: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(*shape, generator=gen), dim=-1)
+
+
+def explicit_loss(query, pos_ids, pos_vectors, neg_ids, neg_vectors) -> float:
+    """-log(exp(s_pos) / (exp(s_pos) + sum_r exp(s_r))), collisions dropped, averaged by hand."""
+    total = 0.0
+    for i in range(query.shape[0]):
+        pos = float(query[i] @ pos_vectors[i]) / TAU
+        terms = [math.exp(pos)]
+        for r in range(neg_ids.shape[1]):
+            if int(neg_ids[i, r]) != int(pos_ids[i]):
+                terms.append(math.exp(float(query[i] @ neg_vectors[i, r]) / TAU))
+        total += -math.log(terms[0] / sum(terms))
+    return total / query.shape[0]
+
+
+def test_per_position_loss_matches_explicit_softmax():
+    query, pos_vectors = unit(P, D, seed=0), unit(P, D, seed=1)
+    pos_ids = torch.tensor([1, 2, 3, 4])
+    neg_ids = torch.tensor([[5, 6, 7, 8, 9, 10]] * P) + torch.arange(P)[:, None]  # (P, R) no collision
+    neg_vectors = unit(P, R, D, seed=2)
+    got = sampled_softmax_loss(query, pos_ids, pos_vectors, neg_ids, neg_vectors, TAU)
+    assert got.item() == pytest.approx(
+        explicit_loss(query, pos_ids, pos_vectors, neg_ids, neg_vectors), rel=1e-5
+    )
+
+
+def test_shared_equals_per_position_when_negatives_are_the_same():
+    query, pos_vectors = unit(P, D, seed=3), unit(P, D, seed=4)
+    pos_ids = torch.tensor([1, 7, 3, 9])
+    neg_ids = torch.tensor([7, 2, 3, 11, 12, 7])  # collides with positions 1 and 2
+    neg_vectors = unit(R, D, seed=5)
+    shared = shared_negatives_loss(query, pos_ids, pos_vectors, neg_ids, neg_vectors, TAU)
+    per_position = sampled_softmax_loss(
+        query, pos_ids, pos_vectors, neg_ids.expand(P, R), neg_vectors.expand(P, R, D), TAU
+    )
+    torch.testing.assert_close(shared, per_position)
+    want = explicit_loss(query, pos_ids, pos_vectors, neg_ids.expand(P, R), neg_vectors.expand(P, R, D))
+    assert shared.item() == pytest.approx(want, rel=1e-5)
+
+
+def test_collisions_are_masked_as_if_absent():
+    pos_vectors = unit(1, D, seed=7)
+    query = pos_vectors.clone()  # a well-trained position: the positive dominates its softmax
+    pos_ids = torch.tensor([3])
+    neg_vectors = unit(R, D, seed=8)
+    neg_vectors[2] = pos_vectors[0]  # a negative equal to the positive, with its vector
+    neg_ids = torch.tensor([5, 6, 3, 8, 9, 10])
+    masked = shared_negatives_loss(query, pos_ids, pos_vectors, neg_ids, neg_vectors, TAU)
+    keep = torch.tensor([0, 1, 3, 4, 5])
+    without = shared_negatives_loss(query, pos_ids, pos_vectors, neg_ids[keep], neg_vectors[keep], TAU)
+    torch.testing.assert_close(masked, without)
+    unmasked = shared_negatives_loss(
+        query, pos_ids, pos_vectors, torch.tensor([5, 6, 99, 8, 9, 10]), neg_vectors
+    )
+    # not masking would count the positive against itself: about log(2) more
+    assert unmasked.item() == pytest.approx(masked.item() + math.log(2), abs=0.05)
+
+
+def test_gradients_reach_query_and_both_item_sides():
+    query = unit(P, D, seed=9).requires_grad_()
+    pos_vectors = unit(P, D, seed=10).requires_grad_()
+    neg_vectors = unit(R, D, seed=11).requires_grad_()
+    loss = shared_negatives_loss(
+        query, torch.arange(1, P + 1), pos_vectors, torch.arange(20, 20 + R), neg_vectors
+    )
+    loss.backward()
+    for t in (query, pos_vectors, neg_vectors):
+        assert t.grad is not None and t.grad.abs().sum() > 0
+
+
+def test_sample_negatives_is_uniform_over_real_items_and_seeded():
+    draws = sample_negatives(5, (20_000,), generator=torch.Generator().manual_seed(0))
+    assert draws.dtype == torch.long and draws.min() == 1 and draws.max() == 5
+    counts = torch.bincount(draws, minlength=6)[1:].float()
+    assert (counts / 20_000 - 0.2).abs().max() < 0.02
+    a = sample_negatives(100, (3, 4), generator=torch.Generator().manual_seed(1))
+    b = sample_negatives(100, (3, 4), generator=torch.Generator().manual_seed(1))
+    assert a.shape == (3, 4) and torch.equal(a, b)
+    with pytest.raises(ValueError, match="num_items"):
+        sample_negatives(0, (3,))

@@ -1,0 +1,70 @@
+"""SequentialModel: item embeddings + encoder, encode at lengths-1, one-call training forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hstu_blair.models.hstu import HSTUEncoder
+from hstu_blair.models.item_embedding import ItemEmbedding
+from hstu_blair.models.sasrec import SASRecEncoder
+from hstu_blair.models.sequential import SequentialModel
+
+N_ITEMS, D = 20, 8
+
+
+def make_model(encoder: str, fusion: str = "sum") -> SequentialModel:
+    torch.manual_seed(0)
+    text = torch.randn(N_ITEMS + 1, 12)
+    items = ItemEmbedding(N_ITEMS, D, fusion, None if fusion == "id" else text)
+    if encoder == "hstu":
+        enc = HSTUEncoder(9, D, 2, 2, 4, 4)
+    else:
+        enc = SASRecEncoder(9, D, 2, 2, 16)
+    return SequentialModel(items, enc).eval()
+
+
+def make_batch():
+    ids = torch.tensor([[4, 8, 15, 16], [13, 2, 0, 0]])  # (B, T)
+    timestamps = torch.tensor([[10, 20, 30, 40, 50], [5, 900, 1000, 0, 0]])  # (B, T+1)
+    return ids, timestamps, torch.tensor([4, 2])
+
+
+@pytest.mark.parametrize("encoder", ["hstu", "sasrec"])
+def test_encode_takes_the_last_real_position(encoder):
+    model = make_model(encoder)
+    ids, ts, lengths = make_batch()
+    ids[1, 0] = 3
+    with torch.no_grad():
+        states = model(ids, ts, lengths)  # (B, T, D)
+        query = model.encode(ids, ts, lengths)  # (B, D)
+    torch.testing.assert_close(query[0], states[0, 3])
+    torch.testing.assert_close(query[1], states[1, 1])
+
+
+@pytest.mark.parametrize("fusion", ["id", "sum", "gated"])
+def test_item_vectors_are_unit_and_match_all_items(fusion):
+    model = make_model("hstu", fusion)
+    with torch.no_grad():
+        everything = model.item_vectors()  # (n+1, D)
+        some = model.item_vectors(torch.tensor([[3, 7]]))  # (1, 2, D)
+    assert everything.shape == (N_ITEMS + 1, D)
+    torch.testing.assert_close(everything[1:].norm(dim=-1), torch.ones(N_ITEMS))
+    torch.testing.assert_close(some[0], everything[[3, 7]])
+
+
+def test_forward_with_items_equals_separate_calls():
+    model = make_model("hstu", "gated")
+    ids, ts, lengths = make_batch()
+    negatives = torch.tensor([1, 8, 20, 8])
+    with torch.no_grad():
+        states, id_vectors, neg_vectors = model.forward_with_items(ids, ts, lengths, negatives)
+        torch.testing.assert_close(states, model(ids, ts, lengths))
+        torch.testing.assert_close(id_vectors, model.item_vectors(ids))
+        torch.testing.assert_close(neg_vectors, model.item_vectors(negatives))
+
+
+def test_width_mismatch_raises():
+    items = ItemEmbedding(N_ITEMS, D)
+    with pytest.raises(ValueError, match="width"):
+        SequentialModel(items, HSTUEncoder(9, 2 * D, 1, 1, 4, 4))
