@@ -76,7 +76,8 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation. ``negatives``: ``shared`` (one set of R per batch, fast) or ``per-position``
     (the reference); ``negatives_pool``: ``catalogue`` (uniform over all items, the reference) or ``seen``
-    (only items occurring in training, for cold-start experiments). ``eval_every``: validate every n epochs; ``patience``: early stopping after
+    (only items occurring in training, for cold-start experiments). ``bucket_by_length``: batch users
+    of similar length together (much less padding; the reference draws batches at random). ``eval_every``: validate every n epochs; ``patience``: early stopping after
     n evaluations without improvement of ``monitor`` (0 = never stop early)."""
 
     epochs: int = 100
@@ -88,6 +89,7 @@ class TrainConfig:
     temperature: float = 0.05
     negatives: Literal["shared", "per-position"] = "shared"
     negatives_pool: Literal["catalogue", "seen"] = "catalogue"
+    bucket_by_length: bool = True
     seed: int = 42
     eval_every: int = 1
     patience: int = 10
@@ -249,6 +251,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 REFERENCE_OVERRIDES: tuple[str, ...] = (
     "data.protocol=reference",
     "train.negatives=per-position",
+    "train.bucket_by_length=false",
     "train.patience=0",
     "eval.reference_ranks=true",
     "eval.mask_history=true",

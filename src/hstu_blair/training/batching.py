@@ -94,3 +94,39 @@ def eval_batch(data: SequenceData, users: np.ndarray, positions: np.ndarray, max
         lengths=torch.from_numpy(lengths.astype(np.int64)),
         targets=torch.from_numpy(data.item_seq[flat_target].astype(np.int64)),
     )
+
+
+def epoch_batches(
+    users: np.ndarray,
+    lengths: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator,
+    bucket_by_length: bool = True,
+    bucket_batches: int = 32,
+) -> list[np.ndarray]:
+    """Split an epoch's users into batches.
+
+    Without bucketing: a random permutation cut into consecutive batches (the reference).
+    With bucketing: the permutation is cut into windows of ``bucket_batches`` batches, each window
+    is sorted by sequence length and cut into batches, and the batch order is shuffled. Each user
+    still appears exactly once per epoch, but a batch holds users of similar length, so the padded
+    width T (and the O(T^2) attention cost) shrinks for all but the longest users.
+
+    Args:
+        users: ids of the users to train on this epoch.
+        lengths: (len(users),) effective length of each (e.g. ``min(train_len, max_len + 1)``).
+        batch_size: users per batch.
+        rng: the epoch's generator.
+        bucket_by_length: group users of similar length.
+        bucket_batches: batches per sorting window.
+    """
+    order = rng.permutation(users.size)
+    if not bucket_by_length:
+        return [users[order[i : i + batch_size]] for i in range(0, users.size, batch_size)]
+    window = batch_size * bucket_batches
+    batches = []
+    for start in range(0, users.size, window):
+        chunk = order[start : start + window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(users[chunk[i : i + batch_size]] for i in range(0, chunk.size, batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]

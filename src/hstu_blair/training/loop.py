@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from hstu_blair.errors import ConfigError
 from hstu_blair.evaluation.evaluate import evaluate
 from hstu_blair.models.build import build_model, load_text_for
 from hstu_blair.models.sequential import SequentialModel
-from hstu_blair.training.batching import train_batch
+from hstu_blair.training.batching import epoch_batches, train_batch
 from hstu_blair.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from hstu_blair.training.distributed import (
     DistInfo,
@@ -201,11 +200,18 @@ def train(
 
     for epoch in range(start_epoch, tc.epochs):
         model.train()
-        order = np.random.default_rng([tc.seed, epoch]).permutation(trainable)
-        order = order[dist_info.rank :: dist_info.world_size]
-        n_batches = math.ceil(order.size / tc.batch_size)
+        rng = np.random.default_rng([tc.seed, epoch])
+        mine = trainable[dist_info.rank :: dist_info.world_size]
+        batches = epoch_batches(
+            mine,
+            np.minimum(split.train_len[mine], config.data.max_len + 1),
+            tc.batch_size,
+            rng,
+            tc.bucket_by_length,
+        )
         if tc.max_steps_per_epoch:
-            n_batches = min(n_batches, tc.max_steps_per_epoch)
+            batches = batches[: tc.max_steps_per_epoch]
+        n_batches = len(batches)
         bar = tqdm(
             range(n_batches),
             desc=f"epoch {epoch}",
@@ -216,8 +222,7 @@ def train(
         )
         loss_sum, t0 = 0.0, time.perf_counter()
         for b in bar:
-            users = order[b * tc.batch_size : (b + 1) * tc.batch_size]
-            batch = train_batch(data, users, split.train_len, config.data.max_len).to(device)
+            batch = train_batch(data, batches[b], split.train_len, config.data.max_len).to(device)
             n_pos = int(batch.lengths.sum())
             neg_shape = (R,) if tc.negatives == "shared" else (n_pos, R)
             if neg_pool is None:
