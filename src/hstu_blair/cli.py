@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hstu_blair._version import __version__
 from hstu_blair.errors import HstuBlairError
+from hstu_blair.text.cli_args import add_embed_parser, add_pretrain_parser
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -328,6 +329,8 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_prepare,
     _add_stats,
     _add_download,
+    add_embed_parser,
+    add_pretrain_parser,
     _add_train,
     _add_evaluate,
     _add_reproduce,

@@ -40,14 +40,15 @@ class TextConfig:
     """Item text embeddings fused into item representations (used when ``model.fusion != "id"``).
 
     ``embeddings``: a store file written by ``hstu-blair embed`` (default: the dataset's store for
-    ``encoder``, computed on first use).
+    ``encoder``, computed on first use). ``max_tokens``: truncation (default: the encoder's own limit,
+    512 for BLaIR, 8191 for OpenAI); ``dimensions``: output size of OpenAI models (768 in the paper).
     """
 
     encoder: str = "minilm"
     embeddings: str | None = None
     dimensions: int | None = None
     batch_size: int = 64
-    max_tokens: int = 512
+    max_tokens: int | None = None
 
 
 @dataclass

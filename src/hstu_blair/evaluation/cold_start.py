@@ -117,9 +117,9 @@ def run_cold_start(
     cfg.data.source = None
     cfg.train.negatives_pool = "seen"
     if cfg.model.fusion != "id" and not cfg.text.embeddings:
-        from hstu_blair.models.build import default_embeddings_path
+        from hstu_blair.text.store import default_store_path
 
-        cfg.text.embeddings = str(default_embeddings_path(data.path, cfg.text.encoder))
+        cfg.text.embeddings = str(default_store_path(data.path, cfg.text.encoder))
         if not Path(cfg.text.embeddings).exists():
             from hstu_blair.models.build import load_text_for
 

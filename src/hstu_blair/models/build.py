@@ -54,32 +54,24 @@ def build_model(
     return SequentialModel(items, encoder)
 
 
-def default_embeddings_path(data_path: Path, encoder: str) -> Path:
-    """Where ``hstu-blair embed`` stores a dataset's vectors for ``encoder`` by default."""
-    slug = encoder.replace("/", "__").replace(":", "_")
-    return Path(data_path) / "embeddings" / f"{slug}.safetensors"
-
-
 def load_text_for(config: RunConfig, data: SequenceData) -> torch.Tensor | None:
     """The text matrix a run needs (None for ID-only models); embeds the items first if needed."""
     if config.model.fusion == "id":
         return None
-    from hstu_blair.text.store import load_embeddings
+    from hstu_blair.text.store import default_store_path, load_embeddings
 
-    path = (
-        Path(config.text.embeddings)
-        if config.text.embeddings
-        else default_embeddings_path(data.path, config.text.encoder)
-    )
-    if not path.exists() and not config.text.embeddings:
+    tc = config.text
+    path = Path(tc.embeddings) if tc.embeddings else default_store_path(data.path, tc.encoder)
+    if not path.exists() and not tc.embeddings:
         from hstu_blair.text.embed import embed_dataset
 
         embed_dataset(
             data,
-            config.text.encoder,
+            tc.encoder,
             out=path,
-            batch_size=config.text.batch_size,
-            max_tokens=config.text.max_tokens,
+            batch_size=tc.batch_size,
+            max_tokens=tc.max_tokens,
+            dimensions=tc.dimensions,
         )
     matrix, _ = load_embeddings(path, num_items=data.num_items)
     return matrix

@@ -48,6 +48,14 @@ def manifest_path(path: Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
+def default_store_path(data_path: str | Path, encoder: str) -> Path:
+    """``<dataset>/embeddings/<encoder slug>.safetensors``: where ``embed`` writes by default.
+
+    """
+    slug = encoder.replace("/", "__").replace(":", "_")
+    return Path(data_path) / "embeddings" / f"{slug}.safetensors"
+
+
 def save_embeddings(path: str | Path, vectors: np.ndarray | torch.Tensor, manifest: StoreManifest) -> Path:
     """Write an (num_items + 1, dim) matrix (row 0 = padding) and its manifest, atomically.
 

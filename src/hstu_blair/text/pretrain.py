@@ -1,0 +1,333 @@
+"""``pretrain-text``: BLaIR-style contrastive domain adaptation of a text encoder.
+
+Training pairs are (a user's review or tag text, the text of the item it is about), read from the
+dataset's review table (``SequenceData.reviews()``). The loss is BLaIR's: cosine similarity over
+a temperature (0.05), InfoNCE with in-batch negatives, here symmetric (review -> item and
+item -> review, averaged). In-batch entries that share the positive's item or review text are
+masked out, so duplicates are not pushed apart as negatives.
+
+Leakage: reviews exist for every interaction, test-period ones included. With ``train_only``
+(default) only pairs whose (user, item) interaction lies in the training part of the split are
+used; the pairs removed (held-out interactions, pairs that are no interaction at all) are counted
+in the training record.
+
+A small random part of the pairs is held out; recall@1 of the true item text among the held-out
+items' texts, given the review, is reported before and after training. The result is a
+sentence-transformers folder: ``build_encoder("st:<out>")`` loads it (for a BLaIR/``hf:`` base
+also ``hf:<out>``), and ``pretrain.json`` beside it records the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from hstu_blair._version import __version__
+from hstu_blair.data import schema
+from hstu_blair.data.dataset import REVIEWS, SequenceData
+from hstu_blair.data.manifest import versions, write_json_atomic
+from hstu_blair.errors import DataFormatError
+from hstu_blair.text.encoders import HFEncoder, SentenceTransformerEncoder, build_encoder, pick_device
+
+log = logging.getLogger(__name__)
+
+RECORD = "pretrain.json"
+
+
+# ---- pairs ----------------------------------------------------------------------------------------
+def review_pairs(
+    data: SequenceData, train_only: bool = True, protocol: str = "loo"
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """(review text, item id, item text) pairs of ``data`` and the counts of what was removed.
+
+    Args:
+        data: a prepared dataset with a review/tag table.
+        train_only: keep only pairs whose (user, item) interaction is in the training part of
+            ``protocol``'s split.
+        protocol: the split (``loo`` or ``reference``).
+
+    Returns:
+        (pairs, counts): pairs with columns ``text``, ``item_id``, ``item_text``; counts with
+        ``reviews`` (read), ``unknown_user``, ``item_without_text``, ``held_out_interaction``,
+        ``not_an_interaction`` (removed) and ``pairs`` (kept).
+
+    Raises:
+        DataFormatError: the dataset has no review table.
+    """
+    reviews = data.reviews()
+    if reviews is None or reviews.height == 0:
+        raise DataFormatError(
+            data.path / REVIEWS,
+            "no review/tag texts: prepare the dataset from a source that has them (Amazon reviews, "
+            "MovieLens tags) without --no-reviews",
+        )
+    counts = {"reviews": reviews.height}
+    users = data.sequences.select(schema.RAW_USER, schema.USER_ID)
+    items = data.items.select(pl.col(schema.ITEM_ID), pl.col(schema.TEXT).alias("item_text"))
+    df = reviews.join(users, on=schema.RAW_USER, how="left").join(items, on=schema.ITEM_ID, how="left")
+    counts["unknown_user"] = int(df[schema.USER_ID].null_count())
+    df = df.filter(pl.col(schema.USER_ID).is_not_null())
+    has_text = pl.col("item_text").fill_null("").str.strip_chars() != ""
+    counts["item_without_text"] = int(df.height - df.filter(has_text).height)
+    df = df.filter(has_text)
+    counts["held_out_interaction"] = counts["not_an_interaction"] = 0
+    if train_only:
+        split = data.split(protocol)
+        lengths = data.lengths
+        user = np.repeat(np.arange(lengths.shape[0], dtype=np.int32), lengths)  # (N,)
+        position = np.arange(user.shape[0]) - np.repeat(data.offsets[:-1], lengths)  # (N,)
+        seen = (
+            pl.DataFrame(
+                {
+                    schema.USER_ID: user,
+                    schema.ITEM_ID: data.item_seq,
+                    "in_train": position < split.train_len[user],
+                }
+            )
+            .group_by(schema.USER_ID, schema.ITEM_ID)
+            .agg(pl.col("in_train").any())
+        )
+        df = df.join(seen, on=[schema.USER_ID, schema.ITEM_ID], how="left")
+        counts["not_an_interaction"] = int(df["in_train"].null_count())
+        counts["held_out_interaction"] = int(df["in_train"].not_().sum())  # nulls are not counted
+        df = df.filter(pl.col("in_train"))
+    counts["pairs"] = df.height
+    return df.select(schema.TEXT, schema.ITEM_ID, "item_text"), counts
+
+
+# ---- model -------------------------------------------------------------------------------------------
+def load_trainable(base_encoder: str, device: torch.device, max_tokens: int) -> tuple[Any, int]:
+    """A SentenceTransformer for ``base_encoder`` (any ``build_encoder`` name but ``openai:``).
+
+    Returns:
+        (model, original max_seq_length); the model's max_seq_length is set to ``max_tokens``.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    try:  # sentence-transformers >= 6
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    except ImportError:
+        from sentence_transformers.models import Normalize, Pooling, Transformer
+
+    enc = build_encoder(base_encoder, device=str(device))
+    if isinstance(enc, SentenceTransformerEncoder):
+        model = enc.model
+    elif isinstance(enc, HFEncoder):
+        path = enc.source
+        if not Path(path).is_dir():
+            from huggingface_hub import snapshot_download
+
+            path = snapshot_download(path, local_files_only=True)
+        transformer = Transformer(path, max_seq_length=enc.max_tokens)
+        modules = [transformer, Pooling(enc.dim, pooling_mode=enc.pooling)]
+        if enc.normalize:
+            modules.append(Normalize())
+        model = SentenceTransformer(modules=modules, device=str(device))
+    else:
+        raise ValueError(f"cannot fine-tune encoder {base_encoder!r}: use minilm, blair-*, st: or hf:")
+    original = int(model.max_seq_length or max_tokens)
+    model.max_seq_length = min(max_tokens, original)
+    return model, original
+
+
+def _embed(model: Any, texts: list[str], device: torch.device) -> torch.Tensor:
+    """(B, D) sentence vectors with gradients (when enabled)."""
+    prepare = getattr(model, "preprocess", None) or model.tokenize
+    features = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in prepare(texts).items()}
+    return model(features)["sentence_embedding"]
+
+
+def symmetric_info_nce(
+    reviews: torch.Tensor, items: torch.Tensor, same: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """BLaIR's contrastive loss, both directions averaged.
+
+    Args:
+        reviews: (B, D) review vectors; ``reviews[i]`` belongs with ``items[i]``.
+        items: (B, D) item-text vectors.
+        same: (B, B) bool, True where pair j shares pair i's item or review text; those
+            off-diagonal entries are not used as negatives.
+        temperature: softmax temperature over cosine similarities.
+    """
+    logits = F.normalize(reviews, dim=-1) @ F.normalize(items, dim=-1).T / temperature  # (B, B)
+    eye = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
+    logits = logits.masked_fill(same & ~eye, float("-inf"))
+    target = torch.arange(logits.shape[0], device=logits.device)  # (B,)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+@torch.inference_mode()
+def recall_at_1(
+    model: Any,
+    reviews: list[str],
+    item_ids: np.ndarray,
+    item_text: dict[int, str],
+    device: torch.device,
+    batch_size: int = 64,
+) -> float:
+    """Share of reviews whose most similar item text (among the items of ``item_ids``) is their own."""
+    model.eval()
+    candidates = np.unique(item_ids)  # (C,)
+
+    def embed_all(texts: list[str]) -> torch.Tensor:
+        parts = [
+            _embed(model, texts[i : i + batch_size], device).float() for i in range(0, len(texts), batch_size)
+        ]
+        return F.normalize(torch.cat(parts), dim=-1)  # (N, D)
+
+    queries = embed_all(reviews)  # (Q, D)
+    docs = embed_all([item_text[int(i)] for i in candidates])  # (C, D)
+    best = (queries @ docs.T).argmax(dim=1).cpu().numpy()  # (Q,)
+    return float((candidates[best] == item_ids).mean())
+
+
+# ---- training -------------------------------------------------------------------------------------------
+def pretrain_text(
+    data: SequenceData,
+    base_encoder: str,
+    out: Path,
+    epochs: int = 1,
+    batch_size: int = 32,
+    lr: float = 2e-5,
+    temperature: float = 0.05,
+    max_pairs: int | None = None,
+    seed: int = 0,
+    max_tokens: int = 128,
+    train_only: bool = True,
+    valid_fraction: float = 0.1,
+    max_valid: int = 1000,
+    device: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Fine-tune ``base_encoder`` on (review, item text) pairs of ``data`` with symmetric InfoNCE.
+
+    Args:
+        data: prepared dataset with reviews or tags.
+        base_encoder: ``minilm``, ``blair-base``, ``st:<...>`` or ``hf:<...>``.
+        out: output folder (a sentence-transformers model + ``pretrain.json``).
+        epochs: passes over the training pairs.
+        batch_size: pairs per step (each pair's partner texts are its in-batch negatives).
+        lr: AdamW learning rate (linear warm-up over 10% of the steps, then linear decay).
+        temperature: InfoNCE temperature (BLaIR: 0.05).
+        max_pairs: use at most this many pairs (a seeded random subset).
+        seed: seeds shuffling, the validation hold-out and torch.
+        max_tokens: truncation of both texts during training (the saved model keeps its own limit).
+        train_only: only pairs whose interaction is in the training part of the loo split.
+        valid_fraction, max_valid: size of the held-out pairs for recall@1.
+        device: default a GPU when present.
+        progress: show a progress bar.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        DataFormatError: the dataset has no review table.
+        ValueError: fewer than 4 usable pairs.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    pairs, counts = review_pairs(data, train_only=train_only)
+    order = rng.permutation(pairs.height)
+    if max_pairs is not None and pairs.height > max_pairs:
+        counts["over_max_pairs"] = pairs.height - max_pairs
+        order = order[:max_pairs]
+    if order.shape[0] < 4:
+        raise ValueError(
+            f"{data.path}: only {order.shape[0]} usable review pairs (counts: {counts}); need at least 4"
+        )
+    n_valid = max(2, min(max_valid, int(order.shape[0] * valid_fraction)))
+    texts = pairs[schema.TEXT].to_list()
+    item_ids = pairs[schema.ITEM_ID].to_numpy().astype(np.int64)
+    item_text = dict(zip(item_ids.tolist(), pairs["item_text"].to_list(), strict=True))
+    valid, train = order[:n_valid], order[n_valid:]
+    review_key = np.unique(np.array(texts, dtype=object), return_inverse=True)[
+        1
+    ]  # same review text -> same key
+
+    dev = pick_device(device)
+    model, original_max_len = load_trainable(base_encoder, dev, max_tokens)
+    valid_texts, valid_items = [texts[i] for i in valid], item_ids[valid]
+    before = recall_at_1(model, valid_texts, valid_items, item_text, dev)
+    log.info(
+        "pretrain-text: %d train / %d valid pairs; valid recall@1 before %.4f", len(train), n_valid, before
+    )
+
+    steps_per_epoch = max(1, len(train) // batch_size)
+    total = steps_per_epoch * epochs
+    warmup = max(1, total // 10)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
+    )
+    losses: list[float] = []
+    skipped = max(0, len(train) - steps_per_epoch * batch_size)  # the last partial batch of each epoch
+    with tqdm(total=total, unit="step", desc="pretrain-text", disable=not progress) as bar:
+        for _ in range(epochs):
+            model.train()
+            shuffled = rng.permutation(train)
+            epoch_loss = []
+            for start in range(0, steps_per_epoch * batch_size, batch_size):
+                batch = shuffled[start : start + batch_size]  # (B,) pair indices
+                ids = torch.as_tensor(item_ids[batch], device=dev)  # (B,)
+                keys = torch.as_tensor(review_key[batch], device=dev)  # (B,)
+                same = (ids[:, None] == ids[None, :]) | (keys[:, None] == keys[None, :])  # (B, B)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                    r = _embed(model, [texts[i] for i in batch], dev)  # (B, D)
+                    d = _embed(model, [item_text[int(i)] for i in item_ids[batch]], dev)  # (B, D)
+                loss = symmetric_info_nce(r.float(), d.float(), same, temperature)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                epoch_loss.append(loss.item())
+                bar.update(1)
+                bar.set_postfix(loss=f"{epoch_loss[-1]:.3f}")
+            losses.append(float(np.mean(epoch_loss)) if epoch_loss else float("nan"))
+
+    after = recall_at_1(model, valid_texts, valid_items, item_text, dev)
+    log.info("pretrain-text: valid recall@1 %.4f -> %.4f", before, after)
+    model.max_seq_length = original_max_len
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(str(out))
+    record = {
+        "encoder": f"st:{out}",
+        "base_encoder": base_encoder,
+        "dataset": str(data.path),
+        "dataset_hash": data.data_hash,
+        "train_only": train_only,
+        "counts": {**counts, "train_pairs": len(train), "valid_pairs": n_valid},
+        "pairs_skipped_per_epoch": skipped,
+        "epochs": epochs,
+        "steps": total,
+        "batch_size": batch_size,
+        "lr": lr,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+        "seed": seed,
+        "loss_per_epoch": losses,
+        "valid": {
+            "pairs": n_valid,
+            "candidates": int(np.unique(valid_items).shape[0]),
+            "recall@1_before": before,
+            "recall@1_after": after,
+        },
+        "device": str(dev),
+        "seconds": round(time.perf_counter() - started, 2),
+        "package_version": __version__,
+        "versions": versions(),
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(out / RECORD, record)
+    return out
