@@ -255,6 +255,38 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_cold_start(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cold-start",
+        help="hold out items, train without them, rank them through the text path",
+        description=(
+            "Hold out a random share of items with all their interactions, train CONFIG on the rest "
+            "(negatives drawn from seen items only), then rank each user's first held-out item over the "
+            "whole catalogue. ID-only models cannot rank such items; text-only and fused models can."
+        ),
+    )
+    p.add_argument("config", type=Path)
+    p.add_argument("--share", type=float, default=0.1, help="share of items held out (default 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out item draw")
+    p.add_argument("--work-dir", type=Path, help="where the warm dataset and the run go")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(handler=_cold_start)
+
+
+def _cold_start(args: argparse.Namespace) -> int:
+    from hstu_blair.config import load_config
+    from hstu_blair.evaluation.cold_start import run_cold_start
+
+    result = run_cold_start(load_config(args.config, args.overrides), args.share, args.seed, args.work_dir)
+    _print_metrics(
+        result["cold"],
+        f"cold-start items ({result['cold_items']} held out, {result['cold_targets']} targets):",
+    )
+    _print_metrics(result["warm_test"], "warm test split:")
+    print(f"run directory: {result['run_dir']}")
+    return 0
+
+
 # ---- reproduce / report ------------------------------------------------------------------------
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -333,6 +365,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_pretrain_parser,
     _add_train,
     _add_evaluate,
+    _add_cold_start,
     _add_reproduce,
     _add_report,
 ]
