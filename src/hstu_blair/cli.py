@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hstu_blair._version import __version__
 from hstu_blair.errors import HstuBlairError
+from hstu_blair.serving.cli_args import add_recommend_parser, add_serve_parser
 from hstu_blair.text.cli_args import add_embed_parser, add_pretrain_parser
 
 Handler = Callable[[argparse.Namespace], int]
@@ -366,6 +367,8 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_evaluate,
     _add_cold_start,
+    add_recommend_parser,
+    add_serve_parser,
     _add_reproduce,
     _add_report,
 ]

@@ -212,6 +212,30 @@ class ItemEmbedding(nn.Module):
         # index_select: its backward (index_add) is faster on CPU than advanced indexing's
         return vectors.index_select(0, inverse.reshape(-1)).view(*ids.shape, -1)  # (..., D)
 
+    def add_text_items(self, text_rows: torch.Tensor) -> None:
+        """Grow the catalogue by ``len(text_rows)`` items known only by their text (ids n+1..n+m).
+
+        The rows are appended to the frozen text matrix; fusions with an id table (``sum``,
+        ``gated``) get zero id vectors for the new items, so their vectors come from text alone.
+
+        Raises:
+            ValueError: the fusion has no text path (``id``), or the rows have the wrong width.
+        """
+        if self.text is None:
+            raise ValueError(f"fusion {self.fusion_name!r} has no text path: items cannot be added by text")
+        if text_rows.ndim != 2 or text_rows.shape[1] != self.text.shape[1]:
+            raise ValueError(
+                f"new text rows have shape {tuple(text_rows.shape)}; expected (m, {self.text.shape[1]})"
+            )
+        m = text_rows.shape[0]
+        self.text = torch.cat([self.text, text_rows.to(self.text)])  # (n+1+m, d_text)
+        table = getattr(self.fusion, "ids", None)
+        if isinstance(table, nn.Embedding):
+            zeros = table.weight.new_zeros(m, table.embedding_dim)  # (m, D)
+            table.weight = nn.Parameter(torch.cat([table.weight.data, zeros]), requires_grad=False)
+            table.num_embeddings += m
+        self._num_items += m
+
     def all_items(self) -> torch.Tensor:
         """Raw vectors of every id 0..n, shape (n+1, D); row 0 is the padding vector."""
         device = next(self.fusion.parameters()).device

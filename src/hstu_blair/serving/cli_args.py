@@ -1,0 +1,127 @@
+"""``hstu-blair recommend`` and ``hstu-blair serve``: argument parsers and handlers.
+
+``cli.py`` registers them with ``add_recommend_parser(sub)`` / ``add_serve_parser(sub)``; each
+handler takes the parsed ``args`` and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hstu_blair.serving.index import INDEXES
+
+
+def add_recommend_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``recommend RUN_DIR --user ID | --history IDS | --similar ID``."""
+    p = sub.add_parser(
+        "recommend",
+        help="print recommendations of a trained run for a user or a history",
+        description=(
+            "Load a run directory and print the top-k items (raw ids, titles, scores) for a user of the "
+            "training data (their full history), for a comma-separated history of raw item ids (oldest "
+            "first; the most recent data.max_len are encoded), or the items most similar to one item."
+        ),
+    )
+    p.add_argument("run_dir", type=Path, help="run directory written by `hstu-blair train`")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--user", help="raw user id of the training data")
+    what.add_argument("--history", help='comma-separated raw item ids, oldest first, e.g. "1,50,260"')
+    what.add_argument("--similar", metavar="ITEM_ID", help="items whose vectors are closest to this item's")
+    p.add_argument("--k", "-k", type=int, default=10, help="number of items (default 10)")
+    p.add_argument("--include-seen", action="store_true", help="allow items of the history in the list")
+    p.add_argument(
+        "--skip-unknown", action="store_true", help="leave unknown history ids out instead of failing"
+    )
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=run_recommend)
+    return p
+
+
+def run_recommend(args: argparse.Namespace) -> int:
+    """Handler of ``recommend``: print a table (or JSON) of recommendations; returns 0.
+
+    Raises:
+        UnknownIdError: an unknown user or item id (the CLI prints it and exits 2).
+    """
+    from hstu_blair.serving.recommender import Recommender, ServingError
+
+    if args.k < 1:
+        raise ServingError(f"--k must be at least 1, got {args.k}")
+    rec = Recommender.load(args.run_dir, args.checkpoint, args.device)
+    if args.user is not None:
+        result = rec.recommend_user(args.user, args.k, exclude_seen=not args.include_seen)
+    elif args.similar is not None:
+        result = rec.similar_items(args.similar, args.k)
+    else:
+        history = [h.strip() for h in args.history.split(",") if h.strip()]
+        result = rec.recommend(
+            history, args.k, exclude_seen=not args.include_seen, skip_unknown=args.skip_unknown
+        )
+    if args.json:
+        items = [{"item_id": r.item_id, "score": r.score, "title": r.title} for r in result]
+        print(json.dumps({"items": items, "skipped": result.skipped}, ensure_ascii=False, indent=2))
+        return 0
+    width = max([len(r.item_id) for r in result] + [7])
+    print(f"{'rank':>4}  {'score':>7}  {'item_id':<{width}}  title")
+    for rank, r in enumerate(result, start=1):
+        print(f"{rank:>4}  {r.score:>7.4f}  {r.item_id:<{width}}  {r.title}")
+    if result.skipped:
+        print(f"skipped unknown ids: {', '.join(result.skipped)}")
+    return 0
+
+
+def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``serve RUN_DIR [--host] [--port] ...``."""
+    p = sub.add_parser(
+        "serve",
+        help="serve a trained run over HTTP (JSON API, web page, metrics)",
+        description=(
+            "Serve recommendations of a run directory: POST /recommend, POST /recommend/batch, "
+            "GET/POST /items, GET /similar, GET /healthz, GET /metrics (Prometheus), API docs at /docs "
+            "and a web page at /. Binds 127.0.0.1 unless --host says otherwise (no authentication)."
+        ),
+    )
+    p.add_argument("run_dir", type=Path, help="run directory written by `hstu-blair train`")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument(
+        "--index",
+        choices=list(INDEXES),
+        default="exact",
+        help="top-k search: exact (default) or FAISS for large catalogues (faiss = faiss-ivf)",
+    )
+    p.add_argument("--max-k", type=int, default=1000, help="largest k accepted (default 1000)")
+    p.add_argument(
+        "--batch-window-ms", type=float, default=2.0, help="wait for concurrent requests to batch (default 2)"
+    )
+    p.add_argument("--max-batch", type=int, default=64, help="most requests per model call (1 = no batching)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(handler=run_serve)
+    return p
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Handler of ``serve``: runs the server until interrupted; returns 0."""
+    from hstu_blair.serving.app import serve_main
+
+    serve_main(
+        args.run_dir,
+        host=args.host,
+        port=args.port,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        index=args.index,
+        max_k=args.max_k,
+        batch_window_ms=args.batch_window_ms,
+        max_batch=args.max_batch,
+        log_level=args.log_level,
+        threads=args.threads,
+    )
+    return 0

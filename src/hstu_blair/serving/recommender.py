@@ -1,0 +1,527 @@
+"""``Recommender``: a trained run behind an API of raw ids (no HTTP in here).
+
+    rec = Recommender.load("runs/ml-hstu")
+    rec.recommend(["1", "50", "260"], k=10)      # -> [Recommendation(item_id, score, title), ...]
+    rec.recommend_user("42")                     # the user's full known history
+    rec.add_item("new-1", text="...", title="")  # cold start through the text path
+
+Ids that cross this API are the dataset's raw ids; the model's item indices stay inside. A query
+is prepared (ids mapped, history truncated to the most recent ``data.max_len`` items, timestamps
+laid out as in training: column ``L`` holds the query time) and then answered in a batch: one
+encoder call for all queries of a batch, then one top-k search over the item vectors.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+
+from hstu_blair.data import schema
+from hstu_blair.errors import HstuBlairError
+from hstu_blair.models.item_embedding import ItemEmbedding
+from hstu_blair.serving.index import ItemIndex, build_index, index_recall
+from hstu_blair.training.run_dir import TrainedRun, load_run
+
+TIME_LIMIT = 2**40
+"""Timestamps (seconds) must lie in [-TIME_LIMIT, TIME_LIMIT] so time differences cannot overflow."""
+MAX_NAMED = 20
+"""Unknown ids named in an error message (the rest are counted)."""
+
+
+class ServingError(HstuBlairError, ValueError):
+    """A query or an item the recommender cannot serve (empty history, bad timestamps, ...)."""
+
+
+class UnknownIdError(ServingError, LookupError):
+    """Raw ids that are not in the catalogue (``kind="item"``) or the user table (``kind="user"``)."""
+
+    def __init__(self, kind: Literal["item", "user"], ids: Sequence[str]) -> None:
+        self.kind = kind
+        self.ids = list(ids)
+        shown = ", ".join(repr(_clip(i)) for i in self.ids[:MAX_NAMED])
+        more = f" and {len(self.ids) - MAX_NAMED} more" if len(self.ids) > MAX_NAMED else ""
+        super().__init__(f"unknown {kind} id{'s' if len(self.ids) > 1 else ''}: {shown}{more}")
+
+
+def _clip(text: str, width: int = 80) -> str:
+    return text if len(text) <= width else text[:width] + "..."
+
+
+class TextEncoderLike(Protocol):
+    """What ``add_item`` needs: ``hstu_blair.text.encoders.build_encoder(name)`` returns one."""
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended item: raw id, score (cosine of query and item vector), title."""
+
+    item_id: str
+    score: float
+    title: str
+
+
+class Recommendations(list):
+    """A best-first ``list[Recommendation]``; ``skipped`` holds the unknown history ids that
+    ``skip_unknown=True`` left out (in input order)."""
+
+    def __init__(self, items: Sequence[Recommendation] = (), skipped: Sequence[str] = ()) -> None:
+        super().__init__(items)
+        self.skipped: list[str] = list(skipped)
+
+
+@dataclass(frozen=True)
+class Query:
+    """One recommendation request: a ``history`` of raw item ids (oldest first) or a known ``user_id``.
+
+    ``timestamps``: seconds, one per history item (default: 1 s apart, ending now).
+    ``query_time``: when the recommendation is for (default: the last history timestamp).
+    ``skip_unknown``: leave unknown history ids out instead of raising ``UnknownIdError``.
+    """
+
+    history: Sequence[str] | None = None
+    user_id: str | None = None
+    timestamps: Sequence[int] | None = None
+    query_time: int | None = None
+    k: int = 10
+    exclude_seen: bool = True
+    skip_unknown: bool = False
+
+
+@dataclass(frozen=True)
+class PreparedQuery:
+    """A validated query in item indices, ready for a batch (see :meth:`Recommender.prepare`)."""
+
+    ids: np.ndarray  # (L,) int64 item indices, oldest first, L <= max_len
+    times: np.ndarray  # (L+1,) int64 seconds; times[L] = query time
+    exclude: np.ndarray  # (E,) int64 indices never recommended (the seen items, or none)
+    k: int
+    skipped: tuple[str, ...] = ()
+
+
+def append_text_items(items: ItemEmbedding, text_rows: torch.Tensor) -> None:
+    """``items.add_text_items`` with serving errors (an ID-only run cannot add items)."""
+    if items.text is None:
+        raise _id_only_error(items.fusion_name)
+    try:
+        items.add_text_items(text_rows)
+    except ValueError as exc:
+        raise ServingError(f"{exc}: use the encoder the run was trained with") from None
+
+
+def _id_only_error(fusion: str) -> ServingError:
+    return ServingError(
+        f"this run's model uses fusion {fusion!r} (ID-only): it has no text path, so items cannot "
+        "be added at run time; train with model.fusion = text, sum or gated"
+    )
+
+
+def _build_text_encoder(run: TrainedRun, device: str) -> TextEncoderLike:
+    """The encoder that made the run's text matrix: rebuilt from the store's fingerprint when the
+    store records one, else built from ``text.encoder`` as training would have."""
+    from hstu_blair.text.store import default_store_path, load_embeddings
+
+    text = run.config.text  # the store is found as models.build.load_text_for finds it
+    path = Path(text.embeddings) if text.embeddings else default_store_path(run.data.path, text.encoder)
+    if path.exists() and load_embeddings(path)[1].extra.get("fingerprint"):
+        from hstu_blair.text.embed import encoder_for_store
+
+        return encoder_for_store(path, device=device)
+    from hstu_blair.text.encoders import build_encoder
+
+    return build_encoder(text.encoder, max_tokens=text.max_tokens, dimensions=text.dimensions, device=device)
+
+
+class Recommender:
+    """Recommendations from a trained run, in raw ids.
+
+    Args:
+        run: a loaded run (see :func:`hstu_blair.training.run_dir.load_run`).
+        encoder: text encoder for :meth:`add_item` (default: built from the run's ``text.encoder``
+            on first use).
+        index: ``exact`` (brute force, default) or a FAISS index for large catalogues
+            (``faiss`` = ``faiss-ivf``, ``faiss-hnsw``).
+    """
+
+    def __init__(self, run: TrainedRun, encoder: TextEncoderLike | None = None, index: str = "exact") -> None:
+        self.run = run
+        self.model = run.model.eval()
+        self.max_len = run.config.data.max_len
+        self.device = next(self.model.parameters()).device
+        self.index_name = index
+        self._encoder = encoder
+        self._lock = threading.RLock()
+        self.model_calls = 0
+        """Encoder forward passes so far (one per batch); the HTTP layer reports it."""
+        items = run.data.items
+        self._raw_ids: list[str] = ["", *items[schema.RAW_ID].to_list()]  # index 0 = padding
+        self._titles: list[str] = ["", *items[schema.TITLE].to_list()]
+        self._texts: list[str] = ["", *items[schema.TEXT].to_list()]
+        self._index_of: dict[str, int] = {raw: i for i, raw in enumerate(self._raw_ids) if i}
+        self._lower_titles = [t.lower() for t in self._titles]
+        with torch.inference_mode():
+            self._vectors = self.model.item_vectors().float()  # (N+1, D)
+        self._index: ItemIndex = build_index(index, self._vectors)
+
+    @classmethod
+    def load(
+        cls,
+        run_dir: str | Path,
+        checkpoint: Literal["best", "last"] = "best",
+        device: str = "cpu",
+        encoder: TextEncoderLike | None = None,
+        index: str = "exact",
+    ) -> Recommender:
+        """Load a run directory written by ``train``.
+
+        Args:
+            run_dir: the run directory.
+            checkpoint: ``best`` or ``last``.
+            device: ``cpu``, ``cuda``, ``cuda:1``, ... or ``auto``.
+            encoder: text encoder for :meth:`add_item` (default: the run's, built on first use).
+            index: ``exact``, ``faiss`` (IVF), ``faiss-ivf`` or ``faiss-hnsw``.
+
+        Raises:
+            ConfigError: not a run directory, or no checkpoint.
+        """
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return cls(load_run(run_dir, checkpoint, device), encoder=encoder, index=index)
+
+    # ---- catalogue ---------------------------------------------------------------------------
+    @property
+    def num_items(self) -> int:
+        """Items that can be recommended (the trained catalogue plus added items)."""
+        return len(self._raw_ids) - 1
+
+    @property
+    def fusion(self) -> str:
+        return self.model.items.fusion_name
+
+    @property
+    def can_add_items(self) -> bool:
+        """Whether :meth:`add_item` works (the model has a text path: fusion text, sum or gated)."""
+        return self.model.items.text is not None
+
+    def has_item(self, raw_id: str) -> bool:
+        return str(raw_id) in self._index_of
+
+    def item(self, raw_id: str) -> dict[str, str]:
+        """``{"item_id", "title", "text"}`` of an item.
+
+        Raises:
+            UnknownIdError: not in the catalogue.
+        """
+        idx = self._item_indices([raw_id], skip_unknown=False)[0][0]
+        return {"item_id": self._raw_ids[idx], "title": self._titles[idx], "text": self._texts[idx]}
+
+    def search_items(self, query: str, limit: int = 20) -> list[dict[str, str]]:
+        """Items whose title or raw id contains ``query`` (case-insensitive), title prefix matches
+        first, then catalogue order; each ``{"item_id", "title"}``."""
+        q = query.strip().lower()
+        prefix, inside = [], []
+        for i in range(1, len(self._raw_ids)):
+            title = self._lower_titles[i]
+            if title.startswith(q) or self._raw_ids[i].lower() == q:
+                prefix.append(i)
+            elif q in title or q in self._raw_ids[i].lower():
+                inside.append(i)
+            if len(prefix) >= limit:
+                break
+        return [{"item_id": self._raw_ids[i], "title": self._titles[i]} for i in (prefix + inside)[:limit]]
+
+    def _item_indices(
+        self, raw_ids: Sequence[str], skip_unknown: bool
+    ) -> tuple[list[int], list[int], list[str]]:
+        """Indices of the known raw ids, their positions in ``raw_ids``, and the unknown raw ids
+        (raises unless ``skip_unknown``)."""
+        known, positions, unknown = [], [], []
+        for pos, raw in enumerate(raw_ids):
+            idx = self._index_of.get(str(raw))
+            if idx is None:
+                unknown.append(str(raw))
+            else:
+                known.append(idx)
+                positions.append(pos)
+        if unknown and not skip_unknown:
+            raise UnknownIdError("item", unknown)
+        return known, positions, unknown
+
+    # ---- queries -----------------------------------------------------------------------------
+    def prepare(self, query: Query) -> PreparedQuery:
+        """Validate ``query`` and turn it into item indices (cheap; no model call).
+
+        Raises:
+            UnknownIdError: unknown item ids (unless ``skip_unknown``) or an unknown user id.
+            ServingError: neither or both of history and user_id, an empty history, timestamps of
+                the wrong length or range, or ``k < 1``.
+        """
+        if (query.history is None) == (query.user_id is None):
+            raise ServingError("give exactly one of history (raw item ids) or user_id")
+        if isinstance(query.k, bool) or not isinstance(query.k, int) or query.k < 1:
+            raise ServingError(f"k must be a positive integer, got {query.k!r}")
+        skipped: list[str] = []
+        if query.user_id is not None:
+            user = self._user(query.user_id)
+            ids = self.run.data.user_items(user).astype(np.int64)  # (L,)
+            times = self.run.data.user_times(user).astype(np.int64)  # (L,)
+        else:
+            if isinstance(query.history, str):
+                raise ServingError("history must be a list of raw item ids, not one string")
+            history = list(query.history)
+            known, positions, skipped = self._item_indices(history, query.skip_unknown)
+            ids = np.asarray(known, dtype=np.int64)  # (L,)
+            times = self._history_times(len(history), query.timestamps, positions)  # (L,)
+        if ids.size == 0:
+            what = "all its item ids are unknown" if skipped else "it is empty"
+            raise ServingError(f"cannot recommend from this history: {what}")
+        query_time = (
+            int(times[-1]) if query.query_time is None else _check_time(query.query_time, "query_time")
+        )
+        exclude = np.unique(ids) if query.exclude_seen else np.zeros(0, dtype=np.int64)
+        ids, times = ids[-self.max_len :], times[-self.max_len :]  # the most recent L_max items
+        return PreparedQuery(ids, np.append(times, query_time), exclude, query.k, tuple(skipped))
+
+    def _user(self, raw_user_id: str) -> int:
+        try:
+            return self.run.data.user_id(str(raw_user_id))
+        except KeyError:
+            raise UnknownIdError("user", [str(raw_user_id)]) from None
+
+    def _history_times(self, n: int, timestamps: Sequence[int] | None, kept: list[int]) -> np.ndarray:
+        """Times of the kept history positions: the given ones, or 1 s apart ending now."""
+        if timestamps is None:
+            now = int(time.time())
+            return now - np.arange(len(kept) - 1, -1, -1, dtype=np.int64)
+        if isinstance(timestamps, (str, bytes)) or len(timestamps) != n:
+            raise ServingError(f"got {len(timestamps)} timestamps for {n} history items")
+        checked = [_check_time(t, f"timestamps[{i}]") for i, t in enumerate(timestamps)]
+        return np.asarray(checked, dtype=np.int64)[kept]
+
+    def recommend(
+        self,
+        history: Sequence[str],
+        k: int = 10,
+        exclude_seen: bool = True,
+        timestamps: Sequence[int] | None = None,
+        query_time: int | None = None,
+        skip_unknown: bool = False,
+    ) -> Recommendations:
+        """The ``k`` best items after a history of raw item ids (oldest first).
+
+        Args:
+            history: raw item ids; only the most recent ``data.max_len`` are encoded.
+            k: list length (fewer when the catalogue runs out).
+            exclude_seen: never recommend an item of the history (the whole history, not only
+                the encoded part).
+            timestamps: seconds, one per history item (default: 1 s apart, ending now).
+            query_time: when the recommendation is for (default: the last history timestamp).
+            skip_unknown: leave unknown ids out (listed in ``result.skipped``) instead of raising.
+
+        Raises:
+            UnknownIdError: unknown ids (unless ``skip_unknown``); ServingError: see :meth:`prepare`.
+        """
+        query = Query(history, None, timestamps, query_time, k, exclude_seen, skip_unknown)
+        return self.recommend_batch([query])[0]
+
+    def recommend_user(self, raw_user_id: str, k: int = 10, exclude_seen: bool = True) -> Recommendations:
+        """The ``k`` best items for a user of the training data, from their full known history
+        (query time = their last interaction).
+
+        Raises:
+            UnknownIdError: the user is not in the dataset.
+        """
+        return self.recommend_batch([Query(user_id=str(raw_user_id), k=k, exclude_seen=exclude_seen)])[0]
+
+    def recommend_batch(
+        self,
+        queries: Sequence[Query | PreparedQuery | Sequence[str]] = (),
+        users: Sequence[str] = (),
+        k: int = 10,
+        exclude_seen: bool = True,
+        skip_unknown: bool = False,
+    ) -> list[Recommendations]:
+        """Answer many queries with one encoder call and one top-k search.
+
+        Args:
+            queries: each a ``Query``, a ``PreparedQuery`` or a plain history (list of raw ids);
+                ``Query`` objects carry their own k / exclude_seen / skip_unknown.
+            users: raw user ids, answered after ``queries`` (as :meth:`recommend_user`).
+            k, exclude_seen, skip_unknown: for plain histories and ``users``.
+
+        Returns:
+            One :class:`Recommendations` per query, in order (queries, then users).
+        """
+        everything = [*queries, *(Query(user_id=str(u), k=k, exclude_seen=exclude_seen) for u in users)]
+        prepared = [self._prepare_any(q, k, exclude_seen, skip_unknown) for q in everything]
+        if not prepared:
+            return []
+        ids, times, lengths, exclude = self._collate(prepared)
+        with self._lock, torch.inference_mode():
+            self.model_calls += 1
+            queries_vec = self.model.encode(ids, times, lengths).float()  # (B, D)
+            values, indices = self._index.search(queries_vec, max(p.k for p in prepared), exclude)  # (B, k)
+        return [
+            self._results(v, i, p.k, p.skipped)
+            for v, i, p in zip(values.tolist(), indices.tolist(), prepared)
+        ]
+
+    def _prepare_any(
+        self, q: Query | PreparedQuery | Sequence[str], k: int, exclude_seen: bool, skip_unknown: bool
+    ) -> PreparedQuery:
+        if isinstance(q, PreparedQuery):
+            return q
+        if not isinstance(q, Query):
+            q = Query(history=q, k=k, exclude_seen=exclude_seen, skip_unknown=skip_unknown)
+        return self.prepare(q)
+
+    def encode(self, queries: Sequence[Query | PreparedQuery | Sequence[str]]) -> torch.Tensor:
+        """(B, D) L2-normalised query vectors of histories or queries (what items are scored against)."""
+        prepared = [self._prepare_any(q, 1, False, False) for q in queries]
+        ids, times, lengths, _ = self._collate(prepared)
+        with self._lock, torch.inference_mode():
+            self.model_calls += 1
+            return self.model.encode(ids, times, lengths).float()  # (B, D)
+
+    def index_recall(self, queries: Sequence[Query | PreparedQuery | Sequence[str]], k: int = 10) -> float:
+        """Recall@k of this recommender's index against exact search on ``queries`` (1.0 for ``exact``):
+        the mean fraction of each exact top-k that the index returns (no exclusions)."""
+        with self._lock:
+            return index_recall(self._index, self._vectors, self.encode(queries), k)
+
+    def _collate(self, prepared: list[PreparedQuery]) -> tuple[torch.Tensor, ...]:
+        """Right-padded tensors of a batch (layout of ``training/batching.py``)."""
+        B = len(prepared)
+        T = max(p.ids.size for p in prepared)
+        W = max(1, max(p.exclude.size for p in prepared))
+        ids = np.zeros((B, T), np.int64)
+        times = np.zeros((B, T + 1), np.int64)  # times[b, L_b] = query time
+        exclude = np.zeros((B, W), np.int64)  # 0 = nothing
+        for b, p in enumerate(prepared):
+            ids[b, : p.ids.size] = p.ids
+            times[b, : p.times.size] = p.times
+            exclude[b, : p.exclude.size] = p.exclude
+        lengths = np.array([p.ids.size for p in prepared], np.int64)  # (B,)
+        return tuple(torch.from_numpy(a).to(self.device) for a in (ids, times, lengths, exclude))
+
+    def _results(
+        self, values: list[float], indices: list[int], k: int, skipped: Sequence[str]
+    ) -> Recommendations:
+        items = [
+            Recommendation(self._raw_ids[i], float(v), self._titles[i])
+            for v, i in zip(values[:k], indices[:k])
+            if i != 0
+        ]
+        return Recommendations(items, skipped)
+
+    def similar_items(self, raw_id: str, k: int = 10) -> Recommendations:
+        """The ``k`` items whose vectors have the highest cosine with ``raw_id``'s (itself excluded).
+
+        Raises:
+            UnknownIdError: not in the catalogue.
+        """
+        idx = self._item_indices([raw_id], skip_unknown=False)[0][0]
+        with self._lock:
+            query = self._vectors[idx : idx + 1]  # (1, D)
+            exclude = torch.tensor([[idx]], device=self._vectors.device)  # (1, 1)
+            values, indices = self._index.search(query, k, exclude)  # (1, k)
+        return self._results(values[0].tolist(), indices[0].tolist(), k, ())
+
+    # ---- cold start ----------------------------------------------------------------------------
+    def add_item(self, raw_id: str, text: str, title: str = "") -> dict[str, str]:
+        """Add an item at run time; it is recommendable (and usable in histories) at once.
+
+        The text is embedded with the run's text encoder and goes through the model's text path
+        (for ``sum`` and ``gated`` fusions the new item's id vector is zero).
+
+        Returns:
+            The new item as :meth:`item` gives it.
+
+        Raises:
+            ServingError: the run is ID-only (fusion ``id``), the id exists, or the text is empty.
+        """
+        self.add_items([raw_id], [text], [title])
+        return self.item(raw_id)
+
+    def add_items(
+        self, raw_ids: Sequence[str], texts: Sequence[str], titles: Sequence[str] | None = None
+    ) -> None:
+        """Add several items at once (one encoder call); see :meth:`add_item`."""
+        titles = list(titles) if titles is not None else [""] * len(raw_ids)
+        if not len(raw_ids) == len(texts) == len(titles):
+            raise ServingError(f"got {len(raw_ids)} ids, {len(texts)} texts and {len(titles)} titles")
+        if not self.can_add_items:
+            raise _id_only_error(self.fusion)
+        raw_ids = [str(r) for r in raw_ids]
+        self._check_new_ids(raw_ids)
+        if not all(isinstance(t, str) and t.strip() for t in texts):
+            raise ServingError("every new item needs a non-empty text")
+        rows = self._embed(list(texts))  # (m, d_text), slow: outside the lock
+        with self._lock, torch.inference_mode():
+            self._check_new_ids(raw_ids)  # again: another thread may have added them meanwhile
+            first = len(self._raw_ids)
+            append_text_items(self.model.items, rows.to(self.device))
+            new = torch.arange(first, first + len(raw_ids), device=self.device)  # (m,)
+            vectors = self.model.item_vectors(new).float()  # (m, D)
+            self._vectors = torch.cat([self._vectors, vectors])
+            self._index.add(vectors)
+            for offset, (raw, text, title) in enumerate(zip(raw_ids, texts, titles)):
+                self._index_of[raw] = first + offset
+                self._raw_ids.append(raw)
+                self._texts.append(text)
+                self._titles.append(title or raw)
+                self._lower_titles.append((title or raw).lower())
+
+    def _check_new_ids(self, raw_ids: list[str]) -> None:
+        taken = [r for r in raw_ids if r in self._index_of]
+        if taken or len(set(raw_ids)) != len(raw_ids) or not all(r.strip() for r in raw_ids):
+            raise ServingError(
+                f"item ids must be new, distinct and non-empty; already in the catalogue: {taken}"
+            )
+
+    def _embed(self, texts: list[str]) -> torch.Tensor:
+        if self._encoder is None:
+            self._encoder = _build_text_encoder(self.run, str(self.device))
+        rows = np.asarray(self._encoder.encode(texts, batch_size=32), dtype=np.float32)
+        return torch.from_numpy(rows)  # (m, d_text)
+
+    def item_vectors(self, raw_ids: Sequence[str]) -> torch.Tensor:
+        """(m, D) L2-normalised vectors of items (what recommendations are scored against).
+
+        Raises:
+            UnknownIdError: ids not in the catalogue.
+        """
+        known = self._item_indices(raw_ids, skip_unknown=False)[0]
+        return self._vectors[torch.tensor(known, dtype=torch.long, device=self._vectors.device)].clone()
+
+    def describe(self) -> dict[str, Any]:
+        """What is being served: run, model, fusion, catalogue size, index."""
+        cfg = self.run.config
+        return {
+            "run_dir": str(self.run.run_dir),
+            "checkpoint": self.run.checkpoint,
+            "model": cfg.model.name,
+            "fusion": self.fusion,
+            "dataset": self.run.data.name,
+            "num_items": self.num_items,
+            "num_users": self.run.data.num_users,
+            "max_len": self.max_len,
+            "index": self.index_name,
+            "can_add_items": self.can_add_items,
+        }
+
+
+def _check_time(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ServingError(f"{name} must be an integer number of seconds, got {value!r}")
+    if not -TIME_LIMIT <= int(value) <= TIME_LIMIT:
+        raise ServingError(f"{name}={value} is outside [-2**40, 2**40] seconds")
+    return int(value)
