@@ -68,3 +68,43 @@ def test_width_mismatch_raises():
     items = ItemEmbedding(N_ITEMS, D)
     with pytest.raises(ValueError, match="width"):
         SequentialModel(items, HSTUEncoder(9, 2 * D, 1, 1, 4, 4))
+
+
+def test_length_groups_partition_rows_by_powers_of_two():
+    from hstu_blair.models.sequential import length_groups
+
+    lengths = torch.tensor([1, 30, 8, 9, 17, 3])
+    groups = length_groups(lengths, min_width=8)
+    assert [(sorted(rows.tolist()), width) for rows, width in groups] == [
+        ([0, 2, 5], 8),
+        ([3], 9),
+        ([1, 4], 30),
+    ]
+    assert sorted(torch.cat([rows for rows, _ in groups]).tolist()) == list(range(6))
+
+
+@pytest.mark.parametrize("encoder", ["hstu", "sasrec"])
+def test_grouped_encoding_equals_one_encoder_call(encoder):
+    torch.manual_seed(0)
+    items = ItemEmbedding(N_ITEMS, D, "sum", torch.randn(N_ITEMS + 1, 12))
+    if encoder == "hstu":
+        enc = HSTUEncoder(20, D, 2, 2, 4, 4)
+    else:
+        enc = SASRecEncoder(20, D, 2, 2, 16)
+    model = SequentialModel(items, enc).eval()
+    lengths = torch.tensor([2, 12, 9, 5, 17])  # three groups: <= 8, 9..16, 17
+    T = int(lengths.max())
+    ids = torch.randint(1, N_ITEMS + 1, (5, T)) * (torch.arange(T)[None] < lengths[:, None])  # (B, T)
+    ts = torch.cumsum(torch.randint(1, 10**6, (5, T + 1)), dim=1)  # (B, T+1)
+
+    grads = []
+    for run in (lambda: model(ids, ts, lengths), lambda: model.encoder(model.items(ids), ids, ts, lengths)):
+        model.zero_grad()
+        states = run()  # (B, T, D)
+        (states * torch.linspace(-1, 1, D)).sum().backward()
+        grads.append((states.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (grouped, g1), (single, g2) = grads
+    torch.testing.assert_close(grouped, single)
+    assert len(g1) == len(g2)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b)

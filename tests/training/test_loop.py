@@ -24,7 +24,14 @@ def _train(tiny_dataset, tmp_path, name="run", resume=False, **extra):
 def test_run_directory_contents(tiny_dataset, tmp_path):
     result = _train(tiny_dataset, tmp_path)
     run = result.run_dir
-    for name in ("config.toml", "run.json", "history.json", "final_metrics.json", "checkpoints/last.pt", "checkpoints/best.pt"):
+    for name in (
+        "config.toml",
+        "run.json",
+        "history.json",
+        "final_metrics.json",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+    ):
         assert (run / name).exists(), name
     assert any((run / "tb").iterdir())
     info = json.loads((run / "run.json").read_text())
@@ -41,7 +48,9 @@ def test_run_directory_contents(tiny_dataset, tmp_path):
 
 def test_learns_the_synthetic_order(tiny_dataset, tmp_path):
     result = _train(
-        tiny_dataset, tmp_path, **{"train.epochs": 30, "train.lr": 5e-3, "model.dropout": 0.0, "model.input_dropout": 0.0}
+        tiny_dataset,
+        tmp_path,
+        **{"train.epochs": 30, "train.lr": 5e-3, "model.dropout": 0.0, "model.input_dropout": 0.0},
     )
     # 40 items: a random ranking has hr@10 = 0.25; the cycle structure is learnable
     assert result.metrics["hr@10"] > 0.5
@@ -94,8 +103,19 @@ def test_early_stopping(tiny_dataset, tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_two_gloo_processes(tiny_dataset, tmp_path):
-    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
-            "-m", "hstu_blair.cli", "train", "--no-progress", "--run-dir", str(tmp_path / "ddp")]
+    args = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29531",
+        "-m",
+        "hstu_blair.cli",
+        "train",
+        "--no-progress",
+        "--run-dir",
+        str(tmp_path / "ddp"),
+    ]
     for item in tiny_overrides(tiny_dataset, tmp_path, **{"train.device": "cpu"}):
         args += ["--set", item]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

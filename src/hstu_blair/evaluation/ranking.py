@@ -73,8 +73,8 @@ def _count_vs_target(scores: torch.Tensor, target_score: torch.Tensor) -> tuple[
     rows = max(1, _CHUNK_ELEMENTS // scores.shape[1])
     greater, equal = [], []
     for chunk, target in zip(scores.split(rows), target_score.split(rows)):  # (rows, X), (rows, 1)
-        greater.append((chunk > target).sum(dim=1))
-        equal.append((chunk == target).sum(dim=1))
+        greater.append((chunk > target).sum(dim=1, dtype=torch.int32))
+        equal.append((chunk == target).sum(dim=1, dtype=torch.int32))
     return torch.cat(greater), torch.cat(equal)
 
 

@@ -76,7 +76,7 @@ def sampled_softmax_loss(
         scalar mean loss over the P positions.
     """
     pos_logits = (query * pos_vectors).sum(-1) / temperature  # (P,)
-    neg_logits = torch.einsum("pd,prd->pr", query, neg_vectors) / temperature  # (P, R)
+    neg_logits = torch.bmm(neg_vectors, query[:, :, None])[:, :, 0] / temperature  # (P, R) no (P, D, R) copy
     neg_logits = neg_logits.masked_fill(neg_ids == pos_ids[:, None], COLLISION_LOGIT)  # (P, R)
     return _softmax_loss(pos_logits, neg_logits)
 

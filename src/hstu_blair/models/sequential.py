@@ -2,6 +2,11 @@
 
 Queries (encoder states) and items are L2-normalised, so scores are cosines (SPEC §2.6); the
 temperature lives in the loss only.
+
+The encoder runs on groups of rows of similar length, each trimmed to its longest row
+(``length_groups``): the encoders' outputs at real positions do not depend on the padded width, so
+this equals one call on the whole batch, but skips most of the padding of a batch with skewed lengths
+(Amazon 5-core: mean 8.6 items, batches padded to 50; about 3x faster training and evaluation on CPU).
 """
 
 from __future__ import annotations
@@ -15,6 +20,34 @@ from torch import nn
 from hstu_blair.models.item_embedding import ItemEmbedding
 
 ITEM_EPS = 1e-6  # clamp of the item-vector norm (reference l2_norm_eps)
+MIN_GROUP_WIDTH = 8  # rows of length <= 8 form one group; longer rows are grouped by powers of two
+
+
+def length_groups(lengths: torch.Tensor, min_width: int = MIN_GROUP_WIDTH) -> list[tuple[torch.Tensor, int]]:
+    """Rows grouped by length, as ``(row indices, width)`` with width = the group's longest row.
+
+    Groups break where the length passes ``min_width``, ``2 * min_width``, ``4 * min_width``, ...,
+    so a group is padded to at most twice its shortest row's length (rows up to ``min_width`` share
+    one group). Empty groups are left out; the row indices of all groups together are a permutation
+    of ``0..B-1``.
+
+    Args:
+        lengths: (B,) long number of real positions per row (>= 1).
+        min_width: width of the first group.
+    """
+    order = torch.argsort(lengths)  # (B,) shortest first
+    sorted_len = lengths[order]  # (B,)
+    longest = int(sorted_len[-1])
+    bounds = [min_width]
+    while bounds[-1] < longest:
+        bounds.append(2 * bounds[-1])
+    ends = torch.searchsorted(sorted_len, torch.tensor(bounds, device=lengths.device), right=True).tolist()
+    groups, start = [], 0
+    for end in ends:
+        if end > start:
+            groups.append((order[start:end], int(sorted_len[end - 1])))
+            start = end
+    return groups
 
 
 class SequenceEncoder(Protocol):
@@ -50,9 +83,27 @@ class SequentialModel(nn.Module):
         self.items = items
         self.encoder = encoder
 
+    def _encode_groups(
+        self, item_emb: torch.Tensor, ids: torch.Tensor, timestamps: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """The encoder on each ``length_groups`` group trimmed to its width, reassembled as (B, T, D)."""
+        B, T, _ = item_emb.shape
+        groups = length_groups(lengths)
+        if len(groups) == 1 and groups[0][1] == T:
+            return self.encoder(item_emb, ids, timestamps, lengths)  # (B, T, D)
+        parts, rows = [], []
+        for group, width in groups:
+            states = self.encoder(
+                item_emb[group, :width], ids[group, :width], timestamps[group, : width + 1], lengths[group]
+            )  # (G, width, D)
+            parts.append(F.pad(states, (0, 0, 0, T - width)))  # (G, T, D) padded rows are 0
+            rows.append(group)
+        inverse = torch.argsort(torch.cat(rows))  # (B,) position of each row in the groups' order
+        return torch.cat(parts).index_select(0, inverse)  # (B, T, D)
+
     def forward(self, ids: torch.Tensor, timestamps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """L2-normalised states at every position, (B, T, D); padded rows are 0."""
-        return self.encoder(self.items(ids), ids, timestamps, lengths)  # (B, T, D)
+        return self._encode_groups(self.items(ids), ids, timestamps, lengths)  # (B, T, D)
 
     def encode(self, ids: torch.Tensor, timestamps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The state at each row's last real position ``lengths - 1``, (B, D)."""
@@ -69,8 +120,10 @@ class SequentialModel(nn.Module):
     def forward_with_items(
         self, ids: torch.Tensor, timestamps: torch.Tensor, lengths: torch.Tensor, extra_ids: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One training forward that embeds ``ids`` and ``extra_ids`` (e.g. negatives) in a single
-        item-embedding call, so an id present in both has its text projected once.
+        """One training forward that embeds each distinct item of ``ids`` and ``extra_ids`` (e.g.
+        negatives) once: one item-embedding call and one normalisation over the distinct ids, then
+        gathers. With per-position negatives (P*R ids, most of them repeats) this keeps the
+        normalisation and its backward at catalogue size instead of P*R rows.
 
         Returns:
             states (B, T, D) as ``forward``; normalised vectors of ``ids`` (B, T, D) (positives are
@@ -78,10 +131,11 @@ class SequentialModel(nn.Module):
         """
         B, T = ids.shape
         all_ids = torch.cat([ids.reshape(-1), extra_ids.reshape(-1)])  # (B*T + X,)
-        raw = self.items(all_ids)  # (B*T + X, D)
-        item_emb = raw[: B * T].view(B, T, -1)  # (B, T, D)
-        states = self.encoder(item_emb, ids, timestamps, lengths)  # (B, T, D)
-        vectors = F.normalize(raw, dim=-1, eps=ITEM_EPS)  # (B*T + X, D)
-        id_vectors = vectors[: B * T].view(B, T, -1)  # (B, T, D)
-        extra_vectors = vectors[B * T :].view(*extra_ids.shape, -1)  # (..., D)
+        unique_ids, inverse = torch.unique(all_ids, return_inverse=True)  # (U,), (B*T + X,)
+        raw = self.items(unique_ids)  # (U, D)
+        vectors = F.normalize(raw, dim=-1, eps=ITEM_EPS)  # (U, D)
+        item_emb = raw.index_select(0, inverse[: B * T]).view(B, T, -1)  # (B, T, D)
+        states = self._encode_groups(item_emb, ids, timestamps, lengths)  # (B, T, D)
+        id_vectors = vectors.index_select(0, inverse[: B * T]).view(B, T, -1)  # (B, T, D)
+        extra_vectors = vectors.index_select(0, inverse[B * T :]).view(*extra_ids.shape, -1)  # (..., D)
         return states, id_vectors, extra_vectors
