@@ -50,3 +50,9 @@ def test_text_path_ranks_cold_items_better_than_id_only(tiny_dataset, tmp_path):
         results[fusion] = run_cold_start(config, share=0.2, seed=0, work_dir=tmp_path / fusion)
     assert results["text"]["cold_targets"] > 10
     assert results["text"]["cold"]["hr@10"] > results["id"]["cold"]["hr@10"] + 0.2
+
+    from hstu_blair.reports.report import write_report
+
+    write_report([tmp_path], tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "## Cold-start items" in md and "cold items" in md and "warm test" in md

@@ -129,6 +129,8 @@ def run_cold_start(
     targets = cold_targets(data, cold)
     metrics = evaluate(run.model, data, targets, run.config)
     payload = {
+        "dataset": Path(config.data.path).name,
+        "label": config.name,
         "share": share,
         "seed": seed,
         "cold_items": int(cold.size),

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from hstu_blair.data.manifest import write_json_atomic
+from hstu_blair.evaluation.stats import mean_std
 from hstu_blair.reports.plots import plot_metrics, plot_validation_curves
-from hstu_blair.reports.runs import collect
+from hstu_blair.reports.runs import collect, collect_cold_start
 from hstu_blair.reports.tables import (
     PAPER_COLUMNS,
     build_table,
@@ -45,7 +46,8 @@ def write_report(
         ValueError: no finished run was found.
     """
     grouped = collect(runs)
-    if not grouped:
+    cold = collect_cold_start(runs)
+    if not grouped and not cold:
         raise ValueError(f"no finished runs (final_metrics.json) under {', '.join(map(str, runs))}")
     paper = load_paper_results() if expected == "paper" else {}
     out.mkdir(parents=True, exist_ok=True)
@@ -80,6 +82,47 @@ def write_report(
             "table": table_json(table),
             "runs": {m: [str(r.path) for r in rs] for m, rs in models.items()},
         }
+    if cold:
+        md.append(cold_start_markdown(cold))
+        payload["cold_start"] = cold
     (out / "report.md").write_text("\n".join(md) + "\n")
     write_json_atomic(out / "report.json", payload)
     return json.loads((out / "report.json").read_text())
+
+
+COLD_COLUMNS = ("hr@10", "hr@50", "hr@200", "ndcg@10", "ndcg@200", "mrr")
+
+
+def cold_start_markdown(
+    cold: dict[str, dict[str, list[dict[str, Any]]]], columns: tuple[str, ...] = COLD_COLUMNS
+) -> str:
+    """Cold-start tables: metrics on held-out items (and on the warm test split), mean ± std over seeds."""
+    md = [
+        "## Cold-start items",
+        "",
+        "Items held out with all their interactions; each user's first held-out item is ranked over the "
+        "whole catalogue (see `hstu_blair.evaluation.cold_start`). Mean ± std over seeds (each seed draws "
+        "other held-out items and trains anew).",
+        "",
+    ]
+    for dataset, labels in sorted(cold.items()):
+        first = next(iter(labels.values()))[0]
+        md.append(
+            f"### {dataset}: {first['cold_items']} items held out ({first['share']:.0%}), "
+            f"{first['cold_targets']} cold targets (seed {first['seed']})\n"
+        )
+        md.append("| model | split | " + " | ".join(c.upper() for c in columns) + " |")
+        md.append("|---|---|" + "---|" * len(columns))
+        for label, runs in labels.items():
+            for split in ("cold", "warm_test"):
+                cells = []
+                for c in columns:
+                    m, sd = mean_std([r[split][c] for r in runs])
+                    cells.append(f"{m:.4f} ± {sd:.4f}")
+                md.append(
+                    f"| {label} (n={len(runs)}) | {'cold items' if split == 'cold' else 'warm test'} | "
+                    + " | ".join(cells)
+                    + " |"
+                )
+        md.append("")
+    return "\n".join(md)

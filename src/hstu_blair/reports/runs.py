@@ -23,16 +23,36 @@ class RunRecord:
     protocol: str = "loo"
 
 
-def find_runs(paths: list[Path]) -> list[Path]:
-    """Run directories (holding ``final_metrics.json``) given directly or found below ``paths``."""
+def find_runs(paths: list[Path], marker: str = "final_metrics.json") -> list[Path]:
+    """Run directories holding ``marker`` given directly or found below ``paths``.
+
+    Cold-start runs (holding ``cold_start.json``) follow another protocol and are only returned
+    when ``marker`` is ``cold_start.json``.
+    """
     found: list[Path] = []
     for p in paths:
         p = Path(p)
-        if (p / "final_metrics.json").exists():
-            found.append(p)
-        elif p.is_dir():
-            found.extend(sorted(q.parent for q in p.rglob("final_metrics.json")))
+        candidates = (
+            [p] if (p / marker).exists() else sorted(q.parent for q in p.rglob(marker)) if p.is_dir() else []
+        )
+        found.extend(
+            c for c in candidates if marker == "cold_start.json" or not (c / "cold_start.json").exists()
+        )
     return found
+
+
+def collect_cold_start(paths: list[Path]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """``{dataset: {label: [cold_start.json payloads sorted by seed]}}``."""
+    grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for run in find_runs(paths, "cold_start.json"):
+        payload = json.loads((run / "cold_start.json").read_text())
+        grouped.setdefault(payload.get("dataset", "?"), {}).setdefault(
+            payload.get("label", payload["fusion"]), []
+        ).append(payload)
+    for labels in grouped.values():
+        for runs in labels.values():
+            runs.sort(key=lambda r: r["seed"])
+    return grouped
 
 
 def read_run(path: Path) -> RunRecord:
