@@ -17,6 +17,11 @@ from hstu_blair.text.cli_args import add_embed_parser, add_pretrain_parser
 Handler = Callable[[argparse.Namespace], int]
 
 
+def _add_set_option(p: argparse.ArgumentParser, help: str) -> None:
+    """The repeatable ``--set section.key=value`` config override."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 # ---- prepare / stats / download ----------------------------------------------------------------
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
     from hstu_blair.data.prepare import SOURCES
@@ -180,14 +185,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("config", type=Path, nargs="?", help="TOML config file (default: built-in defaults)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.epochs=5 (repeatable)",
-    )
+    _add_set_option(p, "override a config value, e.g. --set train.epochs=5 (repeatable)")
     p.add_argument(
         "--reference",
         action="store_true",
@@ -233,14 +231,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--split", choices=["valid", "test"], default="test")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override eval.* settings, e.g. --set eval.reference_ranks=true",
-    )
+    _add_set_option(p, "override eval.* settings, e.g. --set eval.reference_ranks=true")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_evaluate)
 
@@ -270,7 +261,7 @@ def _add_cold_start(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--share", type=float, default=0.1, help="share of items held out (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out item draw")
     p.add_argument("--work-dir", type=Path, help="where the warm dataset and the run go")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_set_option(p, "override a config value, e.g. --set model.fusion=text (repeatable)")
     p.set_defaults(handler=_cold_start)
 
 
@@ -300,14 +291,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("grid", type=Path, help="grid TOML file")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value in every run (repeatable)",
-    )
+    _add_set_option(p, "override a config value in every run (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="list what would run")
     p.set_defaults(handler=_reproduce)
 
