@@ -257,7 +257,7 @@ def _add_cold_start(sub: argparse._SubParsersAction) -> None:
             "whole catalogue. ID-only models cannot rank such items; text-only and fused models can."
         ),
     )
-    p.add_argument("config", type=Path)
+    p.add_argument("config", type=Path, nargs="?", help="TOML config file (default: built-in defaults)")
     p.add_argument("--share", type=float, default=0.1, help="share of items held out (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out item draw")
     p.add_argument("--work-dir", type=Path, help="where the warm dataset and the run go")
