@@ -58,10 +58,9 @@ def test_train_evaluate_cold_start(tiny_dataset, tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "run"), "--split", "valid", "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["n_users"] == 64 and 0 <= metrics["hr@10"] <= 1
-    assert (
-        main(["cold-start", *sets, "--share", "0.2", "--work-dir", str(tmp_path / "cold")]) == 2
-    )  # no config file
-    capsys.readouterr()
+    assert main(["cold-start", *sets, "--share", "0.2", "--work-dir", str(tmp_path / "cold")]) == 0
+    out = capsys.readouterr().out
+    assert "cold-start items (8 held out" in out and (tmp_path / "cold" / "run" / "cold_start.json").exists()
 
 
 def test_unknown_config_key_is_named(tmp_path, capsys):
