@@ -18,6 +18,14 @@ def _pyplot():
     return plt
 
 
+def _colors(n: int) -> list:
+    """One colour per model, the same model order (and colours) in every plot."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return [cmap(i % 10) for i in range(n)]
+
+
 def plot_metrics(
     dataset: str, models: dict[str, list[RunRecord]], columns: tuple[str, ...], out: Path
 ) -> Path:
@@ -27,7 +35,7 @@ def plot_metrics(
     x = np.arange(len(columns))
     width = 0.8 / max(1, len(labels))
     fig, ax = plt.subplots(figsize=(1.6 * len(columns) + 2, 4.2))
-    for i, label in enumerate(labels):
+    for i, (color, label) in enumerate(zip(_colors(len(labels)), labels)):
         values = np.array([[r.metrics.get(c, np.nan) for c in columns] for r in models[label]])  # (seeds, C)
         mean = np.nanmean(values, axis=0)
         std = np.nanstd(values, axis=0, ddof=1) if values.shape[0] > 1 else np.zeros(len(columns))
@@ -37,6 +45,7 @@ def plot_metrics(
             width,
             yerr=std,
             capsize=3,
+            color=color,
             label=f"{label} (n={values.shape[0]})",
         )
     ax.set_xticks(x, [c.upper() for c in columns])
@@ -58,27 +67,35 @@ def plot_validation_curves(
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     drawn = False
-    for label, runs in models.items():
-        curves: dict[int, list[float]] = {}
+    for color, (label, runs) in zip(_colors(len(models)), models.items()):
+        per_seed = []
         for run in runs:
+            points = {}
             for rec in run.history:
                 split = "valid" if "valid" in rec else "test" if "test" in rec else None
                 if split and metric in rec[split]:
-                    curves.setdefault(rec["epoch"], []).append(rec[split][metric])
-        if not curves:
+                    points[rec["epoch"]] = rec[split][metric]
+            if points:
+                per_seed.append(points)
+                ax.plot(sorted(points), [points[e] for e in sorted(points)], color=color, alpha=0.25, lw=0.8)
+        if not per_seed:
             continue
-        epochs = sorted(curves)
-        mean = np.array([np.mean(curves[e]) for e in epochs])
-        std = np.array([np.std(curves[e], ddof=1) if len(curves[e]) > 1 else 0.0 for e in epochs])
-        ax.plot(epochs, mean, label=label)
-        ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
+        # the mean only where every seed is still training (early stopping ends seeds at different epochs)
+        common = sorted(set.intersection(*(set(p) for p in per_seed)))
+        values = np.array([[p[e] for e in common] for p in per_seed])  # (seeds, epochs)
+        mean = values.mean(axis=0)
+        std = values.std(axis=0, ddof=1) if len(per_seed) > 1 else np.zeros_like(mean)
+        ax.plot(common, mean, color=color, lw=2, label=f"{label} (n={len(per_seed)})")
+        ax.fill_between(common, mean - std, mean + std, color=color, alpha=0.15)
         drawn = True
     if not drawn:
         plt.close(fig)
         return None
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"validation {metric.upper()}")
-    ax.set_title(f"{dataset}: validation {metric.upper()} per epoch (mean ± std over seeds)")
+    ax.set_title(
+        f"{dataset}: validation {metric.upper()} per epoch\n(thick: mean ± std while all seeds run; thin: each seed)"
+    )
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()

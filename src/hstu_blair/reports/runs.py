@@ -78,7 +78,14 @@ def collect(paths: list[Path]) -> dict[str, dict[str, list[RunRecord]]]:
     grouped: dict[str, dict[str, list[RunRecord]]] = {}
     for run in map(read_run, find_runs(paths)):
         grouped.setdefault(run.dataset, {}).setdefault(run.model, []).append(run)
-    for models in grouped.values():
+    for dataset, models in grouped.items():
         for runs in models.values():
             runs.sort(key=lambda r: r.seed)
+        grouped[dataset] = dict(sorted(models.items(), key=lambda kv: model_order(kv[0])))
     return grouped
+
+
+def model_order(label: str) -> tuple[int, str]:
+    """Sort key: SASRec, then HSTU, then every other model by name (tables and plots agree)."""
+    rank = {"sasrec": 0, "hstu": 1}.get(label.lower(), 2)
+    return rank, label.lower()
