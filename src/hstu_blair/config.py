@@ -75,8 +75,8 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation. ``negatives``: ``shared`` (one set of R per batch, fast) or ``per-position``
-    (the reference); ``negatives_pool``: ``catalogue`` (uniform over all items, the reference) or ``seen``
+    """Optimisation. ``negatives``: ``shared`` (one set of R per batch, fastest), ``per-row`` (R per
+    user row, one batched matmul) or ``per-position`` (R per position, the reference); ``negatives_pool``: ``catalogue`` (uniform over all items, the reference) or ``seen``
     (only items occurring in training, for cold-start experiments). ``bucket_by_length``: batch users
     of similar length together (much less padding; the reference draws batches at random). ``eval_every``: validate every n epochs; ``patience``: early stopping after
     n evaluations without improvement of ``monitor`` (0 = never stop early)."""
@@ -88,7 +88,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     num_negatives: int = 128
     temperature: float = 0.05
-    negatives: Literal["shared", "per-position"] = "shared"
+    negatives: Literal["shared", "per-row", "per-position"] = "shared"
     negatives_pool: Literal["catalogue", "seen"] = "catalogue"
     bucket_by_length: bool = True
     seed: int = 42

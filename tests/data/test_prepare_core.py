@@ -51,6 +51,34 @@ def test_duplicates_and_items_without_text_are_counted(tmp_path):
     assert kept.manifest["items_with_empty_text"] == 1
 
 
+def test_first_occurrences_matches_a_plain_python_definition():
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n = int(rng.integers(1, 80))
+        users, items, times = (rng.integers(0, int(rng.integers(1, 5)), n) for _ in range(3))
+        seen, expected = set(), []
+        for triple in zip(users.tolist(), items.tolist(), times.tolist()):
+            expected.append(triple not in seen)
+            seen.add(triple)
+        assert filters.first_occurrences(users, items, times).tolist() == expected
+
+
+def test_reviews_keep_kept_items_with_text_in_source_order(tmp_path):
+    raw = make_raw([("u", "a", 1), ("u", "b", 2)], texts={"a": "A", "b": "B", "z": "Z"})
+    raw.reviews = pl.DataFrame(
+        {
+            "raw_user_id": ["x", "y", "x", "y", "w"],
+            "raw_item_id": ["b", "a", "z", "b", "a"],  # z: not in the kept items
+            "text": ["late", "early", "other item", " \t\n", "w\u00e9"],  # a blank text
+        }
+    )
+    data = _write(raw, tmp_path, kcore=0)
+    reviews = data.reviews()
+    assert reviews.schema == pl.Schema({"raw_user_id": pl.String, "item_id": pl.Int32, "text": pl.String})
+    assert reviews.rows() == [("x", 2, "late"), ("y", 1, "early"), ("w", 1, "w\u00e9")]
+    assert data.manifest["num_reviews"] == 3
+
+
 def _chain_rows():
     # user u1..u3 rate many items; a weak user and weak item interact with each other
     rows = []

@@ -96,3 +96,21 @@ def test_sample_negatives_is_uniform_over_real_items_and_seeded():
     assert a.shape == (3, 4) and torch.equal(a, b)
     with pytest.raises(ValueError, match="num_items"):
         sample_negatives(0, (3,))
+
+
+def test_from_logits_equals_per_position_loss():
+    import torch
+
+    from hstu_blair.models.losses import sampled_softmax_from_logits, sampled_softmax_loss
+
+    g = torch.Generator().manual_seed(0)
+    P, R, D = 7, 5, 4
+    q = torch.nn.functional.normalize(torch.randn(P, D, generator=g), dim=-1)
+    pos = torch.nn.functional.normalize(torch.randn(P, D, generator=g), dim=-1)
+    pos_ids = torch.randint(1, 6, (P,), generator=g)
+    neg_ids = torch.randint(1, 6, (P, R), generator=g)
+    neg = torch.nn.functional.normalize(torch.randn(P, R, D, generator=g), dim=-1)
+    dots = torch.einsum("pd,prd->pr", q, neg)
+    a = sampled_softmax_from_logits(q, pos, pos_ids, dots, neg_ids)
+    b = sampled_softmax_loss(q, pos_ids, pos, neg_ids, neg)
+    assert torch.allclose(a, b, atol=1e-6)

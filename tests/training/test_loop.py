@@ -123,3 +123,8 @@ def test_torchrun_two_gloo_processes(tiny_dataset, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     final = json.loads((tmp_path / "ddp" / "final_metrics.json").read_text())
     assert final["metrics"]["n_users"] == 64  # every user evaluated once across both ranks
+
+
+def test_per_row_negatives_train(tiny_dataset, tmp_path):
+    result = _train(tiny_dataset, tmp_path, **{"train.negatives": "per-row"})
+    assert 0 <= result.metrics["hr@10"] <= 1 and result.history[-1]["train_loss"] < result.history[0]["train_loss"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import polars as pl
 
 from hstu_blair._version import __version__
 from hstu_blair.data import schema
-from hstu_blair.data.manifest import file_record, versions, write_json_atomic
+from hstu_blair.data.manifest import file_record, sha256_file, versions, write_json_atomic
 from hstu_blair.data.sources.base import RawDataset
 from hstu_blair.data.splits import Split, make_split
 from hstu_blair.errors import DataFormatError
@@ -54,12 +54,17 @@ def write_dataset(
     removed: dict[str, dict[str, int]],
     options: dict[str, Any],
     out: Path,
+    file_records: Callable[[], list[dict[str, Any]]] | None = None,
 ) -> None:
     """Assign dense ids, build chronological sequences and write the prepared directory.
 
     Item ids are 1..n (0 is padding) and user ids 0..m-1, both in raw-id order (numeric when the
     raw ids are all integers). Within a user, interactions are ordered by timestamp, ties broken
     by position in the source files (stable, deterministic).
+
+    Args:
+        file_records: returns the manifest's records (name, size, sha256) of ``raw.files``; called
+            last, so the caller can hash the inputs in the background meanwhile. Default: hash here.
     """
     out.mkdir(parents=True, exist_ok=True)
     item_vocab = _vocab(kept[schema.RAW_ITEM], schema.ITEM_ID, 1).with_columns(
@@ -109,12 +114,18 @@ def write_dataset(
 
     n_reviews = 0
     if raw.reviews is not None and raw.reviews.height:
-        reviews = raw.reviews.join(item_vocab, on=schema.RAW_ITEM, how="inner").select(
-            schema.RAW_USER, pl.col(schema.ITEM_ID), schema.TEXT
+        # Reviews of kept items with non-blank text, in source order. Streamed to the file: the
+        # text column (GBs for Steam) is never copied by a join, a strip or a filter in memory.
+        item_id = pl.col(schema.RAW_ITEM).replace_strict(
+            item_vocab[schema.RAW_ITEM], item_vocab[schema.ITEM_ID], default=None, return_dtype=pl.Int32
         )
-        reviews = reviews.filter(pl.col(schema.TEXT).str.strip_chars() != "")
-        n_reviews = reviews.height
-        reviews.write_parquet(out / REVIEWS)
+        (
+            raw.reviews.lazy()
+            .select(schema.RAW_USER, item_id.alias(schema.ITEM_ID), schema.TEXT)
+            .filter(pl.col(schema.ITEM_ID).is_not_null() & pl.col(schema.TEXT).str.contains(r"\S"))
+            .sink_parquet(out / REVIEWS)
+        )
+        n_reviews = pl.scan_parquet(out / REVIEWS).select(pl.len()).collect().item()
     elif (out / REVIEWS).exists():
         (out / REVIEWS).unlink()
 
@@ -133,11 +144,9 @@ def write_dataset(
         "removed": removed,
         "info": raw.info,
         "options": options,
-        "files": [file_record(Path(p)) for p in raw.files],
+        "files": file_records() if file_records else [file_record(Path(p)) for p in raw.files],
         "outputs": {
-            name: hashlib.sha256((out / name).read_bytes()).hexdigest()
-            for name in (ITEMS, SEQUENCES, REVIEWS)
-            if (out / name).exists()
+            name: sha256_file(out / name) for name in (ITEMS, SEQUENCES, REVIEWS) if (out / name).exists()
         },
         "package_version": __version__,
         "versions": versions(),

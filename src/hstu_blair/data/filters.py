@@ -40,8 +40,23 @@ def first_occurrences(users: np.ndarray, items: np.ndarray, timestamps: np.ndarr
 
     Repeats of an item by a user at *different* times are kept (repeat consumption is real signal).
     """
-    keys = pl.DataFrame({"u": users, "i": items, "t": timestamps})
-    return keys.select(pl.struct("u", "i", "t").is_first_distinct()).to_series().to_numpy()
+    keep = np.ones(users.shape[0], dtype=bool)
+    pair = users.astype(np.int64) * (int(items.max(initial=-1)) + 1) + items  # (N,) one code per (user, item)
+    order = pl.Series(pair).arg_sort().to_numpy()  # (N,)
+    ordered = pair[order]
+    same = ordered[1:] == ordered[:-1]  # (N-1,)
+    if not same.any():  # every (user, item) once: nothing to compare (Amazon 5-core)
+        return keep
+    # Only rows whose (user, item) occurs more than once are sorted by (pair, time, file position);
+    # a hash of all (user, item, time) triples would take several times the table's memory.
+    in_run = np.zeros(pair.shape[0], dtype=bool)
+    in_run[1:] = same
+    in_run[:-1] |= same
+    rows = order[in_run]
+    rows = rows[np.lexsort((rows, timestamps[rows], pair[rows]))]
+    p, t = pair[rows], timestamps[rows]
+    keep[rows[1:][(p[1:] == p[:-1]) & (t[1:] == t[:-1])]] = False
+    return keep
 
 
 def kcore(

@@ -6,6 +6,7 @@ import importlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,7 @@ import polars as pl
 
 from hstu_blair.data import filters, schema
 from hstu_blair.data.dataset import SequenceData, write_dataset
+from hstu_blair.data.manifest import file_record
 from hstu_blair.data.sources.base import RawDataset
 from hstu_blair.errors import EmptyDatasetError, HstuBlairError
 
@@ -171,7 +173,14 @@ def prepare(
     log.info(
         "%s: read %d interactions in %.1fs", raw.name, raw.interactions.height, time.perf_counter() - started
     )
-    kept, removed = filter_raw(raw, options)
-    write_dataset(raw, kept, removed, options.to_dict(), Path(out))
+    # The inputs' sha256 (for the manifest) is computed in a thread while filtering and writing:
+    # hashlib releases the GIL, so with a spare core it costs no wall time.
+    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+    try:
+        records = hasher.submit(lambda: [file_record(Path(p)) for p in raw.files])
+        kept, removed = filter_raw(raw, options)
+        write_dataset(raw, kept, removed, options.to_dict(), Path(out), file_records=records.result)
+    finally:
+        hasher.shutdown(wait=False, cancel_futures=True)
     log.info("%s: prepared in %.1fs -> %s", raw.name, time.perf_counter() - started, out)
     return SequenceData.load(out)

@@ -81,6 +81,24 @@ def sampled_softmax_loss(
     return _softmax_loss(pos_logits, neg_logits)
 
 
+def sampled_softmax_from_logits(
+    query: torch.Tensor,
+    pos_vectors: torch.Tensor,
+    pos_ids: torch.Tensor,
+    neg_dots: torch.Tensor,
+    neg_ids: torch.Tensor,
+    temperature: float = TEMPERATURE,
+) -> torch.Tensor:
+    """Sampled softmax from precomputed negative dot products ``neg_dots`` (P, R) of ids ``neg_ids`` (P, R).
+
+    Same loss as :func:`sampled_softmax_loss`, for callers that computed the dots without gathering
+    a (P, R, D) tensor (e.g. negatives shared by the positions of a row).
+    """
+    pos_logits = (query * pos_vectors).sum(-1) / temperature  # (P,)
+    neg_logits = (neg_dots / temperature).masked_fill(neg_ids == pos_ids[:, None], COLLISION_LOGIT)  # (P, R)
+    return _softmax_loss(pos_logits, neg_logits)
+
+
 def shared_negatives_loss(
     query: torch.Tensor,
     pos_ids: torch.Tensor,

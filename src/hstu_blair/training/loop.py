@@ -227,7 +227,9 @@ def train(
         for b in bar:
             batch = train_batch(data, batches[b], split.train_len, config.data.max_len).to(device)
             n_pos = int(batch.lengths.sum())
-            neg_shape = (R,) if tc.negatives == "shared" else (n_pos, R)
+            neg_shape = {"shared": (R,), "per-row": (len(batches[b]), R), "per-position": (n_pos, R)}[
+                tc.negatives
+            ]
             if neg_pool is None:
                 neg_ids = torch.randint(1, data.num_items + 1, neg_shape, generator=neg_gen).to(device)
             else:
@@ -235,7 +237,14 @@ def train(
                     device
                 )
             with autocast:
-                loss = objective(batch.ids, batch.timestamps, batch.lengths, batch.targets, neg_ids)
+                loss = objective(
+                    batch.ids,
+                    batch.timestamps,
+                    batch.lengths,
+                    batch.targets,
+                    neg_ids,
+                    tc.negatives == "per-row",
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
