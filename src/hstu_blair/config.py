@@ -88,7 +88,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     num_negatives: int = 128
     temperature: float = 0.05
-    negatives: Literal["shared", "per-row", "per-position"] = "shared"
+    negatives: Literal["shared", "per-row", "per-position"] = "per-row"
     negatives_pool: Literal["catalogue", "seen"] = "catalogue"
     bucket_by_length: bool = True
     seed: int = 42
