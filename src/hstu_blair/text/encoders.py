@@ -208,6 +208,23 @@ def _missing_model_message(model: str, prefix: str) -> str:
 
 
 # ---- Hugging Face encoders (BLaIR) ---------------------------------------------------------------
+def local_model_fingerprint(enc: Any) -> dict[str, Any]:
+    """Manifest record of an HF or sentence-transformers encoder; a local folder's revision is the
+    sha256 of its weight files (computed on first use)."""
+    if enc._revision is None and enc._local:
+        enc._revision = weights_revision(enc.source)
+    return {
+        "encoder": enc.name,
+        "model": str(enc.source),
+        "revision": enc._revision,
+        "pooling": enc.pooling,
+        "normalized": enc.normalize,
+        "max_tokens": enc.max_tokens,
+        "dim": enc.dim,
+        "precision": enc.precision,
+    }
+
+
 class HFEncoder:
     """Any Hugging Face encoder model with CLS or mean pooling and optional L2 normalisation.
 
@@ -257,18 +274,7 @@ class HFEncoder:
         self._local = local
 
     def fingerprint(self) -> dict[str, Any]:
-        if self._local and self._revision is None:
-            self._revision = weights_revision(self.source)
-        return {
-            "encoder": self.name,
-            "model": str(self.source),
-            "revision": self._revision,
-            "pooling": self.pooling,
-            "normalized": self.normalize,
-            "max_tokens": self.max_tokens,
-            "dim": self.dim,
-            "precision": self.precision,
-        }
+        return local_model_fingerprint(self)
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         enc = self.tokenizer(
@@ -337,18 +343,7 @@ class SentenceTransformerEncoder:
                 self.normalize = True
 
     def fingerprint(self) -> dict[str, Any]:
-        if self._revision is None and self._local:
-            self._revision = weights_revision(self.source)
-        return {
-            "encoder": self.name,
-            "model": str(self.source),
-            "revision": self._revision,
-            "pooling": self.pooling,
-            "normalized": self.normalize,
-            "max_tokens": self.max_tokens,
-            "dim": self.dim,
-            "precision": self.precision,
-        }
+        return local_model_fingerprint(self)
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         with autocast(self.device, self.precision):
