@@ -49,9 +49,7 @@ def manifest_path(path: Path) -> Path:
 
 
 def default_store_path(data_path: str | Path, encoder: str) -> Path:
-    """``<dataset>/embeddings/<encoder slug>.safetensors``: where ``embed`` writes by default.
-
-    """
+    """``<dataset>/embeddings/<encoder slug>.safetensors``: where ``embed`` writes by default."""
     slug = encoder.replace("/", "__").replace(":", "_")
     return Path(data_path) / "embeddings" / f"{slug}.safetensors"
 
