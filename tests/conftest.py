@@ -42,7 +42,9 @@ def make_raw(
     return RawDataset(name="tiny", source=source, interactions=interactions, items=items)
 
 
-def synthetic_rows(n_users: int = 64, n_items: int = 40, length: int = 12, seed: int = 0) -> list[tuple[str, str, int]]:
+def synthetic_rows(
+    n_users: int = 64, n_items: int = 40, length: int = 12, seed: int = 0
+) -> list[tuple[str, str, int]]:
     """Users walking a cycle of items with random starts and small detours: learnable order."""
     import random
 
@@ -90,5 +92,10 @@ def tiny_overrides(data_path: Path, out_dir: Path, **extra: object) -> list[str]
         "train.threads": 1,
         "eval.batch_size": 32,
     }
-    base.update({k: (f'"{v}"' if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else v) for k, v in extra.items()})
+    base.update(
+        {
+            k: (f'"{v}"' if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else v)
+            for k, v in extra.items()
+        }
+    )
     return [f"{k}={v}" for k, v in base.items()]

@@ -20,7 +20,9 @@ def test_warm_dataset_and_targets(tiny_dataset, tmp_path):
     assert warm.num_items == data.num_items  # same ids, same catalogue
     assert not np.isin(warm.item_seq, cold).any()
     assert warm.num_interactions == data.num_interactions - np.isin(data.item_seq, cold).sum()
-    assert warm.manifest["cold_start"]["removed_interactions"] == data.num_interactions - warm.num_interactions
+    assert (
+        warm.manifest["cold_start"]["removed_interactions"] == data.num_interactions - warm.num_interactions
+    )
     targets = cold_targets(data, cold)
     for u, p in zip(targets.users, targets.positions):
         seq = data.user_items(u)
@@ -44,8 +46,15 @@ def test_text_path_ranks_cold_items_better_than_id_only(tiny_dataset, tmp_path):
     emb = _cycle_text(tmp_path, data)
     results = {}
     for fusion in ("id", "text"):
-        extra = {"train.epochs": 30, "train.lr": 5e-3, "model.fusion": fusion, "text.embeddings": str(emb),
-                 "model.dropout": 0.0, "model.input_dropout": 0.0, "train.patience": 0}
+        extra = {
+            "train.epochs": 30,
+            "train.lr": 5e-3,
+            "model.fusion": fusion,
+            "text.embeddings": str(emb),
+            "model.dropout": 0.0,
+            "model.input_dropout": 0.0,
+            "train.patience": 0,
+        }
         config = load_config(None, tiny_overrides(tiny_dataset, tmp_path / fusion, **extra))
         results[fusion] = run_cold_start(config, share=0.2, seed=0, work_dir=tmp_path / fusion)
     assert results["text"]["cold_targets"] > 10

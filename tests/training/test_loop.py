@@ -127,4 +127,7 @@ def test_torchrun_two_gloo_processes(tiny_dataset, tmp_path):
 
 def test_per_row_negatives_train(tiny_dataset, tmp_path):
     result = _train(tiny_dataset, tmp_path, **{"train.negatives": "per-row"})
-    assert 0 <= result.metrics["hr@10"] <= 1 and result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert (
+        0 <= result.metrics["hr@10"] <= 1
+        and result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    )
