@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from hstu_blair.serving.index import INDEXES
+from hstu_blair.serving import INDEXES
 
 
 def add_recommend_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

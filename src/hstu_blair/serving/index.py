@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from hstu_blair.evaluation.ranking import topk_items
+from hstu_blair.serving import INDEXES
 
-INDEXES = ("exact", "faiss", "faiss-ivf", "faiss-hnsw")
 """Valid ``index`` names; ``faiss`` means ``faiss-ivf``."""
 
 
