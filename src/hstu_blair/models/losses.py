@@ -75,10 +75,8 @@ def sampled_softmax_loss(
     Returns:
         scalar mean loss over the P positions.
     """
-    pos_logits = (query * pos_vectors).sum(-1) / temperature  # (P,)
-    neg_logits = torch.bmm(neg_vectors, query[:, :, None])[:, :, 0] / temperature  # (P, R) no (P, D, R) copy
-    neg_logits = neg_logits.masked_fill(neg_ids == pos_ids[:, None], COLLISION_LOGIT)  # (P, R)
-    return _softmax_loss(pos_logits, neg_logits)
+    neg_dots = torch.bmm(neg_vectors, query[:, :, None])[:, :, 0]  # (P, R) no (P, D, R) copy
+    return sampled_softmax_from_logits(query, pos_vectors, pos_ids, neg_dots, neg_ids, temperature)
 
 
 def sampled_softmax_from_logits(
@@ -89,10 +87,12 @@ def sampled_softmax_from_logits(
     neg_ids: torch.Tensor,
     temperature: float = TEMPERATURE,
 ) -> torch.Tensor:
-    """Sampled softmax from precomputed negative dot products ``neg_dots`` (P, R) of ids ``neg_ids`` (P, R).
+    """Sampled softmax from precomputed negative dot products ``neg_dots`` (P, R) of ids ``neg_ids``
+    ((P, R), or anything broadcasting to it such as (1, R) for shared negatives).
 
-    Same loss as :func:`sampled_softmax_loss`, for callers that computed the dots without gathering
-    a (P, R, D) tensor (e.g. negatives shared by the positions of a row).
+    The common core of every sampled-softmax variant: callers compute the dots their own way
+    (a per-position batched product, one shared matmul, or a per-row product without gathering a
+    (P, R, D) tensor).
     """
     pos_logits = (query * pos_vectors).sum(-1) / temperature  # (P,)
     neg_logits = (neg_dots / temperature).masked_fill(neg_ids == pos_ids[:, None], COLLISION_LOGIT)  # (P, R)
@@ -120,7 +120,5 @@ def shared_negatives_loss(
     Returns:
         scalar mean loss over the P positions.
     """
-    pos_logits = (query * pos_vectors).sum(-1) / temperature  # (P,)
-    neg_logits = query @ neg_vectors.T / temperature  # (P, R)
-    neg_logits = neg_logits.masked_fill(neg_ids[None, :] == pos_ids[:, None], COLLISION_LOGIT)  # (P, R)
-    return _softmax_loss(pos_logits, neg_logits)
+    neg_dots = query @ neg_vectors.T  # (P, R) one matmul
+    return sampled_softmax_from_logits(query, pos_vectors, pos_ids, neg_dots, neg_ids[None, :], temperature)
