@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hstu_blair.text.encoders import build_encoder
+from hstu_blair.text.registry import build_text_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HSTU_BLAIR_SHARED", ROOT.parent / "shared")) / "datasets"
@@ -85,7 +85,7 @@ def main() -> None:
 
     texts = amazon_texts(args.n, args.seed) if args.texts == "amazon" else movielens_texts(args.n, args.seed)
     lengths = np.array([len(t) for t in texts])
-    encoder = build_encoder(args.encoder)
+    encoder = build_text_encoder(args.encoder)
     encoder.encode(texts[:16], batch_size=8)  # warm-up
     print(
         f"{len(texts)} {args.texts} texts, chars min/median/mean/max {lengths.min()}/{int(np.median(lengths))}/"

@@ -44,7 +44,7 @@ def trained_run(run_dir: Path) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     exact = Recommender.load(run_dir)
-    users = [str(u) for u in exact.run.data.sequences["raw_user_id"].to_list()]
+    users = [str(u) for u in exact.run.data.sequences["user_id"].to_list()]
     queries = [Query(user_id=u) for u in users]
     vectors = exact.encode(queries)  # (U, D)
     out["items"], out["queries"] = exact.num_items, len(users)

@@ -44,16 +44,16 @@ SETTINGS = {"batched": (2.0, 64), "unbatched": (0.0, 1)}
 
 SERVER = """
 import sys
-from hstu_blair.serving.app import serve_main
-serve_main(sys.argv[1], port=int(sys.argv[2]), batch_window_ms=float(sys.argv[3]), max_batch=int(sys.argv[4]),
-           index=sys.argv[5], log_level="warning", threads=int(sys.argv[6]))
+from hstu_blair.serving.app import serve
+serve(sys.argv[1], port=int(sys.argv[2]), batch_window_ms=float(sys.argv[3]), max_batch=int(sys.argv[4]),
+      index=sys.argv[5], log_level="warning", threads=int(sys.argv[6]))
 """
 
 
 def train_run(out: Path, epochs: int) -> Path:
     """A small HSTU on ml-latest-small (the shipped config, fewer epochs)."""
     from hstu_blair.config import load_config
-    from hstu_blair.training.loop import train
+    from hstu_blair.recipes.train import train
 
     config = load_config(
         ROOT / "configs/ml-latest-small/hstu.toml",
@@ -64,9 +64,9 @@ def train_run(out: Path, epochs: int) -> Path:
 
 def histories(run_dir: Path, n: int, seed: int = 0) -> list[list[str]]:
     """``n`` request histories: windows of real users' sequences, 1..200 items, as raw ids."""
-    from hstu_blair.training.run_dir import load_run
+    from hstu_blair.training.run_dir import load_trained
 
-    data = load_run(run_dir).data
+    data = load_trained(run_dir).data
     rng = random.Random(seed)
     out = []
     for _ in range(n):
@@ -74,7 +74,7 @@ def histories(run_dir: Path, n: int, seed: int = 0) -> list[list[str]]:
         items = data.user_items(user)
         end = rng.randint(1, len(items))
         start = max(0, end - rng.randint(1, 200))
-        out.append([str(data.raw_item_ids[i]) for i in items[start:end]])
+        out.append([str(data.item_ids[i]) for i in items[start:end]])
     return out
 
 

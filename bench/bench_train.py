@@ -5,8 +5,8 @@ Generates a prepared dataset shaped like Amazon Reviews 2023 Video_Games 5-core 
 (n+1, 768) text matrix, then, for HSTU-BLaIR (hstu + sum fusion), HSTU and SASRec with the
 shipped ``configs/hstu-blair/amzn23_game/*.toml`` (B=128, L=50, R=512, 4 blocks, 4 heads, D=64):
 
-- times ``--steps`` training steps after warm-up, each exactly the step of ``training/loop.py``
-  (``train_batch`` -> negatives -> ``NextItemLoss`` -> ``AdamW``), with per-row negatives (B, R) and
+- times ``--steps`` training steps after warm-up, each exactly the step of the training recipe
+  (``train_batch`` -> ``NegativeSampler.draw`` -> ``training.step.train_step``), with per-row negatives (B, R) and
   length-bucketed batches (our default, the fast path), with batch-shared negatives (R,), and with
   per-position negatives (P, R) and random batches (the
   reference-faithful path), reporting sequences/s;
@@ -105,8 +105,8 @@ def generate_dataset(out: Path, n_users: int, n_items: int, n_inter: int, d_text
         source="generic",
         interactions=pl.DataFrame(
             {
-                "raw_user_id": pl.Series(users).cast(pl.String),
-                "raw_item_id": pl.Series(items).cast(pl.String),
+                "user_id": pl.Series(users).cast(pl.String),
+                "item_id": pl.Series(items).cast(pl.String),
                 "timestamp": times,
                 "rating": np.full(n_inter, 5.0, dtype=np.float32),
             }
@@ -131,10 +131,17 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
     from hstu_blair.data.dataset import SequenceData
     from hstu_blair.data.splits import EvalTargets
     from hstu_blair.evaluation.evaluate import rank_targets
-    from hstu_blair.models.build import build_model, load_text_for
+    from hstu_blair.models.build import build_model
+    from hstu_blair.recipes.resolve import (
+        architecture,
+        ensure_text,
+        eval_options,
+        negative_sampler,
+        resolve_device,
+    )
     from hstu_blair.training.batching import epoch_batches, train_batch
-    from hstu_blair.training.loop import resolve_device
     from hstu_blair.training.objective import NextItemLoss
+    from hstu_blair.training.step import train_step
 
     config = load_config(
         CONFIGS[args.model],
@@ -147,7 +154,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
             f"train.threads={args.threads}",
         ],
     )
-    tc, mc = config.train, config.model
+    tc = config.train
     device = resolve_device(tc.device)
     torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
@@ -156,33 +163,29 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
     # setup as in loop.train
     data = SequenceData.load(config.data.path)
     split = data.split(config.data.protocol)
-    text = load_text_for(config, data)
-    model = build_model(mc, data.num_items, config.data.max_len, text).to(device)
+    text, _ = ensure_text(config, data, progress=False)
+    model = build_model(architecture(config, data.num_items, 0 if text is None else text.shape[1]), text).to(
+        device
+    )
     del text
     objective = NextItemLoss(model, tc.temperature)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
-    neg_gen = torch.Generator().manual_seed(tc.seed + 1_000_003)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay, fused=True
+    )
+    sampler = negative_sampler(config, data, split)
     trainable = np.flatnonzero(split.train_len >= 2)
     lengths = np.minimum(split.train_len[trainable], config.data.max_len + 1)
     batches = epoch_batches(
         trainable, lengths, tc.batch_size, np.random.default_rng([tc.seed, 0]), tc.bucket_by_length
     )
-    R = tc.num_negatives
 
     def step(b: int) -> tuple[int, int]:
-        """The body of loop.train's batch loop; returns (sequences, positions)."""
+        """The body of the training recipe's batch loop; returns (sequences, positions)."""
         users = batches[b]
         batch = train_batch(data, users, split.train_len, config.data.max_len).to(device)
         n_pos = int(batch.lengths.sum())
-        neg_shape = {"shared": (R,), "per-row": (len(users), R), "per-position": (n_pos, R)}[tc.negatives]
-        neg_ids = torch.randint(1, data.num_items + 1, neg_shape, generator=neg_gen).to(device)
-        loss = objective(
-            batch.ids, batch.timestamps, batch.lengths, batch.targets, neg_ids, tc.negatives == "per-row"
-        )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss.item()
+        negatives = sampler.draw(len(users), n_pos).to(device)
+        train_step(objective, optimizer, batch, negatives).item()
         return len(users), n_pos
 
     model.train()
@@ -228,18 +231,11 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         warm = EvalTargets(
             test.users[pick[: config.eval.batch_size]], test.positions[pick[: config.eval.batch_size]]
         )
-        rank_targets(model, data, warm, config.data.max_len, config.eval.batch_size, device=device)
+        options = eval_options(config)
+        rank_targets(model, data, warm, config.data.max_len, options, device=device)
         sync()
         t0 = time.perf_counter()
-        ranks, _ = rank_targets(
-            model,
-            data,
-            targets,
-            config.data.max_len,
-            config.eval.batch_size,
-            config.eval.mask_history,
-            device=device,
-        )
+        ranks, _ = rank_targets(model, data, targets, config.data.max_len, options, device=device)
         sync()
         eval_s = time.perf_counter() - t0
         result.update(

@@ -1,7 +1,102 @@
-"""hstu-blair: text-enhanced generative sequential recommendation (HSTU, HSTU-BLaIR, SASRec)."""
+"""hstu-blair: text-enhanced generative sequential recommendation (HSTU, HSTU-BLaIR, SASRec).
+
+The public API, one name per stage (the same words as the CLI)::
+
+    import hstu_blair as hb
+
+    data = hb.prepare("movielens", ["ml-100k/"], "data/ml-100k")      # -> SequenceData
+    hb.embed(data, "minilm")                                         # -> embedding store path
+    config = hb.load_config("configs/ml-100k/hstu-text.toml")         # -> RunConfig
+    result = hb.train(config)                                         # -> RunResult (run directory)
+    hb.evaluate(result.run_dir, split="test")                         # -> metrics
+    rec = hb.Recommender.load(result.run_dir)                         # serving, external ids
+    rec.recommend(["1", "50", "260"], k=10)
+
+Also: ``PrepareOptions``, ``load_dataset``, ``build_text_encoder``, ``TEXT_ENCODERS``, ``pretrain_text``, ``RunConfig``,
+``cold_start``, ``reproduce``, ``report``, ``serve``, ``convert_run``. Each is imported on first
+use (``help(hb.train)`` shows its documentation), so ``import hstu_blair`` stays light and the
+data commands never load torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from hstu_blair._version import __version__
-from hstu_blair.data.dataset import SequenceData, load_dataset
-from hstu_blair.data.prepare import PrepareOptions, prepare
 
-__all__ = ["__version__", "PrepareOptions", "SequenceData", "load_dataset", "prepare"]
+_API: dict[str, tuple[str, str]] = {
+    "prepare": ("hstu_blair.data.prepare", "prepare"),
+    "PrepareOptions": ("hstu_blair.data.options", "PrepareOptions"),
+    "SequenceData": ("hstu_blair.data.dataset", "SequenceData"),
+    "load_dataset": ("hstu_blair.data.dataset", "load_dataset"),
+    "embed": ("hstu_blair.text.embed", "embed_dataset"),
+    "build_text_encoder": ("hstu_blair.text.registry", "build_text_encoder"),
+    "TEXT_ENCODERS": ("hstu_blair.text.registry", "TEXT_ENCODERS"),
+    "pretrain_text": ("hstu_blair.text.pretrain", "pretrain_text"),
+    "RunConfig": ("hstu_blair.config", "RunConfig"),
+    "load_config": ("hstu_blair.config", "load_config"),
+    "train": ("hstu_blair.recipes.train", "train"),
+    "evaluate": ("hstu_blair.recipes.evaluate", "evaluate"),
+    "cold_start": ("hstu_blair.recipes.cold_start", "cold_start"),
+    "reproduce": ("hstu_blair.recipes.reproduce", "reproduce"),
+    "convert_run": ("hstu_blair.recipes.convert", "convert_run"),
+    "Recommender": ("hstu_blair.serving.recommender", "Recommender"),
+    "serve": ("hstu_blair.serving.app", "serve"),
+    "report": ("hstu_blair.reports.report", "write_report"),
+}
+"""Public name -> (module, attribute), imported on first access."""
+
+__all__ = [
+    "__version__",
+    "prepare",
+    "PrepareOptions",
+    "SequenceData",
+    "load_dataset",
+    "embed",
+    "build_text_encoder",
+    "TEXT_ENCODERS",
+    "pretrain_text",
+    "RunConfig",
+    "load_config",
+    "train",
+    "evaluate",
+    "cold_start",
+    "reproduce",
+    "convert_run",
+    "Recommender",
+    "serve",
+    "report",
+]
+assert set(__all__) == {"__version__", *_API}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        module, attribute = _API[name]
+        value = getattr(importlib.import_module(module), attribute)
+        globals()[name] = value  # later accesses skip this function
+        return value
+    raise AttributeError(f"module 'hstu_blair' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from hstu_blair.config import RunConfig, load_config
+    from hstu_blair.data.dataset import SequenceData, load_dataset
+    from hstu_blair.data.options import PrepareOptions
+    from hstu_blair.data.prepare import prepare
+    from hstu_blair.recipes.cold_start import cold_start
+    from hstu_blair.recipes.convert import convert_run
+    from hstu_blair.recipes.evaluate import evaluate
+    from hstu_blair.recipes.reproduce import reproduce
+    from hstu_blair.recipes.train import train
+    from hstu_blair.reports.report import write_report as report
+    from hstu_blair.serving.app import serve
+    from hstu_blair.serving.recommender import Recommender
+    from hstu_blair.text.embed import embed_dataset as embed
+    from hstu_blair.text.pretrain import pretrain_text
+    from hstu_blair.text.registry import TEXT_ENCODERS, build_text_encoder

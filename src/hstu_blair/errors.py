@@ -38,3 +38,29 @@ class EmptyDatasetError(HstuBlairError, ValueError):
 
 class ConfigError(HstuBlairError, ValueError):
     """A config file or an override is invalid (unknown key, wrong type, bad value)."""
+
+
+class UnknownIdError(HstuBlairError, LookupError):
+    """External ids that are not in the catalogue (``kind="item"``) or the user table (``kind="user"``).
+
+    ``ids`` holds every unknown id; the message names the first :data:`MAX_NAMED_IDS`.
+    """
+
+    def __init__(self, kind: str, ids: list[str]) -> None:
+        self.kind = kind
+        self.ids = list(ids)
+        shown = ", ".join(repr(_clip(i)) for i in self.ids[:MAX_NAMED_IDS])
+        more = f" and {len(self.ids) - MAX_NAMED_IDS} more" if len(self.ids) > MAX_NAMED_IDS else ""
+        super().__init__(f"unknown {kind} id{'s' if len(self.ids) > 1 else ''}: {shown}{more}")
+
+
+MAX_NAMED_IDS = 20
+"""Unknown ids named in an error message (the rest are counted)."""
+
+
+def _clip(text: str, width: int = 80) -> str:
+    return text if len(text) <= width else text[:width] + "..."
+
+
+class RunsNotFoundError(HstuBlairError, ValueError):
+    """No finished run directory was found where runs were expected (reports)."""

@@ -37,7 +37,7 @@ def _load(*paths: Path, **opts: object) -> RawDataset:
 
 def _texts(raw: RawDataset) -> dict[str, str]:
     assert raw.items is not None
-    return dict(zip(raw.items["raw_item_id"].to_list(), raw.items["text"].to_list()))
+    return dict(zip(raw.items["item_id"].to_list(), raw.items["text"].to_list()))
 
 
 # ---- interactions ---------------------------------------------------------------------------------
@@ -50,10 +50,10 @@ def test_rating_csv_rows_in_file_order_and_ms_floored_to_seconds():
     assert df.height == 10  # every data line, the exact duplicate included (prepare drops it)
     assert df.row(0) == (U1, "B0TINY0001", 1600000000, 5.0)  # 1600000000123 ms
     assert df.row(1) == (U1, "B0TINY0002", 1600000001, 4.0)  # 1600000001999 ms: floor, not round
-    assert df["raw_item_id"].to_list()[-3:] == ["B0TINY0005", "B0TINY0001", "B0TINY0003"]
+    assert df["item_id"].to_list()[-3:] == ["B0TINY0005", "B0TINY0001", "B0TINY0003"]
     assert df.schema == {
-        "raw_user_id": pl.String,
-        "raw_item_id": pl.String,
+        "user_id": pl.String,
+        "item_id": pl.String,
         "timestamp": pl.Int64,
         "rating": pl.Float32,
     }
@@ -96,9 +96,7 @@ def test_meta_clean_text_html_tags_non_ascii_duplicates_and_unused_items():
         "B0TINY0004": "Dup first. First copy. Video Games",  # the first of two lines wins
     }
     assert raw.items is not None
-    assert (
-        raw.items.filter(pl.col("raw_item_id") == "B0TINY0001")["title"].item() == 'Super Jump & Run "Deluxe"'
-    )
+    assert raw.items.filter(pl.col("item_id") == "B0TINY0001")["title"].item() == 'Super Jump & Run "Deluxe"'
     assert raw.removed["duplicate_meta_items"] == 1
     assert raw.info["meta_lines"] == 6
     assert raw.info["meta_lines_skipped"] == 1  # B0TINY0009 has no interaction: never parsed
@@ -270,8 +268,8 @@ def test_prepare_counts_duplicates_items_without_metadata_and_keeps_tie_order(tm
         "Tiny_Games.jsonl",
         "meta_Tiny_Games.jsonl.gz",
     ]
-    assert data.items["raw_id"].to_list() == ["B0TINY0001", "B0TINY0002", "B0TINY0003", "B0TINY0004"]
-    u1, u3 = data.user_id(U1), data.user_id(U3)
+    assert data.items["item_id"].to_list() == ["B0TINY0001", "B0TINY0002", "B0TINY0003", "B0TINY0004"]
+    u1, u3 = data.user_index(U1), data.user_index(U3)
     assert data.user_items(u1).tolist() == [1, 2, 3, 1]
     assert data.user_times(u1).tolist() == [1600000000, 1600000001, 1600000002, 1600000007]
     assert data.user_items(u3).tolist() == [2, 3]  # equal timestamps: file order (line 8 before line 11)
@@ -336,10 +334,10 @@ def test_skip_bad_lines_counts_every_bad_row(tmp_path):
     raw = _load(BAD / "mixed.csv", skip_bad_lines=True)
     # lines 3 (rating), 5 (short row), 6 (timestamp), 7 (encoding), 8 (empty user_id) are counted
     assert raw.removed == {"bad_lines:mixed.csv": 5}
-    assert raw.interactions["raw_item_id"].to_list() == ["B0TINY0001", "B0TINY0001", "B0TINY0003"]
+    assert raw.interactions["item_id"].to_list() == ["B0TINY0001", "B0TINY0001", "B0TINY0003"]
     raw = _load(FIX / "Tiny_Games.csv", items_file=BAD / "meta_no_asin.jsonl", skip_bad_lines=True)
     assert raw.removed == {"bad_lines:meta_no_asin.jsonl": 1}
-    assert raw.items is not None and raw.items["raw_item_id"].to_list() == ["B0TINY0001"]
+    assert raw.items is not None and raw.items["item_id"].to_list() == ["B0TINY0001"]
     data = prepare("amazon2023", [BAD / "mixed.csv"], tmp_path, PrepareOptions(kcore=0, skip_bad_lines=True))
     assert data.manifest["removed"]["source"] == {"bad_lines:mixed.csv": 5}
     assert data.num_interactions == 3
@@ -352,7 +350,7 @@ def test_all_beauty_5core_real_file(tmp_path):
     folder = shared_dataset("amazon2023-all-beauty-5core")
     raw = _load(folder)  # the sha256 list beside it is ignored, and recorded as such
     df = raw.interactions
-    assert (df.height, df["raw_user_id"].n_unique(), df["raw_item_id"].n_unique()) == (2535, 253, 356)
+    assert (df.height, df["user_id"].n_unique(), df["item_id"].n_unique()) == (2535, 253, 356)
     assert raw.items is None and raw.info["has_metadata"] is False
     assert raw.info["ignored_files"] == ["amazon2023_official_file_sha256_sizes.tsv"]
     assert df.row(0) == ("AFSKPY37N3C43SOI5IEXEK5JSIYA", "B07J3GH1W1", 1547589356, 5.0)  # 1547589356557 ms

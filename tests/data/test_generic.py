@@ -50,10 +50,10 @@ def test_csv_round_trip(tmp_path):
     m = data.manifest
     assert (m["num_users"], m["num_items"], m["num_interactions"]) == (3, 3, 6)
     assert m["removed"]["catalogue"]["items_without_interactions"] == 1  # item 13
-    assert data.sequences["raw_user_id"].to_list() == ["007", "alice", "bob"]
+    assert data.sequences["user_id"].to_list() == ["007", "alice", "bob"]
     # bob: items 10 and 12 at the same second -> file order
-    assert data.user_items(data.user_id("bob")).tolist() == data.item_ids(["10", "12"]).tolist()
-    assert data.user_times(data.user_id("007")).tolist() == [1614834367, 1615032000]
+    assert data.user_items(data.user_index("bob")).tolist() == data.item_indices(["10", "12"]).tolist()
+    assert data.user_times(data.user_index("007")).tolist() == [1614834367, 1615032000]
     assert data.texts[0] == "Widget, Large. Sturdy. Two lines"
 
 
@@ -134,7 +134,7 @@ def test_integral_float_ids_and_duplicate_items(tmp_path):
     )
     (tmp_path / "items.csv").write_text("item_id,text\n3,first\n3,second\n")
     raw = load_generic([tmp_path / "i.parquet", tmp_path / "items.csv"], PrepareOptions(rating_column=None))
-    assert raw.interactions["raw_user_id"].to_list() == ["1", "2.5"]
+    assert raw.interactions["user_id"].to_list() == ["1", "2.5"]
     assert raw.items.rows() == [("3", "", "first")]
     assert raw.removed == Counter({"duplicate_item_rows:items.csv": 1})
 

@@ -27,7 +27,7 @@ FIX = FIXTURES / "movielens"
 
 
 def _items(raw) -> dict[str, tuple[str, str]]:
-    return {r["raw_item_id"]: (r["title"], r["text"]) for r in raw.items.iter_rows(named=True)}
+    return {r["item_id"]: (r["title"], r["text"]) for r in raw.items.iter_rows(named=True)}
 
 
 # ---- fixtures in the published layouts ----------------------------------------------------------
@@ -40,7 +40,7 @@ def test_ml100k_layout(tmp_path):
     assert items["2"] == ("Misérables, Les (1995)", "Misérables, Les (1995). Genres: Drama, War")
     assert items["4"] == ("unknown", "unknown")  # the 'unknown' genre flag is not put into text
     assert raw.reviews is None
-    assert raw.interactions["raw_item_id"].to_list() == ["1", "2", "1", "3", "2", "4", "1"]  # file order
+    assert raw.interactions["item_id"].to_list() == ["1", "2", "1", "3", "2", "4", "1"]  # file order
     assert raw.interactions["rating"].dtype == pl.Float32
 
     data = prepare("movielens", [FIX / "ml-100k"], tmp_path)
@@ -48,7 +48,7 @@ def test_ml100k_layout(tmp_path):
     assert (m["num_users"], m["num_items"], m["num_interactions"]) == (3, 4, 7)
     assert m["removed"]["catalogue"]["items_without_interactions"] == 1  # "Never Rated (1996)"
     # user 3 rated items 2 and 1 in the same second: file order breaks the tie
-    assert data.user_items(data.user_id("3")).tolist() == data.item_ids(["2", "1", "4"]).tolist()
+    assert data.user_items(data.user_index("3")).tolist() == data.item_indices(["2", "1", "4"]).tolist()
     assert [f["name"] for f in m["files"]] == ["u.data", "u.item", "u.genre"]  # u.info, u.user unread
 
 
@@ -138,7 +138,7 @@ def test_files_named_in_options(tmp_path):
 def test_top_tags_and_movie_text():
     tags = pl.DataFrame(
         {
-            "raw_item_id": ["1"] * 6 + ["2"],
+            "item_id": ["1"] * 6 + ["2"],
             "text": ["b", "a", "A", "c", "", "b"] + ["z"],
         }
     )
@@ -213,7 +213,7 @@ def test_ml100k_real_counts(tmp_path):
     assert (m["num_interactions"], m["num_users"], m["num_items"]) == (100_000, 943, 1_682)
     assert m["name"] == "ml-100k" and m["info"]["items_encoding"] == "latin-1"
     assert m["removed"]["catalogue"]["items_without_interactions"] == 0
-    titles = dict(zip(data.items["raw_id"].to_list(), data.items["title"].to_list()))
+    titles = dict(zip(data.items["item_id"].to_list(), data.items["title"].to_list()))
     assert titles["543"] == "Misérables, Les (1995)"
 
 
@@ -224,7 +224,7 @@ def _check_ml_latest_small(data: SequenceData) -> None:
     assert m["info"]["num_movies"] == 9_742 and m["info"]["num_tags"] == 3_683
     assert m["removed"]["catalogue"]["items_without_interactions"] == 18
     assert m["num_reviews"] == 3_662  # the 3,683 tags minus those on the 18 unrated movies
-    texts = dict(zip(data.items["raw_id"].to_list(), data.items["text"].to_list()))
+    texts = dict(zip(data.items["item_id"].to_list(), data.items["text"].to_list()))
     assert (
         texts["1"]
         == "Toy Story (1995). Genres: Adventure, Animation, Children, Comedy, Fantasy. Tags: pixar, fun"

@@ -27,15 +27,15 @@ def test_ids_order_and_tie_break(tmp_path):
     rows = [("10", "b", 5), ("2", "a", 7), ("10", "c", 5), ("10", "a", 1), ("2", "b", 7)]
     data = _write(make_raw(rows), tmp_path)
     # users in numeric raw-id order: "2" -> 0, "10" -> 1; items lexicographic a,b,c -> 1,2,3
-    assert data.sequences["raw_user_id"].to_list() == ["2", "10"]
-    assert data.items["raw_id"].to_list() == ["a", "b", "c"]
+    assert data.sequences["user_id"].to_list() == ["2", "10"]
+    assert data.items["item_id"].to_list() == ["a", "b", "c"]
     # user 10: a@1, then b and c tie at t=5 -> file order (b before c)
     assert data.user_items(1).tolist() == [1, 2, 3]
     assert data.user_items(0).tolist() == [1, 2]  # tie at 7, file order a then b
-    assert data.raw_item_ids[1] == "a" and data.raw_item_ids[0] is None
-    assert data.item_ids(["c", "a"]).tolist() == [3, 1]
-    with pytest.raises(KeyError, match="zzz"):
-        data.item_ids(["zzz"])
+    assert data.item_ids[1] == "a" and data.item_ids[0] is None
+    assert data.item_indices(["c", "a"]).tolist() == [3, 1]
+    with pytest.raises(LookupError, match="zzz"):
+        data.item_indices(["zzz"])
 
 
 def test_duplicates_and_items_without_text_are_counted(tmp_path):
@@ -67,14 +67,14 @@ def test_reviews_keep_kept_items_with_text_in_source_order(tmp_path):
     raw = make_raw([("u", "a", 1), ("u", "b", 2)], texts={"a": "A", "b": "B", "z": "Z"})
     raw.reviews = pl.DataFrame(
         {
-            "raw_user_id": ["x", "y", "x", "y", "w"],
-            "raw_item_id": ["b", "a", "z", "b", "a"],  # z: not in the kept items
+            "user_id": ["x", "y", "x", "y", "w"],
+            "item_id": ["b", "a", "z", "b", "a"],  # z: not in the kept items
             "text": ["late", "early", "other item", " \t\n", "w\u00e9"],  # a blank text
         }
     )
     data = _write(raw, tmp_path, kcore=0)
     reviews = data.reviews()
-    assert reviews.schema == pl.Schema({"raw_user_id": pl.String, "item_id": pl.Int32, "text": pl.String})
+    assert reviews.schema == pl.Schema({"user_id": pl.String, "item_idx": pl.Int32, "text": pl.String})
     assert reviews.rows() == [("x", 2, "late"), ("y", 1, "early"), ("w", 1, "w\u00e9")]
     assert data.manifest["num_reviews"] == 3
 
@@ -105,8 +105,8 @@ def _kcore(rows, k, iterative):
 
 def test_kcore_iterative_until_stable():
     kept, counts, rounds = _kcore(_chain_rows(), 3, iterative=True)
-    per_user = kept.group_by("raw_user_id").len()["len"].min()
-    per_item = kept.group_by("raw_item_id").len()["len"].min()
+    per_user = kept.group_by("user_id").len()["len"].min()
+    per_item = kept.group_by("item_id").len()["len"].min()
     assert per_user >= 3 and per_item >= 3
     assert counts["items"] == 1 and counts["users"] == 1  # rare item, then weak user
     assert rounds >= 2
@@ -115,8 +115,8 @@ def test_kcore_iterative_until_stable():
 def test_kcore_single_pass_matches_reference_semantics():
     kept, counts, rounds = _kcore(_chain_rows(), 3, iterative=False)
     # counts computed once: item 'rare' (2) dropped; 'weak' had 3 rows then 2 -> dropped by the length rule
-    assert "rare" not in kept["raw_item_id"].to_list()
-    assert "weak" not in kept["raw_user_id"].to_list()
+    assert "rare" not in kept["item_id"].to_list()
+    assert "weak" not in kept["user_id"].to_list()
     assert rounds == 1
 
 
@@ -136,7 +136,7 @@ def test_kcore_matches_a_plain_python_kcore():
         if len(left) == len(pairs):
             break
         pairs = left
-    assert list(zip(kept["raw_user_id"], kept["raw_item_id"])) == pairs
+    assert list(zip(kept["user_id"], kept["item_id"])) == pairs
 
 
 def test_empty_after_filter_names_the_filter(tmp_path):
@@ -163,9 +163,9 @@ def test_manifest_contract(tmp_path):
         assert key in manifest
     assert manifest["timestamp_unit"] == "s"
     seq = pl.read_parquet(tmp_path / "sequences.parquet")
-    assert seq.schema["item_ids"] == pl.List(pl.Int32)
+    assert seq.schema["item_idx"] == pl.List(pl.Int32)
     items = pl.read_parquet(tmp_path / "items.parquet")
-    assert items["item_id"].to_list() == list(range(1, data.num_items + 1))
+    assert items["item_idx"].to_list() == list(range(1, data.num_items + 1))
     assert len(data.data_hash) == 64
 
 

@@ -192,11 +192,11 @@ def test_real_games_sample_reads_all_25_games():
     games = steam.read_games(path, ascii_only=False, bad=BadLines(False, removed), removed=removed)
     assert games.height == 25 and not removed
     oracle = [literal_eval(line) for line in lines]  # ids and names as Python itself reads them
-    assert games["raw_item_id"].to_list() == [g["id"] for g in oracle]
+    assert games["item_id"].to_list() == [g["id"] for g in oracle]
     assert games["title"].to_list() == [g["app_name"] for g in oracle]  # no HTML entities in app_name
-    assert games["raw_item_id"].to_list()[:5] == ["761140", "643980", "670290", "98421", "206522"]
-    titles = dict(zip(games["raw_item_id"], games["title"]))
-    texts = dict(zip(games["raw_item_id"], games["text"]))
+    assert games["item_id"].to_list()[:5] == ["761140", "643980", "670290", "98421", "206522"]
+    titles = dict(zip(games["item_id"], games["title"]))
+    texts = dict(zip(games["item_id"], games["text"]))
     # apostrophes: written u"..." in the file, lost by the reference's quote replacement
     assert titles["565000"] == "Riders of Icarus: Elite Ranger's Fury Package"
     assert (
@@ -240,7 +240,7 @@ def test_load_fixture_reads_every_line_losslessly():
     assert texts[3] == "\\o/ 10/10 \U0001f600 would bake again"
     assert texts[4] == "Tab\there, backslash \\ there"
     assert texts[5] == ""
-    items = {r["raw_item_id"]: r for r in raw.items.to_dicts()}
+    items = {r["item_id"]: r for r in raw.items.to_dicts()}
     assert list(items) == ["900001", "900002", "900003", "900004", "900005"]
     assert items["900001"]["title"] == "Baker's Dozen"  # the first of the two entries with id 900001
     assert items["900001"]["text"] == (
@@ -273,7 +273,7 @@ def test_gzip_fixture_equals_plain_and_file_overrides_work():
 
 def test_ascii_only_item_text():
     raw = load_steam([STEAM], PrepareOptions(ascii_only=True))
-    text = dict(zip(raw.items["raw_item_id"], raw.items["text"]))["900002"]
+    text = dict(zip(raw.items["item_id"], raw.items["text"]))["900002"]
     assert (
         text == 'The "Big" Heist: Lou\'s Revenge | Night Owl | Works | Action, Racing | Caf Racer, Action | '
         "Single-player, Multi-player"
@@ -296,12 +296,12 @@ def test_prepare_end_to_end(tmp_path):
     assert removed["items_without_text"]["interactions"] == 1  # 900009
     assert removed["kcore"]["interactions"] == 2 and removed["kcore"]["items"] == 2  # 900003, 900004
     assert removed["catalogue"]["items_without_interactions"] == 3
-    assert data.items["raw_id"].to_list() == ["900001", "900002"]
-    assert data.sequences["raw_user_id"].to_list() == ["Ann O'Hara", "Zed", "bj\u00f6rn"]
+    assert data.items["item_id"].to_list() == ["900001", "900002"]
+    assert data.sequences["user_id"].to_list() == ["Ann O'Hara", "Zed", "bj\u00f6rn"]
     assert data.user_items(0).tolist() == [1, 2]
     assert data.user_items(1).tolist() == [1, 2]
     assert data.user_items(2).tolist() == [2, 1]  # same day: file order
-    assert data.sequences["timestamps"].to_list()[2] == [DEC_17_2017, DEC_17_2017]
+    assert data.sequences["timestamp"].to_list()[2] == [DEC_17_2017, DEC_17_2017]
     reviews = pl.read_parquet(tmp_path / "reviews.parquet")
     assert 'Great little game, I\'d say "buy it".' in reviews["text"].to_list()
 
@@ -337,13 +337,13 @@ def test_bad_games_line_names_file_line_and_field():
         load_steam([], options)
     options.skip_bad_lines = True
     raw = load_steam([], options)
-    assert raw.items["raw_item_id"].to_list() == ["900001"]
+    assert raw.items["item_id"].to_list() == ["900001"]
     assert raw.removed["bad_lines:games_truncated.json"] == 1
 
 
 def test_skip_bad_lines_counts_each_bad_line(tmp_path):
     raw = load_steam([], PrepareOptions(interactions_file=BAD / "mixed.json", skip_bad_lines=True))
-    assert raw.interactions["raw_user_id"].to_list() == ["Zed", "Ann"]
+    assert raw.interactions["user_id"].to_list() == ["Zed", "Ann"]
     assert raw.removed == Counter({"bad_lines:mixed.json": 4})
     assert "mixed.json:2 (field 'text')" in raw.info["first_bad_line"]["bad_lines:mixed.json"]
     data = prepare(

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hstu_blair.models.hstu import HSTUEncoder, relative_positions, time_buckets
+from hstu_blair.models.hstu import HSTU, relative_positions, time_buckets
 
 B, T, D, H, DQK, DV, N = 2, 5, 8, 2, 4, 4, 7  # N = max_len > T, so the divisor N != T is checked
 LENGTHS = [5, 3]
@@ -26,9 +26,9 @@ def make_batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
     return emb, ids, torch.tensor(TIMESTAMPS), torch.tensor(LENGTHS)
 
 
-def make_encoder(num_blocks: int = 1, max_len: int = N, seed: int = 0) -> HSTUEncoder:
+def make_encoder(num_blocks: int = 1, max_len: int = N, seed: int = 0) -> HSTU:
     torch.manual_seed(seed)
-    enc = HSTUEncoder(max_len, D, num_blocks, H, DQK, DV, dropout=0.0, input_dropout=0.0)
+    enc = HSTU(max_len, D, num_blocks, H, DQK, DV, dropout=0.0, input_dropout=0.0)
     with torch.no_grad():  # larger RAB weights so the bias visibly matters in the check
         for block in enc.blocks:
             block.rab.pos_w.normal_(0.0, 0.5)
@@ -50,7 +50,7 @@ def layer_norm(x: list[float], eps: float = 1e-6) -> list[float]:
     return [(a - mean) / math.sqrt(var + eps) for a in x]
 
 
-def hand_hstu_one_block(enc: HSTUEncoder, emb, timestamps, lengths) -> torch.Tensor:
+def hand_hstu_one_block(enc: HSTU, emb, timestamps, lengths) -> torch.Tensor:
     """One HSTU block written out with Python loops over rows, positions, heads and dims."""
     block = enc.blocks[0]
     P = enc.pos_emb.weight.double().tolist()
@@ -182,7 +182,7 @@ def test_next_event_time_is_used_by_last_position_only():
 
 def test_dropout_only_in_training_and_gradients_flow():
     torch.manual_seed(0)
-    enc = HSTUEncoder(N, D, 2, H, DQK, DV, dropout=0.5, input_dropout=0.5)
+    enc = HSTU(N, D, 2, H, DQK, DV, dropout=0.5, input_dropout=0.5)
     emb, ids, timestamps, lengths = make_batch()
     enc.eval()
     assert torch.equal(enc(emb, ids, timestamps, lengths), enc(emb, ids, timestamps, lengths))
@@ -205,14 +205,14 @@ def test_dropout_only_in_training_and_gradients_flow():
     ],
 )
 def test_parameter_counts_match_spec(max_len, d_model, blocks, heads, d_head, stack_params):
-    enc = HSTUEncoder(max_len, d_model, blocks, heads, d_head, d_head)
+    enc = HSTU(max_len, d_model, blocks, heads, d_head, d_head)
     assert sum(p.numel() for p in enc.blocks.parameters()) == stack_params
     assert enc.pos_emb.weight.shape == (max_len, d_model)
 
 
 def test_positional_table_is_xavier_normal():
     torch.manual_seed(0)
-    enc = HSTUEncoder(211, 256, 1, 1, 8, 8)
+    enc = HSTU(211, 256, 1, 1, 8, 8)
     want = math.sqrt(2.0 / (211 + 256))
     assert abs(enc.pos_emb.weight.std().item() - want) < 0.05 * want
 

@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from hstu_blair.models.sasrec import SASRecEncoder
+from hstu_blair.models.sasrec import SASRec
 
 B, T, D, MAX_LEN = 2, 5, 8, 7
 
@@ -21,9 +21,9 @@ def make_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor
     return emb, ids, timestamps, torch.tensor([5, 3])
 
 
-def make_encoder(dropout: float = 0.0) -> SASRecEncoder:
+def make_encoder(dropout: float = 0.0) -> SASRec:
     torch.manual_seed(0)
-    return SASRecEncoder(MAX_LEN, D, num_blocks=2, num_heads=2, d_ffn=16, dropout=dropout).eval()
+    return SASRec(MAX_LEN, D, num_blocks=2, num_heads=2, d_ffn=16, dropout=dropout).eval()
 
 
 def test_causal_later_items_do_not_change_earlier_outputs():
@@ -60,7 +60,7 @@ def test_padding_and_trim_invariance():
 def test_block_matches_spec_formula():
     """One block written with explicit per-position attention (single head), against the module."""
     torch.manual_seed(0)
-    enc = SASRecEncoder(MAX_LEN, D, num_blocks=1, num_heads=1, d_ffn=16).eval()
+    enc = SASRec(MAX_LEN, D, num_blocks=1, num_heads=1, d_ffn=16).eval()
     emb, ids, ts, lengths = make_batch()
     block = enc.blocks[0]
     w_q, w_k, w_v = block.attn.in_proj_weight.chunk(3)
@@ -85,14 +85,14 @@ def test_block_matches_spec_formula():
 
 
 def test_parameter_count_matches_spec():
-    enc = SASRecEncoder(211, 50, num_blocks=2, num_heads=1, d_ffn=50)  # ML-1M SASRec
+    enc = SASRec(211, 50, num_blocks=2, num_heads=1, d_ffn=50)  # ML-1M SASRec
     assert sum(p.numel() for p in enc.blocks.parameters()) == 30_600
     assert enc.pos_emb.weight.shape == (211, 50)
 
 
 def test_init_follows_reference():
     torch.manual_seed(0)
-    enc = SASRecEncoder(211, 256, num_blocks=1, num_heads=1, d_ffn=256)
+    enc = SASRec(211, 256, num_blocks=1, num_heads=1, d_ffn=256)
     pos_std = math.sqrt(1.0 / 256) * 0.88  # std of a normal truncated at +-2 std
     assert abs(enc.pos_emb.weight.std().item() - pos_std) < 0.05 * pos_std
     w = enc.blocks[0].ffn_in.weight

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hstu_blair.models.hstu import HSTUEncoder
+from hstu_blair.models.hstu import HSTU
 from hstu_blair.models.item_embedding import ItemEmbedding
-from hstu_blair.models.sasrec import SASRecEncoder
+from hstu_blair.models.sasrec import SASRec
 from hstu_blair.models.sequential import SequentialModel
 
 N_ITEMS, D = 20, 8
@@ -18,9 +18,9 @@ def make_model(encoder: str, fusion: str = "sum") -> SequentialModel:
     text = torch.randn(N_ITEMS + 1, 12)
     items = ItemEmbedding(N_ITEMS, D, fusion, None if fusion == "id" else text)
     if encoder == "hstu":
-        enc = HSTUEncoder(9, D, 2, 2, 4, 4)
+        enc = HSTU(9, D, 2, 2, 4, 4)
     else:
-        enc = SASRecEncoder(9, D, 2, 2, 16)
+        enc = SASRec(9, D, 2, 2, 16)
     return SequentialModel(items, enc).eval()
 
 
@@ -37,7 +37,7 @@ def test_encode_takes_the_last_real_position(encoder):
     ids[1, 0] = 3
     with torch.no_grad():
         states = model(ids, ts, lengths)  # (B, T, D)
-        query = model.encode(ids, ts, lengths)  # (B, D)
+        query = model.query_vectors(ids, ts, lengths)  # (B, D)
     torch.testing.assert_close(query[0], states[0, 3])
     torch.testing.assert_close(query[1], states[1, 1])
 
@@ -58,16 +58,15 @@ def test_forward_with_items_equals_separate_calls():
     ids, ts, lengths = make_batch()
     negatives = torch.tensor([1, 8, 20, 8])
     with torch.no_grad():
-        states, id_vectors, neg_vectors = model.forward_with_items(ids, ts, lengths, negatives)
+        states, neg_vectors = model.forward_with_items(ids, ts, lengths, negatives)
         torch.testing.assert_close(states, model(ids, ts, lengths))
-        torch.testing.assert_close(id_vectors, model.item_vectors(ids))
         torch.testing.assert_close(neg_vectors, model.item_vectors(negatives))
 
 
 def test_width_mismatch_raises():
     items = ItemEmbedding(N_ITEMS, D)
     with pytest.raises(ValueError, match="width"):
-        SequentialModel(items, HSTUEncoder(9, 2 * D, 1, 1, 4, 4))
+        SequentialModel(items, HSTU(9, 2 * D, 1, 1, 4, 4))
 
 
 def test_length_groups_partition_rows_by_powers_of_two():
@@ -88,9 +87,9 @@ def test_grouped_encoding_equals_one_encoder_call(encoder):
     torch.manual_seed(0)
     items = ItemEmbedding(N_ITEMS, D, "sum", torch.randn(N_ITEMS + 1, 12))
     if encoder == "hstu":
-        enc = HSTUEncoder(20, D, 2, 2, 4, 4)
+        enc = HSTU(20, D, 2, 2, 4, 4)
     else:
-        enc = SASRecEncoder(20, D, 2, 2, 16)
+        enc = SASRec(20, D, 2, 2, 16)
     model = SequentialModel(items, enc).eval()
     lengths = torch.tensor([2, 12, 9, 5, 17])  # three groups: <= 8, 9..16, 17
     T = int(lengths.max())
@@ -98,7 +97,7 @@ def test_grouped_encoding_equals_one_encoder_call(encoder):
     ts = torch.cumsum(torch.randint(1, 10**6, (5, T + 1)), dim=1)  # (B, T+1)
 
     grads = []
-    for run in (lambda: model(ids, ts, lengths), lambda: model.encoder(model.items(ids), ids, ts, lengths)):
+    for run in (lambda: model(ids, ts, lengths), lambda: model.backbone(model.items(ids), ids, ts, lengths)):
         model.zero_grad()
         states = run()  # (B, T, D)
         (states * torch.linspace(-1, 1, D)).sum().backward()

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from hstu_blair.cli import main
-from hstu_blair.evaluation.stats import mean_std, relative_gain
-from hstu_blair.reports.reproduce import plan_grid, reproduce
+from hstu_blair.recipes.reproduce import plan_grid, reproduce
 from hstu_blair.reports.runs import collect
+from hstu_blair.reports.stats import mean_std, relative_gain
 from hstu_blair.reports.tables import build_table, load_paper_results
 from tests.conftest import tiny_overrides
 

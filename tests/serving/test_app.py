@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from hstu_blair.serving.app import MicroBatcher, create_app
 from hstu_blair.serving.recommender import Recommender
-from tests.serving.conftest import running_server
+from tests.conftest import running_server
 
 
 @pytest.fixture(scope="module")

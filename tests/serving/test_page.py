@@ -12,7 +12,7 @@ import pytest
 
 from hstu_blair.serving.app import create_app
 from hstu_blair.serving.recommender import Recommender
-from tests.serving.conftest import running_server
+from tests.conftest import running_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(

@@ -11,10 +11,10 @@ import torch.nn.functional as F
 
 from hstu_blair.config import load_config
 from hstu_blair.data.dataset import SequenceData
+from hstu_blair.recipes.train import train
 from hstu_blair.serving.index import ExactIndex, FaissIndex, index_recall
 from hstu_blair.serving.recommender import Query, Recommender, ServingError, UnknownIdError
 from hstu_blair.training.batching import eval_batch
-from hstu_blair.training.loop import train
 from tests.conftest import tiny_overrides
 
 
@@ -25,7 +25,7 @@ def rec(id_run) -> Recommender:
 
 def test_raw_ids_in_and_out(rec, tiny_dataset):
     data = SequenceData.load(tiny_dataset)
-    titles = dict(zip(data.items["raw_id"].to_list(), data.items["title"].to_list()))
+    titles = dict(zip(data.items["item_id"].to_list(), data.items["title"].to_list()))
     result = rec.recommend(["i1", "i2", "i3"], k=5)
     assert len(result) == 5 and result.skipped == []
     assert all(r.item_id in titles and r.title == titles[r.item_id] for r in result)
@@ -42,10 +42,10 @@ def test_matches_the_model_on_a_hand_built_batch(rec, tiny_dataset):
     items, times = data.user_items(user), data.user_times(user)
     batch = eval_batch(data, np.array([user]), np.array([len(items) - 1]), max_len)
     with torch.inference_mode():
-        query = rec.model.encode(batch.ids, batch.timestamps, batch.lengths)  # (1, D)
+        query = rec.model.query_vectors(batch.ids, batch.timestamps, batch.lengths)  # (1, D)
         scores = (query @ rec.model.item_vectors().T)[0, 1:]  # (n,)
-    expected = [data.raw_item_ids[i + 1] for i in scores.argsort(descending=True)[:10].tolist()]
-    raw_history = [data.raw_item_ids[i] for i in items[:-1]]
+    expected = [data.item_ids[i + 1] for i in scores.argsort(descending=True)[:10].tolist()]
+    raw_history = [data.item_ids[i] for i in items[:-1]]
     result = rec.recommend(
         raw_history, k=10, exclude_seen=False, timestamps=times[:-1].tolist(), query_time=int(times[-1])
     )
@@ -65,12 +65,12 @@ def test_exclude_seen(rec):
 
 def test_user_history_and_exclusion(rec, tiny_dataset):
     data = SequenceData.load(tiny_dataset)
-    user = data.user_id("u3")
-    seen = {data.raw_item_ids[i] for i in data.user_items(user)}
+    user = data.user_index("u3")
+    seen = {data.item_ids[i] for i in data.user_items(user)}
     result = rec.recommend_user("u3", k=10)
     assert len(result) == 10 and not seen & {r.item_id for r in result}
     items, times = data.user_items(user), data.user_times(user)
-    same = rec.recommend([data.raw_item_ids[i] for i in items], k=10, timestamps=times.tolist())
+    same = rec.recommend([data.item_ids[i] for i in items], k=10, timestamps=times.tolist())
     assert [r.item_id for r in same] == [r.item_id for r in result]
 
 
@@ -142,8 +142,8 @@ def test_similar_items(rec):
     vectors = rec.model.item_vectors()[1:]  # (n, D)
     idx = rec.item_vectors(["i7"])[0]
     cosine = vectors @ idx  # (n,)
-    cosine[int(rec.run.data.item_ids(["i7"])[0]) - 1] = -2
-    best = [rec.run.data.raw_item_ids[i + 1] for i in cosine.argsort(descending=True)[:5].tolist()]
+    cosine[int(rec.run.data.item_indices(["i7"])[0]) - 1] = -2
+    best = [rec.run.data.item_ids[i + 1] for i in cosine.argsort(descending=True)[:5].tolist()]
     assert [r.item_id for r in result] == best
 
 

@@ -61,9 +61,9 @@ def tiny_roberta(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def minilm():
     """The offline default encoder, loaded once per test session."""
-    from hstu_blair.text.encoders import build_encoder
+    from hstu_blair.text.registry import build_text_encoder
 
-    return build_encoder("minilm", device="cpu")
+    return build_text_encoder("minilm", device="cpu")
 
 
 def write_tiny_dataset(
@@ -76,8 +76,8 @@ def write_tiny_dataset(
     """Prepare a dataset from (user, item, time) rows, item texts and (user, item, text) reviews."""
     interactions = pl.DataFrame(
         {
-            "raw_user_id": [r[0] for r in rows],
-            "raw_item_id": [r[1] for r in rows],
+            "user_id": [r[0] for r in rows],
+            "item_id": [r[1] for r in rows],
             "timestamp": [r[2] for r in rows],
             "rating": [1.0] * len(rows),
         }
@@ -85,7 +85,7 @@ def write_tiny_dataset(
     titles = titles if titles is not None else {k: k for k in texts}
     items = pl.DataFrame(
         {
-            "raw_item_id": list(texts),
+            "item_id": list(texts),
             "title": [titles.get(k, "") for k in texts],
             "text": list(texts.values()),
         }
@@ -94,8 +94,8 @@ def write_tiny_dataset(
     if reviews is not None:
         review_table = pl.DataFrame(
             {
-                "raw_user_id": [r[0] for r in reviews],
-                "raw_item_id": [r[1] for r in reviews],
+                "user_id": [r[0] for r in reviews],
+                "item_id": [r[1] for r in reviews],
                 "text": [r[2] for r in reviews],
             }
         )

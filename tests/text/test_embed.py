@@ -14,9 +14,10 @@ import torch
 
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.errors import DataFormatError
-from hstu_blair.text.embed import embed_dataset, embed_texts, encoder_for_store, item_texts
+from hstu_blair.text.embed import embed_dataset, embed_texts, item_texts
 from hstu_blair.text.encoders import EncoderError, TextEncoder
-from hstu_blair.text.store import default_store_path, load_embeddings, text_hash
+from hstu_blair.text.registry import encoder_for_store
+from hstu_blair.text.store import load_embeddings, store_path, text_hash
 
 from .conftest import CORPUS, write_tiny_dataset
 
@@ -72,7 +73,7 @@ def _set_texts(data: SequenceData, texts: list[str], titles: list[str] | None = 
 def test_store_layout_and_manifest(data: SequenceData) -> None:
     enc = CountingEncoder()
     path = embed_dataset(data, enc, progress=False)
-    assert path == default_store_path(data.path, "fake")
+    assert path == store_path(data.path, "fake")
     matrix, manifest = load_embeddings(path, num_items=data.num_items)
     assert matrix.shape == (data.num_items + 1, 4) and matrix.dtype == torch.float32
     assert torch.all(matrix[0] == 0)
@@ -117,15 +118,18 @@ def test_identical_texts_are_encoded_once(data: SequenceData) -> None:
     assert enc.encoded.count("same text") == 1 and len(enc.encoded) == 4
 
 
-def test_empty_text_uses_title_then_raw_id_never_zero(data: SequenceData) -> None:
+def test_empty_text_uses_title_then_item_id_never_zero(data: SequenceData) -> None:
     titles = data.items["title"].to_list()
     data = _set_texts(data, ["", "  ", *data.texts[2:]], ["A Title", "", *titles[2:]])
     texts, counts = item_texts(data)
-    assert texts[:2] == ["A Title", f"item {data.items['raw_id'][1]}"] and counts == {"title": 1, "raw_id": 1}
+    assert texts[:2] == ["A Title", f"item {data.items['item_id'][1]}"] and counts == {
+        "title": 1,
+        "item_id": 1,
+    }
     path = embed_dataset(data, CountingEncoder(), progress=False)
     matrix, manifest = load_embeddings(path)
     assert torch.all(matrix[1:].abs().sum(1) > 0)
-    assert manifest.extra["empty_text"] == {"mode": "fallback", "title": 1, "raw_id": 1}
+    assert manifest.extra["empty_text"] == {"mode": "fallback", "title": 1, "item_id": 1}
     with pytest.raises(
         DataFormatError,
         match=r"items.parquet \(field 'text'\): 2 of 6 items have empty text \(item ids \[1, 2\]",
@@ -190,7 +194,7 @@ def test_encoder_for_store_rebuilds_and_detects_changed_weights(
 def test_embed_subcommand(data: SequenceData, tiny_roberta: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 
-    from hstu_blair.text.cli_args import add_embed_parser
+    from hstu_blair.cli.text import add_embed_parser
 
     parser = argparse.ArgumentParser()
     add_embed_parser(parser.add_subparsers(dest="command"))

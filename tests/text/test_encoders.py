@@ -23,7 +23,6 @@ from hstu_blair.text.encoders import (
     EncoderError,
     HFEncoder,
     TextEncoder,
-    build_encoder,
     encode_sorted,
     length_sorted_batches,
 )
@@ -34,6 +33,7 @@ from hstu_blair.text.openai_api import (
     _retry_after,
     pack_requests,
 )
+from hstu_blair.text.registry import build_text_encoder
 
 from .conftest import CORPUS
 
@@ -98,7 +98,7 @@ def _manual_states(folder: Path, texts: list[str]) -> list[tuple[torch.Tensor, t
 
 
 def test_hf_cls_pooling_equals_manual_first_token(tiny_roberta: Path) -> None:
-    enc = build_encoder(f"hf:{tiny_roberta}", device="cpu")
+    enc = build_text_encoder(f"hf:{tiny_roberta}", device="cpu")
     assert isinstance(enc, HFEncoder)
     fp = enc.fingerprint()
     assert (fp["pooling"], fp["normalized"], fp["dim"]) == ("cls", False, 16)
@@ -112,7 +112,7 @@ def test_hf_cls_pooling_equals_manual_first_token(tiny_roberta: Path) -> None:
 
 
 def test_hf_mean_pooling_with_normalisation(tiny_roberta: Path) -> None:
-    enc = build_encoder(f"hf:{tiny_roberta}?pooling=mean&normalize=1", device="cpu")
+    enc = build_text_encoder(f"hf:{tiny_roberta}?pooling=mean&normalize=1", device="cpu")
     assert enc.fingerprint()["pooling"] == "mean" and enc.fingerprint()["normalized"] is True
     texts = CORPUS[:4]
     got = enc.encode(texts, batch_size=3)
@@ -122,7 +122,7 @@ def test_hf_mean_pooling_with_normalisation(tiny_roberta: Path) -> None:
 
 
 def test_hf_truncation_at_max_tokens(tiny_roberta: Path) -> None:
-    enc = build_encoder(f"hf:{tiny_roberta}", max_tokens=4, device="cpu")
+    enc = build_text_encoder(f"hf:{tiny_roberta}", max_tokens=4, device="cpu")
     assert enc.fingerprint()["max_tokens"] == 4
     long_text = CORPUS[2] + " " + CORPUS[3]
     np.testing.assert_allclose(enc.encode([long_text]), enc.encode([CORPUS[2] + " " + CORPUS[1]]), atol=1e-6)
@@ -135,24 +135,24 @@ def test_blair_offline_without_cache_explains_how_to_supply_it(monkeypatch: pyte
     with pytest.raises(
         EncoderError, match=r"huggingface-cli download hstu-blair-test/absent --local-dir DIR"
     ):
-        build_encoder("hf:hstu-blair-test/absent")
+        build_text_encoder("hf:hstu-blair-test/absent")
 
 
 # ---- the name table -------------------------------------------------------------------------------------
 def test_unknown_name_lists_the_valid_ones() -> None:
     with pytest.raises(ConfigError) as err:
-        build_encoder("bert-whatever")
+        build_text_encoder("bert-whatever")
     for name in ("minilm", "blair-base", "st:", "hf:", "openai:"):
         assert name in str(err.value)
 
 
 def test_options_that_do_not_apply_or_conflict_are_rejected(tiny_roberta: Path) -> None:
     with pytest.raises(ConfigError, match="dimensions"):
-        build_encoder("minilm", dimensions=768)
+        build_text_encoder("minilm", dimensions=768)
     with pytest.raises(ConfigError, match="pooling"):
-        build_encoder(f"hf:{tiny_roberta}?pooling=mean", pooling="cls")
+        build_text_encoder(f"hf:{tiny_roberta}?pooling=mean", pooling="cls")
     with pytest.raises(ConfigError, match="unknown option 'pool'"):
-        build_encoder(f"hf:{tiny_roberta}?pool=mean")
+        build_text_encoder(f"hf:{tiny_roberta}?pool=mean")
 
 
 # ---- OpenAI ---------------------------------------------------------------------------------------------
@@ -266,18 +266,18 @@ def test_openai_client_error_is_not_retried(fake_api: FakeAPI) -> None:
 
 
 def test_openai_through_build_encoder_and_unknown_model_probe(fake_api: FakeAPI) -> None:
-    enc = build_encoder("openai:my-local-model")  # unknown size: one probe request finds it
+    enc = build_text_encoder("openai:my-local-model")  # unknown size: one probe request finds it
     assert enc.dim == 12 and len(fake_api.requests) == 1
-    enc = build_encoder("openai:text-embedding-3-large", dimensions=768)
+    enc = build_text_encoder("openai:text-embedding-3-large", dimensions=768)
     assert enc.dim == 768 and len(fake_api.requests) == 1  # known from `dimensions`, no request
     with pytest.raises(ConfigError, match="pooling"):
-        build_encoder("openai:text-embedding-3-large", pooling="cls")
+        build_text_encoder("openai:text-embedding-3-large", pooling="cls")
 
 
 def test_openai_without_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(EncoderError, match="OPENAI_API_KEY"):
-        build_encoder("openai:text-embedding-3-large")
+        build_text_encoder("openai:text-embedding-3-large")
 
 
 def test_token_counter_truncates_and_packing_respects_limits() -> None:

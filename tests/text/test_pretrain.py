@@ -12,8 +12,8 @@ import torch
 
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.errors import DataFormatError
-from hstu_blair.text.encoders import build_encoder
 from hstu_blair.text.pretrain import pretrain_text, review_pairs, symmetric_info_nce
+from hstu_blair.text.registry import build_text_encoder
 
 from .conftest import CORPUS, write_tiny_dataset
 
@@ -38,7 +38,7 @@ def test_pairs_count_what_train_only_removes(data: SequenceData) -> None:
         "not_an_interaction": 1,  # u0 never had i7
         "pairs": 12,  # 3 training interactions x 4 users
     }
-    assert pairs.height == 12 and set(pairs.columns) == {"text", "item_id", "item_text"}
+    assert pairs.height == 12 and set(pairs.columns) == {"text", "item_idx", "item_text"}
     all_pairs, all_counts = review_pairs(data, train_only=False)
     assert all_pairs.height == 21 and all_counts["held_out_interaction"] == 0
     for text, item_text in zip(pairs["text"], pairs["item_text"], strict=True):
@@ -89,12 +89,12 @@ def test_pretrain_tiny_roberta_saves_a_loadable_encoder(
     assert (
         0.0 <= record["valid"]["recall@1_before"] <= 1.0 and 0.0 <= record["valid"]["recall@1_after"] <= 1.0
     )
-    tuned = build_encoder(record["encoder"], device="cpu")
+    tuned = build_text_encoder(record["encoder"], device="cpu")
     fp = tuned.fingerprint()
     assert (fp["dim"], fp["pooling"], fp["normalized"], fp["max_tokens"]) == (16, "cls", False, 64)
-    as_hf = build_encoder(f"hf:{out}", device="cpu")  # same CLS vectors through plain transformers
+    as_hf = build_text_encoder(f"hf:{out}", device="cpu")  # same CLS vectors through plain transformers
     np.testing.assert_allclose(as_hf.encode(CORPUS[:3]), tuned.encode(CORPUS[:3]), atol=1e-5)
-    original = build_encoder(base, device="cpu")
+    original = build_text_encoder(base, device="cpu")
     assert not np.allclose(original.encode(CORPUS[:3]), tuned.encode(CORPUS[:3]), atol=1e-4)
 
 
@@ -112,7 +112,7 @@ def test_pretrain_minilm_one_epoch(data: SequenceData, tmp_path: Path) -> None:
     record = json.loads((out / "pretrain.json").read_text())
     assert record["counts"]["pairs"] == 21 and record["counts"]["over_max_pairs"] == 11
     assert record["counts"]["train_pairs"] == 8 and record["steps"] == 2
-    fp = build_encoder(f"st:{out}", device="cpu").fingerprint()
+    fp = build_text_encoder(f"st:{out}", device="cpu").fingerprint()
     assert (fp["dim"], fp["pooling"], fp["normalized"], fp["max_tokens"]) == (384, "mean", True, 256)
 
 
@@ -121,7 +121,7 @@ def test_pretrain_subcommand(
 ) -> None:
     import argparse
 
-    from hstu_blair.text.cli_args import add_pretrain_parser
+    from hstu_blair.cli.text import add_pretrain_parser
 
     parser = argparse.ArgumentParser()
     add_pretrain_parser(parser.add_subparsers(dest="command"))

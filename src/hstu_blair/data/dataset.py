@@ -1,11 +1,14 @@
 """The prepared-dataset directory: writing it, and :class:`SequenceData`, its in-memory form.
 
-Directory contract (``FORMAT_VERSION`` 1, documented in docs/dataset-format.md):
+Directory contract (``FORMAT_VERSION`` 2, documented in docs/dataset-format.md):
 
 - ``manifest.json``: counts, filter report (``removed``), options, input file hashes, versions
-- ``items.parquet``: ``item_id`` 1..n, ``raw_id``, ``title``, ``text``
-- ``sequences.parquet``: ``user_id`` 0..m-1, ``raw_user_id``, ``item_ids``, ``timestamps`` (s), ``ratings``
-- ``reviews.parquet`` (optional): ``raw_user_id``, ``item_id``, ``text``
+- ``items.parquet``: ``item_idx`` 1..n, ``item_id`` (external), ``title``, ``text``
+- ``sequences.parquet``: ``user_idx`` 0..m-1, ``user_id`` (external), lists ``item_idx``,
+  ``timestamp`` (s), ``rating``
+- ``reviews.parquet`` (optional): ``user_id``, ``item_idx``, ``text``
+
+Version 1 directories (``raw_id``, ``raw_user_id``, ``item_ids``... columns) are read too.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from hstu_blair.data import schema
 from hstu_blair.data.manifest import file_record, sha256_file, versions, write_json_atomic
 from hstu_blair.data.sources.base import RawDataset
 from hstu_blair.data.splits import Split, make_split
-from hstu_blair.errors import DataFormatError
+from hstu_blair.errors import DataFormatError, UnknownIdError
 
 MANIFEST = "manifest.json"
 ITEMS = "items.parquet"
@@ -43,9 +46,10 @@ def _sorted_ids(values: pl.Series) -> pl.Series:
     return uniq.sort()
 
 
-def _vocab(values: pl.Series, id_name: str, start: int) -> pl.DataFrame:
+def _vocab(values: pl.Series, index_name: str, start: int) -> pl.DataFrame:
+    """External ids -> dense indices start, start+1, ... in :func:`_sorted_ids` order."""
     ids = _sorted_ids(values)
-    return pl.DataFrame({values.name: ids, id_name: pl.int_range(start, start + ids.len(), eager=True)})
+    return pl.DataFrame({values.name: ids, index_name: pl.int_range(start, start + ids.len(), eager=True)})
 
 
 def write_dataset(
@@ -58,8 +62,8 @@ def write_dataset(
 ) -> None:
     """Assign dense ids, build chronological sequences and write the prepared directory.
 
-    Item ids are 1..n (0 is padding) and user ids 0..m-1, both in raw-id order (numeric when the
-    raw ids are all integers). Within a user, interactions are ordered by timestamp, ties broken
+    Item indices are 1..n (0 is padding) and user indices 0..m-1, both in external-id order
+    (numeric when the ids are all integers). Within a user, interactions are ordered by timestamp, ties broken
     by position in the source files (stable, deterministic).
 
     Args:
@@ -67,46 +71,41 @@ def write_dataset(
             last, so the caller can hash the inputs in the background meanwhile. Default: hash here.
     """
     out.mkdir(parents=True, exist_ok=True)
-    item_vocab = _vocab(kept[schema.RAW_ITEM], schema.ITEM_ID, 1).with_columns(
-        pl.col(schema.ITEM_ID).cast(pl.Int32)
+    item_vocab = _vocab(kept[schema.ITEM_ID], schema.ITEM_IDX, 1).with_columns(
+        pl.col(schema.ITEM_IDX).cast(pl.Int32)
     )
-    user_vocab = _vocab(kept[schema.RAW_USER], schema.USER_ID, 0).with_columns(
-        pl.col(schema.USER_ID).cast(pl.Int32)
+    user_vocab = _vocab(kept[schema.USER_ID], schema.USER_IDX, 0).with_columns(
+        pl.col(schema.USER_IDX).cast(pl.Int32)
     )
 
     if raw.items is not None:
-        catalogue = raw.items.unique(subset=[schema.RAW_ITEM], keep="first", maintain_order=True)
-        unused = catalogue.height - catalogue.join(item_vocab, on=schema.RAW_ITEM, how="semi").height
+        catalogue = raw.items.unique(subset=[schema.ITEM_ID], keep="first", maintain_order=True)
+        unused = catalogue.height - catalogue.join(item_vocab, on=schema.ITEM_ID, how="semi").height
         removed.setdefault("catalogue", {})["items_without_interactions"] = unused
-        items = item_vocab.join(catalogue, on=schema.RAW_ITEM, how="left")
+        items = item_vocab.join(catalogue, on=schema.ITEM_ID, how="left")
     else:
         items = item_vocab.with_columns(
             pl.lit(None, pl.String).alias(schema.TITLE), pl.lit(None, pl.String).alias(schema.TEXT)
         )
     items = (
         items.with_columns(pl.col(schema.TITLE).fill_null(""), pl.col(schema.TEXT).fill_null(""))
-        .sort(schema.ITEM_ID)
-        .select(
-            pl.col(schema.ITEM_ID),
-            pl.col(schema.RAW_ITEM).alias(schema.RAW_ID),
-            pl.col(schema.TITLE),
-            pl.col(schema.TEXT),
-        )
+        .sort(schema.ITEM_IDX)
+        .select(schema.ITEM_IDX, schema.ITEM_ID, schema.TITLE, schema.TEXT)
     )
     items = schema.conform(items, schema.PREPARED_ITEMS_SCHEMA, "items")
     items.write_parquet(out / ITEMS)
 
     sequences = (
         kept.with_row_index("_row")
-        .join(item_vocab, on=schema.RAW_ITEM, how="left")
-        .join(user_vocab, on=schema.RAW_USER, how="left")
-        .sort([schema.USER_ID, schema.TIMESTAMP, "_row"])
-        .group_by(schema.USER_ID, maintain_order=True)
+        .join(item_vocab, on=schema.ITEM_ID, how="left")
+        .join(user_vocab, on=schema.USER_ID, how="left")
+        .sort([schema.USER_IDX, schema.TIMESTAMP, "_row"])
+        .group_by(schema.USER_IDX, maintain_order=True)
         .agg(
-            pl.col(schema.RAW_USER).first(),
-            pl.col(schema.ITEM_ID).alias(schema.ITEM_IDS),
-            pl.col(schema.TIMESTAMP).alias(schema.TIMESTAMPS),
-            pl.col(schema.RATING).alias(schema.RATINGS),
+            pl.col(schema.USER_ID).first(),
+            pl.col(schema.ITEM_IDX),
+            pl.col(schema.TIMESTAMP),
+            pl.col(schema.RATING),
         )
     )
     sequences = schema.conform(sequences, schema.SEQUENCES_SCHEMA, "sequences")
@@ -116,13 +115,13 @@ def write_dataset(
     if raw.reviews is not None and raw.reviews.height:
         # Reviews of kept items with non-blank text, in source order. Streamed to the file: the
         # text column (GBs for Steam) is never copied by a join, a strip or a filter in memory.
-        item_id = pl.col(schema.RAW_ITEM).replace_strict(
-            item_vocab[schema.RAW_ITEM], item_vocab[schema.ITEM_ID], default=None, return_dtype=pl.Int32
+        item_idx = pl.col(schema.ITEM_ID).replace_strict(
+            item_vocab[schema.ITEM_ID], item_vocab[schema.ITEM_IDX], default=None, return_dtype=pl.Int32
         )
         (
             raw.reviews.lazy()
-            .select(schema.RAW_USER, item_id.alias(schema.ITEM_ID), schema.TEXT)
-            .filter(pl.col(schema.ITEM_ID).is_not_null() & pl.col(schema.TEXT).str.contains(r"\S"))
+            .select(schema.USER_ID, item_idx.alias(schema.ITEM_IDX), schema.TEXT)
+            .filter(pl.col(schema.ITEM_IDX).is_not_null() & pl.col(schema.TEXT).str.contains(r"\S"))
             .sink_parquet(out / REVIEWS)
         )
         n_reviews = pl.scan_parquet(out / REVIEWS).select(pl.len()).collect().item()
@@ -158,7 +157,7 @@ def write_dataset(
 class SequenceData:
     """A prepared dataset in memory: item catalogue, per-user chronological sequences, id maps.
 
-    Sequences are held flat (CSR layout) for fast batching: user ``u``'s items are
+    Sequences are held flat (CSR layout) for fast batching: user ``u``'s item indices are
     ``item_seq[offsets[u]:offsets[u+1]]`` with ``time_seq``/``rating_seq`` alongside.
 
     Use :meth:`load` (or :func:`load_dataset`) to read a directory written by ``prepare``.
@@ -171,19 +170,19 @@ class SequenceData:
         self.manifest = manifest
         self.items = items
         self.sequences = sequences
-        lists = sequences[schema.ITEM_IDS]
+        lists = sequences[schema.ITEM_IDX]
         lengths = lists.list.len().to_numpy().astype(np.int64)
         self.offsets = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
         np.cumsum(lengths, out=self.offsets[1:])
         self.item_seq = lists.explode().to_numpy().astype(np.int32)
-        self.time_seq = sequences[schema.TIMESTAMPS].explode().to_numpy().astype(np.int64)
-        self.rating_seq = sequences[schema.RATINGS].explode().to_numpy().astype(np.float32)
+        self.time_seq = sequences[schema.TIMESTAMP].explode().to_numpy().astype(np.int64)
+        self.rating_seq = sequences[schema.RATING].explode().to_numpy().astype(np.float32)
         if lengths.size and lengths.min() == 0:
-            raise DataFormatError(path / SEQUENCES, "a user has an empty sequence", field=schema.ITEM_IDS)
+            raise DataFormatError(path / SEQUENCES, "a user has an empty sequence", field=schema.ITEM_IDX)
 
     @classmethod
     def load(cls, path: str | Path) -> SequenceData:
-        """Read a prepared-dataset directory.
+        """Read a prepared-dataset directory (format version 2, or 1 renamed on load).
 
         Raises:
             DataFormatError: a file is missing, or the format version is not supported.
@@ -195,14 +194,21 @@ class SequenceData:
                     path / name, "missing: not a prepared-dataset directory (run `hstu-blair prepare`)"
                 )
         manifest = json.loads((path / MANIFEST).read_text())
-        if manifest.get("format_version") != schema.FORMAT_VERSION:
+        version = manifest.get("format_version")
+        if version not in schema.READABLE_VERSIONS:
             raise DataFormatError(
                 path / MANIFEST,
-                f"format_version {manifest.get('format_version')!r} is not supported (expected {schema.FORMAT_VERSION})",
+                f"format_version {version!r} is not supported (this version reads "
+                f"{', '.join(map(str, schema.READABLE_VERSIONS))}); prepare the dataset again",
                 field="format_version",
             )
         items = pl.read_parquet(path / ITEMS)
         sequences = pl.read_parquet(path / SEQUENCES)
+        if version == 1:
+            items, sequences = (
+                schema.rename_legacy(items, "items"),
+                schema.rename_legacy(sequences, "sequences"),
+            )
         return cls(path, manifest, items, sequences)
 
     # ---- sizes -------------------------------------------------------------------------
@@ -216,7 +222,7 @@ class SequenceData:
 
     @property
     def num_items(self) -> int:
-        """Number of real items; valid item ids are 1..num_items (0 is padding)."""
+        """Number of real items; valid item indices are 1..num_items (0 is padding)."""
         return int(self.items.height)
 
     @property
@@ -237,55 +243,69 @@ class SequenceData:
         return h.hexdigest()
 
     # ---- access ------------------------------------------------------------------------
-    def user_items(self, user: int) -> np.ndarray:
-        """Chronological item ids of user ``user``."""
-        return self.item_seq[self.offsets[user] : self.offsets[user + 1]]
+    def user_items(self, user_idx: int) -> np.ndarray:
+        """Chronological item indices of user ``user_idx``."""
+        return self.item_seq[self.offsets[user_idx] : self.offsets[user_idx + 1]]
 
-    def user_times(self, user: int) -> np.ndarray:
-        return self.time_seq[self.offsets[user] : self.offsets[user + 1]]
+    def user_times(self, user_idx: int) -> np.ndarray:
+        """Timestamps (seconds) of user ``user_idx``'s interactions, aligned with :meth:`user_items`."""
+        return self.time_seq[self.offsets[user_idx] : self.offsets[user_idx + 1]]
 
     def split(self, protocol: str = "loo") -> Split:
         """Leave-one-out split (``loo``, with validation) or the reference protocol (no validation)."""
         return make_split(self.lengths, protocol)
 
-    # ---- raw id mapping -------------------------------------------------------------------
+    # ---- external ids ----------------------------------------------------------------------
     @cached_property
-    def raw_item_ids(self) -> np.ndarray:
-        """(n+1,) raw id of each item id; index 0 (padding) holds ``None``."""
-        return np.array([None, *self.items[schema.RAW_ID].to_list()], dtype=object)
+    def item_ids(self) -> np.ndarray:
+        """(n+1,) external item id of each item index; index 0 (padding) holds ``None``."""
+        return np.array([None, *self.items[schema.ITEM_ID].to_list()], dtype=object)
 
     @cached_property
-    def _item_index(self) -> dict[str, int]:
-        return {raw: i for i, raw in enumerate(self.items[schema.RAW_ID].to_list(), start=1)}
+    def _item_idx(self) -> dict[str, int]:
+        return {item_id: i for i, item_id in enumerate(self.items[schema.ITEM_ID].to_list(), start=1)}
 
     @cached_property
-    def _user_index(self) -> dict[str, int]:
-        return {raw: i for i, raw in enumerate(self.sequences[schema.RAW_USER].to_list())}
+    def _user_idx(self) -> dict[str, int]:
+        return {user_id: i for i, user_id in enumerate(self.sequences[schema.USER_ID].to_list())}
 
-    def item_ids(self, raw_ids: Sequence[str]) -> np.ndarray:
-        """Item ids of raw ids; unknown raw ids raise ``KeyError`` listing them."""
-        index = self._item_index
-        unknown = [r for r in raw_ids if str(r) not in index]
+    def item_indices(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Item indices of external item ids.
+
+        Raises:
+            UnknownIdError: some ids are not in the catalogue (all of them are named).
+        """
+        index = self._item_idx
+        unknown = [str(i) for i in item_ids if str(i) not in index]
         if unknown:
-            raise KeyError(f"unknown item ids: {unknown[:20]}{' ...' if len(unknown) > 20 else ''}")
-        return np.array([index[str(r)] for r in raw_ids], dtype=np.int64)
+            raise UnknownIdError("item", unknown)
+        return np.array([index[str(i)] for i in item_ids], dtype=np.int64)
 
-    def user_id(self, raw_user_id: str) -> int:
-        """User id of a raw user id; ``KeyError`` if unknown."""
+    def user_index(self, user_id: str) -> int:
+        """User index of an external user id.
+
+        Raises:
+            UnknownIdError: the user is not in the dataset.
+        """
         try:
-            return self._user_index[str(raw_user_id)]
+            return self._user_idx[str(user_id)]
         except KeyError:
-            raise KeyError(f"unknown user id: {raw_user_id!r}") from None
+            raise UnknownIdError("user", [str(user_id)]) from None
 
     @property
     def texts(self) -> list[str]:
-        """Item texts ordered by item id (index 0 = item 1)."""
+        """Item texts in item-index order (element 0 = item 1)."""
         return self.items[schema.TEXT].to_list()
 
     def reviews(self) -> pl.DataFrame | None:
-        """The optional (raw_user_id, item_id, text) review/tag table, if the source had one."""
+        """The optional (user_id, item_idx, text) review/tag table, if the source had one."""
         p = self.path / REVIEWS
-        return pl.read_parquet(p) if p.exists() else None
+        if not p.exists():
+            return None
+        reviews = pl.read_parquet(p)
+        return (
+            schema.rename_legacy(reviews, "reviews") if self.manifest.get("format_version") == 1 else reviews
+        )
 
     def __repr__(self) -> str:
         return (

@@ -10,15 +10,15 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from hstu_blair.data.schema import RAW_ITEM, RAW_USER
+from hstu_blair.data.schema import ITEM_ID, USER_ID
 
 Removed = dict[str, int]
 
 
 def code_ids(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes (0..distinct-1, any order) of the raw user and item ids."""
-    users = df[RAW_USER].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
-    items = df[RAW_ITEM].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+    users = df[USER_ID].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+    items = df[ITEM_ID].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
     return users, items
 
 

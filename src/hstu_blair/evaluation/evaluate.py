@@ -1,18 +1,16 @@
-"""Full-ranking evaluation of a model on an evaluation split (every item in the catalogue is a candidate)."""
+"""Full-ranking evaluation of a model on evaluation targets (every catalogue item is a candidate)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from tqdm.auto import tqdm
 
-from hstu_blair.config import RunConfig
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.data.splits import EvalTargets
-from hstu_blair.errors import ConfigError
 from hstu_blair.evaluation.metrics import REFERENCE_MISS_RANK, metrics_from_ranks
 from hstu_blair.evaluation.ranking import target_ranks
 from hstu_blair.models.sequential import SequentialModel
@@ -20,6 +18,29 @@ from hstu_blair.training.batching import eval_batch
 from hstu_blair.training.distributed import DistInfo, gather_concat
 
 REFERENCE_MAX_RANK = 2500
+"""The reference keeps the top 2,500 items (SPEC §5); a target below is a miss."""
+
+__all__ = ["REFERENCE_MAX_RANK", "REFERENCE_MISS_RANK", "EvalOptions", "evaluate_model", "rank_targets"]
+
+Exclude = Literal["window", "none"]
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How targets are ranked.
+
+    Attributes:
+        batch_size: users per forward pass.
+        exclude: items never ranked for a user: ``window`` = the (truncated) history the model
+            reads, as the reference; ``none`` = nothing.
+        max_rank: ranks above it are misses (the reference: 2,500), None = exact ranks.
+        miss_rank: rank a miss counts as in MRR (the reference: 2,501), None = a miss counts 0.
+    """
+
+    batch_size: int = 512
+    exclude: Exclude = "window"
+    max_rank: int | None = None
+    miss_rank: float | None = None
 
 
 @torch.inference_mode()
@@ -28,29 +49,29 @@ def rank_targets(
     data: SequenceData,
     targets: EvalTargets,
     max_len: int,
-    batch_size: int = 512,
-    mask_history: bool = True,
-    max_rank: int | None = None,
+    options: EvalOptions = EvalOptions(),
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> tuple[torch.Tensor, dict[str, int]]:
     """1-based rank of every target among all items (``inf`` = miss), plus counts of special cases.
 
     The query is the model's state after the (at most ``max_len``) history items; scores are dot
-    products with every L2-normalised item vector. With ``mask_history`` the truncated history is
-    excluded from the ranking as in the reference, so a repeated target counts as a miss.
+    products with every L2-normalised item vector, computed once for the whole split.
     """
     was_training = model.training
     model.eval()
-    items = model.item_vectors().to(device)  # (n+1, D), computed once for the whole split
+    items = model.item_vectors().to(device)  # (n+1, D)
     ranks, counts = [], {"target_in_history": 0, "beyond_max_rank": 0, "tied": 0}
-    n_batches = math.ceil(len(targets) / batch_size)
-    for b in tqdm(range(n_batches), desc="evaluate", unit="batch", disable=not progress, leave=False):
-        sl = slice(b * batch_size, (b + 1) * batch_size)
+    bs = options.batch_size
+    for b in tqdm(
+        range(math.ceil(len(targets) / bs)), desc="evaluate", unit="batch", disable=not progress, leave=False
+    ):
+        sl = slice(b * bs, (b + 1) * bs)
         batch = eval_batch(data, targets.users[sl], targets.positions[sl], max_len).to(device)
-        query = model.encode(batch.ids, batch.timestamps, batch.lengths)  # (B, D)
+        query = model.query_vectors(batch.ids, batch.timestamps, batch.lengths)  # (B, D)
         scores = query.float() @ items.float().T  # (B, n+1)
-        result = target_ranks(scores, batch.targets, batch.ids if mask_history else None, max_rank)
+        exclude = batch.ids if options.exclude == "window" else None
+        result = target_ranks(scores, batch.targets, exclude, options.max_rank)
         ranks.append(result.ranks.cpu())
         counts["target_in_history"] += result.n_target_excluded
         counts["beyond_max_rank"] += result.n_beyond_max_rank
@@ -59,61 +80,27 @@ def rank_targets(
     return (torch.cat(ranks) if ranks else torch.empty(0, dtype=torch.float64)), counts
 
 
-def evaluate(
+def evaluate_model(
     model: SequentialModel,
     data: SequenceData,
     targets: EvalTargets,
-    config: RunConfig,
+    max_len: int,
+    options: EvalOptions = EvalOptions(),
     device: torch.device | str = "cpu",
     dist_info: DistInfo | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Metrics (HR@k, NDCG@k, MRR, averaged over users) of ``model`` on ``targets``.
+    """Metrics (HR@k, NDCG@k, MRR, averaged over targets) of ``model`` on ``targets``.
 
     Under ``torchrun`` each rank scores its share of users and the ranks are gathered.
-    ``eval.reference_ranks`` reproduces the reference (ranks capped at 2,500, misses counted as
-    rank 2,501 in MRR).
     """
     dist_info = dist_info or DistInfo()
     share = slice(dist_info.rank, None, dist_info.world_size)
     mine = EvalTargets(targets.users[share], targets.positions[share])
-    ec = config.eval
-    ranks, counts = rank_targets(
-        model,
-        data,
-        mine,
-        config.data.max_len,
-        ec.batch_size,
-        ec.mask_history,
-        REFERENCE_MAX_RANK if ec.reference_ranks else None,
-        device,
-        progress,
-    )
+    ranks, counts = rank_targets(model, data, mine, max_len, options, device, progress)
     ranks = gather_concat(ranks, dist_info)
-    metrics: dict[str, Any] = metrics_from_ranks(
-        ranks.numpy(), miss_rank=REFERENCE_MISS_RANK if ec.reference_ranks else None
-    )
+    metrics: dict[str, Any] = metrics_from_ranks(ranks.numpy(), miss_rank=options.miss_rank)
     metrics["n_users"] = int(ranks.numel())
     if not dist_info.enabled:
         metrics.update({f"n_{k}": v for k, v in counts.items()})
     return metrics
-
-
-def evaluate_run(
-    run_dir: str | Path,
-    split: Literal["valid", "test"] = "test",
-    checkpoint: Literal["best", "last"] = "best",
-    overrides: list[str] | None = None,
-) -> dict[str, Any]:
-    """Re-evaluate a saved run on ``split`` (``eval.*`` settings may be overridden as ``eval.key=value``)."""
-    from hstu_blair.config import parse_override
-    from hstu_blair.training.run_dir import load_run
-
-    run = load_run(run_dir, checkpoint)
-    for text in overrides or []:
-        keys, value = parse_override(text)
-        if len(keys) != 2 or keys[0] != "eval" or not hasattr(run.config.eval, keys[1]):
-            raise ConfigError(f"override {text!r}: only eval.* keys can be changed when re-evaluating")
-        setattr(run.config.eval, keys[1], value)
-    targets = run.data.split(run.config.data.protocol).targets(split)
-    return evaluate(run.model, run.data, targets, run.config)

@@ -1,77 +1,117 @@
-"""Builders: config sections -> constructed modules (the only place configs reach the models)."""
+"""The model builder: an :class:`Architecture` (plain values) -> a constructed :class:`SequentialModel`.
+
+An ``Architecture`` is everything needed to rebuild a model's modules: the recipes fill it from
+the run config, run directories store it in ``model.json``, and serving rebuilds the model from
+it. The sequence models are looked up by name in :data:`SEQUENCE_MODELS`; item fusions in
+``item_embedding.FUSIONS``.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
+from torch import nn
 
-from hstu_blair.config import ModelConfig
 from hstu_blair.errors import ConfigError
-from hstu_blair.models.hstu import HSTUEncoder
-from hstu_blair.models.item_embedding import ItemEmbedding
-from hstu_blair.models.sasrec import SASRecEncoder
+from hstu_blair.models.hstu import HSTU
+from hstu_blair.models.item_embedding import FUSIONS, ItemEmbedding
+from hstu_blair.models.sasrec import SASRec
 from hstu_blair.models.sequential import SequentialModel
 
-if TYPE_CHECKING:
-    from hstu_blair.config import RunConfig
-    from hstu_blair.data.dataset import SequenceData
-
-ENCODERS = ("hstu", "sasrec")
+SEQUENCE_MODELS: dict[str, type[nn.Module]] = {"hstu": HSTU, "sasrec": SASRec}
+"""Sequence model name (``model.name``) -> class."""
 
 
-def build_model(
-    mc: ModelConfig, num_items: int, max_len: int, text: torch.Tensor | None = None
-) -> SequentialModel:
-    """Item embedding + encoder as ``mc`` says.
+@dataclass(frozen=True)
+class Architecture:
+    """What a model is made of (no weights): the sequence model, the item fusion and their sizes.
+
+    Attributes:
+        name: sequence model, a key of :data:`SEQUENCE_MODELS` (``hstu`` or ``sasrec``).
+        fusion: item representation, a key of ``FUSIONS`` (``id``, ``sum``, ``text``, ``gated``).
+        num_items: n; item indices are 1..n (0 = padding).
+        max_len: history length L_max the model reads.
+        attn_len: N of SPEC §2: rows of the positional table, relative-position range and HSTU's
+            attention divisor (the reference: L_max + 11).
+        d_model: D; num_blocks, num_heads, d_qk, d_v: HSTU sizes; ffn_dim: SASRec's feed-forward
+            width; dropout: block dropout; input_dropout: dropout on the input sum.
+        d_text: width of the text vectors (0 for ``fusion="id"``).
+    """
+
+    name: str
+    fusion: str
+    num_items: int
+    max_len: int
+    attn_len: int
+    d_model: int = 50
+    num_blocks: int = 2
+    num_heads: int = 1
+    d_qk: int = 50
+    d_v: int = 50
+    ffn_dim: int = 50
+    dropout: float = 0.2
+    input_dropout: float = 0.2
+    d_text: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Architecture:
+        """The inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown architecture key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+
+def build_model(arch: Architecture, text: torch.Tensor | None = None) -> SequentialModel:
+    """Item embedding + sequence model as ``arch`` says, freshly initialised.
 
     Args:
-        mc: the ``[model]`` section.
-        num_items: n; item ids are 1..n.
-        max_len: history length L_max (``data.max_len``); positions table size is ``mc.attn_len``
-            (default L_max + 11 = the reference's L_max + G + 1).
-        text: (n+1, d_text) item text matrix, required unless ``mc.fusion == "id"``.
+        arch: the architecture.
+        text: (n+1, d_text) item text matrix (row 0 = padding), required unless ``arch.fusion``
+            is ``id``. The builder never computes it: the caller loads it from an embedding store.
+
+    Raises:
+        ConfigError: unknown model or fusion name (the valid ones are listed), missing text,
+            or ``attn_len`` below ``max_len + 1``.
     """
-    if mc.fusion != "id" and text is None:
+    if arch.name not in SEQUENCE_MODELS:
+        raise ConfigError(f"model.name={arch.name!r}; valid: {', '.join(SEQUENCE_MODELS)}")
+    if arch.fusion not in FUSIONS:
+        raise ConfigError(f"model.fusion={arch.fusion!r}; valid: {', '.join(FUSIONS)}")
+    if arch.fusion != "id" and text is None:
+        raise ConfigError(f"model.fusion={arch.fusion!r} needs a text matrix (an embedding store)")
+    if arch.attn_len < arch.max_len + 1:
         raise ConfigError(
-            f"model.fusion={mc.fusion!r} needs text embeddings (set text.embeddings or text.encoder)"
+            f"model.attn_len={arch.attn_len} must be at least data.max_len + 1 = {arch.max_len + 1}"
         )
-    n_pos = mc.resolved_attn_len(max_len)
-    if n_pos < max_len + 1:
-        raise ConfigError(f"model.attn_len={n_pos} must be at least data.max_len + 1 = {max_len + 1}")
-    items = ItemEmbedding(num_items, mc.d_model, mc.fusion, text if mc.fusion != "id" else None)
-    if mc.name == "hstu":
-        encoder: torch.nn.Module = HSTUEncoder(
-            n_pos, mc.d_model, mc.num_blocks, mc.num_heads, mc.d_qk, mc.d_v, mc.dropout, mc.input_dropout
-        )
-    elif mc.name == "sasrec":
-        encoder = SASRecEncoder(
-            n_pos, mc.d_model, mc.num_blocks, mc.num_heads, mc.ffn_dim, mc.dropout, mc.input_dropout
+    items = ItemEmbedding(arch.num_items, arch.d_model, arch.fusion, text if arch.fusion != "id" else None)
+    if arch.name == "hstu":
+        backbone: nn.Module = HSTU(
+            arch.attn_len,
+            arch.d_model,
+            arch.num_blocks,
+            arch.num_heads,
+            arch.d_qk,
+            arch.d_v,
+            arch.dropout,
+            arch.input_dropout,
         )
     else:
-        raise ConfigError(f"model.name={mc.name!r}; valid: {', '.join(ENCODERS)}")
-    return SequentialModel(items, encoder)
-
-
-def load_text_for(config: RunConfig, data: SequenceData) -> torch.Tensor | None:
-    """The text matrix a run needs (None for ID-only models); embeds the items first if needed."""
-    if config.model.fusion == "id":
-        return None
-    from hstu_blair.text.store import default_store_path, load_embeddings
-
-    tc = config.text
-    path = Path(tc.embeddings) if tc.embeddings else default_store_path(data.path, tc.encoder)
-    if not path.exists() and not tc.embeddings:
-        from hstu_blair.text.embed import embed_dataset
-
-        embed_dataset(
-            data,
-            tc.encoder,
-            out=path,
-            batch_size=tc.batch_size,
-            max_tokens=tc.max_tokens,
-            dimensions=tc.dimensions,
+        backbone = SASRec(
+            arch.attn_len,
+            arch.d_model,
+            arch.num_blocks,
+            arch.num_heads,
+            arch.ffn_dim,
+            arch.dropout,
+            arch.input_dropout,
         )
-    matrix, _ = load_embeddings(path, num_items=data.num_items)
-    return matrix
+    return SequentialModel(items, backbone)

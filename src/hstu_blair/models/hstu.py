@@ -1,6 +1,6 @@
-"""HSTU encoder (research HSTU of generative-recommenders, SPEC §2.3-2.4 and §8.3), in one file.
+"""HSTU sequence model (research HSTU of generative-recommenders, SPEC §2.3-2.4 and §8.3), in one file.
 
-Reading order: relative attention bias (positions + time buckets), one HSTU block, the encoder
+Reading order: relative attention bias (positions + time buckets), one HSTU block, the model
 (input preprocessing, block stack, L2 normalisation).
 
 Layout: dense (B, T, D), right-padded, T <= max_len (a batch may be trimmed to its longest row).
@@ -135,8 +135,8 @@ class HSTUBlock(nn.Module):
         return x + self.out(y)  # (B, T, D)
 
 
-class HSTUEncoder(nn.Module):
-    """HSTU sequence encoder: raw item vectors -> L2-normalised states at every position.
+class HSTU(nn.Module):
+    """HSTU sequence model: raw item vectors -> L2-normalised states at every position.
 
     Input (SPEC §2.3): ``X0 = Dropout(E * sqrt(D) + P[0..T-1])`` with padded rows zeroed; the
     positional table P has ``max_len`` rows, Xavier-normal init as the reference's ``reset_params``

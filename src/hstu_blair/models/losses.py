@@ -24,30 +24,6 @@ TEMPERATURE = 0.05
 COLLISION_LOGIT = -5e4  # the reference's value for a negative equal to the positive
 
 
-def sample_negatives(
-    num_items: int,
-    shape: tuple[int, ...],
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """Item ids drawn uniformly with replacement from 1..num_items.
-
-    Args:
-        num_items: n, the catalogue size (0 is padding and never drawn).
-        shape: output shape, e.g. (P, R) per position or (R,) shared.
-        generator: optional RNG (must live on ``device``).
-        device: where to draw; defaults to the generator's device, else CPU.
-
-    Returns:
-        long tensor of ``shape``.
-    """
-    if num_items < 1:
-        raise ValueError(f"num_items must be >= 1, got {num_items}")
-    if device is None and generator is not None:
-        device = generator.device
-    return torch.randint(1, num_items + 1, shape, generator=generator, device=device)
-
-
 def _softmax_loss(pos_logits: torch.Tensor, neg_logits: torch.Tensor) -> torch.Tensor:
     """Mean over rows of -log_softmax([pos, negs])[0]; pos (P,), negs (P, R), already scaled."""
     logits = torch.cat([pos_logits[:, None], neg_logits], dim=1)  # (P, 1+R)

@@ -1,6 +1,6 @@
-"""SASRec encoder as the reference baseline builds it (SPEC §2.3, §2.5), in one file.
+"""SASRec sequence model as the reference baseline builds it (SPEC §2.3, §2.5), in one file.
 
-Same forward signature as ``HSTUEncoder``; timestamps are accepted and ignored. Dense
+Same forward signature as ``HSTU``; timestamps are accepted and ignored. Dense
 right-padded (B, T, D) layout with T <= max_len; causal attention hides padding from every real
 position, and padded rows are zeroed after each block, so outputs do not depend on T.
 """
@@ -42,8 +42,8 @@ class SASRecBlock(nn.Module):
         return z + F.dropout(self.ffn_out(hidden), self.dropout, training=self.training)  # (B, T, D)
 
 
-class SASRecEncoder(nn.Module):
-    """SASRec sequence encoder: raw item vectors -> L2-normalised states at every position.
+class SASRec(nn.Module):
+    """SASRec sequence model: raw item vectors -> L2-normalised states at every position.
 
     Input: ``X0 = Dropout(E * sqrt(D) + P[0..T-1])`` with padded rows zeroed; P has ``max_len``
     rows, truncated-normal(std sqrt(1/D)) init. Every >= 2-D block parameter is Xavier-normal

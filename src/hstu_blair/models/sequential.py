@@ -1,17 +1,15 @@
-"""A sequential recommender: item embeddings + a sequence encoder, scored by dot product.
+"""A sequential recommender: item embeddings + a sequence model (HSTU or SASRec), scored by dot product.
 
 Queries (encoder states) and items are L2-normalised, so scores are cosines (SPEC §2.6); the
 temperature lives in the loss only.
 
-The encoder runs on groups of rows of similar length, each trimmed to its longest row
-(``length_groups``): the encoders' outputs at real positions do not depend on the padded width, so
+The sequence model runs on groups of rows of similar length, each trimmed to its longest row
+(``length_groups``): its outputs at real positions do not depend on the padded width, so
 this equals one call on the whole batch, but skips most of the padding of a batch with skewed lengths
 (Amazon 5-core: mean 8.6 items, batches padded to 50; about 3x faster training and evaluation on CPU).
 """
 
 from __future__ import annotations
-
-from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -50,23 +48,13 @@ def length_groups(lengths: torch.Tensor, min_width: int = MIN_GROUP_WIDTH) -> li
     return groups
 
 
-class SequenceEncoder(Protocol):
-    """What ``SequentialModel`` needs from an encoder (``HSTUEncoder``, ``SASRecEncoder``)."""
-
-    d_model: int
-    max_len: int
-
-    def __call__(
-        self, item_emb: torch.Tensor, ids: torch.Tensor, timestamps: torch.Tensor, lengths: torch.Tensor
-    ) -> torch.Tensor: ...
-
-
 class SequentialModel(nn.Module):
-    """Item embeddings fed to a sequence encoder.
+    """Item embeddings fed to a sequence model.
 
     Args:
         items: the item embedding (any fusion).
-        encoder: an ``HSTUEncoder`` or ``SASRecEncoder`` of the same width.
+        backbone: an ``HSTU`` or ``SASRec`` of the same width, called as
+            ``backbone(item_emb, ids, timestamps, lengths) -> (B, T, D)`` states.
 
     Raises:
         ValueError: the widths differ.
@@ -76,24 +64,24 @@ class SequentialModel(nn.Module):
     ``lengths`` (B,) long >= 1.
     """
 
-    def __init__(self, items: ItemEmbedding, encoder: nn.Module) -> None:
+    def __init__(self, items: ItemEmbedding, backbone: nn.Module) -> None:
         super().__init__()
-        if items.d_model != encoder.d_model:
-            raise ValueError(f"item width {items.d_model} != encoder width {encoder.d_model}")
+        if items.d_model != backbone.d_model:
+            raise ValueError(f"item width {items.d_model} != sequence model width {backbone.d_model}")
         self.items = items
-        self.encoder = encoder
+        self.backbone = backbone
 
     def _encode_groups(
         self, item_emb: torch.Tensor, ids: torch.Tensor, timestamps: torch.Tensor, lengths: torch.Tensor
     ) -> torch.Tensor:
-        """The encoder on each ``length_groups`` group trimmed to its width, reassembled as (B, T, D)."""
+        """The backbone on each ``length_groups`` group trimmed to its width, reassembled as (B, T, D)."""
         B, T, _ = item_emb.shape
         groups = length_groups(lengths)
         if len(groups) == 1 and groups[0][1] == T:
-            return self.encoder(item_emb, ids, timestamps, lengths)  # (B, T, D)
+            return self.backbone(item_emb, ids, timestamps, lengths)  # (B, T, D)
         parts, rows = [], []
         for group, width in groups:
-            states = self.encoder(
+            states = self.backbone(
                 item_emb[group, :width], ids[group, :width], timestamps[group, : width + 1], lengths[group]
             )  # (G, width, D)
             parts.append(F.pad(states, (0, 0, 0, T - width)))  # (G, T, D) padded rows are 0
@@ -105,8 +93,11 @@ class SequentialModel(nn.Module):
         """L2-normalised states at every position, (B, T, D); padded rows are 0."""
         return self._encode_groups(self.items(ids), ids, timestamps, lengths)  # (B, T, D)
 
-    def encode(self, ids: torch.Tensor, timestamps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The state at each row's last real position ``lengths - 1``, (B, D)."""
+    def query_vectors(
+        self, ids: torch.Tensor, timestamps: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """The state at each row's last real position ``lengths - 1``, (B, D): what items are scored
+        against (the query time sits in ``timestamps[b, lengths[b]]``)."""
         states = self.forward(ids, timestamps, lengths)  # (B, T, D)
         rows = torch.arange(ids.shape[0], device=ids.device)  # (B,)
         return states[rows, lengths - 1]  # (B, D)
@@ -119,15 +110,15 @@ class SequentialModel(nn.Module):
 
     def forward_with_items(
         self, ids: torch.Tensor, timestamps: torch.Tensor, lengths: torch.Tensor, extra_ids: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One training forward that embeds each distinct item of ``ids`` and ``extra_ids`` (e.g.
-        negatives) once: one item-embedding call and one normalisation over the distinct ids, then
-        gathers. With per-position negatives (P*R ids, most of them repeats) this keeps the
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training forward that embeds each distinct item of ``ids`` and ``extra_ids`` (positives
+        and negatives) once: one item-embedding call and one normalisation over the distinct ids,
+        then gathers. With per-position negatives (P*R ids, most of them repeats) this keeps the
         normalisation and its backward at catalogue size instead of P*R rows.
 
         Returns:
-            states (B, T, D) as ``forward``; normalised vectors of ``ids`` (B, T, D) (positives are
-            a shifted slice of these); normalised vectors of ``extra_ids`` (``extra_ids.shape + (D,)``).
+            states (B, T, D) as ``forward``, and the normalised vectors of ``extra_ids``
+            (``extra_ids.shape + (D,)``).
         """
         B, T = ids.shape
         all_ids = torch.cat([ids.reshape(-1), extra_ids.reshape(-1)])  # (B*T + X,)
@@ -136,6 +127,5 @@ class SequentialModel(nn.Module):
         vectors = F.normalize(raw, dim=-1, eps=ITEM_EPS)  # (U, D)
         item_emb = raw.index_select(0, inverse[: B * T]).view(B, T, -1)  # (B, T, D)
         states = self._encode_groups(item_emb, ids, timestamps, lengths)  # (B, T, D)
-        id_vectors = vectors.index_select(0, inverse[: B * T]).view(B, T, -1)  # (B, T, D)
         extra_vectors = vectors.index_select(0, inverse[B * T :]).view(*extra_ids.shape, -1)  # (..., D)
-        return states, id_vectors, extra_vectors
+        return states, extra_vectors

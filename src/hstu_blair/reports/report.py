@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from hstu_blair.data.manifest import write_json_atomic
-from hstu_blair.evaluation.stats import mean_std
+from hstu_blair.errors import RunsNotFoundError
 from hstu_blair.reports.plots import plot_metrics, plot_validation_curves
 from hstu_blair.reports.runs import collect, collect_cold_start
+from hstu_blair.reports.stats import mean_std
 from hstu_blair.reports.tables import (
     PAPER_COLUMNS,
     build_table,
@@ -48,7 +49,7 @@ def write_report(
     grouped = collect(runs)
     cold = collect_cold_start(runs)
     if not grouped and not cold:
-        raise ValueError(f"no finished runs (final_metrics.json) under {', '.join(map(str, runs))}")
+        raise RunsNotFoundError(f"no finished runs (final_metrics.json) under {', '.join(map(str, runs))}")
     paper = load_paper_results() if expected == "paper" else {}
     out.mkdir(parents=True, exist_ok=True)
     md = [f"# {title}", ""]
@@ -101,7 +102,7 @@ def cold_start_markdown(
         "## Cold-start items",
         "",
         "Items held out with all their interactions; each user's first held-out item is ranked over the "
-        "whole catalogue (see `hstu_blair.evaluation.cold_start`). Mean ± std over seeds (each seed draws "
+        "whole catalogue (see `hstu_blair.data.holdout`). Mean ± std over seeds (each seed draws "
         "other held-out items and trains anew).",
         "",
     ]

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from hstu_blair.evaluation.stats import mean_std, paired_test, relative_gain
 from hstu_blair.reports.runs import RunRecord
+from hstu_blair.reports.stats import mean_std, paired_test, relative_gain
 
 PAPER_COLUMNS: tuple[str, ...] = ("hr@10", "hr@50", "hr@200", "ndcg@10", "ndcg@200", "mrr")
 """The HSTU-BLaIR paper's columns."""

@@ -2,9 +2,9 @@
 
 Endpoints (OpenAPI docs at ``/docs``)::
 
-    POST /recommend         {history: [raw ids] | user_id, k, exclude_seen, timestamps?, query_time?, skip_unknown?}
+    POST /recommend         {history: [item ids] | user_id, k, exclude_seen, timestamps?, query_time?, skip_unknown?}
     POST /recommend/batch   {requests: [<as /recommend>, ...]}
-    GET  /items?query=&limit=   title search;  GET /items/{raw_id};  POST /items {item_id, text, title}
+    GET  /items?query=&limit=   title search;  GET /items/{item_id};  POST /items {item_id, text, title}
     GET  /similar?item_id=&k=   items with the closest vectors
     GET  /healthz, GET /metrics (Prometheus), GET / (web page)
 
@@ -73,10 +73,10 @@ Text = Annotated[str, AfterValidator(_valid_unicode)]
 
 
 class RecommendRequest(BaseModel):
-    """One query: ``history`` (raw item ids, oldest first) or ``user_id``; numbers are taken as ids."""
+    """One query: ``history`` (item ids, oldest first) or ``user_id``; numbers are taken as ids."""
 
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
-    history: list[Text] | None = Field(None, description="raw item ids, oldest first")
+    history: list[Text] | None = Field(None, description="item ids, oldest first")
     user_id: Text | None = Field(None, description="a user of the training data (their full history)")
     k: int = Field(10, ge=1, description="number of items (at most max_k)")
     exclude_seen: bool = Field(True, description="never recommend an item of the history")
@@ -243,7 +243,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            path = getattr(scope.get("route"), "path", None)  # the template, e.g. /items/{raw_id:path}
+            path = getattr(scope.get("route"), "path", None)  # the template, e.g. /items/{item_id:path}
             if path is None:  # fixed routes (/docs) keep their path; the rest are not labelled one by one
                 static = scope["path"].startswith("/static/")
                 path = "/static" if static else scope["path"] if status != 404 else "other"
@@ -307,7 +307,7 @@ def create_app(
     app = FastAPI(
         title="hstu-blair recommendations",
         version="1",
-        description="Next-item recommendations from a trained HSTU / HSTU-BLaIR / SASRec run, in raw ids.",
+        description="Next-item recommendations from a trained HSTU / HSTU-BLaIR / SASRec run, in item ids.",
         lifespan=lifespan,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -355,7 +355,7 @@ def create_app(
 
     @app.post("/recommend", response_model=RecommendResponse, tags=["recommend"])
     async def recommend(body: RecommendRequest) -> RecommendResponse:
-        """The best ``k`` items after a history of raw item ids (or a known user's history)."""
+        """The best ``k`` items after a history of item ids (or a known user's history)."""
         return _response(await batcher.submit(prepare(body, ("body",))))
 
     @app.post("/recommend/batch", response_model=BatchResponse, tags=["recommend"])
@@ -373,15 +373,15 @@ def create_app(
     async def search_items(
         query: str = QueryParam("", max_length=200), limit: int = QueryParam(20, ge=1, le=100)
     ) -> list[dict[str, str]]:
-        """Items whose title (or raw id) contains ``query``, case-insensitive."""
+        """Items whose title (or item id) contains ``query``, case-insensitive."""
         return recommender.search_items(query, limit)
 
-    @app.get("/items/{raw_id:path}", tags=["items"])
-    async def get_item(raw_id: str) -> dict[str, str]:
-        """One item: raw id, title and text."""
-        if not recommender.has_item(raw_id):
-            raise HTTPException(404, detail=f"unknown item id: {raw_id!r}")
-        return recommender.item(raw_id)
+    @app.get("/items/{item_id:path}", tags=["items"])
+    async def get_item(item_id: str) -> dict[str, str]:
+        """One item: item id, title and text."""
+        if not recommender.has_item(item_id):
+            raise HTTPException(404, detail=f"unknown item id: {item_id!r}")
+        return recommender.item(item_id)
 
     @app.post("/items", status_code=201, tags=["items"])
     async def add_item(body: NewItem) -> dict[str, str]:
@@ -428,7 +428,7 @@ def create_app(
     return app
 
 
-def serve_main(
+def serve(
     run_dir: str | Path,
     host: str = "127.0.0.1",
     port: int = 8000,

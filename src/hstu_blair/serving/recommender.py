@@ -1,12 +1,13 @@
-"""``Recommender``: a trained run behind an API of raw ids (no HTTP in here).
+"""``Recommender``: a trained run behind an API of item ids (no HTTP in here).
 
     rec = Recommender.load("runs/ml-hstu")
     rec.recommend(["1", "50", "260"], k=10)      # -> [Recommendation(item_id, score, title), ...]
     rec.recommend_user("42")                     # the user's full known history
     rec.add_item("new-1", text="...", title="")  # cold start through the text path
 
-Ids that cross this API are the dataset's raw ids; the model's item indices stay inside. A query
-is prepared (ids mapped, history truncated to the most recent ``data.max_len`` items, timestamps
+Ids that cross this API are external ids (``item_id``, ``user_id``); the model's item indices
+(``item_idx``) stay inside. A query is prepared (ids mapped, history truncated to the most recent
+``max_len`` items, timestamps
 laid out as in training: column ``L`` holds the query time) and then answered in a batch: one
 encoder call for all queries of a batch, then one top-k search over the item vectors.
 """
@@ -18,51 +19,41 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from hstu_blair.data import schema
-from hstu_blair.errors import HstuBlairError
+from hstu_blair.errors import HstuBlairError, UnknownIdError
 from hstu_blair.models.item_embedding import ItemEmbedding
 from hstu_blair.serving.index import ItemIndex, build_index, index_recall
-from hstu_blair.training.run_dir import TrainedRun, load_run
+from hstu_blair.text.encoders import TextEncoder
+from hstu_blair.text.registry import build_text_encoder, encoder_for_store
+from hstu_blair.training.run_dir import TrainedModel, load_trained
 
 TIME_LIMIT = 2**40
 """Timestamps (seconds) must lie in [-TIME_LIMIT, TIME_LIMIT] so time differences cannot overflow."""
-MAX_NAMED = 20
-"""Unknown ids named in an error message (the rest are counted)."""
 
 
 class ServingError(HstuBlairError, ValueError):
     """A query or an item the recommender cannot serve (empty history, bad timestamps, ...)."""
 
 
-class UnknownIdError(ServingError, LookupError):
-    """Raw ids that are not in the catalogue (``kind="item"``) or the user table (``kind="user"``)."""
-
-    def __init__(self, kind: Literal["item", "user"], ids: Sequence[str]) -> None:
-        self.kind = kind
-        self.ids = list(ids)
-        shown = ", ".join(repr(_clip(i)) for i in self.ids[:MAX_NAMED])
-        more = f" and {len(self.ids) - MAX_NAMED} more" if len(self.ids) > MAX_NAMED else ""
-        super().__init__(f"unknown {kind} id{'s' if len(self.ids) > 1 else ''}: {shown}{more}")
-
-
-def _clip(text: str, width: int = 80) -> str:
-    return text if len(text) <= width else text[:width] + "..."
-
-
-class TextEncoderLike(Protocol):
-    """What ``add_item`` needs: ``hstu_blair.text.encoders.build_encoder(name)`` returns one."""
-
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray: ...
+__all__ = [
+    "PreparedQuery",
+    "Query",
+    "Recommendation",
+    "Recommendations",
+    "Recommender",
+    "ServingError",
+    "UnknownIdError",
+]
 
 
 @dataclass(frozen=True)
 class Recommendation:
-    """One recommended item: raw id, score (cosine of query and item vector), title."""
+    """One recommended item: external id, score (cosine of query and item vector), title."""
 
     item_id: str
     score: float
@@ -80,7 +71,7 @@ class Recommendations(list):
 
 @dataclass(frozen=True)
 class Query:
-    """One recommendation request: a ``history`` of raw item ids (oldest first) or a known ``user_id``.
+    """One recommendation request: a ``history`` of item ids (oldest first) or a known ``user_id``.
 
     ``timestamps``: seconds, one per history item (default: 1 s apart, ending now).
     ``query_time``: when the recommendation is for (default: the last history timestamp).
@@ -100,7 +91,7 @@ class Query:
 class PreparedQuery:
     """A validated query in item indices, ready for a batch (see :meth:`Recommender.prepare`)."""
 
-    ids: np.ndarray  # (L,) int64 item indices, oldest first, L <= max_len
+    ids: np.ndarray  # (L,) int64 item indices (item_idx), oldest first, L <= max_len
     times: np.ndarray  # (L+1,) int64 seconds; times[L] = query time
     exclude: np.ndarray  # (E,) int64 indices never recommended (the seen items, or none)
     k: int
@@ -124,37 +115,30 @@ def _id_only_error(fusion: str) -> ServingError:
     )
 
 
-def _build_text_encoder(run: TrainedRun, device: str) -> TextEncoderLike:
-    """The encoder that made the run's text matrix: rebuilt from the store's fingerprint when the
-    store records one, else built from ``text.encoder`` as training would have."""
-    from hstu_blair.text.store import default_store_path, load_embeddings
-
-    text = run.config.text  # the store is found as models.build.load_text_for finds it
-    path = Path(text.embeddings) if text.embeddings else default_store_path(run.data.path, text.encoder)
-    if path.exists() and load_embeddings(path)[1].extra.get("fingerprint"):
-        from hstu_blair.text.embed import encoder_for_store
-
-        return encoder_for_store(path, device=device)
-    from hstu_blair.text.encoders import build_encoder
-
-    return build_encoder(text.encoder, max_tokens=text.max_tokens, dimensions=text.dimensions, device=device)
+def _build_text_encoder(run: TrainedModel, device: str) -> TextEncoder:
+    """The encoder that made the run's text matrix: rebuilt (and checked) from the store's recorded
+    fingerprint, else built by the encoder name the store recorded."""
+    store = run.info["text_store"]
+    if store.get("fingerprint"):
+        return encoder_for_store(store["path"], device=device)
+    return build_text_encoder(store["encoder"], device=device)
 
 
 class Recommender:
-    """Recommendations from a trained run, in raw ids.
+    """Recommendations from a trained run, in external ids.
 
     Args:
-        run: a loaded run (see :func:`hstu_blair.training.run_dir.load_run`).
-        encoder: text encoder for :meth:`add_item` (default: built from the run's ``text.encoder``
-            on first use).
+        run: a loaded run (see :func:`hstu_blair.training.run_dir.load_trained`).
+        encoder: text encoder for :meth:`add_item` (default: the encoder that wrote the run's
+            embedding store, built on first use).
         index: ``exact`` (brute force, default) or a FAISS index for large catalogues
             (``faiss`` = ``faiss-ivf``, ``faiss-hnsw``).
     """
 
-    def __init__(self, run: TrainedRun, encoder: TextEncoderLike | None = None, index: str = "exact") -> None:
+    def __init__(self, run: TrainedModel, encoder: TextEncoder | None = None, index: str = "exact") -> None:
         self.run = run
         self.model = run.model.eval()
-        self.max_len = run.config.data.max_len
+        self.max_len = run.arch.max_len
         self.device = next(self.model.parameters()).device
         self.index_name = index
         self._encoder = encoder
@@ -162,10 +146,10 @@ class Recommender:
         self.model_calls = 0
         """Encoder forward passes so far (one per batch); the HTTP layer reports it."""
         items = run.data.items
-        self._raw_ids: list[str] = ["", *items[schema.RAW_ID].to_list()]  # index 0 = padding
+        self._item_ids: list[str] = ["", *items[schema.ITEM_ID].to_list()]  # index 0 = padding
         self._titles: list[str] = ["", *items[schema.TITLE].to_list()]
         self._texts: list[str] = ["", *items[schema.TEXT].to_list()]
-        self._index_of: dict[str, int] = {raw: i for i, raw in enumerate(self._raw_ids) if i}
+        self._item_idx: dict[str, int] = {item_id: i for i, item_id in enumerate(self._item_ids) if i}
         self._lower_titles = [t.lower() for t in self._titles]
         with torch.inference_mode():
             self._vectors = self.model.item_vectors().float()  # (N+1, D)
@@ -177,7 +161,7 @@ class Recommender:
         run_dir: str | Path,
         checkpoint: Literal["best", "last"] = "best",
         device: str = "cpu",
-        encoder: TextEncoderLike | None = None,
+        encoder: TextEncoder | None = None,
         index: str = "exact",
     ) -> Recommender:
         """Load a run directory written by ``train``.
@@ -186,21 +170,21 @@ class Recommender:
             run_dir: the run directory.
             checkpoint: ``best`` or ``last``.
             device: ``cpu``, ``cuda``, ``cuda:1``, ... or ``auto``.
-            encoder: text encoder for :meth:`add_item` (default: the run's, built on first use).
+            encoder: text encoder for :meth:`add_item` (default: the store's, built on first use).
             index: ``exact``, ``faiss`` (IVF), ``faiss-ivf`` or ``faiss-hnsw``.
 
         Raises:
-            ConfigError: not a run directory, or no checkpoint.
+            ConfigError: not a run directory (or one with pickled checkpoints), or no weights.
         """
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        return cls(load_run(run_dir, checkpoint, device), encoder=encoder, index=index)
+        return cls(load_trained(run_dir, checkpoint, device), encoder=encoder, index=index)
 
     # ---- catalogue ---------------------------------------------------------------------------
     @property
     def num_items(self) -> int:
         """Items that can be recommended (the trained catalogue plus added items)."""
-        return len(self._raw_ids) - 1
+        return len(self._item_ids) - 1
 
     @property
     def fusion(self) -> str:
@@ -211,43 +195,43 @@ class Recommender:
         """Whether :meth:`add_item` works (the model has a text path: fusion text, sum or gated)."""
         return self.model.items.text is not None
 
-    def has_item(self, raw_id: str) -> bool:
-        return str(raw_id) in self._index_of
+    def has_item(self, item_id: str) -> bool:
+        return str(item_id) in self._item_idx
 
-    def item(self, raw_id: str) -> dict[str, str]:
+    def item(self, item_id: str) -> dict[str, str]:
         """``{"item_id", "title", "text"}`` of an item.
 
         Raises:
             UnknownIdError: not in the catalogue.
         """
-        idx = self._item_indices([raw_id], skip_unknown=False)[0][0]
-        return {"item_id": self._raw_ids[idx], "title": self._titles[idx], "text": self._texts[idx]}
+        idx = self._item_indices([item_id], skip_unknown=False)[0][0]
+        return {"item_id": self._item_ids[idx], "title": self._titles[idx], "text": self._texts[idx]}
 
     def search_items(self, query: str, limit: int = 20) -> list[dict[str, str]]:
-        """Items whose title or raw id contains ``query`` (case-insensitive), title prefix matches
+        """Items whose title or item id contains ``query`` (case-insensitive), title prefix matches
         first, then catalogue order; each ``{"item_id", "title"}``."""
         q = query.strip().lower()
         prefix, inside = [], []
-        for i in range(1, len(self._raw_ids)):
+        for i in range(1, len(self._item_ids)):
             title = self._lower_titles[i]
-            if title.startswith(q) or self._raw_ids[i].lower() == q:
+            if title.startswith(q) or self._item_ids[i].lower() == q:
                 prefix.append(i)
-            elif q in title or q in self._raw_ids[i].lower():
+            elif q in title or q in self._item_ids[i].lower():
                 inside.append(i)
             if len(prefix) >= limit:
                 break
-        return [{"item_id": self._raw_ids[i], "title": self._titles[i]} for i in (prefix + inside)[:limit]]
+        return [{"item_id": self._item_ids[i], "title": self._titles[i]} for i in (prefix + inside)[:limit]]
 
     def _item_indices(
-        self, raw_ids: Sequence[str], skip_unknown: bool
+        self, item_ids: Sequence[str], skip_unknown: bool
     ) -> tuple[list[int], list[int], list[str]]:
-        """Indices of the known raw ids, their positions in ``raw_ids``, and the unknown raw ids
+        """Indices of the known item ids, their positions in ``item_ids``, and the unknown item ids
         (raises unless ``skip_unknown``)."""
         known, positions, unknown = [], [], []
-        for pos, raw in enumerate(raw_ids):
-            idx = self._index_of.get(str(raw))
+        for pos, item_id in enumerate(item_ids):
+            idx = self._item_idx.get(str(item_id))
             if idx is None:
-                unknown.append(str(raw))
+                unknown.append(str(item_id))
             else:
                 known.append(idx)
                 positions.append(pos)
@@ -265,7 +249,7 @@ class Recommender:
                 the wrong length or range, or ``k < 1``.
         """
         if (query.history is None) == (query.user_id is None):
-            raise ServingError("give exactly one of history (raw item ids) or user_id")
+            raise ServingError("give exactly one of history (item ids) or user_id")
         if isinstance(query.k, bool) or not isinstance(query.k, int) or query.k < 1:
             raise ServingError(f"k must be a positive integer, got {query.k!r}")
         skipped: list[str] = []
@@ -275,7 +259,7 @@ class Recommender:
             times = self.run.data.user_times(user).astype(np.int64)  # (L,)
         else:
             if isinstance(query.history, str):
-                raise ServingError("history must be a list of raw item ids, not one string")
+                raise ServingError("history must be a list of item ids, not one string")
             history = list(query.history)
             known, positions, skipped = self._item_indices(history, query.skip_unknown)
             ids = np.asarray(known, dtype=np.int64)  # (L,)
@@ -290,11 +274,8 @@ class Recommender:
         ids, times = ids[-self.max_len :], times[-self.max_len :]  # the most recent L_max items
         return PreparedQuery(ids, np.append(times, query_time), exclude, query.k, tuple(skipped))
 
-    def _user(self, raw_user_id: str) -> int:
-        try:
-            return self.run.data.user_id(str(raw_user_id))
-        except KeyError:
-            raise UnknownIdError("user", [str(raw_user_id)]) from None
+    def _user(self, user_id: str) -> int:
+        return self.run.data.user_index(str(user_id))
 
     def _history_times(self, n: int, timestamps: Sequence[int] | None, kept: list[int]) -> np.ndarray:
         """Times of the kept history positions: the given ones, or 1 s apart ending now."""
@@ -315,10 +296,10 @@ class Recommender:
         query_time: int | None = None,
         skip_unknown: bool = False,
     ) -> Recommendations:
-        """The ``k`` best items after a history of raw item ids (oldest first).
+        """The ``k`` best items after a history of item ids (oldest first).
 
         Args:
-            history: raw item ids; only the most recent ``data.max_len`` are encoded.
+            history: item ids; only the most recent ``data.max_len`` are encoded.
             k: list length (fewer when the catalogue runs out).
             exclude_seen: never recommend an item of the history (the whole history, not only
                 the encoded part).
@@ -332,14 +313,14 @@ class Recommender:
         query = Query(history, None, timestamps, query_time, k, exclude_seen, skip_unknown)
         return self.recommend_batch([query])[0]
 
-    def recommend_user(self, raw_user_id: str, k: int = 10, exclude_seen: bool = True) -> Recommendations:
+    def recommend_user(self, user_id: str, k: int = 10, exclude_seen: bool = True) -> Recommendations:
         """The ``k`` best items for a user of the training data, from their full known history
         (query time = their last interaction).
 
         Raises:
             UnknownIdError: the user is not in the dataset.
         """
-        return self.recommend_batch([Query(user_id=str(raw_user_id), k=k, exclude_seen=exclude_seen)])[0]
+        return self.recommend_batch([Query(user_id=str(user_id), k=k, exclude_seen=exclude_seen)])[0]
 
     def recommend_batch(
         self,
@@ -352,9 +333,9 @@ class Recommender:
         """Answer many queries with one encoder call and one top-k search.
 
         Args:
-            queries: each a ``Query``, a ``PreparedQuery`` or a plain history (list of raw ids);
+            queries: each a ``Query``, a ``PreparedQuery`` or a plain history (list of item ids);
                 ``Query`` objects carry their own k / exclude_seen / skip_unknown.
-            users: raw user ids, answered after ``queries`` (as :meth:`recommend_user`).
+            users: user ids, answered after ``queries`` (as :meth:`recommend_user`).
             k, exclude_seen, skip_unknown: for plain histories and ``users``.
 
         Returns:
@@ -367,7 +348,7 @@ class Recommender:
         ids, times, lengths, exclude = self._collate(prepared)
         with self._lock, torch.inference_mode():
             self.model_calls += 1
-            queries_vec = self.model.encode(ids, times, lengths).float()  # (B, D)
+            queries_vec = self.model.query_vectors(ids, times, lengths).float()  # (B, D)
             values, indices = self._index.search(queries_vec, max(p.k for p in prepared), exclude)  # (B, k)
         return [
             self._results(v, i, p.k, p.skipped)
@@ -389,7 +370,7 @@ class Recommender:
         ids, times, lengths, _ = self._collate(prepared)
         with self._lock, torch.inference_mode():
             self.model_calls += 1
-            return self.model.encode(ids, times, lengths).float()  # (B, D)
+            return self.model.query_vectors(ids, times, lengths).float()  # (B, D)
 
     def index_recall(self, queries: Sequence[Query | PreparedQuery | Sequence[str]], k: int = 10) -> float:
         """Recall@k of this recommender's index against exact search on ``queries`` (1.0 for ``exact``):
@@ -416,19 +397,19 @@ class Recommender:
         self, values: list[float], indices: list[int], k: int, skipped: Sequence[str]
     ) -> Recommendations:
         items = [
-            Recommendation(self._raw_ids[i], float(v), self._titles[i])
+            Recommendation(self._item_ids[i], float(v), self._titles[i])
             for v, i in zip(values[:k], indices[:k])
             if i != 0
         ]
         return Recommendations(items, skipped)
 
-    def similar_items(self, raw_id: str, k: int = 10) -> Recommendations:
-        """The ``k`` items whose vectors have the highest cosine with ``raw_id``'s (itself excluded).
+    def similar_items(self, item_id: str, k: int = 10) -> Recommendations:
+        """The ``k`` items whose vectors have the highest cosine with ``item_id``'s (itself excluded).
 
         Raises:
             UnknownIdError: not in the catalogue.
         """
-        idx = self._item_indices([raw_id], skip_unknown=False)[0][0]
+        idx = self._item_indices([item_id], skip_unknown=False)[0][0]
         with self._lock:
             query = self._vectors[idx : idx + 1]  # (1, D)
             exclude = torch.tensor([[idx]], device=self._vectors.device)  # (1, 1)
@@ -436,7 +417,7 @@ class Recommender:
         return self._results(values[0].tolist(), indices[0].tolist(), k, ())
 
     # ---- cold start ----------------------------------------------------------------------------
-    def add_item(self, raw_id: str, text: str, title: str = "") -> dict[str, str]:
+    def add_item(self, item_id: str, text: str, title: str = "") -> dict[str, str]:
         """Add an item at run time; it is recommendable (and usable in histories) at once.
 
         The text is embedded with the run's text encoder and goes through the model's text path
@@ -448,41 +429,41 @@ class Recommender:
         Raises:
             ServingError: the run is ID-only (fusion ``id``), the id exists, or the text is empty.
         """
-        self.add_items([raw_id], [text], [title])
-        return self.item(raw_id)
+        self.add_items([item_id], [text], [title])
+        return self.item(item_id)
 
     def add_items(
-        self, raw_ids: Sequence[str], texts: Sequence[str], titles: Sequence[str] | None = None
+        self, item_ids: Sequence[str], texts: Sequence[str], titles: Sequence[str] | None = None
     ) -> None:
         """Add several items at once (one encoder call); see :meth:`add_item`."""
-        titles = list(titles) if titles is not None else [""] * len(raw_ids)
-        if not len(raw_ids) == len(texts) == len(titles):
-            raise ServingError(f"got {len(raw_ids)} ids, {len(texts)} texts and {len(titles)} titles")
+        titles = list(titles) if titles is not None else [""] * len(item_ids)
+        if not len(item_ids) == len(texts) == len(titles):
+            raise ServingError(f"got {len(item_ids)} ids, {len(texts)} texts and {len(titles)} titles")
         if not self.can_add_items:
             raise _id_only_error(self.fusion)
-        raw_ids = [str(r) for r in raw_ids]
-        self._check_new_ids(raw_ids)
+        item_ids = [str(r) for r in item_ids]
+        self._check_new_ids(item_ids)
         if not all(isinstance(t, str) and t.strip() for t in texts):
             raise ServingError("every new item needs a non-empty text")
         rows = self._embed(list(texts))  # (m, d_text), slow: outside the lock
         with self._lock, torch.inference_mode():
-            self._check_new_ids(raw_ids)  # again: another thread may have added them meanwhile
-            first = len(self._raw_ids)
+            self._check_new_ids(item_ids)  # again: another thread may have added them meanwhile
+            first = len(self._item_ids)
             append_text_items(self.model.items, rows.to(self.device))
-            new = torch.arange(first, first + len(raw_ids), device=self.device)  # (m,)
+            new = torch.arange(first, first + len(item_ids), device=self.device)  # (m,)
             vectors = self.model.item_vectors(new).float()  # (m, D)
             self._vectors = torch.cat([self._vectors, vectors])
             self._index.add(vectors)
-            for offset, (raw, text, title) in enumerate(zip(raw_ids, texts, titles)):
-                self._index_of[raw] = first + offset
-                self._raw_ids.append(raw)
+            for offset, (item_id, text, title) in enumerate(zip(item_ids, texts, titles)):
+                self._item_idx[item_id] = first + offset
+                self._item_ids.append(item_id)
                 self._texts.append(text)
-                self._titles.append(title or raw)
-                self._lower_titles.append((title or raw).lower())
+                self._titles.append(title or item_id)
+                self._lower_titles.append((title or item_id).lower())
 
-    def _check_new_ids(self, raw_ids: list[str]) -> None:
-        taken = [r for r in raw_ids if r in self._index_of]
-        if taken or len(set(raw_ids)) != len(raw_ids) or not all(r.strip() for r in raw_ids):
+    def _check_new_ids(self, item_ids: list[str]) -> None:
+        taken = [r for r in item_ids if r in self._item_idx]
+        if taken or len(set(item_ids)) != len(item_ids) or not all(r.strip() for r in item_ids):
             raise ServingError(
                 f"item ids must be new, distinct and non-empty; already in the catalogue: {taken}"
             )
@@ -493,22 +474,21 @@ class Recommender:
         rows = np.asarray(self._encoder.encode(texts, batch_size=32), dtype=np.float32)
         return torch.from_numpy(rows)  # (m, d_text)
 
-    def item_vectors(self, raw_ids: Sequence[str]) -> torch.Tensor:
+    def item_vectors(self, item_ids: Sequence[str]) -> torch.Tensor:
         """(m, D) L2-normalised vectors of items (what recommendations are scored against).
 
         Raises:
             UnknownIdError: ids not in the catalogue.
         """
-        known = self._item_indices(raw_ids, skip_unknown=False)[0]
+        known = self._item_indices(item_ids, skip_unknown=False)[0]
         return self._vectors[torch.tensor(known, dtype=torch.long, device=self._vectors.device)].clone()
 
     def describe(self) -> dict[str, Any]:
         """What is being served: run, model, fusion, catalogue size, index."""
-        cfg = self.run.config
         return {
             "run_dir": str(self.run.run_dir),
             "checkpoint": self.run.checkpoint,
-            "model": cfg.model.name,
+            "model": self.run.arch.name,
             "fusion": self.fusion,
             "dataset": self.run.data.name,
             "num_items": self.num_items,

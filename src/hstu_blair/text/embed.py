@@ -7,7 +7,7 @@ reuses every row whose text hash it already has (texts moved to other ids includ
 only new or changed texts; identical texts are encoded once.
 
 Empty item texts are never given a zero vector: by default (``empty_text="fallback"``) the item's
-title is encoded instead, else ``"item <raw id>"``; both are counted in the manifest and logged.
+title is encoded instead, else ``"item <item id>"``; both are counted in the manifest and logged.
 ``empty_text="error"`` stops with the count and the first item ids instead.
 
 Long runs (e.g. OpenAI over 77K items) save every ``checkpoint_every`` encoded texts to
@@ -30,14 +30,9 @@ from tqdm.auto import tqdm
 
 from hstu_blair.data.dataset import ITEMS, SequenceData
 from hstu_blair.errors import DataFormatError
-from hstu_blair.text.encoders import EncoderError, TextEncoder, build_encoder
-from hstu_blair.text.store import (
-    StoreManifest,
-    default_store_path,
-    load_embeddings,
-    save_embeddings,
-    text_hash,
-)
+from hstu_blair.text.encoders import EncoderError, TextEncoder
+from hstu_blair.text.registry import resolve_encoder
+from hstu_blair.text.store import StoreManifest, load_embeddings, save_embeddings, store_path, text_hash
 
 log = logging.getLogger(__name__)
 
@@ -45,45 +40,33 @@ EmptyText = Literal["fallback", "error"]
 CHECKPOINT_EVERY = 8192
 
 
-def resolve_encoder(
-    encoder: str | TextEncoder,
-    max_tokens: int | None = None,
-    dimensions: int | None = None,
-    device: str | None = None,
-) -> TextEncoder:
-    """``encoder`` itself, or the encoder built from its name (see :func:`build_encoder`)."""
-    if isinstance(encoder, str):
-        return build_encoder(encoder, max_tokens=max_tokens, dimensions=dimensions, device=device)
-    return encoder
-
-
 def item_texts(data: SequenceData, empty_text: EmptyText = "fallback") -> tuple[list[str], dict[str, int]]:
     """The text encoded for each item id 1..n, and how many empty texts were replaced.
 
     Args:
         data: the prepared dataset.
-        empty_text: ``fallback`` (title, else ``"item <raw id>"``) or ``error``.
+        empty_text: ``fallback`` (title, else ``"item <item id>"``) or ``error``.
 
     Returns:
         (texts, counts) with ``texts[i]`` for item id ``i + 1`` and ``counts`` =
-        ``{"title": ..., "raw_id": ...}``, the number of empty texts replaced by each.
+        ``{"title": ..., "item_id": ...}``, the number of empty texts replaced by each.
 
     Raises:
         DataFormatError: ``empty_text="error"`` and some item text is empty.
     """
     texts = data.texts
     titles = data.items["title"].to_list()
-    raw_ids = data.items["raw_id"].to_list()
+    item_ids = data.items["item_id"].to_list()
     if empty_text not in ("fallback", "error"):
         raise ValueError(f"empty_text={empty_text!r}; valid: fallback, error")
     empty = [i for i, t in enumerate(texts) if not (t or "").strip()]
-    counts = {"title": 0, "raw_id": 0}
+    counts = {"title": 0, "item_id": 0}
     if empty and empty_text == "error":
         raise DataFormatError(
             data.path / ITEMS,
             f"{len(empty)} of {len(texts)} items have empty text (item ids {[i + 1 for i in empty[:10]]}"
             f"{' ...' if len(empty) > 10 else ''}); an empty text has no embedding: fill them in, prepare with "
-            "--items-without-text drop, or embed with the title / raw-id fallback",
+            "--items-without-text drop, or embed with the title / item-id fallback",
             field="text",
         )
     texts = list(texts)
@@ -92,13 +75,13 @@ def item_texts(data: SequenceData, empty_text: EmptyText = "fallback") -> tuple[
         if title:
             texts[i], counts["title"] = title, counts["title"] + 1
         else:
-            texts[i], counts["raw_id"] = f"item {raw_ids[i]}", counts["raw_id"] + 1
+            texts[i], counts["item_id"] = f"item {item_ids[i]}", counts["item_id"] + 1
     if empty:
         log.warning(
-            "%d items have empty text: encoding the title for %d and 'item <raw id>' for %d",
+            "%d items have empty text: encoding the title for %d and 'item <item id>' for %d",
             len(empty),
             counts["title"],
-            counts["raw_id"],
+            counts["item_id"],
         )
     return texts, counts
 
@@ -126,9 +109,9 @@ def embed_texts(
 
     Args:
         texts: non-empty texts.
-        encoder: an encoder or its name (use the store's encoder: :func:`encoder_for_store`).
+        encoder: an encoder or its name (use the store's encoder: ``registry.encoder_for_store``).
         batch_size: texts per forward pass (local encoders).
-        max_tokens, dimensions: see :func:`build_encoder` (only when ``encoder`` is a name).
+        max_tokens, dimensions: see ``registry.build_text_encoder`` (only when ``encoder`` is a name).
         progress: show a progress bar.
 
     Returns:
@@ -206,7 +189,7 @@ def embed_dataset(
 
     Args:
         data: the prepared dataset.
-        encoder: an encoder or its name (``minilm``, ``blair-base``, ``openai:...``, see ENCODERS).
+        encoder: an encoder or its name (``minilm``, ``blair-base``, ``openai:...``, see ``registry.TEXT_ENCODERS``).
         out: store file (``.safetensors`` or ``.npy``); default ``<dataset>/embeddings/<encoder>.safetensors``.
         batch_size: texts per forward pass (local encoders).
         max_tokens: truncation in tokens; None = the encoder's own limit (256 MiniLM, 512 BLaIR,
@@ -227,7 +210,7 @@ def embed_dataset(
     """
     started = time.perf_counter()
     enc = resolve_encoder(encoder, max_tokens, dimensions)
-    out = Path(out) if out is not None else default_store_path(data.path, enc.name)
+    out = Path(out) if out is not None else store_path(data.path, enc.name)
     texts, fallbacks = item_texts(data, empty_text)
     hashes = [text_hash(t) for t in texts]
     fingerprint = enc.fingerprint()
@@ -282,31 +265,3 @@ def embed_dataset(
     shutil.rmtree(_partial_dir(out), ignore_errors=True)
     log.info("wrote %s: (%d, %d), encoded %d texts, reused %d items", out, *matrix.shape, len(todo), reused)
     return out
-
-
-def encoder_for_store(path: str | Path, device: str | None = None) -> TextEncoder:
-    """Rebuild the encoder that wrote the store at ``path`` (to embed new items the same way).
-
-    Raises:
-        DataFormatError: the store's manifest has no encoder fingerprint.
-        EncoderError: the encoder found now differs from the one recorded (other weights, pooling...).
-    """
-    _, manifest = load_embeddings(path)
-    fp = manifest.extra.get("fingerprint")
-    if not fp:
-        raise DataFormatError(path, "manifest has no encoder fingerprint (written by `hstu-blair embed`?)")
-    name = fp["encoder"]
-    options: dict[str, Any] = {"max_tokens": fp.get("max_tokens")}
-    if name.startswith("openai:"):
-        options["dimensions"] = fp.get("dimensions")
-    elif name.startswith("hf:") or name.split("?")[0] in ("blair-base", "blair-large"):
-        options.update(pooling=fp.get("pooling"), normalize=fp.get("normalized"))
-    enc = build_encoder(name, device=device, **options)
-    now = enc.fingerprint()
-    differs = [k for k in fp if k != "precision" and now.get(k) != fp[k]]
-    if differs:
-        raise EncoderError(
-            f"{path}: encoder {name!r} now differs from the one that wrote the store in "
-            + ", ".join(f"{k} ({fp[k]!r} -> {now.get(k)!r})" for k in differs)
-        )
-    return enc

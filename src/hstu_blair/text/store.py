@@ -48,8 +48,9 @@ def manifest_path(path: Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def default_store_path(data_path: str | Path, encoder: str) -> Path:
-    """``<dataset>/embeddings/<encoder slug>.safetensors``: where ``embed`` writes by default."""
+def store_path(data_path: str | Path, encoder: str) -> Path:
+    """``<dataset>/embeddings/<encoder slug>.safetensors``: where ``embed`` writes by default (the one
+    place this path is worked out)."""
     slug = encoder.replace("/", "__").replace(":", "_")
     return Path(data_path) / "embeddings" / f"{slug}.safetensors"
 

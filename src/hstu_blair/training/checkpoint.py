@@ -1,31 +1,75 @@
-"""Atomic checkpoints holding everything needed to resume a run exactly."""
+"""Checkpoint files without pickle: model weights in safetensors, resume state loaded with ``weights_only``.
+
+- Weights (``*.safetensors``): the model's ``state_dict`` (parameters and persistent buffers) and
+  nothing else; loading them runs no code.
+- Resume state (``*.resume.pt``): optimizer state, RNG states and the loop's counters, written with
+  ``torch.save`` and read with ``torch.load(weights_only=True)``, which only rebuilds tensors and
+  plain containers (never arbitrary objects). The loop's counters travel as a JSON string.
+
+Every file is written to a temporary name, fsync'd and renamed over the target, so a run killed
+while saving keeps the previous file.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
+from torch import nn
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` with ``torch.save`` to a temporary file, fsync it, then rename over ``path``.
-
-    A run killed while saving leaves the previous checkpoint intact.
-    """
+def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as fh:
-        torch.save(state, fh)
+        write(fh)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint`."""
-    return torch.load(path, map_location=map_location, weights_only=False)
+def save_weights(path: Path, model: nn.Module, metadata: dict[str, str] | None = None) -> None:
+    """Write ``model.state_dict()`` to ``path`` (safetensors), atomically."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+
+    _write_atomic(path, lambda fh: fh.write(safetensors_bytes(tensors, metadata=metadata)))
+
+
+def load_weights(path: Path, model: nn.Module, device: str | torch.device = "cpu") -> None:
+    """Load weights written by :func:`save_weights` into ``model`` (strict: every key must match).
+
+    Raises:
+        FileNotFoundError: no such file.
+        RuntimeError: the keys or shapes do not match the model.
+    """
+    state = load_file(str(path), device=str(device))
+    model.load_state_dict(state)
+
+
+def save_resume_state(path: Path, state: dict[str, Any]) -> None:
+    """Write resume state: tensors and plain containers (optimizer, RNG), with ``progress`` as JSON."""
+    payload = dict(state)
+    if "progress" in payload:
+        payload["progress"] = json.dumps(payload["progress"])
+    _write_atomic(path, lambda fh: torch.save(payload, fh))
+
+
+def load_resume_state(path: Path) -> dict[str, Any]:
+    """Read resume state with ``torch.load(weights_only=True)`` (no code can run while loading).
+
+    Raises:
+        pickle.UnpicklingError: the file holds anything but tensors and plain containers.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if "progress" in state:
+        state["progress"] = json.loads(state["progress"])
+    return state
 
 
 def rng_state() -> dict[str, Any]:

@@ -1,7 +1,21 @@
-"""Reading a run directory back: its config, dataset and trained model."""
+"""The model files of a run directory, and loading a trained model back from them.
+
+A run directory's model is plain data, loadable without executing anything:
+
+- ``model.json``: the :class:`~hstu_blair.models.build.Architecture`, the item vocabulary
+  (``item_ids[i]`` is the external id of item index ``i + 1``), the dataset it was trained on
+  (path, name, data hash) and, for text-fused models, the embedding store it read (path, encoder,
+  fingerprint and the sha256 of the matrix, checked on load);
+- ``checkpoints/best.safetensors`` (best validation) and ``checkpoints/last.safetensors``: weights;
+- ``checkpoints/last.resume.pt``: optimizer and RNG state for ``--resume`` (``weights_only`` load).
+
+Run directories written before these files existed hold pickled ``*.pt`` checkpoints; they are
+never unpickled here. ``hstu-blair convert-run`` converts them explicitly.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,61 +23,177 @@ from typing import Any, Literal
 
 import torch
 
-from hstu_blair.config import RunConfig, load_config
 from hstu_blair.data.dataset import SequenceData
-from hstu_blair.errors import ConfigError
-from hstu_blair.models.build import build_model, load_text_for
+from hstu_blair.data.manifest import versions, write_json_atomic
+from hstu_blair.errors import ConfigError, DataFormatError
+from hstu_blair.models.build import Architecture, build_model
 from hstu_blair.models.sequential import SequentialModel
-from hstu_blair.training.checkpoint import load_checkpoint
+from hstu_blair.text.store import StoreManifest, load_embeddings
+from hstu_blair.training.checkpoint import load_weights
+
+MODEL_INFO = "model.json"
+MODEL_FORMAT_VERSION = 1
+CHECKPOINTS = "checkpoints"
+Checkpoint = Literal["best", "last"]
+
+
+def weights_path(run_dir: Path, checkpoint: Checkpoint) -> Path:
+    """``checkpoints/best.safetensors`` or ``checkpoints/last.safetensors``."""
+    return Path(run_dir) / CHECKPOINTS / f"{checkpoint}.safetensors"
+
+
+def resume_path(run_dir: Path) -> Path:
+    """``checkpoints/last.resume.pt``: optimizer and RNG state for ``--resume``."""
+    return Path(run_dir) / CHECKPOINTS / "last.resume.pt"
+
+
+def matrix_sha256(matrix: torch.Tensor) -> str:
+    """sha256 of a float32 matrix's values (what a model's text store must still hold)."""
+    return hashlib.sha256(matrix.detach().to(torch.float32).contiguous().numpy().tobytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TextStoreRef:
+    """The embedding store a text-fused model was trained with."""
+
+    path: str
+    sha256: str
+    encoder: str
+    dim: int
+    fingerprint: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, path: Path, matrix: torch.Tensor, manifest: StoreManifest) -> TextStoreRef:
+        """A reference to the store at ``path`` holding ``matrix`` described by ``manifest``."""
+        return cls(
+            str(Path(path).resolve()),
+            matrix_sha256(matrix),
+            manifest.encoder,
+            int(matrix.shape[1]),
+            manifest.extra.get("fingerprint"),
+        )
+
+
+def write_model_info(
+    run_dir: Path,
+    arch: Architecture,
+    data: SequenceData,
+    text: TextStoreRef | None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write ``model.json`` (see the module docstring)."""
+    write_json_atomic(
+        Path(run_dir) / MODEL_INFO,
+        {
+            "format": "hstu-blair-model",
+            "format_version": MODEL_FORMAT_VERSION,
+            "architecture": arch.to_dict(),
+            "dataset": {
+                "path": str(Path(data.path).resolve()),
+                "name": data.name,
+                "data_hash": data.data_hash,
+            },
+            "text_store": None if text is None else text.__dict__,
+            "weights": {c: str(weights_path(Path("."), c)) for c in ("best", "last")},
+            "versions": versions(),
+            **(extra or {}),
+            "item_ids": data.items["item_id"].to_list(),
+        },
+    )
+
+
+def read_model_info(run_dir: Path) -> dict[str, Any]:
+    """``model.json`` of a run directory.
+
+    Raises:
+        ConfigError: not a run directory, or one written with pickled checkpoints (says how to
+            convert it).
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / MODEL_INFO
+    if not path.exists():
+        if list((run_dir / CHECKPOINTS).glob("*.pt")):
+            raise ConfigError(
+                f"{run_dir} was written by hstu-blair 0.1: its checkpoints are pickles, which are not "
+                "loaded because unpickling can execute code. Convert it once with `hstu-blair convert-run "
+                f"{run_dir}` (reads only tensors and plain values, never code), then load it again."
+            )
+        raise ConfigError(f"{run_dir} is not a run directory (no {MODEL_INFO})")
+    info = json.loads(path.read_text())
+    if info.get("format_version") != MODEL_FORMAT_VERSION:
+        raise DataFormatError(path, f"model format_version {info.get('format_version')!r} is not supported")
+    return info
+
+
+def load_text_matrix(ref: dict[str, Any], num_items: int, store: str | Path | None = None) -> torch.Tensor:
+    """The text matrix a model was trained with, checked against the recorded sha256.
+
+    Args:
+        ref: the ``text_store`` record of ``model.json``.
+        num_items: n (the matrix has n+1 rows).
+        store: where the store is now, if it moved (default: the recorded path).
+
+    Raises:
+        DataFormatError: the store is missing or holds other vectors than the model was trained on.
+    """
+    path = Path(store or ref["path"])
+    matrix, _ = load_embeddings(path, num_items=num_items)
+    if matrix_sha256(matrix) != ref["sha256"]:
+        raise DataFormatError(
+            path,
+            f"holds other vectors than the model was trained with (encoder {ref['encoder']!r}); "
+            "re-embed with the same encoder and texts, or pass the original store",
+        )
+    return matrix
 
 
 @dataclass
-class TrainedRun:
-    """A finished (or interrupted) run: config, dataset, model with loaded weights."""
+class TrainedModel:
+    """A trained model with what it needs to be used: its architecture, dataset and record."""
 
     run_dir: Path
-    config: RunConfig
-    data: SequenceData
+    arch: Architecture
     model: SequentialModel
-    checkpoint: str
+    data: SequenceData
     info: dict[str, Any]
+    checkpoint: str
 
 
-def load_run(
+def load_trained(
     run_dir: str | Path,
-    checkpoint: Literal["best", "last"] = "best",
+    checkpoint: Checkpoint = "best",
     device: str | torch.device = "cpu",
     data_path: str | Path | None = None,
-) -> TrainedRun:
-    """Load a run directory written by ``train``.
+    store: str | Path | None = None,
+) -> TrainedModel:
+    """Load the model of a run directory from ``model.json`` and safetensors weights (no pickle).
 
     Args:
         run_dir: the run directory.
-        checkpoint: ``best`` (best validation; falls back to ``last`` when absent) or ``last``.
+        checkpoint: ``best`` (best validation; ``last`` when the run has no best) or ``last``.
         device: where to put the model.
         data_path: the prepared dataset, if it moved since training (default: the recorded path).
+        store: the text embedding store, if it moved (default: the recorded path).
 
     Raises:
-        ConfigError: not a run directory, no checkpoint, or the dataset differs from the one trained on.
+        ConfigError: not a run directory (or an old one, with how to convert it), no weights, or
+            the dataset differs from the one trained on.
+        DataFormatError: the text store changed since training.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "config.toml").exists():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.toml)")
-    config = load_config(run_dir / "config.toml")
-    info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
-    path = Path(data_path) if data_path else Path(info.get("dataset", {}).get("path", config.data.path))
+    info = read_model_info(run_dir)
+    arch = Architecture.from_dict(info["architecture"])
+    path = Path(data_path) if data_path else Path(info["dataset"]["path"])
     data = SequenceData.load(path)
-    recorded = info.get("dataset", {}).get("data_hash")
-    if recorded and recorded != data.data_hash:
+    if info["dataset"]["data_hash"] != data.data_hash:
         raise ConfigError(
             f"dataset at {path} differs from the one {run_dir} was trained on (data hash mismatch)"
         )
-    config.data.path = str(path)
-    ckpts = run_dir / "checkpoints"
-    name = checkpoint if (ckpts / f"{checkpoint}.pt").exists() else "last"
-    if not (ckpts / f"{name}.pt").exists():
-        raise ConfigError(f"{run_dir}: no checkpoint in {ckpts}")
-    model = build_model(config.model, data.num_items, config.data.max_len, load_text_for(config, data))
-    model.load_state_dict(load_checkpoint(ckpts / f"{name}.pt", "cpu")["model"])
+    text = None if info["text_store"] is None else load_text_matrix(info["text_store"], arch.num_items, store)
+    name = checkpoint if weights_path(run_dir, checkpoint).exists() else "last"
+    if not weights_path(run_dir, name).exists():
+        raise ConfigError(f"{run_dir}: no weights in {run_dir / CHECKPOINTS}")
+    model = build_model(arch, text)
+    load_weights(weights_path(run_dir, name), model)
     model.to(device).eval()
-    return TrainedRun(run_dir, config, data, model, name, info)
+    return TrainedModel(run_dir, arch, model, data, info, name)

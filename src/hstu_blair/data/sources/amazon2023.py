@@ -32,17 +32,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 
 from hstu_blair.data import schema
 from hstu_blair.data.item_text import field_text, join_fields
+from hstu_blair.data.options import PrepareOptions
 from hstu_blair.data.sources.base import BadLines, RawDataset, expand_inputs, open_binary, read_bytes
 from hstu_blair.errors import DataFormatError, HstuBlairError
-
-if TYPE_CHECKING:
-    from hstu_blair.data.prepare import PrepareOptions
 
 try:  # orjson is several times faster on the 0.4-2 GB metadata files; json is the fallback
     import orjson
@@ -358,15 +356,15 @@ def read_ratings_csv(path: Path, bad: BadLines) -> pl.DataFrame:
         return _scan_ratings_csv(path, header, bad)
     df = df.filter(~pl.all_horizontal(pl.all().is_null()))  # blank lines
     out = df.select(
-        pl.col("user_id").str.strip_chars().alias(schema.RAW_USER),
-        pl.col("parent_asin").str.strip_chars().alias(schema.RAW_ITEM),
+        pl.col("user_id").str.strip_chars().alias(schema.USER_ID),
+        pl.col("parent_asin").str.strip_chars().alias(schema.ITEM_ID),
         pl.col("timestamp").str.strip_chars().cast(pl.Int64, strict=False).alias(schema.TIMESTAMP),
         pl.col("rating").str.strip_chars().cast(pl.Float32, strict=False).alias(schema.RATING),
     )
     invalid = out.select(
         pl.any_horizontal(pl.all().is_null())
-        | (pl.col(schema.RAW_USER) == "")
-        | (pl.col(schema.RAW_ITEM) == "")
+        | (pl.col(schema.USER_ID) == "")
+        | (pl.col(schema.ITEM_ID) == "")
     ).to_series()
     if invalid.any():
         return _scan_ratings_csv(path, header, bad)
@@ -479,7 +477,7 @@ def read_meta_jsonl(
     make_text = reference_item_text if options.text_style == "reference" else clean_item_text
     wanted = {asin.encode() for asin in needed}
     seen: set[str] = set()
-    rows: dict[str, list[str]] = {schema.RAW_ITEM: [], schema.TITLE: [], schema.TEXT: []}
+    rows: dict[str, list[str]] = {schema.ITEM_ID: [], schema.TITLE: [], schema.TEXT: []}
     counts: Counter[str] = Counter(meta_lines=0, meta_lines_skipped=0)
     for number, line in _numbered_lines(path):
         counts["meta_lines"] += 1
@@ -500,7 +498,7 @@ def read_meta_jsonl(
             removed["duplicate_meta_items"] += 1
             continue
         seen.add(asin)
-        rows[schema.RAW_ITEM].append(asin)
+        rows[schema.ITEM_ID].append(asin)
         rows[schema.TITLE].append(field_text(obj.get("title"), options.ascii_only))
         rows[schema.TEXT].append(make_text(obj, options.ascii_only))
     counts["meta_items"] = len(seen)
@@ -581,7 +579,7 @@ def read_sample(
                 texts.append(user, asin, join_fields(text))
     item_table = pl.DataFrame(
         {
-            schema.RAW_ITEM: list(items),
+            schema.ITEM_ID: list(items),
             schema.TITLE: [t for t, _ in items.values()],
             schema.TEXT: [x for _, x in items.values()],
         },
@@ -730,7 +728,7 @@ def load_amazon2023(paths: list[Path], options: PrepareOptions) -> RawDataset:
         info["variant"] = "raw-reviews"
         info.update(counts)
     assert interactions is not None
-    needed = set(interactions[schema.RAW_ITEM].unique().to_list())
+    needed = set(interactions[schema.ITEM_ID].unique().to_list())
     if files.ratings is not None and files.reviews is not None and options.with_reviews:
         _, reviews, counts = read_reviews_jsonl(
             files.reviews, bad, interactions=False, reviews=True, items=needed, ascii_only=options.ascii_only

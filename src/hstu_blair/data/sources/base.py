@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import gzip
-import io
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -73,25 +71,6 @@ def read_bytes(path: str | Path) -> bytes:
     if not data.strip():
         raise DataFormatError(path, "file is empty")
     return data
-
-
-def iter_text_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, line)`` (1-based, newline stripped, blank lines skipped).
-
-    A byte sequence that is not valid in ``encoding`` raises :class:`DataFormatError` naming the line.
-    """
-    path = Path(path)
-    with open_binary(path) as raw:
-        for number, line in enumerate(io.BufferedReader(raw), start=1):  # type: ignore[arg-type]
-            try:
-                text = line.decode(encoding)
-            except UnicodeDecodeError as exc:
-                raise DataFormatError(
-                    path, f"not valid {encoding} text ({exc.reason} at byte {exc.start})", line=number
-                ) from None
-            text = text.rstrip("\r\n")
-            if text.strip():
-                yield number, text
 
 
 class BadLines:

@@ -31,17 +31,15 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import polars as pl
 
 from hstu_blair.data import schema
 from hstu_blair.data.item_text import field_text, join_fields
+from hstu_blair.data.options import PrepareOptions
 from hstu_blair.data.sources.base import BadLines, RawDataset, read_bytes
 from hstu_blair.errors import DataFormatError, HstuBlairError
-
-if TYPE_CHECKING:
-    from hstu_blair.data.prepare import PrepareOptions
 
 LOC = "_loc"
 """Column of every :class:`Table`: the 1-based line (or Parquet row) each record came from."""
@@ -579,13 +577,13 @@ def read_items(path: Path, options: PrepareOptions, bad: BadLines, removed: Coun
     title_col = options.title_column
     text_cols = list(dict.fromkeys(options.text_columns + ([title_col] if title_col else [])))
     table = read_table(path, [id_col, *text_cols], bad)
-    rows = convert(table, {schema.RAW_ITEM: id_column(table, id_col)}, bad, keep=text_cols)
+    rows = convert(table, {schema.ITEM_ID: id_column(table, id_col)}, bad, keep=text_cols)
     texts, titles = [], []
     for row in rows.iter_rows(named=True):
         texts.append(join_fields(field_text(row[c], options.ascii_only) for c in options.text_columns))
         titles.append(field_text(row[title_col]) if title_col else "")
     items = rows.select(
-        schema.RAW_ITEM,
+        schema.ITEM_ID,
         pl.Series(schema.TITLE, titles, dtype=pl.String),
         pl.Series(schema.TEXT, texts, dtype=pl.String),
     )
@@ -594,7 +592,7 @@ def read_items(path: Path, options: PrepareOptions, bad: BadLines, removed: Coun
 
 def dedupe_items(items: pl.DataFrame, path: Path, removed: Counter[str]) -> pl.DataFrame:
     """Keep the first row of each item id; count the others under ``duplicate_item_rows:<file>``."""
-    unique = items.unique(subset=[schema.RAW_ITEM], keep="first", maintain_order=True)
+    unique = items.unique(subset=[schema.ITEM_ID], keep="first", maintain_order=True)
     if unique.height < items.height:
         removed[f"duplicate_item_rows:{path.name}"] += items.height - unique.height
     return unique
@@ -625,8 +623,8 @@ def load_generic(paths: list[Path], options: PrepareOptions) -> RawDataset:
         wanted.append(options.rating_column)
     table = read_table(interactions_path, wanted, bad)
     columns = {
-        schema.RAW_USER: id_column(table, options.user_column),
-        schema.RAW_ITEM: id_column(table, options.item_column),
+        schema.USER_ID: id_column(table, options.user_column),
+        schema.ITEM_ID: id_column(table, options.item_column),
         schema.TIMESTAMP: timestamp_column(table, options.timestamp_column, options.timestamp_unit),
     }
     if options.rating_column:

@@ -36,12 +36,12 @@ from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
 from hstu_blair.data import schema
 from hstu_blair.data.item_text import clean_text, join_fields
+from hstu_blair.data.options import PrepareOptions
 from hstu_blair.data.sources.base import BadLines, RawDataset, find_file, open_binary, read_bytes
 from hstu_blair.data.sources.generic import (
     Column,
@@ -53,9 +53,6 @@ from hstu_blair.data.sources.generic import (
     read_headerless,
 )
 from hstu_blair.errors import DataFormatError, HstuBlairError
-
-if TYPE_CHECKING:
-    from hstu_blair.data.prepare import PrepareOptions
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +164,8 @@ def read_ratings(files: MovieLensFiles, bad: BadLines) -> pl.DataFrame:
     else:
         table = read_delimited(files.ratings, ",", bad, expected_header=names)
     columns = {
-        schema.RAW_USER: Column(user, int_text(user), "an integer user id"),
-        schema.RAW_ITEM: Column(item, int_text(item), "an integer movie id"),
+        schema.USER_ID: Column(user, int_text(user), "an integer user id"),
+        schema.ITEM_ID: Column(item, int_text(item), "an integer movie id"),
         schema.TIMESTAMP: Column(
             timestamp,
             pl.col(timestamp).cast(pl.Int64, strict=False),
@@ -204,14 +201,14 @@ def read_movies(files: MovieLensFiles, bad: BadLines) -> tuple[pl.DataFrame, str
         genres = read_genre_names(files.genres, bad)
         names = ["movie id", "movie title", "release date", "video release date", "IMDb URL", *genres]
         table = read_headerless(path, "|", names, bad, encoding=encoding)
-        columns = {schema.RAW_ITEM: Column("movie id", int_text("movie id"), "an integer movie id")}
+        columns = {schema.ITEM_ID: Column("movie id", int_text("movie id"), "an integer movie id")}
         for g in genres:
             flag = pl.col(g).str.strip_chars()
             columns[g] = Column(g, pl.when(flag.is_in(["0", "1"])).then(flag == "1"), "a genre flag 0 or 1")
         rows = convert(table, columns, bad, keep=["movie id", "movie title"])
         flags = rows.select(genres).rows()
         genre_lists = [[g for g, on in zip(genres, row) if on] for row in flags]
-        movies = rows.select(schema.RAW_ITEM, pl.col("movie title").alias(schema.TITLE))
+        movies = rows.select(schema.ITEM_ID, pl.col("movie title").alias(schema.TITLE))
         return movies.with_columns(pl.Series("genres", genre_lists, dtype=pl.List(pl.String))), encoding
     if files.layout == "1m":
         table = read_headerless(path, "::", ["MovieID", "Title", "Genres"], bad, encoding=encoding)
@@ -221,12 +218,12 @@ def read_movies(files: MovieLensFiles, bad: BadLines) -> tuple[pl.DataFrame, str
         item, title, genres_col = "movieId", "title", "genres"
     rows = convert(
         table,
-        {schema.RAW_ITEM: Column(item, int_text(item), "an integer movie id")},
+        {schema.ITEM_ID: Column(item, int_text(item), "an integer movie id")},
         bad,
         keep=[title, genres_col],
     )
     movies = rows.select(
-        schema.RAW_ITEM,
+        schema.ITEM_ID,
         pl.col(title).alias(schema.TITLE),
         pl.col(genres_col).str.strip_chars().str.split("|").alias("genres"),
     )
@@ -238,8 +235,8 @@ def read_tags(path: Path, bad: BadLines, ascii_only: bool) -> pl.DataFrame:
     """``tags.csv`` -> (``raw_user_id``, ``raw_item_id``, ``text``) in file order, tag text cleaned."""
     table = read_delimited(path, ",", bad, expected_header=["userId", "movieId", "tag", "timestamp"])
     columns = {
-        schema.RAW_USER: Column("userId", int_text("userId"), "an integer user id"),
-        schema.RAW_ITEM: Column("movieId", int_text("movieId"), "an integer movie id"),
+        schema.USER_ID: Column("userId", int_text("userId"), "an integer user id"),
+        schema.ITEM_ID: Column("movieId", int_text("movieId"), "an integer movie id"),
         "_time": Column(
             "timestamp",
             pl.col("timestamp").cast(pl.Int64, strict=False),
@@ -248,7 +245,7 @@ def read_tags(path: Path, bad: BadLines, ascii_only: bool) -> pl.DataFrame:
     }
     rows = convert(table, columns, bad, keep=["tag"])
     texts = [clean_text(t, ascii_only) for t in rows["tag"].to_list()]
-    return rows.select(schema.RAW_USER, schema.RAW_ITEM, pl.Series(schema.TEXT, texts, dtype=pl.String))
+    return rows.select(schema.USER_ID, schema.ITEM_ID, pl.Series(schema.TEXT, texts, dtype=pl.String))
 
 
 def top_tags(tags: pl.DataFrame, limit: int = MAX_TAGS) -> dict[str, list[str]]:
@@ -257,13 +254,13 @@ def top_tags(tags: pl.DataFrame, limit: int = MAX_TAGS) -> dict[str, list[str]]:
         tags.with_row_index("_order")
         .filter(pl.col(schema.TEXT) != "")
         .with_columns(pl.col(schema.TEXT).str.to_lowercase().alias("_key"))
-        .group_by(schema.RAW_ITEM, "_key")
+        .group_by(schema.ITEM_ID, "_key")
         .agg(pl.len().alias("_n"), pl.col("_order").min(), pl.col(schema.TEXT).first())
-        .sort([schema.RAW_ITEM, "_n", "_order"], descending=[False, True, False])
-        .group_by(schema.RAW_ITEM, maintain_order=True)
+        .sort([schema.ITEM_ID, "_n", "_order"], descending=[False, True, False])
+        .group_by(schema.ITEM_ID, maintain_order=True)
         .agg(pl.col(schema.TEXT).head(limit))
     )
-    return dict(zip(ranked[schema.RAW_ITEM].to_list(), ranked[schema.TEXT].to_list()))
+    return dict(zip(ranked[schema.ITEM_ID].to_list(), ranked[schema.TEXT].to_list()))
 
 
 def movie_text(title: str, genres: list[str], tags: list[str], ascii_only: bool = False) -> str:
@@ -320,7 +317,7 @@ def load_movielens(paths: list[Path], options: PrepareOptions) -> RawDataset:
         for item, title, genres in movies.iter_rows()
     ]
     items = movies.select(
-        schema.RAW_ITEM,
+        schema.ITEM_ID,
         pl.Series(schema.TITLE, [clean_text(t) for t in movies[schema.TITLE].to_list()], dtype=pl.String),
         pl.Series(schema.TEXT, texts, dtype=pl.String),
     )

@@ -53,17 +53,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
 from hstu_blair.data import schema
 from hstu_blair.data.item_text import field_text
+from hstu_blair.data.options import PrepareOptions
 from hstu_blair.data.sources.base import BadLines, RawDataset, find_file, open_binary
 from hstu_blair.errors import DataFormatError
-
-if TYPE_CHECKING:
-    from hstu_blair.data.prepare import PrepareOptions
 
 log = logging.getLogger(__name__)
 
@@ -417,10 +414,10 @@ def read_reviews(
     Raises:
         DataFormatError: a malformed line (file, line, field), unless ``bad`` skips.
     """
-    columns = {schema.RAW_USER: pl.String, schema.RAW_ITEM: pl.String, schema.TIMESTAMP: pl.Int64}
+    columns = {schema.USER_ID: pl.String, schema.ITEM_ID: pl.String, schema.TIMESTAMP: pl.Int64}
     frames = [pl.DataFrame(schema=columns)]
     texts = [
-        pl.DataFrame(schema={schema.RAW_USER: pl.String, schema.RAW_ITEM: pl.String, schema.TEXT: pl.String})
+        pl.DataFrame(schema={schema.USER_ID: pl.String, schema.ITEM_ID: pl.String, schema.TEXT: pl.String})
     ]
     with_user_id = 0
     for part in _review_blocks(path, with_text, workers or _default_workers()):
@@ -429,7 +426,7 @@ def read_reviews(
         removed.update(part.removed)
         with_user_id += part.with_user_id
         frame = pl.DataFrame(
-            {schema.RAW_USER: part.users, schema.RAW_ITEM: part.items, schema.TIMESTAMP: part.times},
+            {schema.USER_ID: part.users, schema.ITEM_ID: part.items, schema.TIMESTAMP: part.times},
             schema=columns,
         )
         frames.append(frame)
@@ -494,8 +491,8 @@ def read_games(path: Path, ascii_only: bool, bad: BadLines, removed: Counter[str
             titles.append(title)
             texts.append(" | ".join(p for p in parts if p))
     return pl.DataFrame(
-        {schema.RAW_ITEM: ids, schema.TITLE: titles, schema.TEXT: texts},
-        schema={schema.RAW_ITEM: pl.String, schema.TITLE: pl.String, schema.TEXT: pl.String},
+        {schema.ITEM_ID: ids, schema.TITLE: titles, schema.TEXT: texts},
+        schema={schema.ITEM_ID: pl.String, schema.TITLE: pl.String, schema.TEXT: pl.String},
     )
 
 

@@ -28,6 +28,8 @@ from tqdm.auto import tqdm
 from hstu_blair._compat import tomllib
 from hstu_blair.config import RunConfig, load_config
 from hstu_blair.errors import ConfigError
+from hstu_blair.recipes.train import train
+from hstu_blair.training.run_dir import resume_path
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +110,6 @@ def reproduce(
     grid_path: Path, overrides: list[str] | None = None, dry_run: bool = False, progress: bool = True
 ) -> GridResult:
     """Run every (entry, seed) of a grid that is not finished yet; resume interrupted ones."""
-    from hstu_blair.training.loop import train
-
     runs, missing = plan_grid(grid_path, overrides)
     result = GridResult(missing_data=missing)
     for line in missing:
@@ -134,7 +134,7 @@ def reproduce(
     bar = tqdm(todo, desc="grid", unit="run", disable=not progress, dynamic_ncols=True)
     for run in bar:
         bar.set_postfix_str(f"{Path(run.config.data.path).name} / {run.label} / seed {run.seed}")
-        resume = (run.run_dir / "checkpoints" / "last.pt").exists()
+        resume = resume_path(run.run_dir).exists()
         train(run.config, run_dir=run.run_dir, resume=resume, progress=False)
         result.finished.append(run.run_dir)
     return result

@@ -1,13 +1,14 @@
-"""The ``embed`` and ``pretrain-text`` subcommands (registered by ``hstu_blair.cli``).
-
-Each parses arguments, calls one API function and prints a short summary with the output path.
-"""
+"""``embed`` and ``pretrain-text``: the text subcommands."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+
+import hstu_blair as hb
+from hstu_blair.data.dataset import load_dataset
+from hstu_blair.errors import HstuBlairError
 
 
 def add_embed_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +20,7 @@ def add_embed_parser(sub: argparse._SubParsersAction) -> None:
             "Encode the item texts of DATASET into an embedding store (float32 (n+1, D), row 0 = padding, "
             "with a manifest of the encoder fingerprint and per-item text hashes). A rerun with the same "
             "encoder reuses every unchanged row; an interrupted run resumes. Items with empty text are "
-            "encoded by their title, else 'item <raw id>' (counted), never as zero vectors. "
+            "encoded by their title, else 'item <item id>' (counted), never as zero vectors. "
             "Encoders: minilm (offline default), blair-base, blair-large, st:<name|dir>, "
             "hf:<name|dir>[?pooling=cls|mean&normalize=1], openai:<model> (OPENAI_API_KEY); --list shows them."
         ),
@@ -44,7 +45,7 @@ def add_embed_parser(sub: argparse._SubParsersAction) -> None:
         "--empty-text",
         choices=["fallback", "error"],
         default="fallback",
-        help="items with empty text: encode title / raw id (default) or stop with their count",
+        help="items with empty text: encode title / item id (default) or stop with their count",
     )
     p.add_argument("--list", action="store_true", help="list the encoder names and exit")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -52,23 +53,17 @@ def add_embed_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    from hstu_blair.data.dataset import load_dataset
-    from hstu_blair.errors import HstuBlairError
-    from hstu_blair.text.embed import embed_dataset
-    from hstu_blair.text.encoders import ENCODERS, build_encoder
-    from hstu_blair.text.store import load_embeddings
-
     if args.list:
-        for name, what in ENCODERS.items():
+        for name, what in hb.TEXT_ENCODERS.items():
             print(f"{name:<50} {what}")
         return 0
     if args.dataset is None:
         raise HstuBlairError("embed needs a DATASET directory (or --list)")
     data = load_dataset(args.dataset)
-    encoder = build_encoder(
+    encoder = hb.build_text_encoder(
         args.encoder, max_tokens=args.max_tokens, dimensions=args.dimensions, device=args.device
     )
-    path = embed_dataset(
+    path = hb.embed(
         data,
         encoder,
         out=args.out,
@@ -76,16 +71,17 @@ def _embed(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         empty_text=args.empty_text,
     )
-    matrix, manifest = load_embeddings(path, num_items=data.num_items)
-    extra = manifest.extra
+    manifest = json.loads(path.with_suffix(".json").read_text())
+    extra = manifest["extra"]
     print(
-        f"{data.name}: {manifest.num_items:,} items -> ({matrix.shape[0]:,}, {matrix.shape[1]}) with {manifest.encoder} "
-        f"(pooling {manifest.pooling}, normalized {manifest.normalized}, max tokens {manifest.max_tokens})"
+        f"{data.name}: {manifest['num_items']:,} items -> ({manifest['num_items'] + 1:,}, {manifest['dim']}) with "
+        f"{manifest['encoder']} (pooling {manifest['pooling']}, normalized {manifest['normalized']}, "
+        f"max tokens {manifest['max_tokens']})"
     )
     print(f"encoded {extra['encoded']:,} texts, reused {extra['reused']:,} items in {extra['seconds']:.1f}s")
     empty = extra["empty_text"]
-    if empty["title"] or empty["raw_id"]:
-        print(f"empty texts: {empty['title']} encoded by title, {empty['raw_id']} by raw id")
+    if empty["title"] or empty["item_id"]:
+        print(f"empty texts: {empty['title']} encoded by title, {empty['item_id']} by item id")
     print(f"wrote {path}")
     return 0
 
@@ -128,10 +124,7 @@ def add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from hstu_blair.data.dataset import load_dataset
-    from hstu_blair.text.pretrain import RECORD, pretrain_text
-
-    out = pretrain_text(
+    out = hb.pretrain_text(
         load_dataset(args.dataset),
         args.base,
         args.out,
@@ -146,7 +139,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
     )
-    record = json.loads((out / RECORD).read_text())
+    record = json.loads((out / "pretrain.json").read_text())
     counts, valid = record["counts"], record["valid"]
     removed = {
         k: v for k, v in counts.items() if k not in ("reviews", "pairs", "train_pairs", "valid_pairs") and v

@@ -1,8 +1,4 @@
-"""``hstu-blair recommend`` and ``hstu-blair serve``: argument parsers and handlers.
-
-``cli.py`` registers them with ``add_recommend_parser(sub)`` / ``add_serve_parser(sub)``; each
-handler takes the parsed ``args`` and returns the exit code.
-"""
+"""``recommend`` and ``serve``: the serving subcommands."""
 
 from __future__ import annotations
 
@@ -10,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+import hstu_blair as hb
+from hstu_blair.errors import HstuBlairError
 from hstu_blair.serving import INDEXES
 
 
@@ -19,15 +17,15 @@ def add_recommend_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
         "recommend",
         help="print recommendations of a trained run for a user or a history",
         description=(
-            "Load a run directory and print the top-k items (raw ids, titles, scores) for a user of the "
-            "training data (their full history), for a comma-separated history of raw item ids (oldest "
+            "Load a run directory and print the top-k items (item ids, titles, scores) for a user of the "
+            "training data (their full history), for a comma-separated history of item ids (oldest "
             "first; the most recent data.max_len are encoded), or the items most similar to one item."
         ),
     )
     p.add_argument("run_dir", type=Path, help="run directory written by `hstu-blair train`")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--user", help="raw user id of the training data")
-    what.add_argument("--history", help='comma-separated raw item ids, oldest first, e.g. "1,50,260"')
+    what.add_argument("--user", help="user id of the training data")
+    what.add_argument("--history", help='comma-separated item ids, oldest first, e.g. "1,50,260"')
     what.add_argument("--similar", metavar="ITEM_ID", help="items whose vectors are closest to this item's")
     p.add_argument("--k", "-k", type=int, default=10, help="number of items (default 10)")
     p.add_argument("--include-seen", action="store_true", help="allow items of the history in the list")
@@ -47,11 +45,9 @@ def run_recommend(args: argparse.Namespace) -> int:
     Raises:
         UnknownIdError: an unknown user or item id (the CLI prints it and exits 2).
     """
-    from hstu_blair.serving.recommender import Recommender, ServingError
-
     if args.k < 1:
-        raise ServingError(f"--k must be at least 1, got {args.k}")
-    rec = Recommender.load(args.run_dir, args.checkpoint, args.device)
+        raise HstuBlairError(f"--k must be at least 1, got {args.k}")
+    rec = hb.Recommender.load(args.run_dir, args.checkpoint, args.device)
     if args.user is not None:
         result = rec.recommend_user(args.user, args.k, exclude_seen=not args.include_seen)
     elif args.similar is not None:
@@ -109,9 +105,7 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
 
 def run_serve(args: argparse.Namespace) -> int:
     """Handler of ``serve``: runs the server until interrupted; returns 0."""
-    from hstu_blair.serving.app import serve_main
-
-    serve_main(
+    hb.serve(
         args.run_dir,
         host=args.host,
         port=args.port,

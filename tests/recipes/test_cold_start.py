@@ -7,7 +7,8 @@ import pytest
 
 from hstu_blair.config import load_config
 from hstu_blair.data.dataset import SequenceData
-from hstu_blair.evaluation.cold_start import cold_targets, pick_cold_items, run_cold_start, write_warm_dataset
+from hstu_blair.data.holdout import cold_targets, pick_cold_items, write_warm_dataset
+from hstu_blair.recipes.cold_start import cold_start
 from hstu_blair.text.store import StoreManifest, save_embeddings
 from tests.conftest import tiny_overrides
 
@@ -31,7 +32,7 @@ def test_warm_dataset_and_targets(tiny_dataset, tmp_path):
 
 def _cycle_text(tmp_path, data):
     """Item text vectors that encode each item's place on the synthetic cycle (generalises to unseen items)."""
-    idx = np.array([int(r[1:]) for r in data.items["raw_id"].to_list()])  # raw ids "i17" -> 17
+    idx = np.array([int(r[1:]) for r in data.items["item_id"].to_list()])  # item ids "i17" -> 17
     angles = 2 * np.pi * idx / 40
     feats = np.stack([f(k * angles) for k in (1, 2, 3, 4) for f in (np.cos, np.sin)], axis=1)  # (n, 8)
     matrix = np.vstack([np.zeros((1, 8)), feats]).astype(np.float32)
@@ -56,7 +57,7 @@ def test_text_path_ranks_cold_items_better_than_id_only(tiny_dataset, tmp_path):
             "train.patience": 0,
         }
         config = load_config(None, tiny_overrides(tiny_dataset, tmp_path / fusion, **extra))
-        results[fusion] = run_cold_start(config, share=0.2, seed=0, work_dir=tmp_path / fusion)
+        results[fusion] = cold_start(config, share=0.2, seed=0, work_dir=tmp_path / fusion)
     assert results["text"]["cold_targets"] > 10
     assert results["text"]["cold"]["hr@10"] > results["id"]["cold"]["hr@10"] + 0.2
 

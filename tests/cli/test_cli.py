@@ -10,9 +10,10 @@ import pytest
 from hstu_blair.cli import main
 from hstu_blair.config import load_config
 from hstu_blair.models.build import build_model
+from hstu_blair.recipes.resolve import architecture
 from tests.conftest import tiny_overrides
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted(
     p for p in (ROOT / "configs").rglob("*.toml") if not p.name.startswith("_") and p.parent.name != "grids"
 )
@@ -74,5 +75,5 @@ def test_every_shipped_config_loads_and_builds(path):
 
     config = load_config(path)
     text = torch.zeros(51, 8) if config.model.fusion != "id" else None
-    model = build_model(config.model, 50, config.data.max_len, text)
+    model = build_model(architecture(config, 50, 0 if text is None else 8), text)
     assert sum(p.numel() for p in model.parameters()) > 0

@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from hstu_blair.config import load_config
-from hstu_blair.evaluation.evaluate import evaluate_run
-from hstu_blair.training import loop
-from hstu_blair.training.loop import train
+from hstu_blair.recipes import train as train_recipe
+from hstu_blair.recipes.evaluate import evaluate
+from hstu_blair.recipes.train import train
 from tests.conftest import tiny_overrides
 
 
@@ -27,10 +27,12 @@ def test_run_directory_contents(tiny_dataset, tmp_path):
     for name in (
         "config.toml",
         "run.json",
+        "model.json",
         "history.json",
         "final_metrics.json",
-        "checkpoints/last.pt",
-        "checkpoints/best.pt",
+        "checkpoints/last.safetensors",
+        "checkpoints/last.resume.pt",
+        "checkpoints/best.safetensors",
     ):
         assert (run / name).exists(), name
     assert any((run / "tb").iterdir())
@@ -42,7 +44,7 @@ def test_run_directory_contents(tiny_dataset, tmp_path):
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1, 2] and "valid" in history[0]
     # re-evaluation of the saved run reproduces the reported test metrics
-    again = evaluate_run(run, "test")
+    again = evaluate(run, "test")
     assert again["ndcg@10"] == pytest.approx(result.metrics["ndcg@10"], abs=1e-9)
 
 
@@ -69,19 +71,18 @@ def test_resume_after_kill_equals_uninterrupted(tiny_dataset, tmp_path, monkeypa
     full = _train(tiny_dataset, tmp_path, "full", **{"train.epochs": 4})
 
     saves = {"n": 0}
-    real_save = loop.save_checkpoint
+    real_save = train_recipe.save_resume_state
 
     def save_then_die(path, state):
         real_save(path, state)
-        if path.name == "last.pt":
-            saves["n"] += 1
-            if saves["n"] == 2:
-                raise KeyboardInterrupt("simulated kill after epoch 1")
+        saves["n"] += 1
+        if saves["n"] == 2:
+            raise KeyboardInterrupt("simulated kill after epoch 1")
 
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(train_recipe, "save_resume_state", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         _train(tiny_dataset, tmp_path, "killed", **{"train.epochs": 4})
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    monkeypatch.setattr(train_recipe, "save_resume_state", real_save)
     resumed = _train(tiny_dataset, tmp_path, "killed", resume=True, **{"train.epochs": 4})
     assert resumed.metrics == full.metrics
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
@@ -93,7 +94,7 @@ def test_reference_protocol_is_labelled(tiny_dataset, tmp_path):
     final = json.loads((result.run_dir / "final_metrics.json").read_text())
     assert final["protocol"] == "reference" and "reference protocol" in final["selection"]
     assert "test" in result.history[0] and "valid" not in result.history[0]
-    assert not (result.run_dir / "checkpoints" / "best.pt").exists()
+    assert not (result.run_dir / "checkpoints" / "best.safetensors").exists()
 
 
 def test_early_stopping(tiny_dataset, tmp_path):

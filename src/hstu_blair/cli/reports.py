@@ -1,0 +1,35 @@
+"""``report``: paper-style tables and plots from run directories."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import hstu_blair as hb
+
+
+def add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="paper-style tables and plots from run directories",
+        description=(
+            "Write report.md / report.json (a table per dataset: mean ± std over seeds, %% gain over HSTU "
+            "and SASRec, best in bold, paired t-test across seeds) and PNG plots (metrics with error "
+            "bars, validation curves) for the runs found under RUNS."
+        ),
+    )
+    p.add_argument("runs", type=Path, nargs="+", help="run directories or folders holding them")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--expected", choices=["paper"], help="place the published numbers beside ours")
+    p.add_argument(
+        "--tolerance", type=float, default=0.10, help="relative difference flagged against the paper"
+    )
+    p.add_argument("--title", default="Results")
+    p.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    hb.report(args.runs, args.out, args.expected, args.tolerance, title=args.title)
+    print((args.out / "report.md").read_text())
+    print(f"wrote {args.out}/report.md, report.json and plots")
+    return 0

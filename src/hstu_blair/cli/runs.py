@@ -1,0 +1,154 @@
+"""``train``, ``evaluate``, ``cold-start``, ``reproduce`` and ``convert-run``: the run subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import hstu_blair as hb
+from hstu_blair.cli.common import add_set_option, print_metrics
+from hstu_blair.errors import HstuBlairError
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train and evaluate a model from a config file",
+        description=(
+            "Train HSTU / SASRec (ID-only or text-fused) as CONFIG says, validate every epoch with early "
+            "stopping, keep the best checkpoint and report test metrics. Configs for every row of both "
+            "papers are under configs/. Override any key with --set section.key=value."
+        ),
+    )
+    p.add_argument("config", type=Path, nargs="?", help="TOML config file (default: built-in defaults)")
+    add_set_option(p, "override a config value, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="the reference protocol: no validation, per-position negatives, ranks capped at 2500",
+    )
+    p.add_argument("--run-dir", type=Path, help="output directory (default: {out_dir}/{name}-{timestamp})")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint"
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    if args.resume and args.run_dir is None:
+        raise HstuBlairError("--resume needs --run-dir")
+    config = hb.load_config(args.config, args.overrides, reference=args.reference)
+    result = hb.train(config, run_dir=args.run_dir, resume=args.resume, progress=not args.no_progress)
+    print_metrics(
+        result.metrics,
+        f"test metrics ({config.model.name}, fusion={config.model.fusion}, best epoch {result.best_epoch}):",
+    )
+    print(f"run directory: {result.run_dir}")
+    return 0
+
+
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="re-evaluate a saved run",
+        description="Score a run's best (or last) checkpoint on the validation or test split "
+        "with full ranking over the whole catalogue.",
+    )
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--split", choices=["valid", "test"], default="test")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    add_set_option(p, "override eval.* settings, e.g. --set eval.reference_ranks=true")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    metrics = hb.evaluate(args.run_dir, args.split, args.checkpoint, args.overrides, args.device)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print_metrics(metrics, f"{args.split} metrics of {args.run_dir} ({args.checkpoint} checkpoint):")
+    return 0
+
+
+def add_cold_start(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cold-start",
+        help="hold out items, train without them, rank them through the text path",
+        description=(
+            "Hold out a random share of items with all their interactions, train CONFIG on the rest "
+            "(negatives drawn from seen items only), then rank each user's first held-out item over the "
+            "whole catalogue. ID-only models cannot rank such items; text-only and fused models can."
+        ),
+    )
+    p.add_argument("config", type=Path, nargs="?", help="TOML config file (default: built-in defaults)")
+    p.add_argument("--share", type=float, default=0.1, help="share of items held out (default 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out item draw")
+    p.add_argument("--work-dir", type=Path, help="where the warm dataset and the run go")
+    add_set_option(p, "override a config value, e.g. --set model.fusion=text (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(handler=_cold_start)
+
+
+def _cold_start(args: argparse.Namespace) -> int:
+    config = hb.load_config(args.config, args.overrides)
+    result = hb.cold_start(config, args.share, args.seed, args.work_dir, progress=not args.no_progress)
+    print_metrics(
+        result["cold"],
+        f"cold-start items ({result['cold_items']} held out, {result['cold_targets']} targets):",
+    )
+    print_metrics(result["warm_test"], "warm test split:")
+    print(f"run directory: {result['run_dir']}")
+    return 0
+
+
+def add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert-run",
+        help="convert a run directory of hstu-blair 0.1 (pickle checkpoints) to safetensors model files",
+        description=(
+            "Run directories written by hstu-blair 0.1 hold pickled checkpoints (checkpoints/*.pt), which "
+            "this version never unpickles because unpickling can execute code. This command reads them "
+            "with torch.load(weights_only=True) (tensors and plain values only: a file holding anything "
+            "else is refused) and writes model.json, checkpoints/{best,last}.safetensors and "
+            "checkpoints/last.resume.pt. The old files are left in place."
+        ),
+    )
+    p.add_argument("run_dir", type=Path, help="run directory written by hstu-blair 0.1")
+    p.set_defaults(handler=_convert)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    for path in hb.convert_run(args.run_dir):
+        print(f"wrote {path}")
+    return 0
+
+
+def add_reproduce(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reproduce",
+        help="run a grid of datasets x models x seeds (resumable)",
+        description=(
+            "Run every (model, seed) of a grid file (configs/grids/*.toml) whose run is not finished: "
+            "finished runs are skipped, interrupted ones resumed, entries whose data is absent reported. "
+            "Then `hstu-blair report` the output folder."
+        ),
+    )
+    p.add_argument("grid", type=Path, help="grid TOML file")
+    add_set_option(p, "override a config value in every run (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="list what would run")
+    p.set_defaults(handler=_reproduce)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    result = hb.reproduce(args.grid, args.overrides, dry_run=args.dry_run)
+    print(
+        f"finished {len(result.finished)}, already done {len(result.already_done)}, "
+        f"skipped for missing data {len(result.missing_data)}"
+    )
+    for line in result.missing_data:
+        print(f"  missing data: {line}")
+    return 0

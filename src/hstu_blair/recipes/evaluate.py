@@ -1,0 +1,50 @@
+"""Re-evaluating a saved run: its model (safetensors + model.json) on its validation or test split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from hstu_blair.config import load_config, parse_override
+from hstu_blair.errors import ConfigError
+from hstu_blair.evaluation.evaluate import evaluate_model
+from hstu_blair.recipes.resolve import eval_options
+from hstu_blair.training.run_dir import load_trained
+
+
+def evaluate(
+    run_dir: str | Path,
+    split: Literal["valid", "test"] = "test",
+    checkpoint: Literal["best", "last"] = "best",
+    overrides: list[str] | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Metrics of a saved run's ``checkpoint`` on ``split``, with full ranking over the catalogue.
+
+    Args:
+        run_dir: a run directory written by ``train``.
+        split: ``valid`` or ``test``.
+        checkpoint: ``best`` (best validation) or ``last``.
+        overrides: ``eval.key=value`` settings to change (type-checked like any config value).
+        device: where to run the model.
+
+    Raises:
+        ConfigError: not a run directory, an override outside ``eval.*`` or of the wrong type,
+            or ``valid`` under a protocol without validation.
+    """
+    run_dir = Path(run_dir)
+    for text in overrides or []:
+        keys, _ = parse_override(text)
+        if len(keys) != 2 or keys[0] != "eval":
+            raise ConfigError(f"override {text!r}: only eval.* keys can be changed when re-evaluating")
+    if not (run_dir / "config.toml").exists():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.toml)")
+    config = load_config(run_dir / "config.toml", overrides)
+    trained = load_trained(run_dir, checkpoint, device)
+    try:
+        targets = trained.data.split(config.data.protocol).targets(split)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return evaluate_model(
+        trained.model, trained.data, targets, config.data.max_len, eval_options(config), device
+    )

@@ -1,0 +1,131 @@
+"""What a run config means in components' terms, worked out in one place.
+
+Each function reads the parts of a :class:`RunConfig` it needs and returns plain values or
+components: the device, the dataset (prepared on demand), the text matrix (embedded on demand),
+the architecture, the negative sampler and the evaluation options.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hstu_blair.config import RunConfig
+from hstu_blair.data.dataset import SequenceData
+from hstu_blair.data.options import PrepareOptions
+from hstu_blair.data.prepare import prepare
+from hstu_blair.data.splits import Split
+from hstu_blair.errors import ConfigError
+from hstu_blair.evaluation.evaluate import REFERENCE_MAX_RANK, REFERENCE_MISS_RANK, EvalOptions
+from hstu_blair.models.build import Architecture
+from hstu_blair.text.embed import embed_dataset
+from hstu_blair.text.store import load_embeddings, store_path
+from hstu_blair.training.negatives import NegativeSampler
+from hstu_blair.training.run_dir import TextStoreRef
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is the first CUDA GPU when there is one, else the CPU; anything else is taken as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def ensure_dataset(config: RunConfig) -> SequenceData:
+    """Load ``data.path``, preparing it first from ``data.source`` when it does not exist yet.
+
+    Raises:
+        ConfigError: the dataset does not exist and ``data.source`` is not set.
+    """
+    path = Path(config.data.path)
+    if (path / "manifest.json").exists():
+        return SequenceData.load(path)
+    if config.data.source is None:
+        raise ConfigError(f"data.path {path} is not a prepared dataset and data.source is not set")
+    log.info("preparing %s from %s into %s", config.data.source, config.data.input or "bundled files", path)
+    inputs = [Path(p) for p in config.data.input]
+    return prepare(config.data.source, inputs, path, PrepareOptions(kcore=config.data.kcore))
+
+
+def text_store(config: RunConfig, data: SequenceData) -> Path:
+    """The embedding store a text-fused run reads: ``text.embeddings`` or the dataset's store for
+    ``text.encoder``."""
+    return (
+        Path(config.text.embeddings) if config.text.embeddings else store_path(data.path, config.text.encoder)
+    )
+
+
+def ensure_text(
+    config: RunConfig, data: SequenceData, progress: bool = True
+) -> tuple[torch.Tensor | None, TextStoreRef | None]:
+    """The (n+1, d_text) text matrix of a text-fused run and a reference to its store (None, None
+    for ID-only models). The dataset's store for ``text.encoder`` is computed first when missing;
+    an explicit ``text.embeddings`` file must exist."""
+    if config.model.fusion == "id":
+        return None, None
+    path = text_store(config, data)
+    if not path.exists() and not config.text.embeddings:
+        tc = config.text
+        embed_dataset(
+            data,
+            tc.encoder,
+            out=path,
+            batch_size=tc.batch_size,
+            max_tokens=tc.max_tokens,
+            dimensions=tc.dimensions,
+            progress=progress,
+        )
+    matrix, manifest = load_embeddings(path, num_items=data.num_items)
+    return matrix, TextStoreRef.of(path, matrix, manifest)
+
+
+def architecture(config: RunConfig, num_items: int, d_text: int = 0) -> Architecture:
+    """The model architecture of ``config`` for a catalogue of ``num_items`` (text width ``d_text``)."""
+    mc = config.model
+    return Architecture(
+        name=mc.name,
+        fusion=mc.fusion,
+        num_items=num_items,
+        max_len=config.data.max_len,
+        attn_len=mc.resolved_attn_len(config.data.max_len),
+        d_model=mc.d_model,
+        num_blocks=mc.num_blocks,
+        num_heads=mc.num_heads,
+        d_qk=mc.d_qk,
+        d_v=mc.d_v,
+        ffn_dim=mc.ffn_dim,
+        dropout=mc.dropout,
+        input_dropout=mc.input_dropout,
+        d_text=d_text,
+    )
+
+
+def negative_sampler(config: RunConfig, data: SequenceData, split: Split, rank: int = 0) -> NegativeSampler:
+    """The run's negative sampler: ``train.negatives`` layout, ``train.num_negatives`` per draw, over
+    the whole catalogue or (``negatives_pool = "seen"``) the items of the training prefixes.
+    Each rank of a distributed run gets its own seeded generator."""
+    tc = config.train
+    pool = None
+    if tc.negatives_pool == "seen":
+        trainable = np.flatnonzero(split.train_len >= 2)
+        pool = torch.from_numpy(
+            np.unique(np.concatenate([data.user_items(u)[: split.train_len[u]] for u in trainable]))
+        )
+    generator = torch.Generator().manual_seed(tc.seed + 1_000_003 * (rank + 1))
+    return NegativeSampler(tc.negatives, tc.num_negatives, data.num_items, pool, generator)
+
+
+def eval_options(config: RunConfig) -> EvalOptions:
+    """``[eval]`` as evaluation options (``reference_ranks`` = the reference's rank cap and miss rank)."""
+    ec = config.eval
+    return EvalOptions(
+        batch_size=ec.batch_size,
+        exclude="window" if ec.mask_history else "none",
+        max_rank=REFERENCE_MAX_RANK if ec.reference_ranks else None,
+        miss_rank=REFERENCE_MISS_RANK if ec.reference_ranks else None,
+    )
