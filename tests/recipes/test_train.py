@@ -108,8 +108,8 @@ def test_torchrun_two_gloo_processes(tiny_dataset, tmp_path):
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",  # rendezvous on a free port chosen by torchrun (no fixed port to collide on)
         "--nproc_per_node=2",
-        "--master_port=29531",
         "-m",
         "hstu_blair.cli",
         "train",
@@ -122,6 +122,7 @@ def test_torchrun_two_gloo_processes(tiny_dataset, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "terminate called" not in proc.stderr and "SIGABRT" not in proc.stderr
     final = json.loads((tmp_path / "ddp" / "final_metrics.json").read_text())
     assert final["metrics"]["n_users"] == 64  # every user evaluated once across both ranks
 

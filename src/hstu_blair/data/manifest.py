@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import tempfile
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,6 @@ def file_record(path: Path) -> dict[str, Any]:
 
 def versions() -> dict[str, str]:
     """Versions of Python, this package and the main libraries, for provenance records."""
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {"python": platform.python_version()}
     for pkg in ("hstu-blair", "torch", "polars", "pyarrow", "numpy", "transformers", "sentence-transformers"):
         try:

@@ -32,7 +32,7 @@ def _load_legacy(path: Path) -> dict:
     except pickle.UnpicklingError as exc:
         raise ConfigError(
             f"{path} holds objects other than tensors and plain values; it is not converted "
-            f"(loading it would need unpickling arbitrary code): {exc}"
+            f"(loading it would mean unpickling arbitrary code). Detail: {str(exc).splitlines()[0]}"
         ) from None
 
 

@@ -134,11 +134,29 @@ def train(
     Raises:
         ConfigError: an invalid combination of settings, or ``resume`` without a checkpoint.
     """
-    tc = config.train
-    device = resolve_device(tc.device)
+    device = resolve_device(config.train.device)
     dist_info = setup_distributed(device.type)
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
+    finished = False
+    try:
+        result = _train(config, run_dir, resume, progress, device, dist_info)
+        finished = True
+    finally:
+        teardown_distributed(dist_info, wait_for_peers=finished)
+    return result
+
+
+def _train(
+    config: RunConfig,
+    run_dir: Path | None,
+    resume: bool,
+    progress: bool,
+    device: torch.device,
+    dist_info: DistInfo,
+) -> RunResult:
+    """The body of :func:`train` inside the (optional) process group."""
+    tc = config.train
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
     if device.type == "cuda":
@@ -290,7 +308,6 @@ def train(
     final = finish_run(model, data, split, config, options, run_dir, best_epoch, device, dist_info)
     if writer is not None:
         writer.close()
-    teardown_distributed(dist_info)
     return RunResult(run_dir=run_dir, best_epoch=best_epoch, metrics=final, history=history)
 
 

@@ -27,6 +27,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar
 
+import torch
+import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi import Query as QueryParam
 from fastapi.concurrency import run_in_threadpool
@@ -448,9 +450,6 @@ def serve(
     choice; 1 is fastest when other processes share the cores). Other arguments: see
     :func:`create_app` and :meth:`Recommender.load`.
     """
-    import torch
-    import uvicorn
-
     if threads:
         torch.set_num_threads(threads)
     recommender = Recommender.load(run_dir, checkpoint, device, index=index)  # type: ignore[arg-type]

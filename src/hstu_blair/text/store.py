@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from hstu_blair.data.manifest import write_json_atomic
 from hstu_blair.errors import DataFormatError
@@ -72,8 +73,6 @@ def save_embeddings(path: str | Path, vectors: np.ndarray | torch.Tensor, manife
         with open(tmp, "wb") as fh:
             np.save(fh, matrix.numpy())
     else:
-        from safetensors.torch import save_file
-
         save_file({TENSOR_NAME: matrix}, str(tmp), metadata={"encoder": manifest.encoder})
     tmp.replace(path)
     write_json_atomic(manifest_path(path), asdict(manifest))
@@ -92,8 +91,6 @@ def load_embeddings(path: str | Path, num_items: int | None = None) -> tuple[tor
     if path.suffix == ".npy":
         matrix = torch.from_numpy(np.load(path)).float()
     else:
-        from safetensors.torch import load_file
-
         tensors = load_file(str(path))
         if TENSOR_NAME not in tensors:
             raise DataFormatError(

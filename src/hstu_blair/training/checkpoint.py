@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,6 +23,8 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
+
+from hstu_blair.errors import DataFormatError
 
 
 def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -64,9 +67,17 @@ def load_resume_state(path: Path) -> dict[str, Any]:
     """Read resume state with ``torch.load(weights_only=True)`` (no code can run while loading).
 
     Raises:
-        pickle.UnpicklingError: the file holds anything but tensors and plain containers.
+        DataFormatError: the file holds anything but tensors and plain containers (it is refused,
+            not loaded).
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise DataFormatError(
+            path,
+            "holds objects other than tensors and plain values; refused (loading it could run code). "
+            f"Detail: {str(exc).splitlines()[0]}",
+        ) from None
     if "progress" in state:
         state["progress"] = json.loads(state["progress"])
     return state

@@ -1,7 +1,16 @@
-"""torch.distributed setup for runs launched with ``torchrun`` (NCCL on GPUs, gloo on CPU)."""
+"""torch.distributed setup for runs launched with ``torchrun`` (NCCL on GPUs, gloo on CPU).
+
+Teardown order matters (:func:`teardown_distributed`): every rank first waits at a barrier (no
+rank leaves while another still runs a collective), then the objects holding the process group
+(the DDP wrapper and its reducer, often kept alive by reference cycles) are collected, then the
+group is destroyed, all while the interpreter is fully alive. A group whose gloo worker threads
+are still alive at interpreter shutdown can abort the process (``terminate called without an
+active exception``, SIGABRT).
+"""
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -42,9 +51,21 @@ def setup_distributed(device: str) -> DistInfo:
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank)
 
 
-def teardown_distributed(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+def teardown_distributed(info: DistInfo, wait_for_peers: bool = True) -> None:
+    """Leave the process group cleanly (see the module docstring); a no-op outside ``torchrun``.
+
+    Args:
+        info: this process's rank information.
+        wait_for_peers: barrier before destroying (skip it on an error path, where a peer may be
+            gone and the barrier would only time out).
+    """
+    if not (info.enabled and dist.is_initialized()):
+        return
+    if wait_for_peers:
+        dist.barrier()
+    gc.collect()  # the DDP reducer keeps the group's C++ object (and its threads) alive until collected
+    dist.destroy_process_group()
+    gc.collect()
 
 
 def barrier(info: DistInfo) -> None:
