@@ -13,7 +13,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "hstu_blair"
 
-OPTIONAL_HEAVY = {"faiss", "matplotlib", "sentence_transformers", "transformers", "huggingface_hub", "tiktoken"}
+OPTIONAL_HEAVY = {
+    "faiss",
+    "matplotlib",
+    "sentence_transformers",
+    "transformers",
+    "huggingface_hub",
+    "tiktoken",
+}
 """Optional dependencies imported inside the functions that need them (each behind an extra), so
 that the package imports without them."""
 
@@ -45,12 +52,16 @@ def test_import_contracts():
 
 
 def test_no_package_import_inside_functions():
-    inside = [f"{p}:{n} imports {m}" for p, n, m in _function_imports() if m.split(".")[0] in ("hstu_blair", ".")]
+    inside = [
+        f"{p}:{n} imports {m}" for p, n, m in _function_imports() if m.split(".")[0] in ("hstu_blair", ".")
+    ]
     assert not inside, "imports of hstu_blair inside functions:\n" + "\n".join(inside)
 
 
 def test_only_optional_heavy_dependencies_are_imported_late():
-    late = [f"{p}:{n} imports {m}" for p, n, m in _function_imports() if m.split(".")[0] not in OPTIONAL_HEAVY]
+    late = [
+        f"{p}:{n} imports {m}" for p, n, m in _function_imports() if m.split(".")[0] not in OPTIONAL_HEAVY
+    ]
     assert not late, "imports inside functions that are not optional heavy dependencies:\n" + "\n".join(late)
 
 

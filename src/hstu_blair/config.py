@@ -9,6 +9,7 @@ Unknown sections or keys are errors naming them.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,14 +26,28 @@ class DataConfig:
 
     ``path`` is the prepared-dataset directory; when it does not exist and ``source`` is set,
     ``train`` prepares it first from ``input`` (the bundled ``ml-latest-small`` needs no input).
+    ``protocol``: ``loo`` (leave-one-out with validation), ``reference`` (leave-one-out without
+    validation, SPEC §1.5) or ``temporal`` (a global time split: train before ``valid_cutoff``,
+    validate until ``cutoff``, test after it; each a date such as ``"2021-06-01"``, unix seconds
+    or a quantile of the interaction times such as ``0.9``; ``valid_cutoff`` defaults to a
+    validation period as large as the test period, ``"none"`` means no validation;
+    ``temporal_targets``: each user's ``next`` interaction of a period, or ``all`` of them).
+    ``time_unit``: the unit of the time differences HSTU buckets: ``s`` (seconds, ours) or
+    ``source`` (the unit of the source files, as the reference: milliseconds for Amazon 2023).
+    When ``train`` prepares the dataset on demand under the ``reference`` protocol, it uses the
+    reference preprocessing (``prepare --reference``).
     """
 
     path: str = "data/ml-latest-small"
     source: str | None = None
     input: list[str] = field(default_factory=list)
     kcore: int | None = None
-    protocol: Literal["loo", "reference"] = "loo"
+    protocol: Literal["loo", "reference", "temporal"] = "loo"
+    cutoff: str | float | None = None
+    valid_cutoff: str | float | None = None
+    temporal_targets: Literal["next", "all"] = "next"
     max_len: int = 200
+    time_unit: Literal["s", "source"] = "s"
 
 
 @dataclass
@@ -105,11 +120,16 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Full-ranking evaluation. ``mask_history``: exclude the (truncated) history from the ranking,
-    as the reference; ``reference_ranks``: cap ranks at 2500 and count misses as rank 2501 in MRR."""
+    """Full-ranking evaluation. ``exclude``: items never ranked for a user: ``history`` = the whole
+    known history (what the serving API never recommends, so evaluation measures what is served),
+    ``window`` = only the truncated history the model reads (the reference's rule), ``none``;
+    ``reference_ranks``: cap ranks at 2500 and count misses as rank 2501 in MRR.
+
+    Configs of hstu-blair 0.1 wrote ``mask_history = true``: it is read as ``exclude = "window"``
+    (what it meant), ``false`` as ``"none"``."""
 
     batch_size: int = 512
-    mask_history: bool = True
+    exclude: Literal["history", "window", "none"] = "history"
     reference_ranks: bool = False
 
 
@@ -172,6 +192,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return tuple(items) if origin is tuple else items
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is str and isinstance(value, (dt.date, dt.time)):  # TOML dates (cutoff = 2021-06-01)
+        return value.isoformat()
     if tp is bool and not isinstance(value, bool):
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
     if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -193,8 +215,23 @@ def _build_section(cls: type, values: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+LEGACY_KEYS = {("eval", "mask_history"): ("exclude", {True: "window", False: "none"})}
+"""Keys of hstu-blair 0.1 configs read as today's: (section, old key) -> (new key, value map)."""
+
+
+def _upgrade_legacy(raw: dict[str, Any]) -> None:
+    for (section, old), (new, values) in LEGACY_KEYS.items():
+        table = raw.get(section)
+        if isinstance(table, dict) and old in table and new not in table:
+            value = table.pop(old)
+            if value not in values:
+                raise ConfigError(f"{section}.{old}: expected true or false, got {value!r}")
+            table[new] = values[value]
+
+
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
     """Validate a nested dict (as read from TOML) into a :class:`RunConfig`."""
+    _upgrade_legacy(raw)
     top_known = {f.name for f in dataclasses.fields(RunConfig)}
     unknown = sorted(set(raw) - top_known)
     if unknown:
@@ -251,14 +288,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 REFERENCE_OVERRIDES: tuple[str, ...] = (
     "data.protocol=reference",
+    "data.time_unit=source",
     "train.negatives=per-position",
     "train.bucket_by_length=false",
     "train.patience=0",
     "eval.reference_ranks=true",
-    "eval.mask_history=true",
+    "eval.exclude=window",
 )
 """What ``--reference`` sets: the reference protocol (no validation split, test scored at every
-evaluation, last epoch reported), per-position negatives, ranks capped at 2,500 with misses at 2,501."""
+evaluation, last epoch reported; a dataset prepared on demand gets the reference preprocessing),
+time buckets in the source files' unit, per-position negatives, random batches, the truncated
+history masked at evaluation, ranks capped at 2,500 with misses at 2,501."""
 
 
 def load_config(

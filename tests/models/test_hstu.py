@@ -222,3 +222,12 @@ def test_rejects_wrong_timestamp_width():
     emb, ids, timestamps, lengths = make_batch()
     with pytest.raises(AssertionError, match="T\\+1"):
         enc(emb, ids, timestamps[:, :T], lengths)
+
+
+def test_time_scale_moves_buckets_as_milliseconds_would():
+    """The reference keeps Amazon 2023 timestamps in milliseconds: scale 1000 on second timestamps
+    gives the buckets of the millisecond differences (ln(1000) / 0.301 = 22.9 buckets higher)."""
+    seconds = torch.tensor([[0, 5, 3_600, 86_400, 86_400 * 365]])
+    ms = time_buckets(seconds * 1000)
+    assert torch.equal(time_buckets(seconds, time_scale=1000), ms)
+    assert (time_buckets(seconds)[0, -1, :-1] + 22 <= ms[0, -1, :-1]).all()

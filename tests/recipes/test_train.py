@@ -133,3 +133,18 @@ def test_per_row_negatives_train(tiny_dataset, tmp_path):
         0 <= result.metrics["hr@10"] <= 1
         and result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     )
+
+
+def test_temporal_protocol_end_to_end(tiny_dataset, tmp_path):
+    result = _train(tiny_dataset, tmp_path, **{"data.protocol": "temporal", "data.cutoff": 0.8})
+    final = json.loads((result.run_dir / "final_metrics.json").read_text())
+    assert final["protocol"] == "temporal" and "best validation" in final["selection"]
+    assert final["split_info"]["cutoff"] > final["split_info"]["valid_cutoff"]
+    info = json.loads((result.run_dir / "run.json").read_text())["split"]
+    assert info["protocol"] == "temporal" and "test_targets_without_history" in info["skipped"]
+    assert 0 < result.metrics["n_users"] <= 64
+    again = evaluate(result.run_dir, "test")
+    assert again["ndcg@10"] == pytest.approx(result.metrics["ndcg@10"], abs=1e-9)
+    config = load_config(None, tiny_overrides(tiny_dataset, tmp_path, **{"data.protocol": "temporal"}))
+    with pytest.raises(Exception, match="data.cutoff"):
+        train(config, run_dir=tmp_path / "no-cutoff", progress=False)

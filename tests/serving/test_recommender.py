@@ -40,7 +40,7 @@ def test_matches_the_model_on_a_hand_built_batch(rec, tiny_dataset):
     data = SequenceData.load(tiny_dataset)
     user, max_len = 5, rec.max_len
     items, times = data.user_items(user), data.user_times(user)
-    batch = eval_batch(data, np.array([user]), np.array([len(items) - 1]), max_len)
+    batch, _ = eval_batch(data, np.array([user]), np.array([len(items) - 1]), max_len)
     with torch.inference_mode():
         query = rec.model.query_vectors(batch.ids, batch.timestamps, batch.lengths)  # (1, D)
         scores = (query @ rec.model.item_vectors().T)[0, 1:]  # (n,)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from hstu_blair.data.dataset import SequenceData
-from hstu_blair.training.batching import epoch_batches, eval_batch, train_batch
+from hstu_blair.training.batching import epoch_batches, eval_batch, query_batch, train_batch
 
 
 def test_train_batch_layout(tiny_dataset):
@@ -26,14 +27,31 @@ def test_train_batch_layout(tiny_dataset):
 def test_eval_batch_puts_the_target_time_after_the_history(tiny_dataset):
     data = SequenceData.load(tiny_dataset)
     test = data.split("loo").test
-    b = eval_batch(data, test.users[:3], test.positions[:3], max_len=6)
+    b, targets = eval_batch(data, test.users[:3], test.positions[:3], max_len=6)
     for row in range(3):
         u, p = test.users[row], test.positions[row]
         seq, times = data.user_items(u), data.user_times(u)
         n = b.lengths[row].item()
         assert b.ids[row, :n].tolist() == seq[:p][-6:].tolist()
-        assert b.targets[row].item() == seq[p]
+        assert targets[row].item() == seq[p]
         assert b.timestamps[row, n].item() == times[p]
+
+
+def test_query_batch_exclusions():
+    """``history`` excludes the whole known history (what the service does), ``window`` only what
+    the model reads (the reference), ``none`` nothing; the model reads the last ``max_len`` items."""
+    items = np.array([5, 6, 7, 8, 9, 1, 2])  # two histories: [5..9] and [1, 2]
+    times = np.array([10, 20, 30, 40, 50, 60, 70])
+    starts, ends, query = np.array([0, 5]), np.array([5, 7]), np.array([55, 75])
+    h = query_batch(items, times, starts, ends, query, max_len=3, exclude="history")
+    assert h.ids.tolist() == [[7, 8, 9], [1, 2, 0]] and h.lengths.tolist() == [3, 2]
+    assert h.timestamps.tolist() == [[30, 40, 50, 55], [60, 70, 75, 0]]
+    assert h.exclude.tolist() == [[5, 6, 7, 8, 9], [1, 2, 0, 0, 0]]
+    w = query_batch(items, times, starts, ends, query, max_len=3, exclude="window")
+    assert w.exclude.tolist() == [[7, 8, 9], [1, 2, 0]]
+    assert query_batch(items, times, starts, ends, query, max_len=3, exclude="none").exclude is None
+    with pytest.raises(ValueError, match="valid: history"):
+        query_batch(items, times, starts, ends, query, max_len=3, exclude="seen")
 
 
 def test_epoch_batches_cover_every_user_once_and_bucket_lengths():

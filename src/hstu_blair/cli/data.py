@@ -32,7 +32,10 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--reference",
         action="store_true",
-        help="the reference preprocessing: single-pass k-core, ASCII-only reference text, keep duplicates",
+        help=(
+            "the reference preprocessing of SOURCE (docs/reference.md): its k-core, item universe, "
+            "tie order, text and file quirks; options given explicitly still win"
+        ),
     )
     p.add_argument(
         "--kcore",
@@ -40,12 +43,52 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="min interactions per user and item (default: 5 for amazon2023/steam, none otherwise)",
     )
-    p.add_argument("--kcore-mode", choices=["iterative", "single-pass"], default=None)
+    p.add_argument(
+        "--kcore-mode",
+        choices=["iterative", "single-pass", "users-only"],
+        default=None,
+        help="iterative k-core (default), the reference's single pass (Amazon), or users only (its Steam)",
+    )
+    p.add_argument(
+        "--item-universe",
+        choices=["interacted", "before-user-drop", "catalogue"],
+        default=None,
+        help=(
+            "items written (candidates and negatives): those with interactions (default), also the "
+            "items of users the single-pass k-core drops last (the reference's Amazon), or the whole "
+            "item table (the reference's MovieLens)"
+        ),
+    )
+    p.add_argument(
+        "--tie-order",
+        choices=["stable", "random", "reference"],
+        default=None,
+        help=(
+            "order of a user's interactions with equal timestamps: file order (default), random "
+            "(--tie-seed), or the reference's unstable sort (numpy-version and CPU dependent)"
+        ),
+    )
+    p.add_argument("--tie-seed", type=int, default=None, help="seed of --tie-order random (default 0)")
+    p.add_argument(
+        "--drop-first-data-row",
+        action="store_true",
+        default=None,
+        help="drop the first data row of an Amazon rating CSV, as the reference's header=1 does",
+    )
+    p.add_argument(
+        "--steam-parse",
+        choices=["exact", "reference"],
+        default=None,
+        help="read Steam lines exactly (default) or as the reference's quote-replacing fix does (drops lines)",
+    )
     p.add_argument(
         "--items-without-text",
-        choices=["drop", "keep"],
+        choices=["drop", "keep", "drop-missing"],
         default=None,
-        help="drop interactions of items lacking text (default, the paper) or keep them with empty text",
+        help=(
+            "drop interactions of items lacking text (default, the paper), keep them with empty text, "
+            "or drop only items missing from the item table (the reference)"
+        ),
     )
     p.add_argument(
         "--duplicates",
@@ -93,7 +136,10 @@ def _prepare(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     if overrides.get("rating_column") == "none":
         overrides["rating_column"] = None
-    options = PrepareOptions.reference(**overrides) if args.reference else PrepareOptions(**overrides)
+    if args.reference:
+        options = PrepareOptions.reference(source=args.source, **overrides)
+    else:
+        options = PrepareOptions(**overrides)
     data = prepare(args.source, args.input, args.out, options)
     print(format_summary(summarize(data)))
     print(f"\nwrote {args.out}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import platform
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -28,8 +29,8 @@ from hstu_blair._version import __version__
 from hstu_blair.data import schema
 from hstu_blair.data.manifest import file_record, sha256_file, versions, write_json_atomic
 from hstu_blair.data.sources.base import RawDataset
-from hstu_blair.data.splits import Split, make_split
-from hstu_blair.errors import DataFormatError, UnknownIdError
+from hstu_blair.data.splits import Split, make_split, make_temporal_split
+from hstu_blair.errors import ConfigError, DataFormatError, UnknownIdError
 
 MANIFEST = "manifest.json"
 ITEMS = "items.parquet"
@@ -52,6 +53,29 @@ def _vocab(values: pl.Series, index_name: str, start: int) -> pl.DataFrame:
     return pl.DataFrame({values.name: ids, index_name: pl.int_range(start, start + ids.len(), eager=True)})
 
 
+def _tie_report(sequences_input: pl.DataFrame, options: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``ties``: how tie order was chosen, and how many interactions it decided."""
+    groups = sequences_input.group_by(schema.USER_IDX, schema.TIMESTAMP).len().filter(pl.col("len") > 1)
+    order = options.get("tie_order", "stable")
+    report: dict[str, Any] = {
+        "order": order,
+        "groups": groups.height,
+        "interactions": int(groups["len"].sum()) if groups.height else 0,
+    }
+    if order == "random":
+        report["seed"] = options.get("tie_seed", 0)
+    if order == "reference":  # numpy's quicksort decides the order: record what ran it
+        report.update(numpy=np.__version__, machine=platform.machine(), simd=_simd_features())
+    return report
+
+
+def _simd_features() -> list[str]:
+    """The SIMD extensions numpy found on this CPU (its sorts dispatch on them), from
+    ``numpy.show_config``; empty when numpy does not report them."""
+    simd = np.show_config(mode="dicts").get("SIMD Extensions", {})
+    return [str(name) for name in (*simd.get("baseline", ()), *simd.get("found", ()))]
+
+
 def write_dataset(
     raw: RawDataset,
     kept: pl.DataFrame,
@@ -59,19 +83,27 @@ def write_dataset(
     options: dict[str, Any],
     out: Path,
     file_records: Callable[[], list[dict[str, Any]]] | None = None,
+    *,
+    universe: pl.Series | None = None,
+    tie_keys: np.ndarray | None = None,
 ) -> None:
     """Assign dense ids, build chronological sequences and write the prepared directory.
 
     Item indices are 1..n (0 is padding) and user indices 0..m-1, both in external-id order
-    (numeric when the ids are all integers). Within a user, interactions are ordered by timestamp, ties broken
-    by position in the source files (stable, deterministic).
+    (numeric when the ids are all integers). Within a user, interactions are ordered by timestamp,
+    ties by ``tie_keys`` (default: position in the source files, a stable, deterministic order).
 
     Args:
         file_records: returns the manifest's records (name, size, sha256) of ``raw.files``; called
             last, so the caller can hash the inputs in the background meanwhile. Default: hash here.
+        universe: external ids of every item to write (a superset of the kept items); the items
+            without a kept interaction are in ``items.parquet`` but in no sequence, and counted as
+            ``num_items_without_interactions``. Default: the kept items only.
+        tie_keys: (len(kept),) integers ordering one user's interactions with equal timestamps.
     """
     out.mkdir(parents=True, exist_ok=True)
-    item_vocab = _vocab(kept[schema.ITEM_ID], schema.ITEM_IDX, 1).with_columns(
+    item_ids = kept[schema.ITEM_ID] if universe is None else pl.concat([universe, kept[schema.ITEM_ID]])
+    item_vocab = _vocab(item_ids.alias(schema.ITEM_ID), schema.ITEM_IDX, 1).with_columns(
         pl.col(schema.ITEM_IDX).cast(pl.Int32)
     )
     user_vocab = _vocab(kept[schema.USER_ID], schema.USER_IDX, 0).with_columns(
@@ -95,18 +127,21 @@ def write_dataset(
     items = schema.conform(items, schema.PREPARED_ITEMS_SCHEMA, "items")
     items.write_parquet(out / ITEMS)
 
-    sequences = (
-        kept.with_row_index("_row")
+    if tie_keys is None:
+        tie_keys = np.arange(kept.height)
+    assert tie_keys.shape == (kept.height,), "one tie key per kept interaction"
+    ordered = (
+        kept.with_columns(pl.Series("_tie", tie_keys, dtype=pl.Int64))
         .join(item_vocab, on=schema.ITEM_ID, how="left")
         .join(user_vocab, on=schema.USER_ID, how="left")
-        .sort([schema.USER_IDX, schema.TIMESTAMP, "_row"])
-        .group_by(schema.USER_IDX, maintain_order=True)
-        .agg(
-            pl.col(schema.USER_ID).first(),
-            pl.col(schema.ITEM_IDX),
-            pl.col(schema.TIMESTAMP),
-            pl.col(schema.RATING),
-        )
+        .sort([schema.USER_IDX, schema.TIMESTAMP, "_tie"])
+    )
+    ties = _tie_report(ordered, options)
+    sequences = ordered.group_by(schema.USER_IDX, maintain_order=True).agg(
+        pl.col(schema.USER_ID).first(),
+        pl.col(schema.ITEM_IDX),
+        pl.col(schema.TIMESTAMP),
+        pl.col(schema.RATING),
     )
     sequences = schema.conform(sequences, schema.SEQUENCES_SCHEMA, "sequences")
     sequences.write_parquet(out / SEQUENCES)
@@ -136,10 +171,12 @@ def write_dataset(
         "num_users": n_users,
         "num_items": n_items,
         "num_interactions": n_inter,
+        "num_items_without_interactions": n_items - kept[schema.ITEM_ID].n_unique(),
         "num_reviews": n_reviews,
         "items_with_empty_text": int((items[schema.TEXT].str.strip_chars() == "").sum()),
         "density": n_inter / max(1, n_users * n_items),
         "timestamp_unit": "s",
+        "ties": ties,
         "removed": removed,
         "info": raw.info,
         "options": options,
@@ -251,9 +288,25 @@ class SequenceData:
         """Timestamps (seconds) of user ``user_idx``'s interactions, aligned with :meth:`user_items`."""
         return self.time_seq[self.offsets[user_idx] : self.offsets[user_idx + 1]]
 
-    def split(self, protocol: str = "loo") -> Split:
-        """Leave-one-out split (``loo``, with validation) or the reference protocol (no validation)."""
-        return make_split(self.lengths, protocol)
+    def split(
+        self,
+        protocol: str = "loo",
+        cutoff: str | float | None = None,
+        valid_cutoff: str | float | None = None,
+        temporal_targets: str = "next",
+    ) -> Split:
+        """The ``loo`` (leave-one-out with validation), ``reference`` or ``temporal`` split (see
+        :mod:`hstu_blair.data.splits`); ``cutoff``, ``valid_cutoff`` and ``temporal_targets``
+        configure the temporal one.
+
+        Raises:
+            ConfigError: unknown protocol, or a temporal split without a cutoff or without targets.
+        """
+        if protocol != "temporal":
+            return make_split(self.lengths, protocol)
+        if cutoff is None:
+            raise ConfigError("the temporal protocol needs data.cutoff (a date, unix seconds or a quantile)")
+        return make_temporal_split(self.offsets, self.time_seq, cutoff, valid_cutoff, temporal_targets)  # type: ignore[arg-type]
 
     # ---- external ids ----------------------------------------------------------------------
     @cached_property

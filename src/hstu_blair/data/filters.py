@@ -59,6 +59,32 @@ def first_occurrences(users: np.ndarray, items: np.ndarray, timestamps: np.ndarr
     return keep
 
 
+def min_user_rows(users: np.ndarray, k: int, mask: np.ndarray) -> np.ndarray:
+    """Narrow ``mask`` to the rows of users with at least ``k`` rows under it (no item filter).
+
+    The reference's Steam filter (``kcore_mode="users-only"``, SPEC §1.3) and the last step of
+    its single-pass k-core.
+    """
+    mask = mask.copy()
+    idx = np.flatnonzero(mask)
+    counts = np.bincount(users[idx], minlength=int(users.max(initial=-1)) + 1)
+    mask[idx[counts[users[idx]] < k]] = False
+    return mask
+
+
+def single_pass_rows(users: np.ndarray, items: np.ndarray, k: int, mask: np.ndarray) -> np.ndarray:
+    """Narrow ``mask`` to the rows whose user and item both have at least ``k`` rows under it.
+
+    Both counts are taken once, before either filter (the reference's row filter, SPEC §1.2-1.3).
+    """
+    mask = mask.copy()
+    idx = np.flatnonzero(mask)
+    cu = np.bincount(users[idx], minlength=int(users.max(initial=-1)) + 1)
+    ci = np.bincount(items[idx], minlength=int(items.max(initial=-1)) + 1)
+    mask[idx[(cu[users[idx]] < k) | (ci[items[idx]] < k)]] = False
+    return mask
+
+
 def kcore(
     users: np.ndarray, items: np.ndarray, k: int, mask: np.ndarray, iterative: bool = True
 ) -> tuple[np.ndarray, int]:
@@ -66,21 +92,14 @@ def kcore(
 
     ``iterative=True``: repeatedly drop users and items with fewer than ``k`` interactions until
     stable, so every user and item keeps at least ``k``.
-    ``iterative=False`` (the reference's filter, SPEC §1.2-1.3): item and user counts are computed
-    once on the input, rows with both counts >= k are kept, then users left with < k items are
-    dropped; items may end with fewer than ``k`` interactions.
+    ``iterative=False`` (the reference's filter, SPEC §1.2-1.3): :func:`single_pass_rows`, then
+    users left with < k items are dropped (:func:`min_user_rows`); items may end with fewer
+    than ``k`` interactions.
     """
+    if not iterative:
+        return min_user_rows(users, k, single_pass_rows(users, items, k, mask)), 1
     mask = mask.copy()
     n_users, n_items = int(users.max(initial=-1)) + 1, int(items.max(initial=-1)) + 1
-    if not iterative:
-        idx = np.flatnonzero(mask)
-        cu = np.bincount(users[idx], minlength=n_users)
-        ci = np.bincount(items[idx], minlength=n_items)
-        mask[idx[(cu[users[idx]] < k) | (ci[items[idx]] < k)]] = False
-        idx = np.flatnonzero(mask)
-        cu = np.bincount(users[idx], minlength=n_users)
-        mask[idx[cu[users[idx]] < k]] = False
-        return mask, 1
     rounds = 0
     while True:
         rounds += 1

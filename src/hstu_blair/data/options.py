@@ -8,6 +8,38 @@ from typing import Literal
 
 DEFAULT_KCORE = {"amazon2023": 5, "steam": 5, "movielens": 0, "ml-latest-small": 0, "generic": 0}
 
+KcoreMode = Literal["iterative", "single-pass", "users-only"]
+ItemUniverse = Literal["interacted", "before-user-drop", "catalogue"]
+TieOrder = Literal["stable", "random", "reference"]
+
+_REFERENCE_COMMON: dict[str, object] = dict(duplicates="keep", tie_order="reference")
+REFERENCE_OPTIONS: dict[str, dict[str, object]] = {
+    # HB AmazonDataProcessor (SPEC §1.3 steps 2-6, §7.2 item 2)
+    "amazon2023": dict(
+        kcore_mode="single-pass",
+        item_universe="before-user-drop",
+        ascii_only=True,
+        text_style="reference",
+        drop_first_data_row=True,
+        items_without_text="drop-missing",
+    ),
+    # HB SteamDataProcessor (SPEC §1.3 Steam, §7.2 items 6-8): no item filter, no text cleaning
+    "steam": dict(
+        kcore_mode="users-only",
+        steam_parse="reference",
+        text_style="reference",
+        items_without_text="drop-missing",
+    ),
+    # GR MovielensDataProcessor (SPEC §1.2): no filter, every movie of the movies file is a candidate
+    "movielens": dict(item_universe="catalogue"),
+    "ml-latest-small": dict(item_universe="catalogue"),
+    # no reference preprocessing exists: the reference's general semantics (GR Amazon Books)
+    "generic": dict(
+        kcore_mode="single-pass", item_universe="before-user-drop", ascii_only=True, text_style="reference"
+    ),
+}
+"""Per source, what ``prepare --reference`` changes besides :data:`_REFERENCE_COMMON`."""
+
 
 @dataclass
 class PrepareOptions:
@@ -16,12 +48,36 @@ class PrepareOptions:
     Attributes:
         kcore: minimum interactions per user and per item; ``None`` = the source's default
             (5 for Amazon and Steam, 0 = none for MovieLens and generic, as the papers).
-        kcore_mode: ``iterative`` (until stable) or ``single-pass`` (the reference's filter).
-        items_without_text: ``drop`` their interactions (the paper) or ``keep`` them with empty text.
+        kcore_mode: ``iterative`` (until stable), ``single-pass`` (the reference's Amazon filter:
+            counts taken once, then users left with fewer than ``kcore`` dropped) or ``users-only``
+            (the reference's Steam filter: users with fewer than ``kcore`` interactions dropped,
+            no item filter).
+        item_universe: which items are written to ``items.parquet`` (and so are candidates and
+            negatives): ``interacted`` (items with a kept interaction; ours), ``before-user-drop``
+            (also the items whose interactions all belonged to users dropped by the single-pass
+            k-core's last step, the reference's Amazon id space) or ``catalogue`` (every item of the
+            source's item table, with non-blank text when ``items_without_text="drop"``: e.g. every
+            movie of a MovieLens movies file, the reference's MovieLens candidates). Items kept
+            without interactions are in no sequence.
+        tie_order: order of one user's interactions with equal timestamps: ``stable`` (file order),
+            ``random`` (a random order drawn with ``tie_seed``) or ``reference`` (the reference's
+            unstable ``sort_values("timestamp")``, emulated with numpy's quicksort: reproduces the
+            reference's order only with the same numpy on the same CPU class; docs/reference.md).
+        tie_seed: seed of ``tie_order="random"``.
+        items_without_text: ``drop`` the interactions of items without text (the paper), ``keep``
+            them with empty text, or ``drop-missing``: drop only those of items absent from the
+            source's item table (the reference: a metadata entry with empty fields is enough).
         duplicates: ``drop-exact`` removes repeated (user, item, timestamp) rows; ``keep`` keeps all.
         ascii_only: replace non-ASCII characters in item text with spaces (the reference's cleaning).
         text_style: ``clean`` ("title. feature, feature. category. description") or ``reference``
-            (the reference's exact concatenation, SPEC §1.4; Amazon only).
+            (the reference's exact concatenation: SPEC §1.4 for Amazon; for Steam, fields joined
+            without any cleaning, and a repeated game id's last entry wins).
+        drop_first_data_row: drop the first data row of an Amazon rating CSV, as the reference's
+            ``read_csv(..., header=1)`` does (counted in ``removed.source.first_data_row``).
+        steam_parse: ``exact`` reads every Steam line as the Python literal it is; ``reference``
+            parses as the reference does (quotes replaced, then ``json.loads``): lines that then
+            fail are dropped and counted (``reference_unparseable_lines:<file>``), and the values
+            are the ones that parse gives.
         skip_bad_lines: count malformed lines in the manifest instead of failing on the first.
         name: dataset name recorded in the manifest (default: detected from the files).
         interactions_file, items_file, reviews_file: override recognition by published file name.
@@ -33,11 +89,16 @@ class PrepareOptions:
     """
 
     kcore: int | None = None
-    kcore_mode: Literal["iterative", "single-pass"] = "iterative"
-    items_without_text: Literal["drop", "keep"] = "drop"
+    kcore_mode: KcoreMode = "iterative"
+    item_universe: ItemUniverse = "interacted"
+    tie_order: TieOrder = "stable"
+    tie_seed: int = 0
+    items_without_text: Literal["drop", "keep", "drop-missing"] = "drop"
     duplicates: Literal["drop-exact", "keep"] = "drop-exact"
     ascii_only: bool = False
     text_style: Literal["clean", "reference"] = "clean"
+    drop_first_data_row: bool = False
+    steam_parse: Literal["exact", "reference"] = "exact"
     skip_bad_lines: bool = False
     name: str | None = None
     interactions_file: Path | None = None
@@ -54,9 +115,22 @@ class PrepareOptions:
     with_reviews: bool = True
 
     @classmethod
-    def reference(cls, **overrides: object) -> PrepareOptions:
-        """The reference preprocessing: single-pass 5-core, ASCII-only reference text (SPEC §1.3)."""
-        base = dict(kcore_mode="single-pass", ascii_only=True, text_style="reference", duplicates="keep")
+    def reference(cls, source: str | None = None, **overrides: object) -> PrepareOptions:
+        """The reference preprocessing of ``source`` (see :data:`REFERENCE_OPTIONS`), then ``overrides``.
+
+        Args:
+            source: a ``prepare`` source name; ``None`` gives the reference's general semantics,
+                as for ``generic`` (single-pass k-core and its item universe, reference text and
+                tie order).
+            overrides: options set explicitly (they win).
+
+        Raises:
+            ValueError: ``source`` is not a known source name.
+        """
+        if source is not None and source not in REFERENCE_OPTIONS:
+            raise ValueError(f"unknown source {source!r}; valid sources: {', '.join(REFERENCE_OPTIONS)}")
+        base = dict(_REFERENCE_COMMON)
+        base.update(REFERENCE_OPTIONS["generic" if source is None else source])
         base.update(overrides)
         return cls(**base)  # type: ignore[arg-type]
 

@@ -29,10 +29,20 @@ def summarize(data: SequenceData) -> dict[str, Any]:
             **{f"p{p}": float(np.percentile(lengths, p)) for p in PERCENTILES},
         },
         "items_with_empty_text": data.manifest.get("items_with_empty_text", 0),
+        "items_without_interactions": data.manifest.get("num_items_without_interactions", 0),
+        "ties": data.manifest.get("ties", {}),
         "reviews": data.manifest.get("num_reviews", 0),
         "eval_users": {"loo": len(split.test), "skipped": split.skipped},
         "removed": data.manifest.get("removed", {}),
     }
+
+
+def skipped_in_words(skipped: dict[str, int]) -> str:
+    """``{"users_without_eval_targets": 3, ...}`` -> ``"3 users without evaluation targets, ..."``
+    (``"nothing skipped"`` when every count is 0)."""
+    words = {"eval": "evaluation", "valid": "validation"}
+    parts = [f"{n:,} {' '.join(words.get(w, w) for w in key.split('_'))}" for key, n in skipped.items() if n]
+    return ", ".join(parts) + " skipped" if parts else "nothing skipped"
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -42,13 +52,15 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"dataset       {s['name']} (source: {s['source']})",
         f"users         {s['users']:,}",
-        f"items         {s['items']:,}   (empty text: {s['items_with_empty_text']:,})",
+        f"items         {s['items']:,}   (empty text: {s['items_with_empty_text']:,}, "
+        f"without interactions: {s['items_without_interactions']:,})",
         f"interactions  {s['interactions']:,}",
         f"density       {s['density']:.6f}",
         f"reviews/tags  {s['reviews']:,}",
         "seq. length   min {min}  mean {mean:.1f}  max {max}".format(**sl),
         "  percentiles " + "  ".join(f"p{p} {sl[f'p{p}']:.0f}" for p in PERCENTILES),
-        f"eval users    {s['eval_users']['loo']:,} (leave-one-out; skipped: {s['eval_users']['skipped']})",
+        f"eval users    {s['eval_users']['loo']:,} (leave-one-out; {skipped_in_words(s['eval_users']['skipped'])})",
+        _ties_line(s["ties"]),
         "filter report (what each step removed):",
     ]
     if not s["removed"]:
@@ -57,3 +69,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         parts = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in counts.items())
         lines.append(f"  {step:<20} {parts}")
     return "\n".join(lines)
+
+
+def _ties_line(ties: dict[str, Any]) -> str:
+    """One line on equal timestamps within a user and how their order was chosen."""
+    if not ties:
+        return "ties          (not recorded)"
+    return (
+        f"ties          {ties.get('interactions', 0):,} interactions in {ties.get('groups', 0):,} "
+        f"same-time groups, order: {ties.get('order', 'stable')}"
+    )

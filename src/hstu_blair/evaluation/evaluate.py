@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -14,15 +14,13 @@ from hstu_blair.data.splits import EvalTargets
 from hstu_blair.evaluation.metrics import REFERENCE_MISS_RANK, metrics_from_ranks
 from hstu_blair.evaluation.ranking import target_ranks
 from hstu_blair.models.sequential import SequentialModel
-from hstu_blair.training.batching import eval_batch
+from hstu_blair.training.batching import Exclude, eval_batch
 from hstu_blair.training.distributed import DistInfo, gather_concat
 
 REFERENCE_MAX_RANK = 2500
 """The reference keeps the top 2,500 items (SPEC §5); a target below is a miss."""
 
 __all__ = ["REFERENCE_MAX_RANK", "REFERENCE_MISS_RANK", "EvalOptions", "evaluate_model", "rank_targets"]
-
-Exclude = Literal["window", "none"]
 
 
 @dataclass(frozen=True)
@@ -31,14 +29,16 @@ class EvalOptions:
 
     Attributes:
         batch_size: users per forward pass.
-        exclude: items never ranked for a user: ``window`` = the (truncated) history the model
-            reads, as the reference; ``none`` = nothing.
+        exclude: items never ranked for a user: ``history`` = the whole known history (what
+            the serving API never recommends; the default), ``window`` = only the (truncated)
+            history the model reads (the reference's rule), ``none`` = nothing. A target the
+            user had before is then a miss (counted in ``n_target_in_history``).
         max_rank: ranks above it are misses (the reference: 2,500), None = exact ranks.
         miss_rank: rank a miss counts as in MRR (the reference: 2,501), None = a miss counts 0.
     """
 
     batch_size: int = 512
-    exclude: Exclude = "window"
+    exclude: Exclude = "history"
     max_rank: int | None = None
     miss_rank: float | None = None
 
@@ -67,11 +67,11 @@ def rank_targets(
         range(math.ceil(len(targets) / bs)), desc="evaluate", unit="batch", disable=not progress, leave=False
     ):
         sl = slice(b * bs, (b + 1) * bs)
-        batch = eval_batch(data, targets.users[sl], targets.positions[sl], max_len).to(device)
+        batch, target = eval_batch(data, targets.users[sl], targets.positions[sl], max_len, options.exclude)
+        batch = batch.to(device)
         query = model.query_vectors(batch.ids, batch.timestamps, batch.lengths)  # (B, D)
         scores = query.float() @ items.float().T  # (B, n+1)
-        exclude = batch.ids if options.exclude == "window" else None
-        result = target_ranks(scores, batch.targets, exclude, options.max_rank)
+        result = target_ranks(scores, target.to(device), batch.exclude, options.max_rank)
         ranks.append(result.ranks.cpu())
         counts["target_in_history"] += result.n_target_excluded
         counts["beyond_max_rank"] += result.n_beyond_max_rank

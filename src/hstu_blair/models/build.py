@@ -38,6 +38,8 @@ class Architecture:
         d_model: D; num_blocks, num_heads, d_qk, d_v: HSTU sizes; ffn_dim: SASRec's feed-forward
             width; dropout: block dropout; input_dropout: dropout on the input sum.
         d_text: width of the text vectors (0 for ``fusion="id"``).
+        time_scale: units per second of the time differences HSTU buckets (1; 1000 reproduces
+            the reference on Amazon 2023, whose timestamps it keeps in milliseconds).
     """
 
     name: str
@@ -54,6 +56,7 @@ class Architecture:
     dropout: float = 0.2
     input_dropout: float = 0.2
     d_text: int = 0
+    time_scale: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +106,7 @@ def build_model(arch: Architecture, text: torch.Tensor | None = None) -> Sequent
             arch.d_v,
             arch.dropout,
             arch.input_dropout,
+            time_scale=arch.time_scale,
         )
     else:
         backbone = SASRec(

@@ -40,18 +40,22 @@ def relative_positions(seq_len: int, max_len: int, device: torch.device | None =
     return max_len - 1 + pos[None, :] - pos[:, None]  # (T, T)
 
 
-def time_buckets(timestamps: torch.Tensor, num_buckets: int = 128) -> torch.Tensor:
-    """Log time buckets ``clamp(floor(ln(max(|t[i+1] - t[j]|, 1)) / 0.301), 0, num_buckets)``.
+def time_buckets(timestamps: torch.Tensor, num_buckets: int = 128, time_scale: int = 1) -> torch.Tensor:
+    """Log time buckets ``clamp(floor(ln(max(s * |t[i+1] - t[j]|, 1)) / 0.301), 0, num_buckets)``.
 
     Args:
-        timestamps: (B, T+1) long; column i+1 is the time of the event after position i.
+        timestamps: (B, T+1) long seconds; column i+1 is the time of the event after position i.
+        num_buckets: the largest bucket.
+        time_scale: s, units per second of the differences that are bucketed: 1 (seconds, ours)
+            or 1000 (milliseconds: the reference keeps Amazon 2023's millisecond timestamps, which
+            moves every bucket up by about 23).
 
     Returns:
         (B, T, T) long bucket index for query i (row) and key j (column).
     """
     query_time = timestamps[:, 1:, None]  # (B, T, 1) time of the event after i
     key_time = timestamps[:, None, :-1]  # (B, 1, T) time of j
-    dt = (query_time - key_time).abs().clamp(min=1)  # (B, T, T) long
+    dt = ((query_time - key_time).abs() * time_scale).clamp(min=1)  # (B, T, T) long
     # float32 log and truncation, as the reference computes it
     buckets = (torch.log(dt.to(torch.float32)) / TIME_BUCKET_DIVISOR).long()  # (B, T, T)
     return buckets.clamp(0, num_buckets)
@@ -155,6 +159,7 @@ class HSTU(nn.Module):
         dropout: dropout on ``U * LN(AV)`` before the output linear (reference ``linear_dropout_rate``).
         input_dropout: dropout on the input sum (reference ``dropout_rate``).
         num_time_buckets: largest time bucket (128; ``ts_w`` has one more weight).
+        time_scale: units per second of the bucketed time differences (see :func:`time_buckets`).
     """
 
     def __init__(
@@ -168,10 +173,12 @@ class HSTU(nn.Module):
         dropout: float = 0.0,
         input_dropout: float = 0.0,
         num_time_buckets: int = 128,
+        time_scale: int = 1,
     ) -> None:
         super().__init__()
         self.max_len, self.d_model = max_len, d_model
         self.num_time_buckets = num_time_buckets
+        self.time_scale = time_scale
         self.input_dropout = input_dropout
         self.pos_emb = nn.Embedding(max_len, d_model)
         nn.init.xavier_normal_(self.pos_emb.weight)
@@ -207,7 +214,7 @@ class HSTU(nn.Module):
         x = F.dropout(x, self.input_dropout, training=self.training) * valid  # (B, T, D)
 
         positions = relative_positions(T, self.max_len, device)  # (T, T), shared by all blocks
-        buckets = time_buckets(timestamps, self.num_time_buckets)  # (B, T, T), shared by all blocks
+        buckets = time_buckets(timestamps, self.num_time_buckets, self.time_scale)  # (B, T, T), all blocks
         causal = torch.ones(T, T, device=device, dtype=x.dtype).tril_() / self.max_len  # (T, T)
         for block in self.blocks:
             x = block(x, positions, buckets, causal) * valid  # (B, T, D)

@@ -18,7 +18,7 @@ from hstu_blair.config import load_config
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.errors import ConfigError
 from hstu_blair.models.build import build_model
-from hstu_blair.recipes.resolve import architecture, ensure_text
+from hstu_blair.recipes.resolve import architecture, ensure_text, time_scale
 from hstu_blair.training.checkpoint import save_resume_state, save_weights
 from hstu_blair.training.run_dir import MODEL_INFO, resume_path, weights_path, write_model_info
 
@@ -67,7 +67,9 @@ def convert_run(run_dir: str | Path) -> list[Path]:
     config = load_config(run_dir / "config.toml")
     data = SequenceData.load(config.data.path)
     text, text_ref = ensure_text(config, data, progress=False)
-    arch = architecture(config, data.num_items, 0 if text is None else int(text.shape[1]))
+    arch = architecture(
+        config, data.num_items, 0 if text is None else int(text.shape[1]), time_scale(config, data)
+    )
     model = build_model(arch, text)
     written = []
     last = _load_legacy(old["last"])

@@ -9,6 +9,7 @@ from hstu_blair.config import load_config, parse_override
 from hstu_blair.errors import ConfigError
 from hstu_blair.evaluation.evaluate import evaluate_model
 from hstu_blair.recipes.resolve import eval_options
+from hstu_blair.recipes.resolve import split as resolve_split
 from hstu_blair.training.run_dir import load_trained
 
 
@@ -41,10 +42,7 @@ def evaluate(
         raise ConfigError(f"{run_dir} is not a run directory (no config.toml)")
     config = load_config(run_dir / "config.toml", overrides)
     trained = load_trained(run_dir, checkpoint, device)
-    try:
-        targets = trained.data.split(config.data.protocol).targets(split)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    targets = resolve_split(config, trained.data).targets(split)
     return evaluate_model(
         trained.model, trained.data, targets, config.data.max_len, eval_options(config), device
     )

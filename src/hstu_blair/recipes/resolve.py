@@ -47,9 +47,24 @@ def ensure_dataset(config: RunConfig) -> SequenceData:
         return SequenceData.load(path)
     if config.data.source is None:
         raise ConfigError(f"data.path {path} is not a prepared dataset and data.source is not set")
-    log.info("preparing %s from %s into %s", config.data.source, config.data.input or "bundled files", path)
+    reference = config.data.protocol == "reference"
+    log.info(
+        "preparing %s from %s into %s%s",
+        config.data.source,
+        config.data.input or "bundled files",
+        path,
+        " with the reference preprocessing" if reference else "",
+    )
     inputs = [Path(p) for p in config.data.input]
-    return prepare(config.data.source, inputs, path, PrepareOptions(kcore=config.data.kcore))
+    kcore = {} if config.data.kcore is None else {"kcore": config.data.kcore}
+    options = PrepareOptions.reference(config.data.source, **kcore) if reference else PrepareOptions(**kcore)
+    return prepare(config.data.source, inputs, path, options)
+
+
+def split(config: RunConfig, data: SequenceData) -> Split:
+    """The run's train / validation / test split (``data.protocol`` and, for ``temporal``, its cutoffs)."""
+    dc = config.data
+    return data.split(dc.protocol, dc.cutoff, dc.valid_cutoff, dc.temporal_targets)
 
 
 def text_store(config: RunConfig, data: SequenceData) -> Path:
@@ -84,7 +99,19 @@ def ensure_text(
     return matrix, TextStoreRef.of(path, matrix, manifest)
 
 
-def architecture(config: RunConfig, num_items: int, d_text: int = 0) -> Architecture:
+TIME_UNITS_PER_SECOND = {"s": 1, "ms": 1000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def time_scale(config: RunConfig, data: SequenceData) -> int:
+    """Units per second of the time differences HSTU buckets: 1, or with ``data.time_unit = "source"``
+    the unit the source files used (the manifest's ``info.source_timestamp_unit``; Amazon 2023: ms)."""
+    if config.data.time_unit == "s":
+        return 1
+    unit = str(data.manifest.get("info", {}).get("source_timestamp_unit", "s"))
+    return TIME_UNITS_PER_SECOND.get(unit, 1)
+
+
+def architecture(config: RunConfig, num_items: int, d_text: int = 0, time_scale: int = 1) -> Architecture:
     """The model architecture of ``config`` for a catalogue of ``num_items`` (text width ``d_text``)."""
     mc = config.model
     return Architecture(
@@ -102,6 +129,7 @@ def architecture(config: RunConfig, num_items: int, d_text: int = 0) -> Architec
         dropout=mc.dropout,
         input_dropout=mc.input_dropout,
         d_text=d_text,
+        time_scale=time_scale,
     )
 
 
@@ -125,7 +153,7 @@ def eval_options(config: RunConfig) -> EvalOptions:
     ec = config.eval
     return EvalOptions(
         batch_size=ec.batch_size,
-        exclude="window" if ec.mask_history else "none",
+        exclude=ec.exclude,
         max_rank=REFERENCE_MAX_RANK if ec.reference_ranks else None,
         miss_rank=REFERENCE_MISS_RANK if ec.reference_ranks else None,
     )

@@ -40,6 +40,10 @@ from hstu_blair.recipes.resolve import (
     eval_options,
     negative_sampler,
     resolve_device,
+    time_scale,
+)
+from hstu_blair.recipes.resolve import (
+    split as resolve_split,
 )
 from hstu_blair.training.batching import epoch_batches, train_batch
 from hstu_blair.training.checkpoint import (
@@ -107,7 +111,7 @@ def _write_run_record(
                 "num_items": data.num_items,
                 "num_interactions": data.num_interactions,
             },
-            "split": {"protocol": split.protocol, "skipped": split.skipped},
+            "split": {"protocol": split.protocol, "skipped": split.skipped, **(split.info or {})},
             "parameters": params,
         },
     )
@@ -165,9 +169,11 @@ def _train(
     torch.manual_seed(tc.seed)
 
     data = ensure_dataset(config)
-    split = data.split(config.data.protocol)
+    split = resolve_split(config, data)
     text, text_ref = ensure_text(config, data, progress=progress and dist_info.is_main)
-    arch = architecture(config, data.num_items, 0 if text is None else int(text.shape[1]))
+    arch = architecture(
+        config, data.num_items, 0 if text is None else int(text.shape[1]), time_scale(config, data)
+    )
     model = build_model(arch, text).to(device)
     del text
     objective: torch.nn.Module = NextItemLoss(model, tc.temperature)
@@ -327,7 +333,9 @@ def finish_run(
         load_weights(weights_path(run_dir, "best"), model, device)
         selection = f"best validation {config.train.monitor} (epoch {best_epoch})"
     else:
-        selection = "last epoch (reference protocol: no validation split; test scored every evaluation)"
+        selection = (
+            f"last epoch ({split.protocol} protocol without a validation split: test scored every evaluation)"
+        )
     metrics = evaluate_model(model, data, split.test, config.data.max_len, options, device, dist_info)
     if dist_info.is_main:
         write_json_atomic(
@@ -335,6 +343,7 @@ def finish_run(
             {
                 "split": "test",
                 "protocol": split.protocol,
+                **({"split_info": split.info} if split.info else {}),
                 "selection": selection,
                 "best_epoch": best_epoch,
                 "metrics": metrics,

@@ -65,7 +65,8 @@ def write_report(
     md.append("")
     payload: dict[str, Any] = {"columns": list(columns), "datasets": {}}
     for dataset, models in sorted(grouped.items()):
-        table = build_table(models, columns, paper.get(dataset), tolerance)
+        table = build_table(models, columns, paper.get(dataset.split(" (")[0]), tolerance)
+        slug = dataset.replace(" (", "-").replace(")", "")
         md.append(table_markdown(dataset, table, columns))
         protocols = sorted({r.protocol for rs in models.values() for r in rs})
         md.append(
@@ -73,8 +74,8 @@ def write_report(
             + "; ".join(f"{m}: seeds {[r.seed for r in rs]}" for m, rs in models.items())
             + "\n"
         )
-        bars = plot_metrics(dataset, models, columns, out / f"{dataset}_metrics.png")
-        curves = plot_validation_curves(dataset, models, curve_metric, out / f"{dataset}_validation.png")
+        bars = plot_metrics(dataset, models, columns, out / f"{slug}_metrics.png")
+        curves = plot_validation_curves(dataset, models, curve_metric, out / f"{slug}_validation.png")
         md.append(f"![{dataset} metrics]({bars.name})")
         if curves:
             md.append(f"![{dataset} validation curves]({curves.name})")

@@ -56,20 +56,24 @@ def collect_cold_start(paths: list[Path]) -> dict[str, dict[str, list[dict[str, 
 
 
 def read_run(path: Path) -> RunRecord:
-    """Read a run directory: dataset = basename of ``data.path``, model = the config's ``name``."""
+    """Read a run directory: dataset = basename of ``data.path`` (with the protocol in brackets when
+    it is not ``loo``, so runs of different protocols never share a table), model = the config's
+    ``name``."""
     config = tomllib.loads((path / "config.toml").read_text())
     final = json.loads((path / "final_metrics.json").read_text())
     history_file = path / "history.json"
     history = json.loads(history_file.read_text()) if history_file.exists() else []
     metrics = {k: float(v) for k, v in final["metrics"].items() if "@" in k or k == "mrr"}
+    protocol = final.get("protocol", "loo")
+    dataset = Path(config["data"]["path"]).name + ("" if protocol == "loo" else f" ({protocol})")
     return RunRecord(
         path=path,
-        dataset=Path(config["data"]["path"]).name,
+        dataset=dataset,
         model=config.get("name", path.parent.name),
         seed=int(config["train"]["seed"]),
         metrics=metrics,
         history=history,
-        protocol=final.get("protocol", "loo"),
+        protocol=protocol,
     )
 
 

@@ -30,6 +30,7 @@ from hstu_blair.models.item_embedding import ItemEmbedding
 from hstu_blair.serving.index import ItemIndex, build_index, index_recall
 from hstu_blair.text.encoders import TextEncoder
 from hstu_blair.text.registry import build_text_encoder, encoder_for_store
+from hstu_blair.training.batching import QueryBatch, query_batch
 from hstu_blair.training.run_dir import TrainedModel, load_trained
 
 TIME_LIMIT = 2**40
@@ -89,11 +90,15 @@ class Query:
 
 @dataclass(frozen=True)
 class PreparedQuery:
-    """A validated query in item indices, ready for a batch (see :meth:`Recommender.prepare`)."""
+    """A validated query in item indices, ready for a batch (see :meth:`Recommender.prepare`).
 
-    ids: np.ndarray  # (L,) int64 item indices (item_idx), oldest first, L <= max_len
-    times: np.ndarray  # (L+1,) int64 seconds; times[L] = query time
-    exclude: np.ndarray  # (E,) int64 indices never recommended (the seen items, or none)
+    The history is whole: the model reads its last ``max_len`` items, and with ``exclude_seen``
+    none of its items is recommended (``batching.query_batch`` decides both, as in evaluation)."""
+
+    ids: np.ndarray  # (L,) int64 item indices (item_idx), oldest first
+    times: np.ndarray  # (L,) int64 seconds
+    query_time: int
+    exclude_seen: bool
     k: int
     skipped: tuple[str, ...] = ()
 
@@ -270,9 +275,7 @@ class Recommender:
         query_time = (
             int(times[-1]) if query.query_time is None else _check_time(query.query_time, "query_time")
         )
-        exclude = np.unique(ids) if query.exclude_seen else np.zeros(0, dtype=np.int64)
-        ids, times = ids[-self.max_len :], times[-self.max_len :]  # the most recent L_max items
-        return PreparedQuery(ids, np.append(times, query_time), exclude, query.k, tuple(skipped))
+        return PreparedQuery(ids, times, query_time, bool(query.exclude_seen), query.k, tuple(skipped))
 
     def _user(self, user_id: str) -> int:
         return self.run.data.user_index(str(user_id))
@@ -345,11 +348,14 @@ class Recommender:
         prepared = [self._prepare_any(q, k, exclude_seen, skip_unknown) for q in everything]
         if not prepared:
             return []
-        ids, times, lengths, exclude = self._collate(prepared)
+        batch = self._collate(prepared)
         with self._lock, torch.inference_mode():
             self.model_calls += 1
-            queries_vec = self.model.query_vectors(ids, times, lengths).float()  # (B, D)
-            values, indices = self._index.search(queries_vec, max(p.k for p in prepared), exclude)  # (B, k)
+            queries_vec = self.model.query_vectors(
+                batch.ids, batch.timestamps, batch.lengths
+            ).float()  # (B, D)
+            k = max(p.k for p in prepared)
+            values, indices = self._index.search(queries_vec, k, batch.exclude)  # (B, k)
         return [
             self._results(v, i, p.k, p.skipped)
             for v, i, p in zip(values.tolist(), indices.tolist(), prepared)
@@ -367,10 +373,10 @@ class Recommender:
     def encode(self, queries: Sequence[Query | PreparedQuery | Sequence[str]]) -> torch.Tensor:
         """(B, D) L2-normalised query vectors of histories or queries (what items are scored against)."""
         prepared = [self._prepare_any(q, 1, False, False) for q in queries]
-        ids, times, lengths, _ = self._collate(prepared)
+        batch = self._collate(prepared)
         with self._lock, torch.inference_mode():
             self.model_calls += 1
-            return self.model.query_vectors(ids, times, lengths).float()  # (B, D)
+            return self.model.query_vectors(batch.ids, batch.timestamps, batch.lengths).float()  # (B, D)
 
     def index_recall(self, queries: Sequence[Query | PreparedQuery | Sequence[str]], k: int = 10) -> float:
         """Recall@k of this recommender's index against exact search on ``queries`` (1.0 for ``exact``):
@@ -378,20 +384,25 @@ class Recommender:
         with self._lock:
             return index_recall(self._index, self._vectors, self.encode(queries), k)
 
-    def _collate(self, prepared: list[PreparedQuery]) -> tuple[torch.Tensor, ...]:
-        """Right-padded tensors of a batch (layout of ``training/batching.py``)."""
-        B = len(prepared)
-        T = max(p.ids.size for p in prepared)
-        W = max(1, max(p.exclude.size for p in prepared))
-        ids = np.zeros((B, T), np.int64)
-        times = np.zeros((B, T + 1), np.int64)  # times[b, L_b] = query time
-        exclude = np.zeros((B, W), np.int64)  # 0 = nothing
-        for b, p in enumerate(prepared):
-            ids[b, : p.ids.size] = p.ids
-            times[b, : p.times.size] = p.times
-            exclude[b, : p.exclude.size] = p.exclude
-        lengths = np.array([p.ids.size for p in prepared], np.int64)  # (B,)
-        return tuple(torch.from_numpy(a).to(self.device) for a in (ids, times, lengths, exclude))
+    def _collate(self, prepared: list[PreparedQuery]) -> QueryBatch:
+        """The batch of queries, built by the same function evaluation uses (``query_batch``):
+        the last ``max_len`` history items, the query time after them, the whole history excluded
+        (rows with ``exclude_seen=False`` exclude nothing)."""
+        sizes = np.array([p.ids.size for p in prepared], np.int64)  # (B,)
+        ends = np.cumsum(sizes)
+        batch = query_batch(
+            np.concatenate([p.ids for p in prepared]),
+            np.concatenate([p.times for p in prepared]),
+            ends - sizes,
+            ends,
+            np.array([p.query_time for p in prepared], np.int64),
+            self.max_len,
+            "history",
+        )
+        keep_seen = [b for b, p in enumerate(prepared) if not p.exclude_seen]
+        if keep_seen and batch.exclude is not None:
+            batch.exclude[keep_seen] = 0
+        return batch.to(self.device)
 
     def _results(
         self, values: list[float], indices: list[int], k: int, skipped: Sequence[str]

@@ -1,14 +1,19 @@
 """Turning users' sequences into padded tensors, vectorised over the batch (no per-user Python loop).
 
 Layout (SPEC §1.5): left-aligned positions (the oldest kept item at position 0), right padding
-with id 0. Timestamps carry one more column than ids: ``timestamps[b, lengths[b]]`` is the time
-of the event to predict (the reference scatters the target timestamp there; HSTU's relative
-time bias of the last position uses it).
+with index 0. Timestamps carry one more column than ids: ``timestamps[b, lengths[b]]`` is the
+time of the event to predict (the reference scatters the target timestamp there; HSTU's relative
+time bias of the last position uses it): the query time.
+
+:func:`query_batch` is the one place that turns histories into ranking queries, for evaluation
+and for the serving API alike: it keeps the most recent ``max_len`` items, puts the query time
+after them, and lists the items that may not be recommended (:data:`EXCLUDE_MODES`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -75,25 +80,99 @@ def train_batch(data: SequenceData, users: np.ndarray, train_len: np.ndarray, ma
     )
 
 
-def eval_batch(data: SequenceData, users: np.ndarray, positions: np.ndarray, max_len: int) -> Batch:
-    """Evaluation batch: history = the ``max_len`` items before the target, target at ``positions``.
+Exclude = Literal["history", "window", "none"]
+EXCLUDE_MODES: tuple[str, ...] = ("history", "window", "none")
+"""What a query may not be recommended: ``history`` = every item of the user's known history (what
+the service does, our default), ``window`` = only the (at most ``max_len``) items the model reads
+(the reference's evaluation rule, SPEC §5), ``none`` = nothing."""
 
-    The target's timestamp is placed at ``timestamps[b, lengths[b]]`` (visible to the model, as in
-    the reference: the "when" of the next event, not the "what").
+
+@dataclass
+class QueryBatch:
+    """Ranking queries, padded: the model reads ``ids``/``timestamps``/``lengths``; ``exclude`` lists
+    the item indices never ranked for each row (0 = nothing; None = exclude nothing)."""
+
+    ids: torch.Tensor  # (B, T) long, the most recent items of each history, 0 = padding
+    timestamps: torch.Tensor  # (B, T+1) long; timestamps[b, lengths[b]] = the query time
+    lengths: torch.Tensor  # (B,) long
+    exclude: torch.Tensor | None  # (B, W) long item indices, 0 = nothing
+
+    def to(self, device: torch.device | str) -> QueryBatch:
+        return QueryBatch(
+            self.ids.to(device),
+            self.timestamps.to(device),
+            self.lengths.to(device),
+            None if self.exclude is None else self.exclude.to(device),
+        )
+
+
+def query_batch(
+    item_seq: np.ndarray,
+    time_seq: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    query_times: np.ndarray,
+    max_len: int,
+    exclude: Exclude = "history",
+) -> QueryBatch:
+    """Queries from histories held flat: row b's history is ``item_seq[starts[b]:ends[b]]`` (oldest
+    first, at least one item) with times ``time_seq[starts[b]:ends[b]]``.
+
+    The model reads the last ``max_len`` items of each history and ``query_times[b]`` as the time of
+    the event to predict.
+
+    Args:
+        item_seq: (N,) item indices of all histories, concatenated.
+        time_seq: (N,) their timestamps (seconds).
+        starts, ends: (B,) each row's slice of ``item_seq``; ``ends > starts``.
+        query_times: (B,) the time of the recommendation (evaluation: the target's timestamp).
+        max_len: history length L_max the model reads.
+        exclude: see :data:`EXCLUDE_MODES`.
     """
-    items, times, lengths = _windows(data, users, positions, max_len)
-    b, w = items.shape
-    flat_target = data.offsets[users] + positions
+    if exclude not in EXCLUDE_MODES:
+        raise ValueError(f"exclude={exclude!r}; valid: {', '.join(EXCLUDE_MODES)}")
+    starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+    full = ends - starts  # (B,) whole history lengths
+    lengths = np.minimum(full, max_len)  # (B,)
+    first = ends - lengths  # (B,) flat index of the first item the model reads
+    b, w = lengths.shape[0], int(lengths.max()) if lengths.size else 0
+    cols = np.arange(w)  # (W,)
+    valid = cols[None, :] < lengths[:, None]  # (B, W)
+    flat = np.where(valid, first[:, None] + cols[None, :], 0)
+    ids = np.where(valid, item_seq[flat], 0).astype(np.int64)  # (B, W)
     ts = np.zeros((b, w + 1), dtype=np.int64)
-    ts[:, :w] = times
-    ts[np.arange(b), lengths] = data.time_seq[flat_target]
-    return Batch(
-        users=torch.from_numpy(users.astype(np.int64)),
-        ids=torch.from_numpy(items.astype(np.int64)),
-        timestamps=torch.from_numpy(ts),
-        lengths=torch.from_numpy(lengths.astype(np.int64)),
-        targets=torch.from_numpy(data.item_seq[flat_target].astype(np.int64)),
+    ts[:, :w] = np.where(valid, time_seq[flat], 0)
+    ts[np.arange(b), lengths] = query_times
+    excluded = None
+    if exclude == "window":
+        excluded = torch.from_numpy(ids)
+    elif exclude == "history":
+        h = int(full.max()) if full.size else 0
+        hcols = np.arange(h)  # (H,)
+        in_history = hcols[None, :] < full[:, None]  # (B, H)
+        hflat = np.where(in_history, starts[:, None] + hcols[None, :], 0)
+        excluded = torch.from_numpy(np.where(in_history, item_seq[hflat], 0).astype(np.int64))  # (B, H)
+    return QueryBatch(
+        torch.from_numpy(ids), torch.from_numpy(ts), torch.from_numpy(lengths.astype(np.int64)), excluded
     )
+
+
+def eval_batch(
+    data: SequenceData, users: np.ndarray, positions: np.ndarray, max_len: int, exclude: Exclude = "history"
+) -> tuple[QueryBatch, torch.Tensor]:
+    """Evaluation queries: the history is everything before position ``positions[b]`` of user
+    ``users[b]`` and the query time is that target's timestamp (visible to the model, as in the
+    reference: the "when" of the next event, not the "what").
+
+    Returns:
+        The queries and the (B,) target item indices.
+    """
+    starts = data.offsets[users]
+    flat_target = starts + positions
+    batch = query_batch(
+        data.item_seq, data.time_seq, starts, flat_target, data.time_seq[flat_target], max_len, exclude
+    )
+    return batch, torch.from_numpy(data.item_seq[flat_target].astype(np.int64))
 
 
 def epoch_batches(

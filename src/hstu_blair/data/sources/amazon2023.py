@@ -225,7 +225,7 @@ def clean_item_text(meta: dict[str, Any], ascii_only: bool = False) -> str:
     return join_fields(field_text(meta.get(key), ascii_only) for key in _META_TEXT_FIELDS)
 
 
-_REF_TAG = re.compile(r"<.*?>")
+_REF_TAG = re.compile(r"<[^>]+>")  # the reference's pattern: spans newlines, leaves "<>"
 _REF_SPACES = re.compile(r" {2,}")
 _REF_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
@@ -333,11 +333,20 @@ def _scan_ratings_csv(path: Path, header: list[str], bad: BadLines) -> pl.DataFr
             rows.append(*_parse_csv_row(path, number, raw, header))
         except DataFormatError as error:
             bad(error)
-    return _to_seconds(rows.frame())
+    return rows.frame()
 
 
 def read_ratings_csv(path: Path, bad: BadLines) -> pl.DataFrame:
     """Read a 5-core ``rating_only`` CSV into the raw interaction table (timestamps ms -> s).
+
+    Raises:
+        DataFormatError: missing header column, or a bad row (file, line, field) unless skipping.
+    """
+    return _to_seconds(read_ratings_csv_ms(path, bad))
+
+
+def read_ratings_csv_ms(path: Path, bad: BadLines) -> pl.DataFrame:
+    """Read a 5-core ``rating_only`` CSV into the raw interaction table, timestamps in milliseconds.
 
     Polars reads the file; if any row fails to parse or convert, the file is re-read line by line
     so that the error (or, with ``skip_bad_lines``, each counted row) names its exact line.
@@ -368,7 +377,7 @@ def read_ratings_csv(path: Path, bad: BadLines) -> pl.DataFrame:
     ).to_series()
     if invalid.any():
         return _scan_ratings_csv(path, header, bad)
-    return _to_seconds(out)
+    return out
 
 
 # ---- raw reviews JSONL -----------------------------------------------------------------------------
@@ -672,12 +681,15 @@ def load_amazon2023(paths: list[Path], options: PrepareOptions) -> RawDataset:
     Args:
         paths: files and/or directories holding ``<Category>.csv``, ``<Category>.jsonl``,
             ``meta_<Category>.jsonl`` (plain or ``.gz``), or the mini sample's files.
-        options: ``skip_bad_lines``, ``text_style``, ``ascii_only``, ``with_reviews``, ``name``
-            and the ``*_file`` overrides are used here; filtering happens in ``prepare``.
+        options: ``skip_bad_lines``, ``text_style``, ``ascii_only``, ``with_reviews``, ``name``,
+            ``drop_first_data_row`` and the ``*_file`` overrides are used here; filtering happens
+            in ``prepare``.
 
     Returns:
-        The raw dataset: timestamps in seconds (the files hold milliseconds), ``items`` from the
-        metadata (``None`` without a metadata file), ``reviews`` when asked for and available.
+        The raw dataset: timestamps in seconds (the files hold milliseconds; from a rating CSV,
+        ``source_times`` keeps them), ``items`` from the metadata (``None`` without a metadata
+        file), ``reviews`` when asked for and available. With ``drop_first_data_row`` the rating
+        CSV's first data row is left out and counted as ``removed["first_data_row"]``.
 
     Raises:
         DataFormatError: a file does not match its published format (file, line, field).
@@ -718,10 +730,18 @@ def load_amazon2023(paths: list[Path], options: PrepareOptions) -> RawDataset:
         )
     read_files = [source]
     reviews = None
+    source_times = None
     if files.ratings is not None:
-        interactions = read_ratings_csv(files.ratings, bad)
+        interactions_ms = read_ratings_csv_ms(files.ratings, bad)
+        if options.drop_first_data_row and interactions_ms.height:
+            interactions_ms = interactions_ms.slice(1)  # the reference's read_csv(header=1) bug
+            removed["first_data_row"] += 1
+        source_times = interactions_ms[schema.TIMESTAMP].to_numpy()
+        interactions = _to_seconds(interactions_ms)
         info["variant"] = "5core-rating-csv"
     else:
+        if options.drop_first_data_row:
+            log.warning("amazon2023: drop_first_data_row applies to a rating CSV only; nothing dropped")
         interactions, reviews, counts = read_reviews_jsonl(
             source, bad, interactions=True, reviews=options.with_reviews, ascii_only=options.ascii_only
         )
@@ -754,4 +774,5 @@ def load_amazon2023(paths: list[Path], options: PrepareOptions) -> RawDataset:
         files=read_files,
         removed=removed,
         info=info,
+        source_times=source_times,
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 import polars as pl
 
 from hstu_blair.data import schema
@@ -29,6 +30,9 @@ class RawDataset:
         removed: rows the loader itself dropped, by reason (bad lines when skipping, rows
             lacking a required field...). Never silently empty: a loader that drops counts.
         info: anything else worth recording in the manifest (detected variant, original unit).
+        source_times: (N,) the interactions' timestamps in the unit of the source files, when
+            ``timestamp`` (seconds) lost precision (Amazon 2023 rating CSV: milliseconds); the
+            reference sorts on these (``tie_order="reference"``). ``None``: ``timestamp`` is exact.
     """
 
     name: str
@@ -39,9 +43,14 @@ class RawDataset:
     files: list[Path] = field(default_factory=list)
     removed: Counter[str] = field(default_factory=Counter)
     info: dict[str, object] = field(default_factory=dict)
+    source_times: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.interactions = schema.conform(self.interactions, schema.INTERACTIONS_SCHEMA, "interactions")
+        if self.source_times is not None and self.source_times.shape != (self.interactions.height,):
+            raise AssertionError(
+                f"source_times has shape {self.source_times.shape}, interactions {self.interactions.height} rows"
+            )
         if self.items is not None:
             self.items = schema.conform(self.items, schema.ITEMS_SCHEMA, "items")
         if self.reviews is not None:

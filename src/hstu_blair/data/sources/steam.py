@@ -21,21 +21,25 @@ a few lines carry only the numeric Steam ``user_id``, a different id space we do
 names, and the reference drops them too), games without an id (``games_without_id``), repeated game
 ids (``duplicate_game_ids``, the first entry is kept), and bad lines under ``skip_bad_lines``.
 
-Differences from the reference (SPEC §1.3, §7.2 items 6-8):
+Differences from the reference (SPEC §1.3, §7.2 items 6-8), and the options that reproduce it:
 
 - The reference turns each line into JSON by replacing quotes and silently drops every line that
   then fails to parse: any string holding an apostrophe (written ``u"..."``), a double quote, or a
   character written ``\\x..``/``\\U........`` (accented letters, emoji), e.g. 4 of the 25 games of
-  the published sample. Here every line is read, and a line that is not a valid literal is an error
-  (or counted with ``skip_bad_lines``).
+  the published sample; and a string ending in ``u`` loses it. Here every line is read exactly,
+  and a line that is not a valid literal is an error (or counted with ``skip_bad_lines``).
+  ``steam_parse="reference"`` parses as the reference does (:func:`reference_parse`) and counts
+  the dropped lines as ``reference_unparseable_lines:<file>``.
 - Dates are midnight UTC, not local time; a date without a year is an error instead of year 1900.
-- Ties on the same day keep file order (the reference sorts by ``(timestamp, item id)``, unstably).
+- Ties on the same day keep file order (the reference sorts by ``(timestamp, item id)``, then
+  unstably by timestamp: ``tie_order="reference"`` in ``prepare`` emulates it).
 - Item text is HTML-unescaped and whitespace-collapsed (the reference does no cleaning for Steam),
-  and starts with ``title`` when a game has no ``app_name`` (the reference then leaves the name out).
+  and starts with ``title`` when a game has no ``app_name`` (the reference then leaves the name out);
+  a repeated game id keeps its first entry (the reference: the last). ``text_style="reference"``
+  gives the reference's text and entry (:func:`reference_game_text`).
 - ``prepare`` applies an iterative 5-core on users *and* items by default; the reference keeps users
   with at least 5 reviews (of items that have metadata) and filters no items, so its catalogue keeps
-  rarely reviewed games. ``--kcore``/``--kcore-mode single-pass`` change the threshold and the
-  algorithm, but item filtering stays on: our item counts are smaller than the reference's 11,808.
+  rarely reviewed games: ``kcore_mode="users-only"``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from __future__ import annotations
 import ast
 import calendar
 import datetime as dt
+import json
 import logging
 import multiprocessing
 import os
@@ -207,6 +212,39 @@ def parse_literal(
         raise DataFormatError(path, str(exc), line=number, field=exc.field) from None
 
 
+def reference_parse(line: str) -> object | None:
+    """The value the reference's "fix" gives for one line, or ``None`` when it drops the line.
+
+    The reference (SPEC §1.3 Steam, §7.2 item 6) replaces ``u'`` with ``'``, then every ``'`` with
+    ``"``, ``False``/``True`` with ``false``/``true`` (inside strings too), and calls ``json.loads``;
+    lines that then fail are silently dropped. So any string holding an apostrophe, a ``\\x..`` or
+    ``\\U........`` escape is lost with its line, a string ending in ``u`` loses that ``u`` (its
+    closing ``u'`` is replaced), and ``True``/``False`` inside a string become lower case.
+    """
+    fixed = line.replace("u'", "'").replace("'", '"').replace("False", "false").replace("True", "true")
+    try:
+        return json.loads(fixed)
+    except json.JSONDecodeError:
+        return None
+
+
+def _record(line: str, keys: frozenset[str], reference: bool) -> dict[str, object] | None:
+    """The record of one line (``keys`` only): exactly (:func:`_literal`), or as the reference reads
+    it (:func:`reference_parse`; ``None`` when the reference drops the line). Raises :class:`_BadRecord`."""
+    if not reference:
+        return _literal(line, keys)
+    value = reference_parse(line)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _BadRecord(f"expected a dict literal {{u'key': value, ...}}, got a {type(value).__name__}")
+    return {k: v for k, v in value.items() if k in keys}
+
+
+UNPARSEABLE = "reference_unparseable_lines"
+"""``removed`` key prefix (``<prefix>:<file name>``) of the lines ``steam_parse="reference"`` drops."""
+
+
 # ---- dates -----------------------------------------------------------------------------------------
 _MONTHS = {
     name.lower(): number
@@ -293,8 +331,14 @@ def _id_text(value: object) -> str | None:
     return None
 
 
-def _parse_review_block(first_line: int, block: bytes, with_text: bool) -> _ReviewBlock:
-    """Parse the review lines of one block (runs in a worker process for large files)."""
+def _parse_review_block(
+    first_line: int, block: bytes, with_text: bool, reference: bool = False
+) -> _ReviewBlock:
+    """Parse the review lines of one block (runs in a worker process for large files).
+
+    ``reference``: parse as the reference does (:func:`reference_parse`); the lines it drops are
+    counted in ``removed[UNPARSEABLE]``.
+    """
     out = _ReviewBlock()
     keys = _REVIEW_KEYS if with_text else _REVIEW_KEYS - {"text"}  # decoding the text is the costly part
     dates: dict[str, int] = {}  # a few thousand distinct dates: parse each once
@@ -303,9 +347,12 @@ def _parse_review_block(first_line: int, block: bytes, with_text: bool) -> _Revi
             out.bad.append((number, None, problem))
             continue
         try:
-            record = _literal(line, keys)
+            record = _record(line, keys, reference)
         except _BadRecord as exc:
             out.bad.append((number, exc.field, str(exc)))
+            continue
+        if record is None:
+            out.removed[UNPARSEABLE] += 1
             continue
         item = _id_text(record.get("product_id"))
         if not item:
@@ -369,7 +416,7 @@ def _default_workers() -> int:
     return max(1, min(4, cpus))
 
 
-def _review_blocks(path: Path, with_text: bool, workers: int) -> Iterator[_ReviewBlock]:
+def _review_blocks(path: Path, with_text: bool, workers: int, reference: bool) -> Iterator[_ReviewBlock]:
     """Parsed blocks in file order; files of ``_PARALLEL_MIN_BYTES`` or more use ``workers`` processes.
 
     The main process reads and decompresses; at most ``2 * workers`` blocks are in flight.
@@ -378,7 +425,7 @@ def _review_blocks(path: Path, with_text: bool, workers: int) -> Iterator[_Revie
     parallel = workers > 1 and path.stat().st_size >= _PARALLEL_MIN_BYTES
     if not parallel or "fork" not in multiprocessing.get_all_start_methods():
         for first, block in blocks:
-            yield _parse_review_block(first, block, with_text)
+            yield _parse_review_block(first, block, with_text, reference)
         return
     # fork, not spawn: spawn re-imports the caller's __main__, which hangs a script without an
     # `if __name__ == "__main__"` guard. The children run only the pure-Python parsing above
@@ -389,7 +436,7 @@ def _review_blocks(path: Path, with_text: bool, workers: int) -> Iterator[_Revie
     with pool:
         pending: deque[AsyncResult[_ReviewBlock]] = deque()
         for first, block in blocks:
-            pending.append(pool.apply_async(_parse_review_block, (first, block, with_text)))
+            pending.append(pool.apply_async(_parse_review_block, (first, block, with_text, reference)))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().get()
         while pending:
@@ -397,7 +444,12 @@ def _review_blocks(path: Path, with_text: bool, workers: int) -> Iterator[_Revie
 
 
 def read_reviews(
-    path: Path, with_text: bool, bad: BadLines, removed: Counter[str], workers: int | None = None
+    path: Path,
+    with_text: bool,
+    bad: BadLines,
+    removed: Counter[str],
+    workers: int | None = None,
+    reference: bool = False,
 ) -> tuple[pl.DataFrame, pl.DataFrame | None, int]:
     """Read ``steam_reviews.json(.gz)`` into interactions and (``with_text``) review texts.
 
@@ -407,6 +459,8 @@ def read_reviews(
         bad: raises on the first malformed line, or counts it.
         removed: receives the counts of reviews dropped without being malformed.
         workers: parsing processes for files of 64 MiB or more (default: usable CPUs, at most 4).
+        reference: parse lines as the reference does (:func:`reference_parse`); the lines it
+            drops are counted as ``removed["reference_unparseable_lines:<file name>"]``.
 
     Returns:
         ``(interactions, reviews or None, number of lines that carry a user_id)``, rows in file order.
@@ -420,9 +474,12 @@ def read_reviews(
         pl.DataFrame(schema={schema.USER_ID: pl.String, schema.ITEM_ID: pl.String, schema.TEXT: pl.String})
     ]
     with_user_id = 0
-    for part in _review_blocks(path, with_text, workers or _default_workers()):
+    for part in _review_blocks(path, with_text, workers or _default_workers(), reference):
         for number, name, message in part.bad:
             bad(DataFormatError(path, message, line=number, field=name))
+        unparseable = part.removed.pop(UNPARSEABLE, 0)
+        if unparseable:
+            removed[f"{UNPARSEABLE}:{path.name}"] += unparseable
         removed.update(part.removed)
         with_user_id += part.with_user_id
         frame = pl.DataFrame(
@@ -443,30 +500,54 @@ def read_reviews(
 _GAME_KEYS = frozenset({"id", "item_id", "title", *GAME_TEXT_FIELDS})
 
 
-def read_games(path: Path, ascii_only: bool, bad: BadLines, removed: Counter[str]) -> pl.DataFrame:
+def reference_game_text(game: dict[str, object]) -> str:
+    """The reference's text of one game: the non-empty fields of :data:`GAME_TEXT_FIELDS`, lists
+    joined with ``", "``, each field as ``str`` (no cleaning), joined with ``" | "``."""
+    fields = []
+    for key in GAME_TEXT_FIELDS:
+        value = game.get(key)
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        if value:
+            fields.append(str(value))
+    return " | ".join(fields)
+
+
+def read_games(
+    path: Path,
+    ascii_only: bool,
+    bad: BadLines,
+    removed: Counter[str],
+    reference_parse: bool = False,
+    reference_text: bool = False,
+) -> pl.DataFrame:
     """Read ``steam_games.json(.gz)`` into the item table (``raw_item_id``, ``title``, ``text``).
 
     Args:
         path: the games file, plain or gzip.
         ascii_only: replace non-ASCII characters in titles and texts with spaces.
         bad: raises on the first malformed line, or counts it.
-        removed: receives ``games_without_id`` and ``duplicate_game_ids`` counts.
+        removed: receives ``games_without_id`` and ``duplicate_game_ids`` counts (and, with
+            ``reference_parse``, ``reference_unparseable_lines:<file name>``).
+        reference_parse: parse lines as the reference does (:func:`reference_parse`).
+        reference_text: the reference's text (:func:`reference_game_text`, ``ascii_only``
+            ignored) and, for a repeated id, its last entry (the reference's dict assignment).
 
     Raises:
         DataFormatError: a malformed line or an id that is not a string or integer.
     """
-    ids: list[str] = []
-    titles: list[str] = []
-    texts: list[str] = []
-    seen: set[str] = set()
+    games: dict[str, tuple[str, str]] = {}  # id -> (title, text), in order of first appearance
     for first, block in _blocks(path):
         for number, line, problem in _decoded_lines(block, first):
             try:
                 if line is None:
                     raise _BadRecord(problem)
-                game = _literal(line, _GAME_KEYS)
+                game = _record(line, _GAME_KEYS, reference_parse)
             except _BadRecord as exc:
                 bad(DataFormatError(path, str(exc), line=number, field=exc.field))
+                continue
+            if game is None:
+                removed[f"{UNPARSEABLE}:{path.name}"] += 1
                 continue
             raw_id = game.get("id") or game.get("item_id")  # the reference's choice: a falsy id -> item_id
             if raw_id is None or raw_id == "":
@@ -481,17 +562,23 @@ def read_games(path: Path, ascii_only: bool, bad: BadLines, removed: Counter[str
                     )
                 )
                 continue
-            if item in seen:
+            if item in games:
                 removed["duplicate_game_ids"] += 1
-                continue
-            seen.add(item)
+                if not reference_text:
+                    continue
             title = field_text(game.get("app_name") or game.get("title"), ascii_only)
-            parts = [title] + [field_text(game.get(name), ascii_only) for name in GAME_TEXT_FIELDS[1:]]
-            ids.append(item)
-            titles.append(title)
-            texts.append(" | ".join(p for p in parts if p))
+            if reference_text:
+                text = reference_game_text(game)
+            else:
+                parts = [title] + [field_text(game.get(name), ascii_only) for name in GAME_TEXT_FIELDS[1:]]
+                text = " | ".join(p for p in parts if p)
+            games[item] = (title, text)
     return pl.DataFrame(
-        {schema.ITEM_ID: ids, schema.TITLE: titles, schema.TEXT: texts},
+        {
+            schema.ITEM_ID: list(games),
+            schema.TITLE: [title for title, _ in games.values()],
+            schema.TEXT: [text for _, text in games.values()],
+        },
         schema={schema.ITEM_ID: pl.String, schema.TITLE: pl.String, schema.TEXT: pl.String},
     )
 
@@ -506,7 +593,8 @@ def load_steam(paths: list[Path], options: PrepareOptions) -> RawDataset:
 
     Args:
         paths: input files or directories.
-        options: ``skip_bad_lines``, ``ascii_only``, ``with_reviews`` and the file overrides are used.
+        options: ``skip_bad_lines``, ``ascii_only``, ``with_reviews``, ``steam_parse``,
+            ``text_style`` and the file overrides are used.
 
     Returns:
         The raw dataset named ``"steam"``.
@@ -523,10 +611,20 @@ def load_steam(paths: list[Path], options: PrepareOptions) -> RawDataset:
     games_path = options.items_file or find_file(paths, GAMES_FILE)
     removed: Counter[str] = Counter()
     bad = BadLines(options.skip_bad_lines, removed)
-    interactions, reviews, with_user_id = read_reviews(Path(reviews_path), options.with_reviews, bad, removed)
+    reference = options.steam_parse == "reference"
+    interactions, reviews, with_user_id = read_reviews(
+        Path(reviews_path), options.with_reviews, bad, removed, reference=reference
+    )
     items = None
     if games_path is not None:
-        items = read_games(Path(games_path), options.ascii_only, bad, removed)
+        items = read_games(
+            Path(games_path),
+            options.ascii_only,
+            bad,
+            removed,
+            reference_parse=reference,
+            reference_text=options.text_style == "reference",
+        )
     else:
         log.warning("steam: no %s(.gz) among the inputs; items will have no text", GAMES_FILE)
     files = [Path(reviews_path)] + ([Path(games_path)] if games_path is not None else [])
