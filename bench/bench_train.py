@@ -1,27 +1,32 @@
-"""Training and evaluation throughput at amzn23_game size, fast path against the reference-faithful path.
+"""Training and evaluation throughput at Video Games size, timed over whole epochs, fast path against
+the reference-faithful path measured in the same run.
 
 Generates a prepared dataset shaped like Amazon Reviews 2023 Video_Games 5-core (94,762 users,
-25,612 items, 814,586 interactions, Zipf-like item popularity, timestamps in seconds) and a random
-(n+1, 768) text matrix, then, for HSTU-BLaIR (hstu + sum fusion), HSTU and SASRec with the
-shipped ``configs/hstu-blair/amzn23_game/*.toml`` (B=128, L=50, R=512, 4 blocks, 4 heads, D=64):
+25,612 items, 814,586 interactions, heavy-tailed lengths, Zipf-like item popularity) and a random
+(n+1, 768) text matrix, then for each model of the shipped ``configs/hstu-blair/amzn23_game/*.toml``
+(B=128, L=50, R=512, 4 blocks x 4 heads, D=64) and each path, in its own process:
 
-- times ``--steps`` training steps after warm-up, each exactly the step of the training recipe
-  (``train_batch`` -> ``NegativeSampler.draw`` -> ``training.step.train_step``), with per-row negatives (B, R) and
-  length-bucketed batches (our default, the fast path), with batch-shared negatives (R,), and with
-  per-position negatives (P, R) and random batches (the
-  reference-faithful path), reporting sequences/s;
-- times full-catalogue ranking (``rank_targets``) of ``--eval-users`` test users (users/s);
-- records the peak RSS of every configuration, each run in its own subprocess.
+- trains one epoch (all 741 batches of the epoch, or ``--epoch-fraction`` of them drawn at random
+  from the epoch: the sample's length mix is printed beside the epoch's to show it matches), each
+  step exactly the training recipe's (``train_batch`` -> ``NegativeSampler.draw`` ->
+  ``training.step.train_step``, after ``retain_freed_memory``);
+- ranks the test targets of ``--eval-users`` users (or all) over the whole catalogue, exact ranks
+  (``evaluation.evaluate.rank_targets``);
+- records its peak RSS; ``--profile K`` profiles K more steps with torch.profiler, prints the ops
+  that dominate and saves a Chrome trace (open it in chrome://tracing or Perfetto).
 
-The reference implementation's figures in the table were measured by the issue author on the same
-2-core machine class; they are quoted, not measured here.
+Paths: ``fast`` = our default (per-row negatives, length-bucketed batches); ``reference-faithful``
+= the reference's algorithm in our code (per-position negatives, random batches); ``shared`` = one
+set of R negatives per batch. Models: HSTU-BLaIR (the paper's ``sum`` fusion), HSTU+text
+(``residual`` fusion, ours), HSTU, SASRec.
 
-Run it on an otherwise idle machine: every configuration records the 1-minute load average, and
-with more runnable processes than CPUs, PyTorch's OpenMP threads wait for each other at every
-parallel op (2 threads can then be 10x slower than 1; ``OMP_WAIT_POLICY=PASSIVE`` in the
-environment softens that). ``--threads 1`` and the seq/CPU-s column are the least sensitive to it.
+Every figure is printed with the CPU model and flags, the thread count and the load average: rates
+differ between AVX2 and AVX-512 machines and drop when other processes share the cores (a load above
+the number of CPUs makes them lower bounds). The reference implementation is not run here; the
+figures its issue author measured are printed as labelled context only.
 
-    python bench/bench_train.py --steps 20 --eval-users 8192 --threads 2 --out bench_train.json
+    python bench/bench_train.py --threads 2 --out bench_train.json            # whole epochs
+    python bench/bench_train.py --epoch-fraction 0.1 --paths fast             # a quick look
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -40,23 +46,57 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = {
-    "HSTU-BLaIR": ROOT / "configs/hstu-blair/amzn23_game/hstu-blair.toml",
-    "HSTU": ROOT / "configs/hstu-blair/amzn23_game/hstu.toml",
-    "SASRec": ROOT / "configs/hstu-blair/amzn23_game/sasrec.toml",
+GAME = ROOT / "configs/hstu-blair/amzn23_game"
+CONFIGS: dict[str, tuple[Path, list[str]]] = {
+    "HSTU-BLaIR": (GAME / "hstu-blair.toml", []),
+    "HSTU+text-residual": (GAME / "hstu-blair.toml", ['model.fusion="residual"']),
+    "HSTU": (GAME / "hstu.toml", []),
+    "SASRec": (GAME / "sasrec.toml", []),
 }
-PATHS = {"fast": "per-row", "shared": "shared", "reference-faithful": "per-position"}
-"""Our default (per-row negatives, length-bucketed batches), the batch-shared variant, and the
-reference-faithful path (per-position negatives, random batches)."""
-
-# Reference implementation on these data and config, measured by the issue author on the same
-# 2-core machine class (not by this benchmark).
-REFERENCE_SEQ_PER_S = {"HSTU-BLaIR": 30.0, "HSTU": 100.0, "SASRec": 90.0}
-REFERENCE_EVAL_USERS_PER_S = 400.0
-REFERENCE_PEAK_RSS_GB = 3.2
-GOAL_TRAIN, GOAL_EVAL, GOAL_RSS_GB = 20.0, 5.0, 1.0
-
+PATHS: dict[str, list[str]] = {
+    "fast": ['train.negatives="per-row"', "train.bucket_by_length=true"],
+    "reference-faithful": ['train.negatives="per-position"', "train.bucket_by_length=false"],
+    "shared": ['train.negatives="shared"', "train.bucket_by_length=true"],
+}
+CONTEXT_REFERENCE_SEQ_PER_S = {"HSTU-BLaIR": 79.0, "HSTU": 232.0, "SASRec": 191.0}
+"""The reference implementation on the same data sizes and config, measured by the issue author on a
+2-core AMD EPYC with AVX-512 (issue 12): context only, never measured by this script."""
 AMZN23_GAME = {"users": 94_762, "items": 25_612, "interactions": 814_586, "d_text": 768}
+
+
+# ---- machine -----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, the SIMD flags that matter here, core count, load, library versions."""
+    import torch
+
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("unknown", ""):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16"]
+    return {
+        "cpu": model,
+        "flags": [f for f in wanted if f in flags],
+        "cpus": os.cpu_count(),
+        "load_avg_1min": os.getloadavg()[0],
+        "torch": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "python": platform.python_version(),
+    }
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    return (
+        f"CPU: {m['cpu']} ({m['cpus']} CPUs; flags: {', '.join(m['flags']) or 'none of avx2/avx512/amx'}; "
+        f"torch {m['torch']} dispatching {m['torch_cpu_capability']})"
+    )
 
 
 # ---- data -----------------------------------------------------------------------------------
@@ -124,7 +164,7 @@ def generate_dataset(out: Path, n_users: int, n_items: int, n_inter: int, d_text
 
 
 def run_config(args: argparse.Namespace) -> dict[str, Any]:
-    """Train ``args.steps`` steps (after warm-up) and evaluate ``args.eval_users`` users of one config."""
+    """One epoch (or a sample of it) of one model and path, then evaluation; see the module docstring."""
     import torch
 
     from hstu_blair.config import load_config
@@ -139,108 +179,129 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         negative_sampler,
         resolve_device,
     )
+    from hstu_blair.training.allocator import retain_freed_memory
     from hstu_blair.training.batching import epoch_batches, train_batch
     from hstu_blair.training.objective import NextItemLoss
+    from hstu_blair.training.precision import autocast_for
     from hstu_blair.training.step import train_step
 
+    path, overrides = CONFIGS[args.model]
     config = load_config(
-        CONFIGS[args.model],
+        path,
         [
+            *overrides,
+            *PATHS[args.path],
             f'data.path="{args.data}"',
             f'text.embeddings="{args.store}"',
-            f'train.negatives="{PATHS[args.path]}"',
-            f"train.bucket_by_length={'false' if args.path == 'reference-faithful' else 'true'}",
             f'train.device="{args.device}"',
             f"train.threads={args.threads}",
+            f"train.bf16={'true' if args.bf16 else 'false'}",
         ],
     )
     tc = config.train
+    retain_freed_memory()  # as the training recipe does
     device = resolve_device(tc.device)
     torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
-    # setup as in loop.train
     data = SequenceData.load(config.data.path)
     split = data.split(config.data.protocol)
     text, _ = ensure_text(config, data, progress=False)
-    model = build_model(architecture(config, data.num_items, 0 if text is None else text.shape[1]), text).to(
-        device
-    )
+    arch = architecture(config, data.num_items, 0 if text is None else int(text.shape[1]))
+    model = build_model(arch, text).to(device)
     del text
     objective = NextItemLoss(model, tc.temperature)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay, fused=True
     )
     sampler = negative_sampler(config, data, split)
+    autocast = autocast_for(device, tc.bf16)
     trainable = np.flatnonzero(split.train_len >= 2)
-    lengths = np.minimum(split.train_len[trainable], config.data.max_len + 1)
-    batches = epoch_batches(
-        trainable, lengths, tc.batch_size, np.random.default_rng([tc.seed, 0]), tc.bucket_by_length
+    lengths = np.minimum(split.train_len, config.data.max_len + 1)
+    epoch = epoch_batches(
+        trainable, lengths[trainable], tc.batch_size, np.random.default_rng([tc.seed, 0]), tc.bucket_by_length
     )
+    n_steps = max(1, round(args.epoch_fraction * len(epoch)))
+    order = np.random.default_rng(1).permutation(len(epoch))
+    timed = sorted(order[:n_steps].tolist()) if n_steps < len(epoch) else list(range(len(epoch)))
+    spare = order[n_steps:].tolist() or list(range(len(epoch)))
 
-    def step(b: int) -> tuple[int, int]:
-        """The body of the training recipe's batch loop; returns (sequences, positions)."""
-        users = batches[b]
+    def width(batch_users: np.ndarray) -> int:
+        return int(lengths[batch_users].max()) - 1  # padded positions per row
+
+    def mix(indices: list[int]) -> dict[str, float]:
+        """Length mix of a set of batches: mean padded width and real positions per batch."""
+        w = [width(epoch[i]) for i in indices]
+        p = [int((lengths[epoch[i]] - 1).sum()) for i in indices]
+        return {"mean_padded_width": float(np.mean(w)), "mean_positions_per_batch": float(np.mean(p))}
+
+    def step(users: np.ndarray) -> int:
+        """The training recipe's batch loop body; returns the number of positions."""
         batch = train_batch(data, users, split.train_len, config.data.max_len).to(device)
         n_pos = int(batch.lengths.sum())
         negatives = sampler.draw(len(users), n_pos).to(device)
-        train_step(objective, optimizer, batch, negatives).item()
-        return len(users), n_pos
+        train_step(objective, optimizer, batch, negatives, autocast).item()
+        return n_pos
 
     model.train()
-    for b in range(args.warmup):
-        step(b)
+    for i in spare[: args.warmup]:
+        step(epoch[i])
     sync()
     n_seq = n_pos = 0
     load_before = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), time.process_time()
-    for b in range(args.warmup, args.warmup + args.steps):
-        s, p = step(b)
-        n_seq, n_pos = n_seq + s, n_pos + p
+    for i in timed:
+        n_pos += step(epoch[i])
+        n_seq += len(epoch[i])
     sync()
     train_s, train_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     result: dict[str, Any] = {
         "model": args.model,
         "path": args.path,
-        "negatives": tc.negatives,
-        "steps": args.steps,
+        "bf16": args.bf16,
+        "epoch_steps": len(epoch),
+        "steps": len(timed),
         "sequences": n_seq,
         "train_seconds": train_s,
-        "seconds_per_step": train_s / args.steps,
+        "seconds_per_step": train_s / len(timed),
+        "epoch_seconds": train_s / len(timed) * len(epoch),
         "sequences_per_s": n_seq / train_s,
         "positions_per_s": n_pos / train_s,
-        "train_cpu_seconds": train_cpu_s,  # all threads; well above train_seconds * threads = contention
-        "load_avg_1min": [load_before, os.getloadavg()[0]],  # machine load before and after timing
+        "train_cpu_seconds": train_cpu_s,
+        "length_mix": {"timed": mix(timed), "epoch": mix(list(range(len(epoch))))},
+        "load_avg_1min": [load_before, os.getloadavg()[0]],
     }
 
-    if args.profile:  # torch.profiler over a few more steps: the ops that dominate a step
+    if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        first = args.warmup + args.steps
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            for b in range(first, first + args.profile):
-                step(b)
+            for i in spare[args.warmup : args.warmup + args.profile]:
+                step(epoch[i])
         ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:15]
         result["profile_ms_per_step"] = {e.key: e.self_cpu_time_total / 1e3 / args.profile for e in ops}
+        if args.trace_dir:
+            trace = Path(args.trace_dir) / f"trace-{args.model}-{args.path}.json"
+            trace.parent.mkdir(parents=True, exist_ok=True)
+            prof.export_chrome_trace(str(trace))
+            result["trace"] = str(trace)
 
     if args.eval_users:
         test = split.targets("test")
-        pick = np.random.default_rng(0).permutation(len(test))[: args.eval_users]
+        pick = np.random.default_rng(0).permutation(len(test))
+        if args.eval_users > 0:
+            pick = pick[: args.eval_users]
         targets = EvalTargets(test.users[pick], test.positions[pick])
-        warm = EvalTargets(
-            test.users[pick[: config.eval.batch_size]], test.positions[pick[: config.eval.batch_size]]
-        )
         options = eval_options(config)
+        warm = EvalTargets(targets.users[: options.batch_size], targets.positions[: options.batch_size])
         rank_targets(model, data, warm, config.data.max_len, options, device=device)
         sync()
         t0 = time.perf_counter()
-        ranks, _ = rank_targets(model, data, targets, config.data.max_len, options, device=device)
+        rank_targets(model, data, targets, config.data.max_len, options, device=device)
         sync()
         eval_s = time.perf_counter() - t0
-        result.update(
-            {"eval_users": len(targets), "eval_seconds": eval_s, "eval_users_per_s": len(targets) / eval_s}
-        )
+        result.update(eval_users=len(targets), eval_seconds=eval_s, eval_users_per_s=len(targets) / eval_s)
 
     result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     return result
@@ -261,12 +322,14 @@ def spawn(
         "--path", path,
         "--data", str(data),
         "--store", str(store),
-        "--steps", str(args.steps),
+        "--epoch-fraction", str(args.epoch_fraction if path == "fast" else args.slow_fraction),
         "--warmup", str(args.warmup),
         "--eval-users", str(eval_users),
         "--threads", str(args.threads),
         "--device", args.device,
         "--profile", str(args.profile if path == "fast" else 0),
+        "--trace-dir", str(args.trace_dir or ""),
+        *(["--bf16"] if args.bf16 else []),
     ]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -275,56 +338,47 @@ def spawn(
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def table(results: list[dict[str, Any]]) -> str:
-    """The figures and ratios as a plain-text table."""
+def table(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
+    """The figures and ratios as plain text, each ratio between runs of this same invocation."""
     by = {(r["model"], r["path"]): r for r in results}
     lines = [
-        "training (sequences/s; B=128, L=50, R=512, 4 blocks x 4 heads, D=64)",
-        f"{'model':<11} {'fast':>8} {'ref-path':>9} {'fast/ref-path':>14} {'ref impl*':>10} "
-        f"{'fast/ref impl':>14} {'ref-path/ref impl':>18} {'s/step fast':>12} {'fast seq/CPU-s':>15} {'shared':>8}",
+        machine_line(info),
+        f"threads {info['threads']}; load average (1 min) while timing: {info['load_min']:.1f} to {info['load_max']:.1f}",
+        "",
+        "training, sequences/s over the timed steps (B=128, L=50, R=512, 4 blocks x 4 heads, D=64)",
+        f"{'model':<19} {'path':<19} {'steps':>11} {'seq/s':>7} {'s/step':>7} {'epoch s':>8} "
+        f"{'x ref-path':>10} {'peak RSS':>9}",
     ]
-    for model in CONFIGS:
-        fast, slow = by.get((model, "fast")), by.get((model, "reference-faithful"))
-        if fast is None:
-            continue
-        ref = REFERENCE_SEQ_PER_S[model]
-        f = fast["sequences_per_s"]
-        s = slow["sequences_per_s"] if slow else float("nan")
+    for (model, path), r in by.items():
+        ref = by.get((model, "reference-faithful"))
+        speedup = f"{r['sequences_per_s'] / ref['sequences_per_s']:9.1f}x" if ref else f"{'':>10}"
         lines.append(
-            f"{model:<11} {f:8.0f} {s:9.0f} {f / s:13.1f}x {ref:10.0f} {f / ref:13.1f}x {s / ref:17.1f}x "
-            f"{fast['seconds_per_step']:12.3f} {fast['sequences'] / fast['train_cpu_seconds']:15.0f} "
-            f"{by[(model, 'shared')]['sequences_per_s'] if (model, 'shared') in by else float('nan'):8.0f}"
+            f"{model:<19} {path:<19} {r['steps']:>5}/{r['epoch_steps']:<5} {r['sequences_per_s']:7.0f} "
+            f"{r['seconds_per_step']:7.3f} {r['epoch_seconds']:8.1f} {speedup} {r['peak_rss_bytes'] / 1e9:7.2f}GB"
+        )
+    hstu = by.get(("HSTU", "fast"))
+    for model in ("HSTU-BLaIR", "HSTU+text-residual"):
+        if hstu and (model, "fast") in by:
+            ratio = by[(model, "fast")]["seconds_per_step"] / hstu["seconds_per_step"]
+            lines.append(f"text / ID step time, {model} / HSTU (fast path): {ratio:.2f}x")
+    lines += ["", "evaluation (full-catalogue ranking, exact ranks)"]
+    for r in results:
+        if "eval_users_per_s" in r:
+            lines.append(
+                f"  {r['model']:<19} {r['eval_users']:>7,} users  {r['eval_users_per_s']:8.0f} users/s"
+            )
+    lines += ["", "length mix (timed sample vs whole epoch): mean padded width, mean positions per batch"]
+    for r in results:
+        t, e = r["length_mix"]["timed"], r["length_mix"]["epoch"]
+        lines.append(
+            f"  {r['model']:<19} {r['path']:<19} {t['mean_padded_width']:5.1f} vs {e['mean_padded_width']:5.1f}, "
+            f"{t['mean_positions_per_batch']:6.0f} vs {e['mean_positions_per_batch']:6.0f}"
         )
     lines += [
-        "fast = per-row negatives + length-bucketed batches (our default); shared = one set of R negatives per batch;",
-        "ref-path = per-position negatives + random batches (reference-faithful).",
         "",
-        "evaluation (full-catalogue ranking, users/s) and peak RSS of each configuration's process",
-        f"{'model':<11} {'users/s':>8} {'vs ref impl*':>13} {'RSS fast GB':>12} {'RSS ref-path GB':>16} "
-        f"{'ref impl* GB':>13}",
-    ]
-    for model in CONFIGS:
-        fast, slow = by.get((model, "fast")), by.get((model, "reference-faithful"))
-        if fast is None:
-            continue
-        u = fast.get("eval_users_per_s", float("nan"))
-        rss_slow = slow["peak_rss_bytes"] / 1e9 if slow else float("nan")
-        lines.append(
-            f"{model:<11} {u:8.0f} {u / REFERENCE_EVAL_USERS_PER_S:12.1f}x {fast['peak_rss_bytes'] / 1e9:12.2f} "
-            f"{rss_slow:16.2f} {REFERENCE_PEAK_RSS_GB:13.1f}"
-        )
-    loads = [x for r in results for x in r["load_avg_1min"]]
-    lines += [
-        "",
-        f"machine load average (1 min) while timing: {min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} "
-        "CPUs; a load above the CPU count means other processes shared them and the rates are lower bounds "
-        "(seq/CPU-s, sequences per second of this process's CPU time, is less sensitive to that with --threads 1)",
-        "* reference implementation, measured by the issue author on the same 2-core machine class "
-        "(not measured here):",
-        f"  {REFERENCE_SEQ_PER_S['HSTU-BLaIR']:.0f} / {REFERENCE_SEQ_PER_S['HSTU']:.0f} / "
-        f"{REFERENCE_SEQ_PER_S['SASRec']:.0f} seq/s (HSTU-BLaIR / HSTU / SASRec), "
-        f"{REFERENCE_EVAL_USERS_PER_S:.0f} eval users/s, {REFERENCE_PEAK_RSS_GB} GB peak RSS. "
-        f"Goal: >= {GOAL_TRAIN:.0f}x training, >= {GOAL_EVAL:.0f}x evaluation, < {GOAL_RSS_GB:.0f} GB.",
+        "context only, not measured here: the reference implementation at these sizes, measured by the issue "
+        "author on a 2-core AMD EPYC with AVX-512: "
+        + ", ".join(f"{m} {v:.0f} seq/s" for m, v in CONTEXT_REFERENCE_SEQ_PER_S.items()),
     ]
     return "\n".join(lines)
 
@@ -337,15 +391,26 @@ def main(argv: list[str] | None = None) -> None:
         "--interactions", type=int, default=None, help="default: 8.596 per user (814,586 at full size)"
     )
     parser.add_argument("--d-text", type=int, default=AMZN23_GAME["d_text"])
-    parser.add_argument("--steps", type=int, default=20, help="timed training steps per configuration")
+    parser.add_argument(
+        "--epoch-fraction",
+        type=float,
+        default=1.0,
+        help="share of the epoch's batches timed on the fast paths",
+    )
+    parser.add_argument(
+        "--slow-fraction", type=float, default=0.25, help="share timed on the reference-faithful path"
+    )
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
-    parser.add_argument("--eval-users", type=int, default=8192)
+    parser.add_argument("--eval-users", type=int, default=-1, help="users evaluated (-1: all; 0: none)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--bf16", action="store_true", help="train.bf16 (autocast) for every configuration")
+    parser.add_argument("--profile", type=int, default=0, help="profile this many more fast-path steps")
     parser.add_argument(
-        "--profile", type=int, default=0, help="profile this many extra fast-path steps; print the top ops"
+        "--trace-dir", type=Path, default=None, help="save the profiles as Chrome traces here"
     )
     parser.add_argument("--models", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--paths", nargs="+", default=["fast", "reference-faithful"], choices=list(PATHS))
     parser.add_argument("--data-dir", type=Path, default=None, help="keep/reuse the generated dataset here")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write all figures as JSON")
@@ -358,10 +423,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.worker:
+        args.trace_dir = args.trace_dir if str(args.trace_dir or "") not in ("", ".") else None
         print(json.dumps(run_config(args)))
         return
 
     n_inter = args.interactions or round(args.users * AMZN23_GAME["interactions"] / AMZN23_GAME["users"])
+    info = machine()
+    print(machine_line(info), flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         data = args.data_dir or Path(tmp) / "data"
         store = data / "embeddings" / "random-768.safetensors"
@@ -373,28 +441,34 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.d_text}-d text ({time.perf_counter() - t0:.1f} s) in {data}",
             flush=True,
         )
-        load = os.getloadavg()[0]
-        if load > (os.cpu_count() or 1):
-            print(f"warning: load average {load:.1f} > {os.cpu_count()} CPUs: rates will be low and noisy")
+        if info["load_avg_1min"] > (os.cpu_count() or 1):
+            print(
+                f"warning: load average {info['load_avg_1min']:.1f} > {os.cpu_count()} CPUs: rates will be low"
+            )
         results = []
         for model in args.models:
-            for path in PATHS:
+            for path in args.paths:
                 eval_users = args.eval_users if path == "fast" else 0
                 r = spawn(args, data, store, model, path, eval_users)
                 results.append(r)
                 extra = f", eval {r['eval_users_per_s']:.0f} users/s" if "eval_users_per_s" in r else ""
                 print(
-                    f"  {model:<10} {path:<18} {r['sequences_per_s']:7.0f} seq/s "
-                    f"({r['seconds_per_step']:.3f} s/step){extra}, peak RSS {r['peak_rss_bytes'] / 1e9:.2f} GB, "
-                    f"load avg {r['load_avg_1min'][0]:.1f}",
+                    f"  {model:<19} {path:<19} {r['sequences_per_s']:7.0f} seq/s ({r['seconds_per_step']:.3f} s/step, "
+                    f"{r['steps']} of {r['epoch_steps']} steps){extra}, peak RSS {r['peak_rss_bytes'] / 1e9:.2f} GB, "
+                    f"load {r['load_avg_1min'][0]:.1f}",
                     flush=True,
                 )
                 for op, ms in r.get("profile_ms_per_step", {}).items():
                     print(f"      {ms:8.2f} ms/step  {op}")
+                if "trace" in r:
+                    print(f"      trace: {r['trace']}")
+    loads = [x for r in results for x in r["load_avg_1min"]]
+    info.update(threads=args.threads, load_min=min(loads), load_max=max(loads))
     print()
-    print(table(results))
+    print(table(results, info))
     if args.out:
         summary = {
+            "machine": info,
             "dataset": {
                 "users": args.users,
                 "items": args.items,
@@ -404,13 +478,10 @@ def main(argv: list[str] | None = None) -> None:
             "settings": {
                 k: str(v) for k, v in vars(args).items() if k not in {"model", "path", "data", "store"}
             },
-            "torch_threads": args.threads,
             "results": results,
-            "reference_implementation": {
-                "measured_by": "issue author, same 2-core machine class (quoted, not measured here)",
-                "sequences_per_s": REFERENCE_SEQ_PER_S,
-                "eval_users_per_s": REFERENCE_EVAL_USERS_PER_S,
-                "peak_rss_gb": REFERENCE_PEAK_RSS_GB,
+            "context_reference_implementation_seq_per_s": {
+                "measured_by": "issue author, 2-core AMD EPYC with AVX-512 (context only, not measured here)",
+                "values": CONTEXT_REFERENCE_SEQ_PER_S,
             },
         }
         args.out.write_text(json.dumps(summary, indent=2) + "\n")

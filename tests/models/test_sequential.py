@@ -58,9 +58,10 @@ def test_forward_with_items_equals_separate_calls():
     ids, ts, lengths = make_batch()
     negatives = torch.tensor([1, 8, 20, 8])
     with torch.no_grad():
-        states, neg_vectors = model.forward_with_items(ids, ts, lengths, negatives)
+        states, neg_vectors, more = model.forward_with_items(ids, ts, lengths, negatives, ids[:, :2])
         torch.testing.assert_close(states, model(ids, ts, lengths))
         torch.testing.assert_close(neg_vectors, model.item_vectors(negatives))
+        torch.testing.assert_close(more, model.item_vectors(ids[:, :2]))
 
 
 def test_width_mismatch_raises():

@@ -135,7 +135,7 @@ def test_items_endpoints(client):
 
 
 def test_add_item_over_http(text_run, hash_encoder):
-    rec = Recommender.load(text_run, encoder=hash_encoder)
+    rec = Recommender.load(text_run, encoder=hash_encoder, persist=False)
     with TestClient(create_app(rec)) as client:
         body = {"item_id": "fresh", "text": "item number 3 in group 3", "title": "Fresh"}
         assert client.post("/items", json=body).status_code == 201
@@ -286,7 +286,7 @@ def test_fuzzed_bodies_never_5xx_on_a_real_server(rec):
 
 def test_server_is_thread_safe_with_concurrent_adds(text_run, hash_encoder):
     """Adding items while requests are served: every response is well-formed, every item arrives."""
-    rec = Recommender.load(text_run, encoder=hash_encoder)
+    rec = Recommender.load(text_run, encoder=hash_encoder, persist=False)
     with TestClient(create_app(rec)) as client:
         errors: list[int] = []
 

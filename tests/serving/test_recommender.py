@@ -155,7 +155,7 @@ def test_id_only_runs_cannot_add_items(rec):
 
 
 def test_add_item_is_recommendable_at_once(text_run, hash_encoder):
-    rec = Recommender.load(text_run, encoder=hash_encoder)
+    rec = Recommender.load(text_run, encoder=hash_encoder, persist=False)
     fusion = rec.fusion
     before = rec.recommend(["i4", "i5", "i6"], k=40)
     item = rec.add_item("new7", "item number 7 in group 2", title="Seven, again")

@@ -78,7 +78,11 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         description=(
             "Serve recommendations of a run directory: POST /recommend, POST /recommend/batch, "
             "GET/POST /items, GET /similar, GET /healthz, GET /metrics (Prometheus), API docs at /docs "
-            "and a web page at /. Binds 127.0.0.1 unless --host says otherwise (no authentication)."
+            "and a web page at /. Binds 127.0.0.1 unless --host says otherwise. Items added with "
+            "POST /items are written to RUN_DIR/added_items.jsonl before the reply, reloaded on start, "
+            "and served by every process serving RUN_DIR from its next request on. With an API key "
+            "(--api-key or $HSTU_BLAIR_API_KEY), POST /items needs 'Authorization: Bearer KEY' (else "
+            "401); reads stay open. Binding beyond loopback without a key prints a warning."
         ),
     )
     p.add_argument("run_dir", type=Path, help="run directory written by `hstu-blair train`")
@@ -99,6 +103,12 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument("--max-batch", type=int, default=64, help="most requests per model call (1 = no batching)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument(
+        "--api-key",
+        metavar="TOKEN",
+        help="token POST /items requires as 'Authorization: Bearer TOKEN' (default: $HSTU_BLAIR_API_KEY; "
+        "prefer the variable, a flag shows in the process list)",
+    )
     p.set_defaults(handler=run_serve)
     return p
 
@@ -117,5 +127,6 @@ def run_serve(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         log_level=args.log_level,
         threads=args.threads,
+        api_key=args.api_key,
     )
     return 0

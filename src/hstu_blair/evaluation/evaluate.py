@@ -56,11 +56,13 @@ def rank_targets(
     """1-based rank of every target among all items (``inf`` = miss), plus counts of special cases.
 
     The query is the model's state after the (at most ``max_len``) history items; scores are dot
-    products with every L2-normalised item vector, computed once for the whole split.
+    products with every L2-normalised item vector. The item vectors (the inputs' raw table and the
+    normalised candidates) are computed once for the whole split.
     """
     was_training = model.training
     model.eval()
-    items = model.item_vectors().to(device)  # (n+1, D)
+    table = model.item_table().to(device)  # (n+1, D) raw: the encoder's inputs
+    items = model.item_vectors(table=table)  # (n+1, D) normalised: the candidates
     ranks, counts = [], {"target_in_history": 0, "beyond_max_rank": 0, "tied": 0}
     bs = options.batch_size
     for b in tqdm(
@@ -69,7 +71,7 @@ def rank_targets(
         sl = slice(b * bs, (b + 1) * bs)
         batch, target = eval_batch(data, targets.users[sl], targets.positions[sl], max_len, options.exclude)
         batch = batch.to(device)
-        query = model.query_vectors(batch.ids, batch.timestamps, batch.lengths)  # (B, D)
+        query = model.query_vectors(batch.ids, batch.timestamps, batch.lengths, table)  # (B, D)
         scores = query.float() @ items.float().T  # (B, n+1)
         result = target_ranks(scores, target.to(device), batch.exclude, options.max_rank)
         ranks.append(result.ranks.cpu())

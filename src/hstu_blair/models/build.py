@@ -40,6 +40,8 @@ class Architecture:
         d_text: width of the text vectors (0 for ``fusion="id"``).
         time_scale: units per second of the time differences HSTU buckets (1; 1000 reproduces
             the reference on Amazon 2023, whose timestamps it keeps in milliseconds).
+        id_dropout, text_rank: the ``residual`` fusion's ID dropout and text dimensions
+            (``item_embedding.ResidualFusion``); other fusions ignore them.
     """
 
     name: str
@@ -57,6 +59,8 @@ class Architecture:
     input_dropout: float = 0.2
     d_text: int = 0
     time_scale: int = 1
+    id_dropout: float = 0.25
+    text_rank: int = 64
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,7 +99,12 @@ def build_model(arch: Architecture, text: torch.Tensor | None = None) -> Sequent
         raise ConfigError(
             f"model.attn_len={arch.attn_len} must be at least data.max_len + 1 = {arch.max_len + 1}"
         )
-    items = ItemEmbedding(arch.num_items, arch.d_model, arch.fusion, text if arch.fusion != "id" else None)
+    options = (
+        {"id_dropout": arch.id_dropout, "text_rank": arch.text_rank} if arch.fusion == "residual" else {}
+    )
+    items = ItemEmbedding(
+        arch.num_items, arch.d_model, arch.fusion, text if arch.fusion != "id" else None, **options
+    )
     if arch.name == "hstu":
         backbone: nn.Module = HSTU(
             arch.attn_len,

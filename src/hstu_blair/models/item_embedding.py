@@ -10,10 +10,19 @@ Fusions (``FUSIONS``, looked up by name):
 - ``sum``: the reference HSTU-BLaIR ``ItemEmbeddingWithText``: ``ID[i] + W_t text[i] + b_t``.
 - ``text``: text only (no id table), so items never seen in training can be scored.
 - ``gated``: ours; ``ID[i] + g * W_t standardise(text[i])``, per-dimension gate ``g`` (``GatedFusion``).
+- ``residual``: ours; ``W_t whiten(text[i]) + b_t + ID[i]`` with the ID a zero-initialised residual
+  that training drops for a random share of items at every step (``ResidualFusion``): one
+  representation that ranks warm items with their ID and cold or added items by their text.
 
-When a fusion has a text term, each call looks up every *distinct* id once (``torch.unique``)
+A fusion may transform the frozen text once (``features``; ``residual`` whitens and reduces it); the
+transformed matrix is what each step reads.
+
+When a fusion has a text term, each call embeds every *distinct* id once (:func:`unique_items`)
 and gathers the results, instead of projecting a 768-d row per occurrence: padding and repeated
-items (and, for per-position negatives, the whole batch's draws) collapse to at most n+1 rows.
+items (and the whole batch's negatives) collapse to at most n+1 rows. When the distinct ids are
+most of the catalogue (a training step with per-row negatives touches about 90% of it), the fusion
+runs on the whole contiguous text matrix instead (:data:`FULL_TABLE_SHARE`): one matrix product and
+no gather of 768-d rows, the same vectors up to float rounding.
 """
 
 from __future__ import annotations
@@ -23,6 +32,30 @@ import torch.nn.functional as F
 from torch import nn
 
 INIT_STD = 0.02  # truncated-normal std of the reference id table and text projection
+FULL_TABLE_SHARE = 0.5
+"""Above this share of the catalogue among the distinct ids, text fusions embed the whole catalogue
+(one GEMM over the contiguous text matrix) and pick rows, rather than gathering text rows first."""
+
+
+def unique_items(ids: torch.Tensor, num_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.unique(ids, return_inverse=True)`` for item indices in ``0..num_items``, without sorting.
+
+    A presence mask over the catalogue gives the distinct indices in ascending order and a running
+    count maps each id to its position among them: O(n + len(ids)), several times faster than the
+    sort ``torch.unique`` does, and the same result.
+
+    Args:
+        ids: long tensor of any shape, values in 0..num_items.
+        num_items: n.
+
+    Returns:
+        (U,) distinct indices, ascending, and ``ids.shape`` positions into them.
+    """
+    flat = ids.reshape(-1)
+    present = torch.zeros(num_items + 1, dtype=torch.bool, device=ids.device)  # (n+1,)
+    present[flat] = True
+    position = torch.cumsum(present, 0) - 1  # (n+1,) rank of each present index
+    return present.nonzero().squeeze(1), position.index_select(0, flat).view(ids.shape)
 
 
 def truncated_normal_(weight: torch.Tensor, std: float = INIT_STD) -> torch.Tensor:
@@ -34,6 +67,34 @@ def text_statistics(text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension mean and std (clamped at 1e-6) of the real items' text rows 1..n."""
     rows = text[1:]  # (n, d_text)
     return rows.mean(0), rows.std(0, unbiased=False).clamp(min=1e-6)  # (d_text,), (d_text,)
+
+
+def pca_whitening(rows: torch.Tensor, rank: int = 0, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (d_text, r) whitening matrix of ``rows``: the top ``r`` principal directions, each
+    scaled by 1/sqrt(its variance), so ``(x - mean) @ W`` has zero mean and unit covariance.
+
+    Frozen sentence vectors are anisotropic (a direction shared by all items, a few dominant
+    dimensions); whitening removes that, and keeping the top ``r`` directions makes the projection
+    r x D instead of d_text x D. Computed in float64; each direction's sign is fixed (its largest
+    coordinate positive) so that the matrix does not depend on the LAPACK build.
+
+    Args:
+        rows: (n, d_text) the catalogue's text vectors (no padding row).
+        rank: r; 0 keeps every direction with non-zero variance.
+        eps: variance floor, relative to the largest variance.
+    """
+    x = rows.to(torch.float64)
+    mean = x.mean(0)  # (d_text,)
+    centred = x - mean
+    cov = centred.T @ centred / max(1, x.shape[0] - 1)  # (d_text, d_text)
+    variances, directions = torch.linalg.eigh(cov)  # ascending
+    variances, directions = variances.flip(0), directions.flip(1)  # descending
+    keep = int((variances > eps * variances[0].clamp(min=1e-30)).sum())
+    r = keep if rank <= 0 else min(rank, keep)
+    directions = directions[:, :r]
+    signs = torch.sign(directions.gather(0, directions.abs().argmax(0, keepdim=True)))  # (1, r)
+    whitening = directions * signs / variances[:r].sqrt()  # (d_text, r)
+    return mean.to(torch.float32), whitening.to(torch.float32)
 
 
 class IdFusion(nn.Module):
@@ -142,11 +203,60 @@ class GatedFusion(nn.Module):
         return (e + g * t) * (ids != 0).unsqueeze(-1)  # (U, D) padding -> 0
 
 
+class ResidualFusion(nn.Module):
+    """Text first, the ID a learned residual (ours): ``e = W_t whiten(text[i]) + b_t + m * ID[i]``.
+
+    - ``whiten`` (:func:`pca_whitening`, fixed at construction from the catalogue's rows 1..n and
+      kept in the checkpoint) removes the anisotropy of frozen sentence vectors and keeps
+      ``text_rank`` directions, so the step's projection is ``text_rank x D`` instead of
+      ``d_text x D``: text costs about as much as an ID table.
+    - ``ID`` starts at zero, so every item starts as its text, and learns what the text misses.
+    - ``m`` (training only) drops the ID of each item with probability ``id_dropout`` at every step,
+      the same draw for all of the item's occurrences in the step (inputs, positives, negatives):
+      the text path alone must rank items, which is all it has for items never trained (cold
+      items, items added at run time: their ID is zero). Not rescaled: at inference a warm item
+      has its whole ID, a cold one none.
+
+    The padding index maps to zero.
+    """
+
+    uses_text = True
+
+    def __init__(
+        self, num_items: int, d_model: int, text: torch.Tensor, id_dropout: float = 0.25, text_rank: int = 64
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= id_dropout < 1.0:
+            raise ValueError(f"id_dropout must be in [0, 1), got {id_dropout}")
+        mean, whitening = pca_whitening(text[1:], text_rank)
+        self.register_buffer("text_mean", mean)  # (d_text,)
+        self.register_buffer("whitening", whitening)  # (d_text, r)
+        r = whitening.shape[1]
+        self.text_proj = nn.Linear(r, d_model)
+        truncated_normal_(self.text_proj.weight.data, INIT_STD / r**0.5)  # e starts at the ID table's scale
+        nn.init.zeros_(self.text_proj.bias)
+        self.ids = nn.Embedding(num_items + 1, d_model, padding_idx=0)
+        nn.init.zeros_(self.ids.weight)
+        self.id_dropout = id_dropout
+
+    def features(self, text: torch.Tensor) -> torch.Tensor:
+        """(m, d_text) raw text -> (m, r) whitened features."""
+        return (text - self.text_mean) @ self.whitening
+
+    def forward(self, ids: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        e_id = self.ids(ids)  # (U, D)
+        if self.training and self.id_dropout > 0:
+            keep = torch.rand(ids.shape, device=ids.device) >= self.id_dropout  # (U,)
+            e_id = e_id * keep.unsqueeze(-1)
+        return (self.text_proj(features) + e_id) * (ids != 0).unsqueeze(-1)  # (U, D) padding -> 0
+
+
 FUSIONS: dict[str, type[nn.Module]] = {
     "id": IdFusion,
     "sum": SumFusion,
     "text": TextFusion,
     "gated": GatedFusion,
+    "residual": ResidualFusion,
 }
 
 
@@ -156,17 +266,26 @@ class ItemEmbedding(nn.Module):
     Args:
         num_items: n; valid ids are 1..n, 0 is padding.
         d_model: D, the output width.
-        fusion: one of ``FUSIONS`` (``id``, ``sum``, ``text``, ``gated``).
+        fusion: one of ``FUSIONS`` (``id``, ``sum``, ``text``, ``gated``, ``residual``).
         text: (n+1, d_text) float32 text vectors (row 0 = padding), required by every fusion
             but ``id``. Kept as a frozen, non-persistent buffer: checkpoints do not contain it,
             the builder passes it again from the embedding store.
+        fusion_options: keyword arguments of the fusion (``residual``: ``id_dropout``,
+            ``text_rank``).
 
     Raises:
         ValueError: unknown fusion (the message lists the valid ones), text missing, not needed,
             or of the wrong shape or dtype.
     """
 
-    def __init__(self, num_items: int, d_model: int, fusion: str = "id", text: torch.Tensor | None = None):
+    def __init__(
+        self,
+        num_items: int,
+        d_model: int,
+        fusion: str = "id",
+        text: torch.Tensor | None = None,
+        **fusion_options: float,
+    ):
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; valid fusions: {', '.join(FUSIONS)}")
@@ -189,9 +308,26 @@ class ItemEmbedding(nn.Module):
         else:
             self.text = None
         self.fusion_name = fusion
-        self.fusion = fusion_cls(num_items, d_model, self.text)
+        self.fusion = fusion_cls(num_items, d_model, self.text, **fusion_options)
         self._num_items = num_items
         self._d_model = d_model
+        # the fusion's transform of the text (residual: whitened), None when it reads text as it is
+        self.register_buffer("_features", None, persistent=False)
+        self._refresh_features()
+        self.register_load_state_dict_post_hook(lambda module, _: module._refresh_features())
+
+    @property
+    def features(self) -> torch.Tensor | None:
+        """(n+1, d) what each step reads: the text, or the fusion's transform of it."""
+        return self.text if self._features is None else self._features
+
+    def _refresh_features(self) -> None:
+        """Recompute the transformed text (after construction, and after loading weights, since a
+        transform such as ``residual``'s whitening is part of the checkpoint)."""
+        transform = getattr(self.fusion, "features", None)
+        if self.text is not None and transform is not None:
+            with torch.no_grad():
+                self._features = transform(self.text)
 
     @property
     def num_items(self) -> int:
@@ -207,10 +343,22 @@ class ItemEmbedding(nn.Module):
         """Raw item vectors of ``ids`` (any shape, long) -> ``ids.shape + (D,)``."""
         if self.text is None:
             return self.fusion(ids, None)  # (..., D)
-        unique_ids, inverse = torch.unique(ids, return_inverse=True)  # (U,), ids.shape
-        vectors = self.fusion(unique_ids, self.text.index_select(0, unique_ids))  # (U, D)
+        unique_ids, inverse = unique_items(ids, self._num_items)  # (U,), ids.shape
+        vectors = self.of_unique(unique_ids)  # (U, D)
         # index_select: its backward (index_add) is faster on CPU than advanced indexing's
         return vectors.index_select(0, inverse.reshape(-1)).view(*ids.shape, -1)  # (..., D)
+
+    def of_unique(self, unique_ids: torch.Tensor) -> torch.Tensor:
+        """Raw vectors (U, D) of distinct item indices (e.g. from :func:`unique_items`).
+
+        With a text path and at least :data:`FULL_TABLE_SHARE` of the catalogue asked for, the
+        fusion runs on the whole text matrix and the rows are picked after.
+        """
+        if self.text is None:
+            return self.fusion(unique_ids, None)  # (U, D)
+        if unique_ids.numel() >= FULL_TABLE_SHARE * (self._num_items + 1):
+            return self.all_items().index_select(0, unique_ids)  # (U, D)
+        return self.fusion(unique_ids, self.features.index_select(0, unique_ids))  # (U, D)
 
     def add_text_items(self, text_rows: torch.Tensor) -> None:
         """Grow the catalogue by ``len(text_rows)`` items known only by their text (ids n+1..n+m).
@@ -228,7 +376,12 @@ class ItemEmbedding(nn.Module):
                 f"new text rows have shape {tuple(text_rows.shape)}; expected (m, {self.text.shape[1]})"
             )
         m = text_rows.shape[0]
-        self.text = torch.cat([self.text, text_rows.to(self.text)])  # (n+1+m, d_text)
+        text_rows = text_rows.to(self.text)
+        self.text = torch.cat([self.text, text_rows])  # (n+1+m, d_text)
+        transform = getattr(self.fusion, "features", None)
+        if transform is not None:
+            with torch.no_grad():
+                self._features = torch.cat([self._features, transform(text_rows)])
         table = getattr(self.fusion, "ids", None)
         if isinstance(table, nn.Embedding):
             zeros = table.weight.new_zeros(m, table.embedding_dim)  # (m, D)
@@ -240,4 +393,4 @@ class ItemEmbedding(nn.Module):
         """Raw vectors of every id 0..n, shape (n+1, D); row 0 is the padding vector."""
         device = next(self.fusion.parameters()).device
         ids = torch.arange(self._num_items + 1, device=device)  # (n+1,)
-        return self.fusion(ids, self.text)  # (n+1, D)
+        return self.fusion(ids, self.features)  # (n+1, D)

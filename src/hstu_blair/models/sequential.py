@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hstu_blair.models.item_embedding import ItemEmbedding
+from hstu_blair.models.item_embedding import ItemEmbedding, unique_items
 
 ITEM_EPS = 1e-6  # clamp of the item-vector norm (reference l2_norm_eps)
 MIN_GROUP_WIDTH = 8  # rows of length <= 8 form one group; longer rows are grouped by powers of two
@@ -89,43 +89,80 @@ class SequentialModel(nn.Module):
         inverse = torch.argsort(torch.cat(rows))  # (B,) position of each row in the groups' order
         return torch.cat(parts).index_select(0, inverse)  # (B, T, D)
 
-    def forward(self, ids: torch.Tensor, timestamps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """L2-normalised states at every position, (B, T, D); padded rows are 0."""
-        return self._encode_groups(self.items(ids), ids, timestamps, lengths)  # (B, T, D)
+    def forward(
+        self,
+        ids: torch.Tensor,
+        timestamps: torch.Tensor,
+        lengths: torch.Tensor,
+        item_table: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """L2-normalised states at every position, (B, T, D); padded rows are 0.
+
+        ``item_table``: the raw vectors of every item (:meth:`item_table`), computed once by a
+        caller that encodes many batches with fixed weights (evaluation, serving); the inputs are
+        then looked up in it instead of embedded again.
+        """
+        item_emb = self.items(ids) if item_table is None else F.embedding(ids, item_table)  # (B, T, D)
+        return self._encode_groups(item_emb, ids, timestamps, lengths)  # (B, T, D)
 
     def query_vectors(
-        self, ids: torch.Tensor, timestamps: torch.Tensor, lengths: torch.Tensor
+        self,
+        ids: torch.Tensor,
+        timestamps: torch.Tensor,
+        lengths: torch.Tensor,
+        item_table: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The state at each row's last real position ``lengths - 1``, (B, D): what items are scored
-        against (the query time sits in ``timestamps[b, lengths[b]]``)."""
-        states = self.forward(ids, timestamps, lengths)  # (B, T, D)
+        against (the query time sits in ``timestamps[b, lengths[b]]``). ``item_table``: see
+        :meth:`forward`."""
+        states = self.forward(ids, timestamps, lengths, item_table)  # (B, T, D)
         rows = torch.arange(ids.shape[0], device=ids.device)  # (B,)
         return states[rows, lengths - 1]  # (B, D)
 
-    def item_vectors(self, ids: torch.Tensor | None = None) -> torch.Tensor:
+    def item_table(self) -> torch.Tensor:
+        """Raw (unnormalised) vectors of every item index 0..n, (n+1, D): the encoder inputs."""
+        return self.items.all_items()
+
+    def item_vectors(
+        self, ids: torch.Tensor | None = None, table: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """L2-normalised item vectors of ``ids`` (shape ``ids.shape + (D,)``), or of every id
-        0..n as (n+1, D) when ``ids`` is None (row 0 is padding; exclude it when ranking)."""
-        raw = self.items.all_items() if ids is None else self.items(ids)  # (..., D)
+        0..n as (n+1, D) when ``ids`` is None (row 0 is padding; exclude it when ranking).
+        ``table``: a precomputed :meth:`item_table` to normalise instead of embedding again."""
+        if table is not None:
+            raw = table if ids is None else F.embedding(ids, table)  # (..., D)
+        else:
+            raw = self.items.all_items() if ids is None else self.items(ids)  # (..., D)
         return F.normalize(raw, dim=-1, eps=ITEM_EPS)
 
     def forward_with_items(
-        self, ids: torch.Tensor, timestamps: torch.Tensor, lengths: torch.Tensor, extra_ids: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One training forward that embeds each distinct item of ``ids`` and ``extra_ids`` (positives
-        and negatives) once: one item-embedding call and one normalisation over the distinct ids,
-        then gathers. With per-position negatives (P*R ids, most of them repeats) this keeps the
-        normalisation and its backward at catalogue size instead of P*R rows.
+        self,
+        ids: torch.Tensor,
+        timestamps: torch.Tensor,
+        lengths: torch.Tensor,
+        *extra_ids: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        """One training forward that embeds each distinct item of ``ids`` and of every ``extra_ids``
+        tensor (positives, negatives) once: one item-embedding call and one normalisation over the
+        distinct ids, then one gather per tensor. With negatives (B*R or P*R ids, most of them
+        repeats) this keeps the embedding, the normalisation and their backward at catalogue size.
 
         Returns:
-            states (B, T, D) as ``forward``, and the normalised vectors of ``extra_ids``
-            (``extra_ids.shape + (D,)``).
+            states (B, T, D) as ``forward``, then the normalised vectors of each ``extra_ids`` tensor
+            (``extra.shape + (D,)``), in order.
         """
         B, T = ids.shape
-        all_ids = torch.cat([ids.reshape(-1), extra_ids.reshape(-1)])  # (B*T + X,)
-        unique_ids, inverse = torch.unique(all_ids, return_inverse=True)  # (U,), (B*T + X,)
-        raw = self.items(unique_ids)  # (U, D)
+        all_ids = torch.cat([ids.reshape(-1), *(e.reshape(-1) for e in extra_ids)])  # (B*T + X,)
+        unique_ids, inverse = unique_items(all_ids, self.items.num_items)  # (U,), (B*T + X,)
+        raw = self.items.of_unique(unique_ids)  # (U, D)
         vectors = F.normalize(raw, dim=-1, eps=ITEM_EPS)  # (U, D)
         item_emb = raw.index_select(0, inverse[: B * T]).view(B, T, -1)  # (B, T, D)
         states = self._encode_groups(item_emb, ids, timestamps, lengths)  # (B, T, D)
-        extra_vectors = vectors.index_select(0, inverse[B * T :]).view(*extra_ids.shape, -1)  # (..., D)
-        return states, extra_vectors
+        # one gather per tensor: their backward adds straight into (U, D), never into a
+        # (B*T + X, D) buffer that a slice of one big gather would need
+        out, start = [states], B * T
+        for extra in extra_ids:
+            end = start + extra.numel()
+            out.append(vectors.index_select(0, inverse[start:end]).view(*extra.shape, -1))  # (..., D)
+            start = end
+        return tuple(out)

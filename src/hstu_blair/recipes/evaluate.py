@@ -10,6 +10,7 @@ from hstu_blair.errors import ConfigError
 from hstu_blair.evaluation.evaluate import evaluate_model
 from hstu_blair.recipes.resolve import eval_options
 from hstu_blair.recipes.resolve import split as resolve_split
+from hstu_blair.training.allocator import retain_freed_memory
 from hstu_blair.training.run_dir import load_trained
 
 
@@ -33,6 +34,7 @@ def evaluate(
         ConfigError: not a run directory, an override outside ``eval.*`` or of the wrong type,
             or ``valid`` under a protocol without validation.
     """
+    retain_freed_memory()
     run_dir = Path(run_dir)
     for text in overrides or []:
         keys, _ = parse_override(text)

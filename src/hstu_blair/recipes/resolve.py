@@ -130,6 +130,8 @@ def architecture(config: RunConfig, num_items: int, d_text: int = 0, time_scale:
         input_dropout=mc.input_dropout,
         d_text=d_text,
         time_scale=time_scale,
+        id_dropout=mc.id_dropout,
+        text_rank=mc.text_rank,
     )
 
 

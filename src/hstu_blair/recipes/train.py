@@ -45,6 +45,7 @@ from hstu_blair.recipes.resolve import (
 from hstu_blair.recipes.resolve import (
     split as resolve_split,
 )
+from hstu_blair.training.allocator import retain_freed_memory
 from hstu_blair.training.batching import epoch_batches, train_batch
 from hstu_blair.training.checkpoint import (
     load_resume_state,
@@ -62,6 +63,7 @@ from hstu_blair.training.distributed import (
     teardown_distributed,
 )
 from hstu_blair.training.objective import NextItemLoss
+from hstu_blair.training.precision import autocast_for
 from hstu_blair.training.run_dir import resume_path, weights_path, write_model_info
 from hstu_blair.training.step import train_step
 
@@ -138,6 +140,7 @@ def train(
     Raises:
         ConfigError: an invalid combination of settings, or ``resume`` without a checkpoint.
     """
+    retain_freed_memory()
     device = resolve_device(config.train.device)
     dist_info = setup_distributed(device.type)
     if dist_info.enabled and device.type == "cuda":
@@ -212,7 +215,7 @@ def _train(
     writer = SummaryWriter(str(run_dir / "tb")) if dist_info.is_main else None
     trainable = np.flatnonzero(split.train_len >= 2)
     monitor_split = "valid" if split.valid is not None else "test"
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (tc.bf16 and device.type == "cuda") else None
+    autocast = autocast_for(device, tc.bf16)
     show = progress and dist_info.is_main
     epochs_bar = tqdm(
         total=tc.epochs,

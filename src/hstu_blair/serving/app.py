@@ -11,6 +11,15 @@ Endpoints (OpenAPI docs at ``/docs``)::
 Bad input is answered 4xx, never 5xx: unknown ids and limits (k, history length) give 422 naming
 the field and the ids, malformed JSON 422 (FastAPI's ``json_invalid``).
 
+Added items are written to the run directory's item log before ``POST /items`` answers 201, and
+before each request the app catches up with items other server processes on the same run
+directory added (one ``os.stat`` when nothing changed): an item added through one process is
+served by every other from its next request on.
+
+Writes can require a token (``create_app(..., api_key=...)``, ``hstu-blair serve --api-key`` or
+``HSTU_BLAIR_API_KEY``): ``POST /items`` then answers 401 unless the request carries
+``Authorization: Bearer <token>``. Reads (recommend, items, similar, health, metrics, page) stay open.
+
 Micro-batching: each ``/recommend`` request is validated in the event loop and queued; one worker
 task takes the first queued request, gathers more for up to ``batch_window_ms`` (or until
 ``max_batch``), answers them with a single ``Recommender.recommend_batch`` call in a thread, and
@@ -20,7 +29,11 @@ resolves each request's future. Requests that arrive while the model runs form t
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import logging
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -29,11 +42,12 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import torch
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi import Query as QueryParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -47,6 +61,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from hstu_blair.errors import HstuBlairError
 from hstu_blair.serving.recommender import (
+    DuplicateItemError,
+    ItemLogError,
     PreparedQuery,
     Query,
     Recommendations,
@@ -57,6 +73,10 @@ from hstu_blair.serving.recommender import (
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+API_KEY_ENV = "HSTU_BLAIR_API_KEY"
+"""Environment variable :func:`serve` reads the write token from when none is given."""
+BEARER = HTTPBearer(auto_error=False, description="the server's API key (hstu-blair serve --api-key)")
+"""Reads ``Authorization: Bearer <token>`` (module level: FastAPI resolves annotations in module globals)."""
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -253,6 +273,27 @@ class MetricsMiddleware:
             self.metrics.latency.labels(path).observe(time.perf_counter() - start)
 
 
+class CatchUpMiddleware:
+    """Before each request: add the items other processes appended to the run's item log.
+
+    The check is one ``os.stat`` in the event loop; only when the log changed is it read, in a
+    thread. A corrupt record is logged (once per change of the file) and the catalogue served as
+    it is; ``POST /items`` then answers 503 naming the record."""
+
+    def __init__(self, app: Any, recommender: Recommender) -> None:
+        self.app, self.recommender = app, recommender
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and self.recommender.stale():
+            try:
+                added = await asyncio.to_thread(self.recommender.sync)
+                if added:
+                    log.info("caught up with %d items added by other processes", added)
+            except (HstuBlairError, OSError) as exc:
+                log.error("cannot read the item log: %s", exc)
+        await self.app(scope, receive, send)
+
+
 # ---- the app -----------------------------------------------------------------------------------------
 def _unprocessable(
     loc: Sequence[str | int], message: str, kind: str = "value_error", **extra: Any
@@ -279,6 +320,7 @@ def create_app(
     batch_window_ms: float = 2.0,
     max_batch: int = 64,
     max_queries: int = 1000,
+    api_key: str | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``recommender``.
 
@@ -289,7 +331,15 @@ def create_app(
         batch_window_ms: how long a queued request waits for others to share its model call.
         max_batch: most requests per model call (1 disables micro-batching).
         max_queries: most queries in one ``/recommend/batch`` body.
+        api_key: token the write endpoints (``POST /items``) require as ``Authorization: Bearer
+            <token>`` (compared in constant time; missing or wrong: 401). None: writes are open.
+            Read endpoints never need it.
+
+    Raises:
+        ServingError: ``api_key`` is an empty string.
     """
+    if api_key is not None and not api_key:
+        raise ServingError("api_key is empty: give a token, or None to leave writes open")
     metrics = Metrics()
     metrics.items.set_function(lambda: recommender.num_items)
 
@@ -312,7 +362,8 @@ def create_app(
         description="Next-item recommendations from a trained HSTU / HSTU-BLaIR / SASRec run, in item ids.",
         lifespan=lifespan,
     )
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(CatchUpMiddleware, recommender=recommender)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: times the catch-up too
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -329,6 +380,24 @@ def create_app(
         return JSONResponse({"detail": errors}, status_code=422)
 
     app.state.recommender, app.state.batcher, app.state.metrics = recommender, batcher, metrics
+    expected = None if api_key is None else api_key.encode("utf-8")
+
+    def require_api_key(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
+        """401 unless the request carries ``Authorization: Bearer <api_key>``."""
+        assert expected is not None
+        if credentials is None:
+            raise HTTPException(
+                401,
+                "this endpoint needs the server's API key as 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        given = credentials.credentials.encode("latin-1")  # the header's bytes, as sent
+        if not hmac.compare_digest(given, expected):
+            raise HTTPException(
+                401, "wrong API key", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            )
+
+    writes = [] if api_key is None else [Depends(require_api_key)]
 
     def prepare(body: RecommendRequest, loc: tuple[str | int, ...]) -> PreparedQuery:
         if body.k > max_k:
@@ -385,9 +454,10 @@ def create_app(
             raise HTTPException(404, detail=f"unknown item id: {item_id!r}")
         return recommender.item(item_id)
 
-    @app.post("/items", status_code=201, tags=["items"])
+    @app.post("/items", status_code=201, tags=["items"], dependencies=writes)
     async def add_item(body: NewItem) -> dict[str, str]:
-        """Add an item by its text; it is recommendable at once (text-fused runs only)."""
+        """Add an item by its text; it is recommendable at once (text-fused runs only), and kept in
+        the run directory (201 only once it is written durably). Needs the API key if one is set."""
         if not recommender.can_add_items:
             raise HTTPException(
                 400,
@@ -398,6 +468,10 @@ def create_app(
             raise HTTPException(409, detail=f"item id {body.item_id!r} is already in the catalogue")
         try:
             return await run_in_threadpool(recommender.add_item, body.item_id, body.text, body.title)
+        except DuplicateItemError:  # added by another process since the check above
+            raise HTTPException(409, detail=f"item id {body.item_id!r} is already in the catalogue") from None
+        except ItemLogError as exc:
+            raise HTTPException(503, detail=str(exc)) from None
         except ServingError as exc:
             raise _unprocessable(("body",), str(exc)) from None
         except (HstuBlairError, ImportError, OSError) as exc:  # the encoder cannot be loaded here
@@ -415,7 +489,12 @@ def create_app(
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, Any]:
         """Liveness and what is served."""
-        return {"status": "ok", "model_calls": recommender.model_calls, **recommender.describe()}
+        return {
+            "status": "ok",
+            "model_calls": recommender.model_calls,
+            "writes_need_api_key": api_key is not None,
+            **recommender.describe(),
+        }
 
     @app.get("/metrics", tags=["service"])
     async def prometheus() -> Response:
@@ -430,6 +509,27 @@ def create_app(
     return app
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (127.0.0.0/8, ::1) or ``localhost``."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """The warning for binding beyond loopback with open writes (None when there is nothing to say)."""
+    if api_key is not None or is_loopback(host):
+        return None
+    return (
+        f"serving on {host} without an API key: anyone who can reach this address can add items "
+        f"(POST /items), which are kept in the run directory. Set {API_KEY_ENV} or pass --api-key, "
+        "or bind 127.0.0.1 behind a proxy"
+    )
+
+
 def serve(
     run_dir: str | Path,
     host: str = "127.0.0.1",
@@ -442,17 +542,42 @@ def serve(
     max_batch: int = 64,
     log_level: str = "info",
     threads: int | None = None,
+    api_key: str | None = None,
 ) -> None:
     """Load a run and serve it with uvicorn until interrupted.
 
-    Binds loopback unless ``host`` says otherwise (there is no authentication: put a proxy in
-    front before exposing it). ``threads`` sets torch's intra-op threads (default: torch's
-    choice; 1 is fastest when other processes share the cores). Other arguments: see
-    :func:`create_app` and :meth:`Recommender.load`.
+    Binds loopback unless ``host`` says otherwise. ``api_key`` (default: the environment variable
+    ``HSTU_BLAIR_API_KEY``, if set and not empty) is the token ``POST /items`` requires as
+    ``Authorization: Bearer <token>``; reads stay open. Binding beyond loopback without one logs
+    and prints a warning. Items added through any process serving ``run_dir`` are kept in it and
+    served by all of them. ``threads`` sets torch's intra-op threads (default: torch's choice; 1 is
+    fastest when other processes share the cores). Other arguments: see :func:`create_app` and
+    :meth:`Recommender.load`.
+
+    Raises:
+        ServingError: ``api_key`` is an empty string.
     """
+    if api_key is None:
+        api_key = os.environ.get(API_KEY_ENV) or None
+    if api_key is not None and not api_key:
+        raise ServingError(f"the API key is empty: give a token, or leave it out (and {API_KEY_ENV} unset)")
     if threads:
         torch.set_num_threads(threads)
     recommender = Recommender.load(run_dir, checkpoint, device, index=index)  # type: ignore[arg-type]
-    app = create_app(recommender, max_k=max_k, batch_window_ms=batch_window_ms, max_batch=max_batch)
-    log.info("serving %s (%d items) on http://%s:%d", run_dir, recommender.num_items, host, port)
+    app = create_app(
+        recommender, max_k=max_k, batch_window_ms=batch_window_ms, max_batch=max_batch, api_key=api_key
+    )
+    warning = exposure_warning(host, api_key)
+    if warning is not None:
+        log.warning(warning)
+        print(f"WARNING: {warning}", file=sys.stderr)
+    log.info(
+        "serving %s (%d items, %d added at run time) on http://%s:%d; writes %s",
+        run_dir,
+        recommender.num_items,
+        recommender.describe()["added_items"],
+        host,
+        port,
+        "need the API key" if api_key else "are open",
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -4,16 +4,25 @@
     rec.recommend(["1", "50", "260"], k=10)      # -> [Recommendation(item_id, score, title), ...]
     rec.recommend_user("42")                     # the user's full known history
     rec.add_item("new-1", text="...", title="")  # cold start through the text path
+    rec.sync()                                   # items other processes added since
 
 Ids that cross this API are external ids (``item_id``, ``user_id``); the model's item indices
 (``item_idx``) stay inside. A query is prepared (ids mapped, history truncated to the most recent
 ``max_len`` items, timestamps
 laid out as in training: column ``L`` holds the query time) and then answered in a batch: one
 encoder call for all queries of a batch, then one top-k search over the item vectors.
+
+Added items are kept in the run directory's item log (``added_items.jsonl``, see
+:mod:`hstu_blair.serving.item_log`), written durably before ``add_items`` returns: loading the
+run replays it, and every recommender on the same run directory (other processes included)
+picks up the others' items in :meth:`Recommender.sync`, assigning the same indices in the same
+order. ``persist=False`` keeps added items in memory only.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -25,9 +34,10 @@ import numpy as np
 import torch
 
 from hstu_blair.data import schema
-from hstu_blair.errors import HstuBlairError, UnknownIdError
+from hstu_blair.errors import DataFormatError, HstuBlairError, UnknownIdError
 from hstu_blair.models.item_embedding import ItemEmbedding
 from hstu_blair.serving.index import ItemIndex, build_index, index_recall
+from hstu_blair.serving.item_log import ITEM_LOG, ItemLog, ItemRecord
 from hstu_blair.text.encoders import TextEncoder
 from hstu_blair.text.registry import build_text_encoder, encoder_for_store
 from hstu_blair.training.batching import QueryBatch, query_batch
@@ -41,7 +51,22 @@ class ServingError(HstuBlairError, ValueError):
     """A query or an item the recommender cannot serve (empty history, bad timestamps, ...)."""
 
 
+class DuplicateItemError(ServingError):
+    """New item ids that are already in the catalogue (``ids``)."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+        super().__init__(f"item ids must be new; already in the catalogue: {ids}")
+
+
+class ItemLogError(ServingError):
+    """The run directory's item log cannot be written or read back (a read-only run directory, a
+    full disk, a corrupt record): the server's fault, not the request's."""
+
+
 __all__ = [
+    "DuplicateItemError",
+    "ItemLogError",
     "PreparedQuery",
     "Query",
     "Recommendation",
@@ -138,9 +163,21 @@ class Recommender:
             embedding store, built on first use).
         index: ``exact`` (brute force, default) or a FAISS index for large catalogues
             (``faiss`` = ``faiss-ivf``, ``faiss-hnsw``).
+        persist: keep added items in the run directory's item log (``added_items.jsonl``), and
+            replay it now (default). ``False``: neither read nor write it; added items live in
+            memory only (tests, notebooks).
+
+    Raises:
+        DataFormatError: the item log has a corrupt record (the message names file and line).
     """
 
-    def __init__(self, run: TrainedModel, encoder: TextEncoder | None = None, index: str = "exact") -> None:
+    def __init__(
+        self,
+        run: TrainedModel,
+        encoder: TextEncoder | None = None,
+        index: str = "exact",
+        persist: bool = True,
+    ) -> None:
         self.run = run
         self.model = run.model.eval()
         self.max_len = run.arch.max_len
@@ -159,6 +196,14 @@ class Recommender:
         with torch.inference_mode():
             self._vectors = self.model.item_vectors().float()  # (N+1, D)
         self._index: ItemIndex = build_index(index, self._vectors)
+        self._trained_items = self.num_items
+        self.item_log: ItemLog | None = None
+        """The run's item log (None with ``persist=False`` or an ID-only model)."""
+        if persist and self.can_add_items:
+            assert self.model.items.text is not None
+            self.item_log = ItemLog(Path(run.run_dir) / ITEM_LOG, dim=self.model.items.text.shape[1])
+            with self.item_log.locked(exclusive=False):  # no writer active: a torn tail is torn
+                self._catch_up(final=True)
 
     @classmethod
     def load(
@@ -168,8 +213,9 @@ class Recommender:
         device: str = "cpu",
         encoder: TextEncoder | None = None,
         index: str = "exact",
+        persist: bool = True,
     ) -> Recommender:
-        """Load a run directory written by ``train``.
+        """Load a run directory written by ``train``, with the items added to it at run time.
 
         Args:
             run_dir: the run directory.
@@ -177,13 +223,17 @@ class Recommender:
             device: ``cpu``, ``cuda``, ``cuda:1``, ... or ``auto``.
             encoder: text encoder for :meth:`add_item` (default: the store's, built on first use).
             index: ``exact``, ``faiss`` (IVF), ``faiss-ivf`` or ``faiss-hnsw``.
+            persist: replay and extend the run's item log (see :class:`Recommender`); a read-only
+                run directory serves fine, only :meth:`add_item` fails there.
 
         Raises:
             ConfigError: not a run directory (or one with pickled checkpoints), or no weights.
+            DataFormatError: the item log has a corrupt record (the message names file and line).
         """
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        return cls(load_trained(run_dir, checkpoint, device), encoder=encoder, index=index)
+        run = load_trained(run_dir, checkpoint, device)
+        return cls(run, encoder=encoder, index=index, persist=persist)
 
     # ---- catalogue ---------------------------------------------------------------------------
     @property
@@ -253,6 +303,7 @@ class Recommender:
             ServingError: neither or both of history and user_id, an empty history, timestamps of
                 the wrong length or range, or ``k < 1``.
         """
+        self.sync()  # items other processes added to the run directory are known before ids are mapped
         if (query.history is None) == (query.user_id is None):
             raise ServingError("give exactly one of history (item ids) or user_id")
         if isinstance(query.k, bool) or not isinstance(query.k, int) or query.k < 1:
@@ -344,6 +395,7 @@ class Recommender:
         Returns:
             One :class:`Recommendations` per query, in order (queries, then users).
         """
+        self.sync()
         everything = [*queries, *(Query(user_id=str(u), k=k, exclude_seen=exclude_seen) for u in users)]
         prepared = [self._prepare_any(q, k, exclude_seen, skip_unknown) for q in everything]
         if not prepared:
@@ -352,7 +404,7 @@ class Recommender:
         with self._lock, torch.inference_mode():
             self.model_calls += 1
             queries_vec = self.model.query_vectors(
-                batch.ids, batch.timestamps, batch.lengths
+                batch.ids, batch.timestamps, batch.lengths, self._input_table()
             ).float()  # (B, D)
             k = max(p.k for p in prepared)
             values, indices = self._index.search(queries_vec, k, batch.exclude)  # (B, k)
@@ -360,6 +412,13 @@ class Recommender:
             self._results(v, i, p.k, p.skipped)
             for v, i, p in zip(values.tolist(), indices.tolist(), prepared)
         ]
+
+    def _input_table(self) -> torch.Tensor:
+        """The raw vectors of every item, the encoder's inputs (as evaluation computes them once),
+        recomputed when items were added since (call under the lock, in inference mode)."""
+        if getattr(self, "_table", None) is None or self._table.shape[0] != self.model.items.num_items + 1:
+            self._table = self.model.item_table()  # (N+1, D)
+        return self._table
 
     def _prepare_any(
         self, q: Query | PreparedQuery | Sequence[str], k: int, exclude_seen: bool, skip_unknown: bool
@@ -376,7 +435,10 @@ class Recommender:
         batch = self._collate(prepared)
         with self._lock, torch.inference_mode():
             self.model_calls += 1
-            return self.model.query_vectors(batch.ids, batch.timestamps, batch.lengths).float()  # (B, D)
+            table = self._input_table()
+            return self.model.query_vectors(
+                batch.ids, batch.timestamps, batch.lengths, table
+            ).float()  # (B, D)
 
     def index_recall(self, queries: Sequence[Query | PreparedQuery | Sequence[str]], k: int = 10) -> float:
         """Recall@k of this recommender's index against exact search on ``queries`` (1.0 for ``exact``):
@@ -432,13 +494,17 @@ class Recommender:
         """Add an item at run time; it is recommendable (and usable in histories) at once.
 
         The text is embedded with the run's text encoder and goes through the model's text path
-        (for ``sum`` and ``gated`` fusions the new item's id vector is zero).
+        (for ``sum`` and ``gated`` fusions the new item's id vector is zero). Unless the
+        recommender was made with ``persist=False``, the item is written durably to the run's item
+        log before this returns, so restarts and other processes serving the run keep it.
 
         Returns:
             The new item as :meth:`item` gives it.
 
         Raises:
-            ServingError: the run is ID-only (fusion ``id``), the id exists, or the text is empty.
+            DuplicateItemError: the id is in the catalogue (perhaps added by another process).
+            ItemLogError: the item log cannot be written (e.g. a read-only run directory).
+            ServingError: the run is ID-only (fusion ``id``), or the text is empty.
         """
         self.add_items([item_id], [text], [title])
         return self.item(item_id)
@@ -446,8 +512,12 @@ class Recommender:
     def add_items(
         self, item_ids: Sequence[str], texts: Sequence[str], titles: Sequence[str] | None = None
     ) -> None:
-        """Add several items at once (one encoder call); see :meth:`add_item`."""
-        titles = list(titles) if titles is not None else [""] * len(item_ids)
+        """Add several items at once (one encoder call, one durable write); see :meth:`add_item`.
+
+        The items are added all or none. With the item log, the write happens under the log's
+        file lock after catching up with other processes, so every process gives the new items
+        the same indices."""
+        titles = [t or "" for t in titles] if titles is not None else [""] * len(item_ids)
         if not len(item_ids) == len(texts) == len(titles):
             raise ServingError(f"got {len(item_ids)} ids, {len(texts)} texts and {len(titles)} titles")
         if not self.can_add_items:
@@ -456,34 +526,126 @@ class Recommender:
         self._check_new_ids(item_ids)
         if not all(isinstance(t, str) and t.strip() for t in texts):
             raise ServingError("every new item needs a non-empty text")
-        rows = self._embed(list(texts))  # (m, d_text), slow: outside the lock
-        with self._lock, torch.inference_mode():
-            self._check_new_ids(item_ids)  # again: another thread may have added them meanwhile
-            first = len(self._item_ids)
-            append_text_items(self.model.items, rows.to(self.device))
-            new = torch.arange(first, first + len(item_ids), device=self.device)  # (m,)
-            vectors = self.model.item_vectors(new).float()  # (m, D)
-            self._vectors = torch.cat([self._vectors, vectors])
-            self._index.add(vectors)
-            for offset, (item_id, text, title) in enumerate(zip(item_ids, texts, titles)):
-                self._item_idx[item_id] = first + offset
-                self._item_ids.append(item_id)
-                self._texts.append(text)
-                self._titles.append(title or item_id)
-                self._lower_titles.append((title or item_id).lower())
+        for what, values in (("item id", item_ids), ("text", texts), ("title", titles)):
+            _check_unicode(what, values)
+        if self.item_log is not None and not os.access(self.item_log.path.parent, os.W_OK):
+            raise self._log_failure(PermissionError(errno.EACCES, "no write access"))  # before encoding
+        rows = self._embed(list(texts)).numpy()  # (m, d_text), slow: outside the lock
+        assert self.model.items.text is not None
+        d_text = self.model.items.text.shape[1]
+        if rows.shape != (len(item_ids), d_text):
+            raise ServingError(
+                f"the encoder returned vectors of shape {rows.shape}; expected ({len(item_ids)}, {d_text}): "
+                "use the encoder the run was trained with"
+            )
+        if not np.isfinite(rows).all():
+            raise ServingError("the text encoder returned non-finite values (NaN or inf)")
+        with self._lock:
+            if self.item_log is None:
+                self._check_new_ids(item_ids)  # again: another thread may have added them meanwhile
+                records = [ItemRecord(*item, rows[i]) for i, item in enumerate(zip(item_ids, titles, texts))]
+            else:
+                records = self._append_to_log(item_ids, texts, titles, rows)
+            self._apply([records])
+
+    def _append_to_log(
+        self, item_ids: list[str], texts: Sequence[str], titles: list[str], rows: np.ndarray
+    ) -> list[ItemRecord]:
+        """Under the file lock: catch up with other processes, check the ids, append durably."""
+        assert self.item_log is not None
+        try:
+            with self.item_log.locked():
+                self._catch_up(final=True)
+                self._check_new_ids(item_ids)
+                return self.item_log.append(item_ids, texts, titles, rows)
+        except OSError as exc:
+            raise self._log_failure(exc) from exc
+        except DataFormatError as exc:
+            raise ItemLogError(f"cannot add items: {exc}") from exc
+
+    def _log_failure(self, exc: OSError) -> ItemLogError:
+        assert self.item_log is not None
+        why = exc.strerror or str(exc)
+        if isinstance(exc, PermissionError) or exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            problem = f"the run directory {self.item_log.path.parent} is not writable ({why})"
+        else:
+            problem = f"writing {self.item_log.path} failed ({why})"
+        return ItemLogError(
+            f"cannot add items: {problem}. Added items are kept in the run directory's {ITEM_LOG} so "
+            "that restarts and other server processes see them: make it writable, or load the run "
+            "with persist=False to keep added items in memory only"
+        )
 
     def _check_new_ids(self, item_ids: list[str]) -> None:
+        if len(set(item_ids)) != len(item_ids) or not all(r.strip() for r in item_ids):
+            raise ServingError(f"item ids must be distinct and non-empty, got {item_ids}")
         taken = [r for r in item_ids if r in self._item_idx]
-        if taken or len(set(item_ids)) != len(item_ids) or not all(r.strip() for r in item_ids):
-            raise ServingError(
-                f"item ids must be new, distinct and non-empty; already in the catalogue: {taken}"
-            )
+        if taken:
+            raise DuplicateItemError(taken)
 
     def _embed(self, texts: list[str]) -> torch.Tensor:
         if self._encoder is None:
             self._encoder = _build_text_encoder(self.run, str(self.device))
         rows = np.asarray(self._encoder.encode(texts, batch_size=32), dtype=np.float32)
         return torch.from_numpy(rows)  # (m, d_text)
+
+    def _apply(self, groups: list[list[ItemRecord]]) -> None:
+        """Append items to the model's text matrix, the item vectors, the index and the catalogue
+        (under ``self._lock``). Vectors are computed group by group, as the groups were added, so a
+        replay gives the same vectors bit for bit."""
+        records = [r for group in groups for r in group]
+        if not records:
+            return
+        rows = torch.from_numpy(np.stack([r.vector for r in records]))  # (m, d_text)
+        first = len(self._item_ids)
+        with torch.inference_mode():
+            append_text_items(self.model.items, rows.to(self.device))
+            parts, start = [], first
+            for group in groups:
+                new = torch.arange(start, start + len(group), device=self.device)  # (g,)
+                parts.append(self.model.item_vectors(new).float())  # (g, D)
+                start += len(group)
+            vectors = torch.cat(parts)  # (m, D)
+            self._vectors = torch.cat([self._vectors, vectors])
+            self._index.add(vectors)
+        for offset, r in enumerate(records):
+            title = r.title or r.item_id
+            self._item_idx[r.item_id] = first + offset
+            self._item_ids.append(r.item_id)
+            self._texts.append(r.text)
+            self._titles.append(title)
+            self._lower_titles.append(title.lower())
+
+    # ---- the item log shared with other processes ----------------------------------------------
+    def stale(self) -> bool:
+        """Whether the run's item log changed since this recommender last read it (one ``os.stat``,
+        no lock; call :meth:`sync` to catch up)."""
+        return self.item_log is not None and self.item_log.changed()
+
+    def sync(self) -> int:
+        """Catch up with items other recommenders (other processes) added to the run directory.
+
+        The HTTP app calls this before every request it answers. Cheap when nothing changed.
+
+        Returns:
+            The number of items added.
+
+        Raises:
+            DataFormatError: a corrupt record (file and line named); the items before it are added,
+                nothing after it is (so processes never disagree on indices).
+        """
+        if not self.stale():
+            return 0
+        with self._lock:
+            return self._catch_up(final=False)
+
+    def _catch_up(self, final: bool) -> int:
+        assert self.item_log is not None
+        groups, error = self.item_log.read_new(self._item_idx, final=final)
+        self._apply(groups)
+        if error is not None:
+            raise error
+        return sum(len(g) for g in groups)
 
     def item_vectors(self, item_ids: Sequence[str]) -> torch.Tensor:
         """(m, D) L2-normalised vectors of items (what recommendations are scored against).
@@ -507,7 +669,19 @@ class Recommender:
             "max_len": self.max_len,
             "index": self.index_name,
             "can_add_items": self.can_add_items,
+            "added_items": self.num_items - self._trained_items,
+            "item_log": None if self.item_log is None else str(self.item_log.path),
+            "item_log_torn": 0 if self.item_log is None else self.item_log.torn,
         }
+
+
+def _check_unicode(what: str, values: Sequence[str]) -> None:
+    """Reject strings UTF-8 cannot encode (lone surrogates): they cannot be stored."""
+    for value in values:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ServingError(f"{what} {value!r} is not valid Unicode (a lone surrogate)") from None
 
 
 def _check_time(value: Any, name: str) -> int:

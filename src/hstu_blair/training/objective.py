@@ -37,14 +37,13 @@ class NextItemLoss(nn.Module):
         valid = torch.arange(T, device=ids.device)[None, :] < lengths[:, None]  # (B, T)
         pos_ids = targets[valid]  # (P,)
         neg_ids = negatives.ids
-        extra = torch.cat([pos_ids, neg_ids.reshape(-1)])  # (P + R), (P + B*R) or (P + P*R)
-        states, extra_vectors = self.model.forward_with_items(ids, timestamps, lengths, extra)
+        states, pos_vectors, neg_vectors = self.model.forward_with_items(
+            ids, timestamps, lengths, pos_ids, neg_ids
+        )  # (B, T, D), (P, D), and (R, D), (B, R, D) or (P, R, D)
         query = states[valid]  # (P, D)
-        P = pos_ids.numel()
-        pos_vectors = extra_vectors[:P]  # (P, D)
-        neg_vectors = extra_vectors[P:].view(*neg_ids.shape, -1)  # (R, D), (B, R, D) or (P, R, D)
         if negatives.mode == "per-row":  # shared by the positions of a row: no (P, R, D) gather
-            logits = torch.bmm(states, neg_vectors.transpose(1, 2))[valid]  # (P, R)
+            # (B, R, D) x (B, D, T): the negatives' gradient comes out contiguous (B, R, D)
+            logits = torch.bmm(neg_vectors, states.transpose(1, 2)).transpose(1, 2)[valid]  # (P, R)
             neg_of_pos = neg_ids[valid.nonzero()[:, 0]]  # (P, R) ids, for collision masking only
             return sampled_softmax_from_logits(
                 query, pos_vectors, pos_ids, logits, neg_of_pos, self.temperature

@@ -1,0 +1,49 @@
+"""Keep freed memory in the process (glibc malloc), so training steps stop paying page faults.
+
+Each training step allocates and frees the same large tensors (gathered negatives, their
+gradients, zeroed buffers of tens of MB). glibc serves allocations above its mmap threshold with
+fresh ``mmap`` pages and returns them on free, so every step touches new pages: on 2 CPU cores
+about a quarter of a step's CPU time went to page faults (measured: 120 -> 91 ms CPU per HSTU step
+at Video Games size). Raising the mmap and trim thresholds keeps freed blocks in the heap for
+reuse; the peak memory is unchanged, the process just does not shrink back between steps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 1 << 30  # allocations up to 1 GiB come from the heap (and are reused)
+TRIM_THRESHOLD = 2**31 - 1  # never give the heap's free top back to the OS
+_done = False
+
+
+def retain_freed_memory() -> bool:
+    """Tune glibc malloc once per process as the module docstring says; a no-op elsewhere.
+
+    Returns:
+        Whether the allocator was tuned (False on non-glibc systems).
+    """
+    global _done
+    if _done:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = (
+            libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+            and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        )
+    except (OSError, AttributeError):  # musl and other libcs have no mallopt
+        ok = False
+    _done = ok
+    if not ok:
+        log.debug("malloc thresholds not tuned (no glibc mallopt)")
+    return ok

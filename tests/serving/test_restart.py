@@ -1,0 +1,173 @@
+"""``hstu-blair serve`` as real processes: items added over HTTP survive SIGKILL and a restart, and two
+server processes on one run directory serve each other's items and agree on their order.
+
+The run is text-fused over MiniLM vectors (``minilm_run``): its embedding store records the
+encoder's fingerprint, so the server rebuilds the encoder itself, as in production."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hstu_blair.serving.app import API_KEY_ENV
+from hstu_blair.serving.item_log import ITEM_LOG
+
+KEY = "restart-test-token"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+STARTUP_S = 120
+pytestmark = pytest.mark.slow  # starts four server processes: about 30 s
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A ``python -m hstu_blair.cli serve RUN_DIR`` subprocess on a free port."""
+
+    def __init__(self, run: Path, log: Path, *argv: str, env: dict[str, str] | None = None) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        command = [sys.executable, "-m", "hstu_blair.cli", "serve", str(run), "--port", str(self.port)]
+        command += ["--threads", "1", "--log-level", "warning", *argv]
+        environ = {k: v for k, v in os.environ.items() if k != API_KEY_ENV} | (env or {})
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=environ)
+        self.http = httpx.Client(base_url=self.url, timeout=60)
+        deadline = time.monotonic() + STARTUP_S
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{log.read_text()[-4000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                if self.http.get("/healthz").status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"server did not start in {STARTUP_S} s:\n{log.read_text()[-4000:]}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        self.http.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def serving(run: Path, log: Path, *argv: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    server = Server(run, log, *argv, env=env)
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def _ids(body: dict) -> list[str]:
+    return [x["item_id"] for x in body["items"]]
+
+
+NEW = {
+    "fresh-1": ("item number 7 in group 2", "Fresh one"),
+    "fresh-2": ("a lamp made of paper", "Paper lamp"),
+    "fresh-3": ("item number 21 in group 1", ""),
+    "fresh-4": ("héllo wörld ☃, a snowman figure", "Snowman"),
+}
+
+
+def test_items_added_over_http_survive_sigkill_and_restart(minilm_run, copy_run, tmp_path):
+    run = copy_run(minilm_run)
+    log = tmp_path / "server.log"
+    with serving(run, log, "--api-key", KEY) as server:
+        http = server.http
+        body = {"item_id": "fresh-1", "text": NEW["fresh-1"][0]}
+        assert http.post("/items", json=body).status_code == 401
+        assert http.post("/items", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
+        for item_id, (text, title) in NEW.items():
+            added = http.post("/items", json={"item_id": item_id, "text": text, "title": title}, headers=AUTH)
+            assert added.status_code == 201, added.text
+        query = {"history": ["fresh-1", "i3", "fresh-2"], "k": 10}
+        before = http.post("/recommend", json=query).json()
+        items_before = {i: http.get(f"/items/{i}").json() for i in NEW}
+        server.kill()  # SIGKILL right after the 201s: nothing but the log keeps the items
+    assert (run / ITEM_LOG).read_text(encoding="utf-8").count("\n") == len(NEW)
+
+    # restarted with the token from the environment instead of the flag
+    with serving(run, log, env={API_KEY_ENV: KEY}) as server:
+        http = server.http
+        health = http.get("/healthz").json()
+        assert health["num_items"] == 40 + len(NEW) and health["added_items"] == len(NEW)
+        assert health["item_log_torn"] == 0 and health["writes_need_api_key"] is True
+        assert {i: http.get(f"/items/{i}").json() for i in NEW} == items_before
+        assert items_before["fresh-3"]["title"] == "fresh-3" and items_before["fresh-4"]["title"] == "Snowman"
+        everything = http.post("/recommend", json={"history": ["i1"], "k": 1000}).json()
+        assert set(NEW) <= set(_ids(everything)) and len(everything["items"]) == 40 + len(NEW) - 1
+        after = http.post("/recommend", json=query).json()
+        assert after == before  # the same vectors bit for bit: the same ids and scores
+        similar = http.get("/similar", params={"item_id": "fresh-1", "k": 1}).json()
+        assert _ids(similar) == ["i7"]  # MiniLM: the same text as i7
+        found = http.get("/items", params={"query": "paper lamp"}).json()
+        assert found == [{"item_id": "fresh-2", "title": "Paper lamp"}]
+        duplicate = {"item_id": "fresh-2", "text": "again"}
+        assert http.post("/items", json=duplicate, headers=AUTH).status_code == 409
+        assert http.post("/items", json={"item_id": "fresh-5", "text": "five"}).status_code == 401
+
+
+def test_two_server_processes_share_items_and_agree_on_their_order(minilm_run, copy_run, tmp_path):
+    run = copy_run(minilm_run)
+    with (
+        serving(run, tmp_path / "a.log", "--api-key", KEY) as a,
+        serving(run, tmp_path / "b.log", "--api-key", KEY) as b,
+    ):
+        # visible through the other process on its very next request after the 201
+        for writer, reader, item_id in ((a, b, "via-a"), (b, a, "via-b")):
+            body = {"item_id": item_id, "text": f"an item added {item_id}", "title": item_id}
+            assert writer.http.post("/items", json=body, headers=AUTH).status_code == 201
+            assert reader.http.get(f"/items/{item_id}").status_code == 200
+            got = reader.http.post("/recommend", json={"history": [item_id, "i4"], "k": 3})
+            assert got.status_code == 200 and len(got.json()["items"]) == 3
+
+        # concurrent adds through both processes
+        def add(job: tuple[Server, int]) -> int:
+            server, i = job
+            body = {
+                "item_id": f"race-{i:02d}",
+                "text": f"item number {i} in group {i % 3}",
+                "title": f"race {i}",
+            }
+            return server.http.post("/items", json=body, headers=AUTH).status_code
+
+        jobs = [(a if i % 2 else b, i) for i in range(16)]
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(add, jobs)) == [201] * 16
+        orders = [s.http.get("/items", params={"query": "race ", "limit": 100}).json() for s in (a, b)]
+        assert len(orders[0]) == 16 and orders[0] == orders[1]  # the same indices in both
+        # one id raced through both: exactly one 201, the other 409
+        with ThreadPoolExecutor(2) as pool:
+            statuses = sorted(
+                pool.map(
+                    lambda s: (
+                        s.http.post(
+                            "/items", json={"item_id": "twice", "text": "t"}, headers=AUTH
+                        ).status_code
+                    ),
+                    (a, b),
+                )
+            )
+        assert statuses == [201, 409]
+        healths = [s.http.get("/healthz").json() for s in (a, b)]
+        assert healths[0]["num_items"] == healths[1]["num_items"] == 40 + 2 + 16 + 1
