@@ -86,7 +86,7 @@ class ModelConfig:
     dropout: float = 0.2
     input_dropout: float = 0.2
     attn_len: int | None = None
-    id_dropout: float = 0.25
+    id_dropout: float = 0.1
     text_rank: int = 64
 
     def resolved_attn_len(self, max_len: int) -> int:

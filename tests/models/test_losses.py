@@ -102,3 +102,13 @@ def test_from_logits_equals_per_position_loss():
     a = sampled_softmax_from_logits(q, pos, pos_ids, dots, neg_ids)
     b = sampled_softmax_loss(q, pos_ids, pos, neg_ids, neg)
     assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_row_logits_gradients():
+    g = torch.Generator().manual_seed(0)
+    states = torch.randn(3, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    negatives = torch.randn(3, 6, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    from hstu_blair.models.losses import row_logits
+
+    torch.testing.assert_close(row_logits(states, negatives), torch.einsum("btd,brd->btr", states, negatives))
+    assert torch.autograd.gradcheck(row_logits, (states, negatives))

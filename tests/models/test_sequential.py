@@ -108,3 +108,15 @@ def test_grouped_encoding_equals_one_encoder_call(encoder):
     assert len(g1) == len(g2)
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b)
+
+
+def test_dropout_keeps_the_expected_share_and_scales():
+    from hstu_blair.models.dropout import dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    y = dropout(x, 0.3, training=True)
+    assert abs((y == 0).float().mean().item() - 0.3) < 0.01
+    torch.testing.assert_close(y[y != 0], torch.full_like(y[y != 0], 1 / 0.7))
+    assert dropout(x, 0.3, training=False) is x and dropout(x, 0.0, training=True) is x
+    assert dropout(x, 1.0, training=True).abs().sum() == 0

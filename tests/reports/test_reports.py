@@ -97,3 +97,27 @@ def test_shipped_grids_plan(tmp_path, monkeypatch):
     assert not runs and len(missing) == 16
     runs, missing = plan_grid(ROOT / "configs/grids/ml-latest-small.toml")
     assert len(runs) == 9 and not missing  # bundled data is always present
+
+
+def test_cold_start_grid(tiny_dataset, tmp_path):
+    overrides = [
+        o
+        for o in tiny_overrides(tiny_dataset, tmp_path, **{"train.epochs": 2, "model.fusion": "id"})
+        if not o.startswith("out_dir")
+    ]
+    sets = "\n".join(f"  {json.dumps(o)}," for o in overrides)
+    grid = tmp_path / "cold.toml"
+    grid.write_text(
+        f'out_dir = "{tmp_path / "runs"}"\ncold_start_share = 0.2\nseeds = [1]\noverrides = [\n{sets}\n]\n'
+        '[[run]]\nlabel = "HSTU-ID"\nconfig = "hstu.toml"\n'
+    )
+    (tmp_path / "hstu.toml").write_text('[model]\nname = "hstu"\n')
+    first = reproduce(grid, progress=False)
+    (run,) = first.finished
+    payload = json.loads((run / "run" / "cold_start.json").read_text())
+    assert payload["seed"] == 1 and payload["cold_items"] == 8 and payload["label"] == "HSTU-ID"
+    assert len(reproduce(grid, progress=False).already_done) == 1
+    with pytest.raises(Exception, match="cold_start_share"):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(grid.read_text().replace("cold_start_share = 0.2", "cold_start_share = 2"))
+        plan_grid(bad)

@@ -59,7 +59,7 @@ class Architecture:
     input_dropout: float = 0.2
     d_text: int = 0
     time_scale: int = 1
-    id_dropout: float = 0.25
+    id_dropout: float = 0.1
     text_rank: int = 64
 
     def to_dict(self) -> dict[str, Any]:

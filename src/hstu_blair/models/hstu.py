@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hstu_blair.models.dropout import dropout
+
 TIME_BUCKET_DIVISOR = 0.301  # log-bucket width of the reference (about log(2) / 2.3)
 LN_EPS = 1e-6
 OUTPUT_EPS = 1e-6
@@ -135,7 +137,7 @@ class HSTUBlock(nn.Module):
         o = (attn @ v).transpose(1, 2).reshape(B, T, h * dv)  # (B, T, h*dv)
 
         y = u * F.layer_norm(o, (h * dv,), eps=LN_EPS)  # (B, T, h*dv) LN over all heads together
-        y = F.dropout(y, self.dropout, training=self.training)
+        y = dropout(y, self.dropout, training=self.training)
         return x + self.out(y)  # (B, T, D)
 
 
@@ -211,7 +213,7 @@ class HSTU(nn.Module):
         valid = valid.unsqueeze(-1).to(item_emb.dtype)  # (B, T, 1)
 
         x = item_emb * math.sqrt(D) + self.pos_emb.weight[:T]  # (B, T, D)
-        x = F.dropout(x, self.input_dropout, training=self.training) * valid  # (B, T, D)
+        x = dropout(x, self.input_dropout, training=self.training) * valid  # (B, T, D)
 
         positions = relative_positions(T, self.max_len, device)  # (T, T), shared by all blocks
         buckets = time_buckets(timestamps, self.num_time_buckets, self.time_scale)  # (B, T, T), all blocks

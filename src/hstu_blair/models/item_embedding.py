@@ -83,10 +83,13 @@ def pca_whitening(rows: torch.Tensor, rank: int = 0, eps: float = 1e-6) -> tuple
         rank: r; 0 keeps every direction with non-zero variance.
         eps: variance floor, relative to the largest variance.
     """
-    x = rows.to(torch.float64)
-    mean = x.mean(0)  # (d_text,)
-    centred = x - mean
-    cov = centred.T @ centred / max(1, x.shape[0] - 1)  # (d_text, d_text)
+    n, d = rows.shape
+    mean = rows.sum(0, dtype=torch.float64) / n  # (d_text,)
+    scatter = torch.zeros(d, d, dtype=torch.float64)  # (d_text, d_text)
+    for chunk in rows.split(8192):  # float64 a chunk at a time: no full-size float64 copy
+        centred = chunk.to(torch.float64) - mean
+        scatter += centred.T @ centred
+    cov = scatter / max(1, n - 1)
     variances, directions = torch.linalg.eigh(cov)  # ascending
     variances, directions = variances.flip(0), directions.flip(1)  # descending
     keep = int((variances > eps * variances[0].clamp(min=1e-30)).sum())
@@ -223,7 +226,7 @@ class ResidualFusion(nn.Module):
     uses_text = True
 
     def __init__(
-        self, num_items: int, d_model: int, text: torch.Tensor, id_dropout: float = 0.25, text_rank: int = 64
+        self, num_items: int, d_model: int, text: torch.Tensor, id_dropout: float = 0.1, text_rank: int = 64
     ) -> None:
         super().__init__()
         if not 0.0 <= id_dropout < 1.0:

@@ -7,11 +7,14 @@ For P training positions with L2-normalised query q, positive item vector p and 
 with tau = 0.05, and every negative whose id equals the position's positive id has its scaled
 logit replaced by -5e4 (negatives equal to other history items are kept, as in the reference).
 
-Two ways to draw negatives:
+Three ways to lay out negatives (``training.negatives``), all ending in
+:func:`sampled_softmax_from_logits`:
 
 - ``sampled_softmax_loss``: the reference, R negatives per position, (P, R) ids and (P, R, D)
   vectors (memory P*R*D).
-- ``shared_negatives_loss``: ours, R negatives shared by every position of the batch, (R,) ids and
+- per row (the default): R negatives per user row shared by its positions, logits from
+  :func:`row_logits` (one batched product, no (P, R, D) gather).
+- ``shared_negatives_loss``: R negatives shared by every position of the batch, (R,) ids and
   (R, D) vectors, one (P, D) x (D, R) matmul.
 """
 
@@ -22,6 +25,41 @@ import torch.nn.functional as F
 
 TEMPERATURE = 0.05
 COLLISION_LOGIT = -5e4  # the reference's value for a negative equal to the positive
+
+
+class _RowLogits(torch.autograd.Function):
+    """``states @ negatives^T`` per row, with a backward whose batched products read contiguous
+    operands (autograd's own backward of ``bmm(states, negatives.transpose(1, 2))`` multiplies a
+    transposed (B, D, R) view, several times slower on CPU, and hands a strided gradient to the
+    negatives' gather, which copies it)."""
+
+    @staticmethod
+    def forward(ctx, states: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(states, negatives)
+        return torch.bmm(states, negatives.transpose(1, 2))  # (B, T, R)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
+        states, negatives = ctx.saved_tensors
+        grad = grad.contiguous()  # (B, T, R)
+        grad_states = torch.bmm(grad, negatives) if ctx.needs_input_grad[0] else None  # (B, T, D)
+        grad_negatives = (
+            torch.bmm(grad.transpose(1, 2), states) if ctx.needs_input_grad[1] else None
+        )  # (B, R, D)
+        return grad_states, grad_negatives
+
+
+def row_logits(states: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    """Dot products of every position of a row with that row's negatives.
+
+    Args:
+        states: (B, T, D) positions' query vectors.
+        negatives: (B, R, D) each row's negative item vectors.
+
+    Returns:
+        (B, T, R) ``states[b, t] . negatives[b, r]``.
+    """
+    return _RowLogits.apply(states, negatives)
 
 
 def _softmax_loss(pos_logits: torch.Tensor, neg_logits: torch.Tensor) -> torch.Tensor:
@@ -73,6 +111,42 @@ def sampled_softmax_from_logits(
     pos_logits = (query * pos_vectors).sum(-1) / temperature  # (P,)
     neg_logits = (neg_dots / temperature).masked_fill(neg_ids == pos_ids[:, None], COLLISION_LOGIT)  # (P, R)
     return _softmax_loss(pos_logits, neg_logits)
+
+
+def row_sampled_softmax_loss(
+    states: torch.Tensor,
+    valid: torch.Tensor,
+    targets: torch.Tensor,
+    pos_vectors: torch.Tensor,
+    neg_ids: torch.Tensor,
+    neg_vectors: torch.Tensor,
+    temperature: float = TEMPERATURE,
+) -> torch.Tensor:
+    """Sampled softmax with R negatives per user row, shared by the row's positions.
+
+    Computed on the padded (B, T) layout and averaged over the real positions: no (P, R) gather of
+    logits and no scatter back in the backward pass. The query is divided by the temperature before
+    the products (the same logits up to float rounding, one (B, T, D) scaling instead of a (B, T, R) one).
+
+    Args:
+        states: (B, T, D) L2-normalised states.
+        valid: (B, T) bool, real positions.
+        targets: (B, T) long id each position must predict (anything at padded positions).
+        pos_vectors: (B, T, D) L2-normalised vectors of ``targets``.
+        neg_ids: (B, R) long negative ids of each row.
+        neg_vectors: (B, R, D) L2-normalised vectors of ``neg_ids``.
+        temperature: tau.
+
+    Returns:
+        scalar mean loss over the real positions.
+    """
+    q = states * (1.0 / temperature)  # (B, T, D)
+    pos = (q * pos_vectors).sum(-1)  # (B, T)
+    neg = row_logits(q, neg_vectors)  # (B, T, R)
+    neg = neg.masked_fill(neg_ids[:, None, :] == targets[:, :, None], COLLISION_LOGIT)  # (B, T, R)
+    per_position = torch.logsumexp(torch.cat([pos[..., None], neg], dim=-1), dim=-1) - pos  # (B, T)
+    weights = valid.to(per_position.dtype)  # (B, T)
+    return (per_position * weights).sum() / weights.sum()
 
 
 def shared_negatives_loss(

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hstu_blair.models.dropout import dropout
+
 LN_EPS = 1e-8
 OUTPUT_EPS = 1e-6
 
@@ -38,8 +40,8 @@ class SASRecBlock(nn.Module):
         q = F.layer_norm(x, (D,), eps=LN_EPS)  # (B, T, D) only the query is normalised
         a, _ = self.attn(q, x, x, attn_mask=causal, need_weights=False)  # (B, T, D)
         z = F.layer_norm(q + a, (D,), eps=LN_EPS)  # (B, T, D)
-        hidden = F.dropout(F.relu(self.ffn_in(z)), self.dropout, training=self.training)  # (B, T, H)
-        return z + F.dropout(self.ffn_out(hidden), self.dropout, training=self.training)  # (B, T, D)
+        hidden = dropout(F.relu(self.ffn_in(z)), self.dropout, training=self.training)  # (B, T, H)
+        return z + dropout(self.ffn_out(hidden), self.dropout, training=self.training)  # (B, T, D)
 
 
 class SASRec(nn.Module):
@@ -104,7 +106,7 @@ class SASRec(nn.Module):
         valid = valid.unsqueeze(-1).to(item_emb.dtype)  # (B, T, 1)
 
         x = item_emb * math.sqrt(D) + self.pos_emb.weight[:T]  # (B, T, D)
-        x = F.dropout(x, self.input_dropout, training=self.training) * valid  # (B, T, D)
+        x = dropout(x, self.input_dropout, training=self.training) * valid  # (B, T, D)
 
         causal = torch.ones(T, T, device=device, dtype=torch.bool).triu_(1)  # (T, T) True = future
         for block in self.blocks:

@@ -15,6 +15,10 @@ A grid file (TOML)::
 Each run goes to ``{out_dir}/{dataset}/{label}/seed-{seed}``. A run with ``final_metrics.json`` is
 skipped; one with a checkpoint but no final metrics (a killed grid) is resumed; entries whose
 dataset is not present are reported and skipped.
+
+``cold_start_share = 0.1`` at the top makes every run a cold-start run (``hstu-blair cold-start``:
+that share of the items held out, drawn with the run's seed); its training run goes to
+``.../seed-{seed}/run`` and it is finished when that holds ``cold_start.json``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from tqdm.auto import tqdm
 from hstu_blair._compat import tomllib
 from hstu_blair.config import RunConfig, load_config
 from hstu_blair.errors import ConfigError
+from hstu_blair.recipes.cold_start import cold_start
 from hstu_blair.recipes.train import train
 from hstu_blair.training.run_dir import resume_path
 
@@ -40,6 +45,13 @@ class GridRun:
     seed: int
     config: RunConfig
     run_dir: Path
+    cold_start_share: float | None = None
+
+    @property
+    def done_marker(self) -> Path:
+        if self.cold_start_share is None:
+            return self.run_dir / "final_metrics.json"
+        return self.run_dir / "run" / "cold_start.json"
 
 
 @dataclass
@@ -74,12 +86,15 @@ def plan_grid(grid_path: Path, overrides: list[str] | None = None) -> tuple[list
         grid = tomllib.loads(grid_path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"grid file not found: {grid_path}") from None
-    unknown = set(grid) - {"title", "out_dir", "seeds", "overrides", "run"}
+    unknown = set(grid) - {"title", "out_dir", "seeds", "overrides", "run", "cold_start_share"}
     if unknown:
         raise ConfigError(f"{grid_path}: unknown key(s) {', '.join(sorted(unknown))}")
     if not grid.get("run"):
         raise ConfigError(f"{grid_path}: no [[run]] entries")
     out_dir = Path(grid.get("out_dir", f"runs/grids/{grid_path.stem}"))
+    share = grid.get("cold_start_share")
+    if share is not None and not (isinstance(share, float) and 0 < share < 1):
+        raise ConfigError(f"{grid_path}: cold_start_share must be a number in (0, 1), got {share!r}")
     runs, missing = [], []
     for entry in grid["run"]:
         if set(entry) - {"label", "config", "overrides"} or "label" not in entry or "config" not in entry:
@@ -102,7 +117,7 @@ def plan_grid(grid_path: Path, overrides: list[str] | None = None) -> tuple[list
                 )
                 break
             run_dir = out_dir / Path(config.data.path).name / entry["label"] / f"seed-{seed}"
-            runs.append(GridRun(entry["label"], seed, config, run_dir))
+            runs.append(GridRun(entry["label"], seed, config, run_dir, share))
     return runs, missing
 
 
@@ -116,7 +131,7 @@ def reproduce(
         log.warning("skipped, data not present: %s", line)
     todo = []
     for run in runs:
-        if (run.run_dir / "final_metrics.json").exists():
+        if run.done_marker.exists():
             result.already_done.append(run.run_dir)
         else:
             todo.append(run)
@@ -134,7 +149,10 @@ def reproduce(
     bar = tqdm(todo, desc="grid", unit="run", disable=not progress, dynamic_ncols=True)
     for run in bar:
         bar.set_postfix_str(f"{Path(run.config.data.path).name} / {run.label} / seed {run.seed}")
-        resume = resume_path(run.run_dir).exists()
-        train(run.config, run_dir=run.run_dir, resume=resume, progress=False)
+        if run.cold_start_share is not None:
+            cold_start(run.config, run.cold_start_share, run.seed, work_dir=run.run_dir, progress=False)
+        else:
+            resume = resume_path(run.run_dir).exists()
+            train(run.config, run_dir=run.run_dir, resume=resume, progress=False)
         result.finished.append(run.run_dir)
     return result

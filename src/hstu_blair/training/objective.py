@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hstu_blair.models.losses import sampled_softmax_from_logits, sampled_softmax_loss, shared_negatives_loss
+from hstu_blair.models.losses import row_sampled_softmax_loss, sampled_softmax_loss, shared_negatives_loss
 from hstu_blair.models.sequential import SequentialModel
 from hstu_blair.training.negatives import Negatives
 
@@ -35,19 +35,19 @@ class NextItemLoss(nn.Module):
     ) -> torch.Tensor:
         T = ids.shape[1]
         valid = torch.arange(T, device=ids.device)[None, :] < lengths[:, None]  # (B, T)
-        pos_ids = targets[valid]  # (P,)
         neg_ids = negatives.ids
+        if negatives.mode == "per-row":  # shared by the positions of a row: no (P, R, D) gather
+            states, pos_vectors, neg_vectors = self.model.forward_with_items(
+                ids, timestamps, lengths, targets, neg_ids
+            )  # (B, T, D), (B, T, D), (B, R, D)
+            return row_sampled_softmax_loss(
+                states, valid, targets, pos_vectors, neg_ids, neg_vectors, self.temperature
+            )
+        pos_ids = targets[valid]  # (P,)
         states, pos_vectors, neg_vectors = self.model.forward_with_items(
             ids, timestamps, lengths, pos_ids, neg_ids
-        )  # (B, T, D), (P, D), and (R, D), (B, R, D) or (P, R, D)
+        )  # (B, T, D), (P, D), and (R, D) or (P, R, D)
         query = states[valid]  # (P, D)
-        if negatives.mode == "per-row":  # shared by the positions of a row: no (P, R, D) gather
-            # (B, R, D) x (B, D, T): the negatives' gradient comes out contiguous (B, R, D)
-            logits = torch.bmm(neg_vectors, states.transpose(1, 2)).transpose(1, 2)[valid]  # (P, R)
-            neg_of_pos = neg_ids[valid.nonzero()[:, 0]]  # (P, R) ids, for collision masking only
-            return sampled_softmax_from_logits(
-                query, pos_vectors, pos_ids, logits, neg_of_pos, self.temperature
-            )
         if negatives.mode == "shared":
             return shared_negatives_loss(query, pos_ids, pos_vectors, neg_ids, neg_vectors, self.temperature)
         return sampled_softmax_loss(query, pos_ids, pos_vectors, neg_ids, neg_vectors, self.temperature)
