@@ -74,6 +74,6 @@ def test_every_shipped_config_loads_and_builds(path):
     import torch
 
     config = load_config(path)
-    text = torch.zeros(51, 8) if config.model.fusion != "id" else None
+    text = torch.randn(51, 8) if config.model.fusion != "id" else None
     model = build_model(architecture(config, 50, 0 if text is None else 8), text)
     assert sum(p.numel() for p in model.parameters()) > 0

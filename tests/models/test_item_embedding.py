@@ -161,6 +161,8 @@ def test_pca_whitening_gives_unit_covariance_and_fixed_signs():
     assert whitening.shape == (12, 4)
     assert (whitening.gather(0, whitening.abs().argmax(0, keepdim=True)) > 0).all()
     assert pca_whitening(rows)[1].shape == (12, 12)  # rank 0: every direction
+    with pytest.raises(ValueError, match="do not vary"):
+        pca_whitening(torch.ones(5, 3))
 
 
 def test_residual_fusion_starts_as_text_and_drops_ids_only_in_training():

@@ -92,7 +92,9 @@ def pca_whitening(rows: torch.Tensor, rank: int = 0, eps: float = 1e-6) -> tuple
     cov = scatter / max(1, n - 1)
     variances, directions = torch.linalg.eigh(cov)  # ascending
     variances, directions = variances.flip(0), directions.flip(1)  # descending
-    keep = int((variances > eps * variances[0].clamp(min=1e-30)).sum())
+    keep = int((variances > eps * variances[0].clamp(min=1e-30)).sum()) if variances[0] > 0 else 0
+    if keep == 0:
+        raise ValueError("the text vectors do not vary: every item has the same text vector")
     r = keep if rank <= 0 else min(rank, keep)
     directions = directions[:, :r]
     signs = torch.sign(directions.gather(0, directions.abs().argmax(0, keepdim=True)))  # (1, r)
@@ -247,11 +249,21 @@ class ResidualFusion(nn.Module):
         return (text - self.text_mean) @ self.whitening
 
     def forward(self, ids: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
-        e_id = self.ids(ids)  # (U, D)
+        return self._fuse(self.ids(ids), features, ids != 0)  # (U, D)
+
+    def all_rows(self, features: torch.Tensor) -> torch.Tensor:
+        """Every item's vector, (n+1, D): the ID table itself instead of a lookup of every row."""
+        real = torch.ones(features.shape[0], dtype=torch.bool, device=features.device)
+        real[0] = False
+        return self._fuse(self.ids.weight, features, real)  # (n+1, D)
+
+    def _fuse(self, e_id: torch.Tensor, features: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """``W_t f + b_t + m * ID`` for rows that are real items, 0 for padding; ``m`` drops IDs in training."""
+        keep = real
         if self.training and self.id_dropout > 0:
-            keep = torch.rand(ids.shape, device=ids.device) >= self.id_dropout  # (U,)
-            e_id = e_id * keep.unsqueeze(-1)
-        return (self.text_proj(features) + e_id) * (ids != 0).unsqueeze(-1)  # (U, D) padding -> 0
+            keep = keep & (torch.rand(real.shape, device=real.device) >= self.id_dropout)  # (U,)
+        e_id = e_id * keep.unsqueeze(-1)  # (U, D)
+        return (self.text_proj(features) + e_id) * real.unsqueeze(-1)  # (U, D) padding -> 0
 
 
 FUSIONS: dict[str, type[nn.Module]] = {
@@ -394,6 +406,8 @@ class ItemEmbedding(nn.Module):
 
     def all_items(self) -> torch.Tensor:
         """Raw vectors of every id 0..n, shape (n+1, D); row 0 is the padding vector."""
+        if hasattr(self.fusion, "all_rows"):
+            return self.fusion.all_rows(self.features)  # (n+1, D)
         device = next(self.fusion.parameters()).device
         ids = torch.arange(self._num_items + 1, device=device)  # (n+1,)
         return self.fusion(ids, self.features)  # (n+1, D)

@@ -27,7 +27,8 @@ def evaluate(
         run_dir: a run directory written by ``train``.
         split: ``valid`` or ``test``.
         checkpoint: ``best`` (best validation) or ``last``.
-        overrides: ``eval.key=value`` settings to change (type-checked like any config value).
+        overrides: ``eval.key=value`` settings to change (type-checked like any config value), and
+            ``data.temporal_targets`` (which targets a temporal split scores: ``next`` or ``all``).
         device: where to run the model.
 
     Raises:
@@ -38,8 +39,10 @@ def evaluate(
     run_dir = Path(run_dir)
     for text in overrides or []:
         keys, _ = parse_override(text)
-        if len(keys) != 2 or keys[0] != "eval":
-            raise ConfigError(f"override {text!r}: only eval.* keys can be changed when re-evaluating")
+        if len(keys) != 2 or not (keys[0] == "eval" or keys == ["data", "temporal_targets"]):
+            raise ConfigError(
+                f"override {text!r}: only eval.* keys and data.temporal_targets can be changed when re-evaluating"
+            )
     if not (run_dir / "config.toml").exists():
         raise ConfigError(f"{run_dir} is not a run directory (no config.toml)")
     config = load_config(run_dir / "config.toml", overrides)

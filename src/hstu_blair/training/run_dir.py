@@ -49,7 +49,8 @@ def resume_path(run_dir: Path) -> Path:
 
 def matrix_sha256(matrix: torch.Tensor) -> str:
     """sha256 of a float32 matrix's values (what a model's text store must still hold)."""
-    return hashlib.sha256(matrix.detach().to(torch.float32).contiguous().numpy().tobytes()).hexdigest()
+    array = matrix.detach().to(torch.float32).contiguous().numpy()
+    return hashlib.sha256(memoryview(array).cast("B")).hexdigest()  # no copy of the matrix
 
 
 @dataclass(frozen=True)
