@@ -8,6 +8,7 @@ import pytest
 from hstu_blair.config import load_config
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.data.holdout import cold_targets, pick_cold_items, write_warm_dataset
+from hstu_blair.errors import ConfigError
 from hstu_blair.recipes.cold_start import cold_start
 from hstu_blair.text.store import StoreManifest, save_embeddings
 from tests.conftest import tiny_overrides
@@ -16,6 +17,8 @@ from tests.conftest import tiny_overrides
 def test_warm_dataset_and_targets(tiny_dataset, tmp_path):
     data = SequenceData.load(tiny_dataset)
     cold = pick_cold_items(data.num_items, 0.2, seed=0)
+    with pytest.raises(ConfigError, match="share must be in"):
+        pick_cold_items(data.num_items, 2.0, seed=0)
     assert cold.size == 8 and cold.min() >= 1 and cold.max() <= data.num_items
     warm = write_warm_dataset(data, cold, tmp_path / "warm")
     assert warm.num_items == data.num_items  # same ids, same catalogue

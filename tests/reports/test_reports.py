@@ -121,3 +121,16 @@ def test_cold_start_grid(tiny_dataset, tmp_path):
         bad = tmp_path / "bad.toml"
         bad.write_text(grid.read_text().replace("cold_start_share = 0.2", "cold_start_share = 2"))
         plan_grid(bad)
+
+
+def test_extra_baselines_are_compared():
+    from hstu_blair.reports.runs import RunRecord
+
+    def runs(label, values):
+        return [RunRecord(Path("x"), "d", label, s, {"hr@10": v}) for s, v in enumerate(values)]
+
+    models = {"A": runs("A", [0.10, 0.12, 0.11]), "B": runs("B", [0.12, 0.15, 0.13])}
+    table = build_table(models, ("hr@10",), extra_baselines=("A", "missing"))
+    cell = table["B"]["hr@10"]
+    assert cell.gains["A"] == pytest.approx(relative_gain(0.4 / 3, 0.33 / 3))
+    assert 0 < cell.p_values["A"] < 0.05 and "A" not in table["A"]["hr@10"].gains

@@ -25,11 +25,21 @@ def add_report(sub: argparse._SubParsersAction) -> None:
         "--tolerance", type=float, default=0.10, help="relative difference flagged against the paper"
     )
     p.add_argument("--title", default="Results")
+    p.add_argument(
+        "--baseline",
+        dest="baselines",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="also compare every model with this one (gain, paired t-test across seeds); repeatable",
+    )
     p.set_defaults(handler=_report)
 
 
 def _report(args: argparse.Namespace) -> int:
-    hb.report(args.runs, args.out, args.expected, args.tolerance, title=args.title)
+    hb.report(
+        args.runs, args.out, args.expected, args.tolerance, title=args.title, baselines=tuple(args.baselines)
+    )
     print((args.out / "report.md").read_text())
     print(f"wrote {args.out}/report.md, report.json and plots")
     return 0

@@ -17,8 +17,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         help="train and evaluate a model from a config file",
         description=(
             "Train HSTU / SASRec (ID-only or text-fused) as CONFIG says, validate every epoch with early "
-            "stopping, keep the best checkpoint and report test metrics. Configs for every row of both "
-            "papers are under configs/. Override any key with --set section.key=value."
+            "stopping, keep the best weights and report test metrics (full ranking, the user's known history "
+            "excluded as the serving API does). Protocols (data.protocol): loo (default), reference, temporal "
+            "(data.cutoff = a date, unix seconds or a quantile such as 0.9). Writes a run directory: config, "
+            "run.json, model.json + safetensors weights, history, final metrics, TensorBoard logs. Configs for "
+            "every row of both papers are under configs/. Override any key with --set section.key=value."
         ),
     )
     p.add_argument("config", type=Path, nargs="?", help="TOML config file (default: built-in defaults)")
@@ -26,7 +29,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--reference",
         action="store_true",
-        help="the reference protocol: no validation, per-position negatives, ranks capped at 2500",
+        help="the reference protocol as a whole: no validation, per-position negatives, random batches, "
+        "truncated-history masking, ranks capped at 2500 (misses at 2501 in MRR), source time unit; a "
+        "dataset prepared on demand gets the reference preprocessing (docs/reference.md)",
     )
     p.add_argument("--run-dir", type=Path, help="output directory (default: {out_dir}/{name}-{timestamp})")
     p.add_argument(
@@ -59,7 +64,11 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--split", choices=["valid", "test"], default="test")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
-    add_set_option(p, "override eval.* settings, e.g. --set eval.reference_ranks=true")
+    add_set_option(
+        p,
+        'override eval.* settings (or data.temporal_targets), e.g. --set eval.exclude="window" for the '
+        "reference's truncated-history masking",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_evaluate)

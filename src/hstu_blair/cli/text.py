@@ -42,6 +42,15 @@ def add_embed_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dimensions", type=int, help="output size of openai: encoders (the paper: 768)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: a GPU when present)")
     p.add_argument(
+        "--precision",
+        "--dtype",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default="auto",
+        help="local encoders' arithmetic: auto (fp16 autocast on a GPU, fp32 on a CPU), fp32, bf16 (GPUs and "
+        "CPUs with AVX512-BF16/AMX; emulated and slower elsewhere), fp16 (GPUs); vectors are stored as float32 "
+        "either way (bench/bench_embed_precision.py measures speed and cosine to fp32)",
+    )
+    p.add_argument(
         "--empty-text",
         choices=["fallback", "error"],
         default="fallback",
@@ -60,8 +69,13 @@ def _embed(args: argparse.Namespace) -> int:
     if args.dataset is None:
         raise HstuBlairError("embed needs a DATASET directory (or --list)")
     data = load_dataset(args.dataset)
+    local = not args.encoder.startswith("openai:")
     encoder = hb.build_text_encoder(
-        args.encoder, max_tokens=args.max_tokens, dimensions=args.dimensions, device=args.device
+        args.encoder,
+        max_tokens=args.max_tokens,
+        dimensions=args.dimensions,
+        device=args.device,
+        **({"precision": args.precision} if local else {}),
     )
     path = hb.embed(
         data,

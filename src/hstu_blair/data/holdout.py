@@ -20,17 +20,17 @@ from hstu_blair.data import schema
 from hstu_blair.data.dataset import ITEMS, MANIFEST, SEQUENCES, SequenceData
 from hstu_blair.data.manifest import write_json_atomic
 from hstu_blair.data.splits import EvalTargets
-from hstu_blair.errors import EmptyDatasetError
+from hstu_blair.errors import ConfigError, EmptyDatasetError
 
 
 def pick_cold_items(num_items: int, share: float, seed: int) -> np.ndarray:
     """``round(share * n)`` item indices drawn without replacement (sorted).
 
     Raises:
-        ValueError: ``share`` is not in (0, 1).
+        ConfigError: ``share`` is not in (0, 1).
     """
     if not 0 < share < 1:
-        raise ValueError(f"share must be in (0, 1), got {share}")
+        raise ConfigError(f"the cold-start share must be in (0, 1), got {share}")
     n = max(1, round(share * num_items))
     return np.sort(np.random.default_rng(seed).choice(np.arange(1, num_items + 1), size=n, replace=False))
 

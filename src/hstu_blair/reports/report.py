@@ -10,7 +10,7 @@ from hstu_blair.data.manifest import write_json_atomic
 from hstu_blair.errors import RunsNotFoundError
 from hstu_blair.reports.plots import plot_metrics, plot_validation_curves
 from hstu_blair.reports.runs import collect, collect_cold_start
-from hstu_blair.reports.stats import mean_std
+from hstu_blair.reports.stats import mean_std, paired_test
 from hstu_blair.reports.tables import (
     PAPER_COLUMNS,
     build_table,
@@ -28,6 +28,7 @@ def write_report(
     columns: tuple[str, ...] = PAPER_COLUMNS,
     curve_metric: str = "ndcg@10",
     title: str = "Results",
+    baselines: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Write ``report.md``, ``report.json`` and plots for every dataset found under ``runs``.
 
@@ -39,6 +40,9 @@ def write_report(
         tolerance: relative difference from a published value beyond which a cell is flagged.
         columns: metric columns.
         curve_metric: metric of the validation-curve plots.
+        title: the report's heading.
+        baselines: model labels to compare every other model with (gain, paired t-test across
+            seeds), besides HSTU and SASRec; in cold-start tables, the only comparisons.
 
     Returns:
         The JSON payload also written to ``report.json``.
@@ -65,7 +69,7 @@ def write_report(
     md.append("")
     payload: dict[str, Any] = {"columns": list(columns), "datasets": {}}
     for dataset, models in sorted(grouped.items()):
-        table = build_table(models, columns, paper.get(dataset.split(" (")[0]), tolerance)
+        table = build_table(models, columns, paper.get(dataset.split(" (")[0]), tolerance, baselines)
         slug = dataset.replace(" (", "-").replace(")", "")
         md.append(table_markdown(dataset, table, columns))
         protocols = sorted({r.protocol for rs in models.values() for r in rs})
@@ -85,7 +89,7 @@ def write_report(
             "runs": {m: [str(r.path) for r in rs] for m, rs in models.items()},
         }
     if cold:
-        md.append(cold_start_markdown(cold))
+        md.append(cold_start_markdown(cold, baselines=baselines))
         payload["cold_start"] = cold
     (out / "report.md").write_text("\n".join(md) + "\n")
     write_json_atomic(out / "report.json", payload)
@@ -96,9 +100,13 @@ COLD_COLUMNS = ("hr@10", "hr@50", "hr@200", "ndcg@10", "ndcg@200", "mrr")
 
 
 def cold_start_markdown(
-    cold: dict[str, dict[str, list[dict[str, Any]]]], columns: tuple[str, ...] = COLD_COLUMNS
+    cold: dict[str, dict[str, list[dict[str, Any]]]],
+    columns: tuple[str, ...] = COLD_COLUMNS,
+    baselines: tuple[str, ...] = (),
 ) -> str:
-    """Cold-start tables: metrics on held-out items (and on the warm test split), mean ± std over seeds."""
+    """Cold-start tables: metrics on held-out items (and on the warm test split), mean ± std over
+    seeds; against each of ``baselines`` present, the paired t-test across seeds (same seed = same
+    held-out items) beneath."""
     md = [
         "## Cold-start items",
         "",
@@ -120,7 +128,16 @@ def cold_start_markdown(
                 cells = []
                 for c in columns:
                     m, sd = mean_std([r[split][c] for r in runs])
-                    cells.append(f"{m:.4f} ± {sd:.4f}")
+                    notes = []
+                    for base in baselines:
+                        if base == label or base not in labels:
+                            continue
+                        by_seed = {r["seed"]: r[split][c] for r in labels[base]}
+                        pairs = [(r[split][c], by_seed[r["seed"]]) for r in runs if r["seed"] in by_seed]
+                        if len(pairs) >= 2:
+                            p = paired_test([a for a, _ in pairs], [b for _, b in pairs])
+                            notes.append(f"p={p:.3f} vs {base}")
+                    cells.append(f"{m:.4f} ± {sd:.4f}" + ("<br>" + "<br>".join(notes) if notes else ""))
                 md.append(
                     f"| {label} (n={len(runs)}) | {'cold items' if split == 'cold' else 'warm test'} | "
                     + " | ".join(cells)

@@ -58,6 +58,7 @@ def build_table(
     columns: tuple[str, ...] = PAPER_COLUMNS,
     expected: dict[str, dict[str, float]] | None = None,
     tolerance: float = 0.10,
+    extra_baselines: tuple[str, ...] = (),
 ) -> dict[str, dict[str, Cell]]:
     """Cells ``{model: {metric: Cell}}`` of one dataset.
 
@@ -66,9 +67,12 @@ def build_table(
         columns: metrics to show.
         expected: published means per model (matched by label, case-insensitive) to place beside ours.
         tolerance: relative difference beyond which a cell is flagged against the published value.
+        extra_baselines: more model labels every other model is compared with (gain and paired
+            t-test across seeds), besides HSTU and SASRec; labels absent here are ignored.
     """
     labels = list(models)
     baselines = [b for b in (_baseline(labels, "HSTU"), _baseline(labels, "SASRec")) if b]
+    baselines += [b for b in extra_baselines if b in models and b not in baselines]
     expected_lc = {k.lower(): v for k, v in (expected or {}).items()}
     table: dict[str, dict[str, Cell]] = {}
     for label, runs in models.items():
