@@ -13,7 +13,7 @@ The public API, one name per stage (the same words as the CLI)::
     rec.recommend(["1", "50", "260"], k=10)
 
 Also: ``PrepareOptions``, ``load_dataset``, ``build_text_encoder``, ``TEXT_ENCODERS``, ``pretrain_text``, ``RunConfig``,
-``cold_start``, ``reproduce``, ``report``, ``serve``, ``convert_run``. Each is imported on first
+``cold_start``, ``reproduce``, ``report``, ``compare_runs``, ``serve``, ``convert_run``. Each is imported on first
 use (``help(hb.train)`` shows its documentation), so ``import hstu_blair`` stays light and the
 data commands never load torch.
 """
@@ -44,6 +44,8 @@ _API: dict[str, tuple[str, str]] = {
     "Recommender": ("hstu_blair.serving.recommender", "Recommender"),
     "serve": ("hstu_blair.serving.app", "serve"),
     "report": ("hstu_blair.reports.report", "write_report"),
+    "compare_runs": ("hstu_blair.recipes.compare", "compare_runs"),
+    "comparison_markdown": ("hstu_blair.recipes.compare", "comparison_markdown"),
 }
 """Public name -> (module, attribute), imported on first access."""
 
@@ -67,6 +69,8 @@ __all__ = [
     "Recommender",
     "serve",
     "report",
+    "compare_runs",
+    "comparison_markdown",
 ]
 assert set(__all__) == {"__version__", *_API}
 
@@ -90,6 +94,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from hstu_blair.data.options import PrepareOptions
     from hstu_blair.data.prepare import prepare
     from hstu_blair.recipes.cold_start import cold_start
+    from hstu_blair.recipes.compare import compare_runs, comparison_markdown
     from hstu_blair.recipes.convert import convert_run
     from hstu_blair.recipes.evaluate import evaluate
     from hstu_blair.recipes.reproduce import reproduce

@@ -32,6 +32,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], object]] = [
     serve.add_serve_parser,
     runs.add_reproduce,
     reports.add_report,
+    reports.add_compare,
 ]
 """Every subcommand's parser builder, in the order ``--help`` lists them."""
 

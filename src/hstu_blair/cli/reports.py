@@ -43,3 +43,28 @@ def _report(args: argparse.Namespace) -> int:
     print((args.out / "report.md").read_text())
     print(f"wrote {args.out}/report.md, report.json and plots")
     return 0
+
+
+def add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="compare two sets of runs seed by seed (paired t-test)",
+        description=(
+            "Test metrics of the runs under A and under B, paired by seed: mean ± std of each, the "
+            "difference and the two-sided paired t-test across seeds, as a Markdown table. --eval-a / "
+            "--eval-b re-evaluate one side with eval.* overrides first (e.g. --eval-b 'eval.exclude=\"window\"')."
+        ),
+    )
+    p.add_argument("a", type=Path, help="folder of run directories (the baseline)")
+    p.add_argument("b", type=Path, help="folder of run directories")
+    p.add_argument("--eval-a", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--eval-b", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--label-a", default="A")
+    p.add_argument("--label-b", default="B")
+    p.set_defaults(handler=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    rows = hb.compare_runs(args.a, args.b, args.eval_a, args.eval_b)
+    print(hb.comparison_markdown(rows, args.label_a, args.label_b))
+    return 0
