@@ -112,3 +112,19 @@ def test_row_logits_gradients():
 
     torch.testing.assert_close(row_logits(states, negatives), torch.einsum("btd,brd->btr", states, negatives))
     assert torch.autograd.gradcheck(row_logits, (states, negatives))
+
+
+def test_row_logits_under_bf16_autocast():
+    """Forward and backward of the custom product under autocast (train.bf16)."""
+    from hstu_blair.models.losses import row_logits
+
+    g = torch.Generator().manual_seed(0)
+    states = torch.randn(2, 3, 8, generator=g, requires_grad=True)
+    negatives = torch.randn(2, 5, 8, generator=g, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = row_logits(states, negatives)
+    out.float().sum().backward()
+    assert states.grad.dtype == torch.float32 and negatives.grad.dtype == torch.float32
+    torch.testing.assert_close(
+        states.grad, negatives.sum(1, keepdim=True).expand(-1, 3, -1), atol=0.05, rtol=0.02
+    )

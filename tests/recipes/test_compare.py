@@ -17,7 +17,9 @@ def two_sets(tiny_dataset, tmp_path_factory):
     root = tmp_path_factory.mktemp("compare")
     for model in ("hstu", "sasrec"):
         for seed in (1, 2):
-            sets = tiny_overrides(tiny_dataset, root, **{"model.name": model, "train.seed": seed, "train.epochs": 2})
+            sets = tiny_overrides(
+                tiny_dataset, root, **{"model.name": model, "train.seed": seed, "train.epochs": 2}
+            )
             train(load_config(None, sets), run_dir=root / model / f"seed-{seed}", progress=False)
     return root
 

@@ -41,11 +41,13 @@ class _RowLogits(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
         states, negatives = ctx.saved_tensors
-        grad = grad.contiguous()  # (B, T, R)
-        grad_states = torch.bmm(grad, negatives) if ctx.needs_input_grad[0] else None  # (B, T, D)
-        grad_negatives = (
-            torch.bmm(grad.transpose(1, 2), states) if ctx.needs_input_grad[1] else None
-        )  # (B, R, D)
+        grad = grad.contiguous()  # (B, T, R); bf16 when the forward ran under autocast
+        grad_states = grad_negatives = None
+        if ctx.needs_input_grad[0]:
+            grad_states = torch.bmm(grad, negatives.to(grad.dtype)).to(states.dtype)  # (B, T, D)
+        if ctx.needs_input_grad[1]:
+            grad_negatives = torch.bmm(grad.transpose(1, 2), states.to(grad.dtype))  # (B, R, D)
+            grad_negatives = grad_negatives.to(negatives.dtype)
         return grad_states, grad_negatives
 
 
