@@ -210,7 +210,7 @@ def main() -> int:
         if cuda and args.ml_100k.exists() and not args.quick:
             data = hb.prepare("movielens", [args.ml_100k], work / "ml-100k").path
             hb.embed(hb.load_dataset(data), "minilm", progress=False)
-            config, epochs = ROOT / "configs/ml-100k/hstu-text.toml", args.epochs
+            config, epochs = ROOT / "configs/ml-100k/hstu-text-residual.toml", args.epochs
         else:  # tiny data, hashed text of the item numbers
             import numpy as np
 

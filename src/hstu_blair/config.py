@@ -71,7 +71,7 @@ class ModelConfig:
     """Architecture. ``name``: ``hstu`` or ``sasrec``; ``fusion``: ``id``, ``sum`` (the paper:
     ID + Linear(text)), ``text`` (text only), ``gated``, ``residual`` (ours: whitened text plus a
     zero-initialised ID residual dropped for ``id_dropout`` of the items at each step, text reduced
-    to ``text_rank`` dimensions; ranks warm items with their ID and cold or added items by text).
+    to ``text_rank`` dimensions, each whitened unless ``text_whiten`` is false; ranks warm items with their ID and cold or added items by text).
     ``attn_len`` is N of SPEC §2 (positions table size and HSTU's attention divisor; the reference
     uses max_len + 11)."""
 
@@ -88,6 +88,7 @@ class ModelConfig:
     attn_len: int | None = None
     id_dropout: float = 0.1
     text_rank: int = 64
+    text_whiten: bool = True
 
     def resolved_attn_len(self, max_len: int) -> int:
         return self.attn_len if self.attn_len is not None else max_len + 11

@@ -165,6 +165,21 @@ def test_pca_whitening_gives_unit_covariance_and_fixed_signs():
         pca_whitening(torch.ones(5, 3))
 
 
+def test_pca_without_whitening_keeps_the_relative_variances():
+    gen = torch.Generator().manual_seed(0)
+    rows = torch.randn(500, 12, generator=gen) @ torch.randn(12, 12, generator=gen) + 5.0
+    mean, reduce = pca_whitening(rows, rank=4, whiten=False)
+    z = (rows - mean) @ reduce  # (500, 4)
+    cov = torch.cov(z.T)
+    torch.testing.assert_close(cov - torch.diag(cov.diag()), torch.zeros(4, 4), atol=1e-4, rtol=0)
+    variances = cov.diag()
+    assert variances.mean().item() == pytest.approx(1.0, abs=1e-4)  # unit variance on average
+    assert (variances[:-1] > variances[1:]).all()  # principal directions, largest first, unscaled
+    _, whitened = pca_whitening(rows, rank=4)
+    ratio = whitened / reduce  # the same directions: whitening only rescales each one
+    torch.testing.assert_close(ratio, ratio[:1].expand_as(ratio), rtol=1e-3, atol=0)
+
+
 def test_residual_fusion_starts_as_text_and_drops_ids_only_in_training():
     torch.manual_seed(0)
     emb = ItemEmbedding(N_ITEMS, D, "residual", make_text(), id_dropout=0.5, text_rank=4)

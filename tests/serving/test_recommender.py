@@ -154,11 +154,14 @@ def test_id_only_runs_cannot_add_items(rec):
     assert rec.num_items == 40
 
 
-def test_add_item_is_recommendable_at_once(text_run, hash_encoder):
+def test_add_item_is_recommendable_at_once(text_run, hash_encoder, caplog):
     rec = Recommender.load(text_run, encoder=hash_encoder, persist=False)
     fusion = rec.fusion
     before = rec.recommend(["i4", "i5", "i6"], k=40)
-    item = rec.add_item("new7", "item number 7 in group 2", title="Seven, again")
+    with caplog.at_level("WARNING", logger="hstu_blair.serving.recommender"):
+        item = rec.add_item("new7", "item number 7 in group 2", title="Seven, again")
+    # a fusion not trained to rank ID-less items says so (once); text-only is trained for it
+    assert ("not trained to rank items without an ID vector" in caplog.text) == (fusion == "sum")
     assert item == {"item_id": "new7", "title": "Seven, again", "text": "item number 7 in group 2"}
     assert rec.num_items == 41
     after = rec.recommend(["i4", "i5", "i6"], k=41)
@@ -183,6 +186,10 @@ def test_add_item_is_recommendable_at_once(text_run, hash_encoder):
     with pytest.raises(ServingError, match="non-empty text"):
         rec.add_item("new8", "  ")
     assert rec.search_items("seven") == [{"item_id": "new7", "title": "Seven, again"}]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hstu_blair.serving.recommender"):
+        rec.add_item("new9", "item number 9 in group 2")
+    assert "not trained" not in caplog.text  # warned once per recommender
 
 
 def test_search_items(rec):

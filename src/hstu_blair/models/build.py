@@ -40,8 +40,9 @@ class Architecture:
         d_text: width of the text vectors (0 for ``fusion="id"``).
         time_scale: units per second of the time differences HSTU buckets (1; 1000 reproduces
             the reference on Amazon 2023, whose timestamps it keeps in milliseconds).
-        id_dropout, text_rank: the ``residual`` fusion's ID dropout and text dimensions
-            (``item_embedding.ResidualFusion``); other fusions ignore them.
+        id_dropout, text_rank, text_whiten: the ``residual`` fusion's ID dropout, text dimensions
+            and whether each text direction is whitened (``item_embedding.ResidualFusion``); other
+            fusions ignore them.
     """
 
     name: str
@@ -61,6 +62,7 @@ class Architecture:
     time_scale: int = 1
     id_dropout: float = 0.1
     text_rank: int = 64
+    text_whiten: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,7 +102,9 @@ def build_model(arch: Architecture, text: torch.Tensor | None = None) -> Sequent
             f"model.attn_len={arch.attn_len} must be at least data.max_len + 1 = {arch.max_len + 1}"
         )
     options = (
-        {"id_dropout": arch.id_dropout, "text_rank": arch.text_rank} if arch.fusion == "residual" else {}
+        dict(id_dropout=arch.id_dropout, text_rank=arch.text_rank, text_whiten=arch.text_whiten)
+        if arch.fusion == "residual"
+        else {}
     )
     items = ItemEmbedding(
         arch.num_items, arch.d_model, arch.fusion, text if arch.fusion != "id" else None, **options

@@ -69,9 +69,13 @@ def text_statistics(text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return rows.mean(0), rows.std(0, unbiased=False).clamp(min=1e-6)  # (d_text,), (d_text,)
 
 
-def pca_whitening(rows: torch.Tensor, rank: int = 0, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+def pca_whitening(
+    rows: torch.Tensor, rank: int = 0, eps: float = 1e-6, whiten: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and (d_text, r) whitening matrix of ``rows``: the top ``r`` principal directions, each
     scaled by 1/sqrt(its variance), so ``(x - mean) @ W`` has zero mean and unit covariance.
+    With ``whiten=False`` the directions share one scale (1/sqrt of their mean variance): the
+    features keep the text's relative variances, with unit variance on average.
 
     Frozen sentence vectors are anisotropic (a direction shared by all items, a few dominant
     dimensions); whitening removes that, and keeping the top ``r`` directions makes the projection
@@ -82,6 +86,7 @@ def pca_whitening(rows: torch.Tensor, rank: int = 0, eps: float = 1e-6) -> tuple
         rows: (n, d_text) the catalogue's text vectors (no padding row).
         rank: r; 0 keeps every direction with non-zero variance.
         eps: variance floor, relative to the largest variance.
+        whiten: scale each direction to unit variance (else all by one factor).
     """
     n, d = rows.shape
     mean = rows.sum(0, dtype=torch.float64) / n  # (d_text,)
@@ -98,7 +103,8 @@ def pca_whitening(rows: torch.Tensor, rank: int = 0, eps: float = 1e-6) -> tuple
     r = keep if rank <= 0 else min(rank, keep)
     directions = directions[:, :r]
     signs = torch.sign(directions.gather(0, directions.abs().argmax(0, keepdim=True)))  # (1, r)
-    whitening = directions * signs / variances[:r].sqrt()  # (d_text, r)
+    scale = variances[:r].sqrt() if whiten else variances[:r].mean().sqrt()
+    whitening = directions * signs / scale  # (d_text, r)
     return mean.to(torch.float32), whitening.to(torch.float32)
 
 
@@ -228,12 +234,18 @@ class ResidualFusion(nn.Module):
     uses_text = True
 
     def __init__(
-        self, num_items: int, d_model: int, text: torch.Tensor, id_dropout: float = 0.1, text_rank: int = 64
+        self,
+        num_items: int,
+        d_model: int,
+        text: torch.Tensor,
+        id_dropout: float = 0.1,
+        text_rank: int = 64,
+        text_whiten: bool = True,
     ) -> None:
         super().__init__()
         if not 0.0 <= id_dropout < 1.0:
             raise ValueError(f"id_dropout must be in [0, 1), got {id_dropout}")
-        mean, whitening = pca_whitening(text[1:], text_rank)
+        mean, whitening = pca_whitening(text[1:], text_rank, whiten=text_whiten)
         self.register_buffer("text_mean", mean)  # (d_text,)
         self.register_buffer("whitening", whitening)  # (d_text, r)
         r = whitening.shape[1]

@@ -132,6 +132,7 @@ def architecture(config: RunConfig, num_items: int, d_text: int = 0, time_scale:
         time_scale=time_scale,
         id_dropout=mc.id_dropout,
         text_rank=mc.text_rank,
+        text_whiten=mc.text_whiten,
     )
 
 

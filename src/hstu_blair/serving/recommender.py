@@ -22,6 +22,7 @@ order. ``persist=False`` keeps added items in memory only.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import threading
 import time
@@ -42,6 +43,11 @@ from hstu_blair.text.encoders import TextEncoder
 from hstu_blair.text.registry import build_text_encoder, encoder_for_store
 from hstu_blair.training.batching import QueryBatch, query_batch
 from hstu_blair.training.run_dir import TrainedModel, load_trained
+
+_LOG = logging.getLogger(__name__)
+
+TRAINED_FOR_NEW_ITEMS = ("residual", "text")
+"""Fusions that learn to rank items by their text alone (what an added item has)."""
 
 TIME_LIMIT = 2**40
 """Timestamps (seconds) must lie in [-TIME_LIMIT, TIME_LIMIT] so time differences cannot overflow."""
@@ -141,7 +147,7 @@ def append_text_items(items: ItemEmbedding, text_rows: torch.Tensor) -> None:
 def _id_only_error(fusion: str) -> ServingError:
     return ServingError(
         f"this run's model uses fusion {fusion!r} (ID-only): it has no text path, so items cannot "
-        "be added at run time; train with model.fusion = text, sum or gated"
+        "be added at run time; train with model.fusion = residual (trained for it), text, sum or gated"
     )
 
 
@@ -185,6 +191,7 @@ class Recommender:
         self.index_name = index
         self._encoder = encoder
         self._lock = threading.RLock()
+        self._warned_new_items = False
         self.model_calls = 0
         """Encoder forward passes so far (one per batch); the HTTP layer reports it."""
         items = run.data.items
@@ -494,7 +501,9 @@ class Recommender:
         """Add an item at run time; it is recommendable (and usable in histories) at once.
 
         The text is embedded with the run's text encoder and goes through the model's text path
-        (for ``sum`` and ``gated`` fusions the new item's id vector is zero). Unless the
+        (for ``sum``, ``gated`` and ``residual`` fusions the new item's id vector is zero; only
+        ``residual`` and ``text`` runs were trained to rank items that way, the others log a
+        warning on the first add). Unless the
         recommender was made with ``persist=False``, the item is written durably to the run's item
         log before this returns, so restarts and other processes serving the run keep it.
 
@@ -524,6 +533,14 @@ class Recommender:
             raise _id_only_error(self.fusion)
         item_ids = [str(r) for r in item_ids]
         self._check_new_ids(item_ids)
+        if self.fusion not in TRAINED_FOR_NEW_ITEMS and not self._warned_new_items:
+            self._warned_new_items = True
+            _LOG.warning(
+                "this run's %r fusion was not trained to rank items without an ID vector: added items "
+                "are ranked by their text with a zero ID part; a 'residual' run places them best "
+                "(docs/results.md, items added to a running service)",
+                self.fusion,
+            )
         if not all(isinstance(t, str) and t.strip() for t in texts):
             raise ServingError("every new item needs a non-empty text")
         for what, values in (("item id", item_ids), ("text", texts), ("title", titles)):
