@@ -537,8 +537,8 @@ class Recommender:
             self._warned_new_items = True
             _LOG.warning(
                 "this run's %r fusion was not trained to rank items without an ID vector: added items "
-                "are ranked by their text with a zero ID part; a 'residual' run places them best "
-                "(docs/results.md, items added to a running service)",
+                "are ranked by their text with a zero ID part; a 'residual' run is trained for that "
+                "(docs/results.md, cold-start items)",
                 self.fusion,
             )
         if not all(isinstance(t, str) and t.strip() for t in texts):
