@@ -18,7 +18,7 @@ Generates a prepared dataset shaped like Amazon Reviews 2023 Video_Games 5-core 
 Paths: ``fast`` = our default (per-row negatives, length-bucketed batches); ``reference-faithful``
 = the reference's algorithm in our code (per-position negatives, random batches); ``shared`` = one
 set of R negatives per batch. Models: HSTU-BLaIR (the paper's ``sum`` fusion), HSTU+text
-(``residual`` fusion, ours), HSTU, SASRec.
+(``residual`` fusion, ours), HSTU+text-gated (``gated``, ours), HSTU, SASRec.
 
 Every figure is printed with the CPU model and flags, the thread count and the load average: rates
 differ between AVX2 and AVX-512 machines and drop when other processes share the cores (a load above
@@ -50,6 +50,7 @@ GAME = ROOT / "configs/hstu-blair/amzn23_game"
 CONFIGS: dict[str, tuple[Path, list[str]]] = {
     "HSTU-BLaIR": (GAME / "hstu-blair.toml", []),
     "HSTU+text-residual": (GAME / "hstu-blair.toml", ['model.fusion="residual"']),
+    "HSTU+text-gated": (GAME / "hstu-blair.toml", ['model.fusion="gated"']),
     "HSTU": (GAME / "hstu.toml", []),
     "SASRec": (GAME / "sasrec.toml", []),
 }
@@ -357,7 +358,7 @@ def table(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
             f"{r['seconds_per_step']:7.3f} {r['epoch_seconds']:8.1f} {speedup} {r['peak_rss_bytes'] / 1e9:7.2f}GB"
         )
     hstu = by.get(("HSTU", "fast"))
-    for model in ("HSTU-BLaIR", "HSTU+text-residual"):
+    for model in ("HSTU-BLaIR", "HSTU+text-residual", "HSTU+text-gated"):
         if hstu and (model, "fast") in by:
             ratio = by[(model, "fast")]["seconds_per_step"] / hstu["seconds_per_step"]
             lines.append(f"text / ID step time, {model} / HSTU (fast path): {ratio:.2f}x")

@@ -46,8 +46,9 @@ from hstu_blair.training.run_dir import TrainedModel, load_trained
 
 _LOG = logging.getLogger(__name__)
 
-TRAINED_FOR_NEW_ITEMS = ("residual", "text")
-"""Fusions that learn to rank items by their text alone (what an added item has)."""
+FUSIONS_FOR_NEW_ITEMS = ("gated", "residual", "text")
+"""Fusions measured to rank an item with a zero ID part by its text (docs/results.md §3-4); adding
+items to a run of another fusion (``sum``) logs a warning."""
 
 TIME_LIMIT = 2**40
 """Timestamps (seconds) must lie in [-TIME_LIMIT, TIME_LIMIT] so time differences cannot overflow."""
@@ -501,9 +502,8 @@ class Recommender:
         """Add an item at run time; it is recommendable (and usable in histories) at once.
 
         The text is embedded with the run's text encoder and goes through the model's text path
-        (for ``sum``, ``gated`` and ``residual`` fusions the new item's id vector is zero; only
-        ``residual`` and ``text`` runs were trained to rank items that way, the others log a
-        warning on the first add). Unless the
+        (for ``sum``, ``gated`` and ``residual`` fusions the new item's id vector is zero; a ``sum``
+        run ranks such items less well and logs a warning on the first add). Unless the
         recommender was made with ``persist=False``, the item is written durably to the run's item
         log before this returns, so restarts and other processes serving the run keep it.
 
@@ -533,12 +533,12 @@ class Recommender:
             raise _id_only_error(self.fusion)
         item_ids = [str(r) for r in item_ids]
         self._check_new_ids(item_ids)
-        if self.fusion not in TRAINED_FOR_NEW_ITEMS and not self._warned_new_items:
+        if self.fusion not in FUSIONS_FOR_NEW_ITEMS and not self._warned_new_items:
             self._warned_new_items = True
             _LOG.warning(
-                "this run's %r fusion was not trained to rank items without an ID vector: added items "
-                "are ranked by their text with a zero ID part; a 'residual' run is trained for that "
-                "(docs/results.md, cold-start items)",
+                "this run's %r fusion is weaker at the top of the list for items without an ID vector: "
+                "added items are ranked by their text with a zero ID part; 'gated', 'residual' and "
+                "'text' runs rank them better (docs/results.md, cold-start items)",
                 self.fusion,
             )
         if not all(isinstance(t, str) and t.strip() for t in texts):
