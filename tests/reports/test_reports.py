@@ -96,7 +96,7 @@ def test_shipped_grids_plan(tmp_path, monkeypatch):
     runs, missing = plan_grid(ROOT / "configs/grids/hstu-blair-paper.toml")
     assert not runs and len(missing) == 16
     runs, missing = plan_grid(ROOT / "configs/grids/ml-latest-small.toml")
-    assert len(runs) == 25 and not missing  # bundled data is always present
+    assert len(runs) == 30 and not missing  # 6 models x 5 seeds; bundled data is always present
 
 
 def test_cold_start_grid(tiny_dataset, tmp_path):
