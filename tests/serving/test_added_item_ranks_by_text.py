@@ -2,7 +2,7 @@
 
 A catalogue of 200 episodes of 40 series (5 episodes each, the series named in every episode's
 text); users watch episodes in order, moving on to the next series. One episode is left out of the
-catalogue entirely, the model (``residual`` fusion over real MiniLM vectors) is trained without it,
+catalogue entirely, the model (``gated`` or ``residual`` fusion over real MiniLM vectors) is trained without it,
 and the episode is then added to the running HTTP service by its text. For the users whose next
 (test) item it is, it must rank in the top 10% of the catalogue.
 """
@@ -76,7 +76,8 @@ def _rows(seed: int = 0) -> list[tuple[str, str, int]]:
 
 
 @pytest.mark.slow
-def test_an_item_added_by_text_ranks_where_its_text_says(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fusion", ["gated", "residual"])  # the default text fusion, the fast one
+def test_an_item_added_by_text_ranks_where_its_text_says(tmp_path: Path, fusion: str) -> None:
     rows = _rows()
     texts = {f"i{i}": _text(i) for i in range(N_SERIES * EPISODES)}
     held = f"i{HELD_OUT}"
@@ -93,7 +94,7 @@ def test_an_item_added_by_text_ranks_where_its_text_says(tmp_path: Path) -> None
         "data.path": f'"{data_dir}"',
         "out_dir": f'"{tmp_path}"',
         "data.max_len": 12,
-        "model.fusion": '"residual"',
+        "model.fusion": f'"{fusion}"',
         "model.text_rank": 32,
         "model.d_model": 32,
         "model.d_qk": 16,
