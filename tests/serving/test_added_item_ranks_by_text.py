@@ -2,7 +2,8 @@
 
 A catalogue of 200 episodes of 40 series (5 episodes each, the series named in every episode's
 text); users watch episodes in order, moving on to the next series. One episode is left out of the
-catalogue entirely, the model (``gated`` or ``residual`` fusion over real MiniLM vectors) is trained without it,
+catalogue entirely, the model (``gated`` or ``residual`` fusion over real MiniLM vectors) is trained
+without it,
 and the episode is then added to the running HTTP service by its text. For the users whose next
 (test) item it is, it must rank in the top 10% of the catalogue.
 """
