@@ -69,9 +69,10 @@ class TextConfig:
 @dataclass
 class ModelConfig:
     """Architecture. ``name``: ``hstu`` or ``sasrec``; ``fusion``: ``id``, ``sum`` (the paper:
-    ID + Linear(text)), ``text`` (text only), ``gated``, ``residual`` (ours: whitened text plus a
-    zero-initialised ID residual dropped for ``id_dropout`` of the items at each step, text reduced
-    to ``text_rank`` dimensions, each whitened unless ``text_whiten`` is false; ranks warm items with their ID and cold or added items by text).
+    ID + Linear(text)), ``text`` (text only), ``gated`` (ours: ID plus a gated projection of the
+    standardised text; the default of the shipped text configs), ``residual`` (ours: text reduced
+    to ``text_rank`` dimensions, each whitened unless ``text_whiten`` is false, plus a
+    zero-initialised ID residual dropped for ``id_dropout`` of the items at each step).
     ``attn_len`` is N of SPEC §2 (positions table size and HSTU's attention divisor; the reference
     uses max_len + 11)."""
 

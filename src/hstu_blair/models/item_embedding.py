@@ -298,7 +298,7 @@ class ItemEmbedding(nn.Module):
             but ``id``. Kept as a frozen, non-persistent buffer: checkpoints do not contain it,
             the builder passes it again from the embedding store.
         fusion_options: keyword arguments of the fusion (``residual``: ``id_dropout``,
-            ``text_rank``).
+            ``text_rank``, ``text_whiten``).
 
     Raises:
         ValueError: unknown fusion (the message lists the valid ones), text missing, not needed,
@@ -311,7 +311,7 @@ class ItemEmbedding(nn.Module):
         d_model: int,
         fusion: str = "id",
         text: torch.Tensor | None = None,
-        **fusion_options: float,
+        **fusion_options: float | bool,
     ):
         super().__init__()
         if fusion not in FUSIONS:

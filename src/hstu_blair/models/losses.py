@@ -7,15 +7,17 @@ For P training positions with L2-normalised query q, positive item vector p and 
 with tau = 0.05, and every negative whose id equals the position's positive id has its scaled
 logit replaced by -5e4 (negatives equal to other history items are kept, as in the reference).
 
-Three ways to lay out negatives (``training.negatives``), all ending in
-:func:`sampled_softmax_from_logits`:
+Three ways to lay out negatives (``training.negatives``):
 
 - ``sampled_softmax_loss``: the reference, R negatives per position, (P, R) ids and (P, R, D)
   vectors (memory P*R*D).
-- per row (the default): R negatives per user row shared by its positions, logits from
-  :func:`row_logits` (one batched product, no (P, R, D) gather).
+- ``row_sampled_softmax_loss`` (the default): R negatives per user row shared by its positions,
+  logits from :func:`row_logits` (one batched product, no (P, R, D) gather), on the padded
+  (B, T) layout.
 - ``shared_negatives_loss``: R negatives shared by every position of the batch, (R,) ids and
   (R, D) vectors, one (P, D) x (D, R) matmul.
+
+The first and the last end in :func:`sampled_softmax_from_logits`.
 """
 
 from __future__ import annotations

@@ -15,8 +15,7 @@ from hstu_blair._compat import tomllib
 from hstu_blair.errors import RunsNotFoundError
 from hstu_blair.recipes.evaluate import evaluate
 from hstu_blair.reports.stats import mean_std, paired_test
-
-METRICS = ("hr@10", "hr@50", "hr@200", "ndcg@10", "ndcg@200", "mrr")
+from hstu_blair.reports.tables import PAPER_COLUMNS as METRICS
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,7 @@ class Recommender:
         self._encoder = encoder
         self._lock = threading.RLock()
         self._warned_new_items = False
+        self._table: torch.Tensor | None = None  # the encoder's input vectors, see _input_table
         self.model_calls = 0
         """Encoder forward passes so far (one per batch); the HTTP layer reports it."""
         items = run.data.items
@@ -424,7 +425,7 @@ class Recommender:
     def _input_table(self) -> torch.Tensor:
         """The raw vectors of every item, the encoder's inputs (as evaluation computes them once),
         recomputed when items were added since (call under the lock, in inference mode)."""
-        if getattr(self, "_table", None) is None or self._table.shape[0] != self.model.items.num_items + 1:
+        if self._table is None or self._table.shape[0] != self.model.items.num_items + 1:
             self._table = self.model.item_table()  # (N+1, D)
         return self._table
 
