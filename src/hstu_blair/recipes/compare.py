@@ -7,13 +7,12 @@ evaluated two ways (re-evaluated with ``eval.*`` overrides, e.g. ``eval.exclude=
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from hstu_blair._compat import tomllib
 from hstu_blair.errors import RunsNotFoundError
 from hstu_blair.recipes.evaluate import evaluate
+from hstu_blair.reports.runs import read_run
 from hstu_blair.reports.stats import mean_std, paired_test
 from hstu_blair.reports.tables import PAPER_COLUMNS as METRICS
 
@@ -43,14 +42,9 @@ def metrics_by_seed(folder: Path, overrides: list[str] | None = None) -> dict[in
     """
     out = {}
     for final in sorted(Path(folder).rglob("final_metrics.json")):
-        run = final.parent
-        seed = int(tomllib.loads((run / "config.toml").read_text())["train"]["seed"])
-        metrics = (
-            evaluate(run, "test", overrides=overrides)
-            if overrides
-            else json.loads(final.read_text())["metrics"]
-        )
-        out[seed] = {k: float(metrics[k]) for k in METRICS if k in metrics}
+        run = read_run(final.parent)
+        metrics = evaluate(run.path, "test", overrides=overrides) if overrides else run.metrics
+        out[run.seed] = {k: float(metrics[k]) for k in METRICS if k in metrics}
     if not out:
         raise RunsNotFoundError(f"no finished runs (final_metrics.json) under {folder}")
     return out
