@@ -10,7 +10,7 @@ from hstu_blair.data.manifest import write_json_atomic
 from hstu_blair.errors import RunsNotFoundError
 from hstu_blair.reports.plots import plot_metrics, plot_validation_curves
 from hstu_blair.reports.runs import collect, collect_cold_start
-from hstu_blair.reports.stats import mean_std, paired_test
+from hstu_blair.reports.stats import mean_std, paired_by_seed
 from hstu_blair.reports.tables import (
     PAPER_COLUMNS,
     build_table,
@@ -132,10 +132,11 @@ def cold_start_markdown(
                     for base in baselines:
                         if base == label or base not in labels:
                             continue
-                        by_seed = {r["seed"]: r[split][c] for r in labels[base]}
-                        pairs = [(r[split][c], by_seed[r["seed"]]) for r in runs if r["seed"] in by_seed]
-                        if len(pairs) >= 2:
-                            p = paired_test([a for a, _ in pairs], [b for _, b in pairs])
+                        p = paired_by_seed(
+                            {r["seed"]: r[split][c] for r in runs},
+                            {r["seed"]: r[split][c] for r in labels[base]},
+                        )
+                        if p is not None:
                             notes.append(f"p={p:.3f} vs {base}")
                     cells.append(f"{m:.4f} ± {sd:.4f}" + ("<br>" + "<br>".join(notes) if notes else ""))
                 md.append(

@@ -6,7 +6,7 @@ The p-values come from ``scipy.stats`` (installed by the ``reports`` extra).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from scipy import stats as scipy_stats
 from scipy.special import betainc
@@ -72,6 +72,15 @@ def paired_test(a: Sequence[float], b: Sequence[float]) -> float:
     if std == 0.0:
         return 1.0 if mean == 0.0 else 0.0
     return float(scipy_stats.ttest_rel(x, y).pvalue)
+
+
+def paired_by_seed(a: Mapping[int, float], b: Mapping[int, float]) -> float | None:
+    """:func:`paired_test` of ``a`` against ``b`` (seed -> value) over the seeds both have; None
+    when fewer than two are shared."""
+    seeds = sorted(a.keys() & b.keys())
+    if len(seeds) < 2:
+        return None
+    return paired_test([a[s] for s in seeds], [b[s] for s in seeds])
 
 
 def relative_gain(new: float, base: float) -> float:

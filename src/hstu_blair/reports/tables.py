@@ -9,7 +9,7 @@ from importlib import resources
 from typing import Any
 
 from hstu_blair.reports.runs import RunRecord
-from hstu_blair.reports.stats import mean_std, paired_test, relative_gain
+from hstu_blair.reports.stats import mean_std, paired_by_seed, relative_gain
 
 PAPER_COLUMNS: tuple[str, ...] = ("hr@10", "hr@50", "hr@200", "ndcg@10", "ndcg@200", "mrr")
 """The HSTU-BLaIR paper's columns."""
@@ -45,12 +45,10 @@ class Cell:
 
 
 def _paired(a: list[RunRecord], b: list[RunRecord], metric: str) -> float | None:
-    seeds = sorted({r.seed for r in a} & {r.seed for r in b})
-    if len(seeds) < 2:
-        return None
-    va = [next(r for r in a if r.seed == s).metrics[metric] for s in seeds]
-    vb = [next(r for r in b if r.seed == s).metrics[metric] for s in seeds]
-    return paired_test(va, vb)
+    def by_seed(runs: list[RunRecord]) -> dict[int, float]:  # the first run of each seed
+        return {r.seed: r.metrics[metric] for r in reversed(runs)}
+
+    return paired_by_seed(by_seed(a), by_seed(b))
 
 
 def build_table(
