@@ -46,6 +46,7 @@ _API: dict[str, tuple[str, str]] = {
     "report": ("hstu_blair.reports.report", "write_report"),
     "compare_runs": ("hstu_blair.recipes.compare", "compare_runs"),
     "comparison_markdown": ("hstu_blair.recipes.compare", "comparison_markdown"),
+    "select_default": ("hstu_blair.reports.selection", "select_default"),
 }
 """Public name -> (module, attribute), imported on first access."""
 
@@ -71,6 +72,7 @@ __all__ = [
     "report",
     "compare_runs",
     "comparison_markdown",
+    "select_default",
 ]
 assert set(__all__) == {"__version__", *_API}
 
@@ -100,6 +102,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from hstu_blair.recipes.reproduce import reproduce
     from hstu_blair.recipes.train import train
     from hstu_blair.reports.report import write_report as report
+    from hstu_blair.reports.selection import select_default
     from hstu_blair.serving.app import serve
     from hstu_blair.serving.recommender import Recommender
     from hstu_blair.text.embed import embed_dataset as embed

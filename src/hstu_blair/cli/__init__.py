@@ -33,6 +33,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], object]] = [
     runs.add_reproduce,
     reports.add_report,
     reports.add_compare,
+    reports.add_select,
 ]
 """Every subcommand's parser builder, in the order ``--help`` lists them."""
 

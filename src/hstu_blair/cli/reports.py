@@ -68,3 +68,50 @@ def _compare(args: argparse.Namespace) -> int:
     rows = hb.compare_runs(args.a, args.b, args.eval_a, args.eval_b)
     print(hb.comparison_markdown(rows, args.label_a, args.label_b))
     return 0
+
+
+def add_select(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "select",
+        help="choose a default model on validation metrics of development runs (leave-one-dataset-out)",
+        description=(
+            "Read the validation metric at the kept epoch of each warm run under RUNS (never the test "
+            "split) and the cold-start runs under --cold; a candidate qualifies on a dataset when its warm "
+            "ratio to --baseline is at least --warm-floor and its cold ratio to --cold-reference at least "
+            "--cold-floor. The choice: qualifies on every dataset, highest geometric mean of warm ratios, "
+            "else the baseline; then the same choice without each dataset, checked on the one left out. "
+            "Writes selection.md and selection.json to --out."
+        ),
+    )
+    p.add_argument("runs", type=Path, nargs="+", help="warm run directories of the development seeds")
+    p.add_argument("--cold", type=Path, action="append", default=[], help="cold-start runs; repeatable")
+    p.add_argument("--candidates", required=True, help="comma-separated model labels that may be chosen")
+    p.add_argument(
+        "--baseline", default="HSTU+text-sum", help="warm reference and fallback (default %(default)s)"
+    )
+    p.add_argument("--cold-reference", default="HSTU+text-only", help="cold reference (default %(default)s)")
+    p.add_argument("--metric", default="ndcg@10", help="validation metric (default %(default)s)")
+    p.add_argument("--cold-metric", default="hr@50", help="cold-start metric (default %(default)s)")
+    p.add_argument("--warm-floor", type=float, default=0.97, help="minimum warm ratio (default %(default)s)")
+    p.add_argument("--cold-floor", type=float, default=0.9, help="minimum cold ratio (default %(default)s)")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.set_defaults(handler=_select)
+
+
+def _select(args: argparse.Namespace) -> int:
+    candidates = [c.strip() for c in args.candidates.split(",") if c.strip()]
+    selection = hb.select_default(
+        args.runs,
+        args.cold,
+        candidates,
+        out=args.out,
+        baseline=args.baseline,
+        cold_reference=args.cold_reference,
+        metric=args.metric,
+        cold_metric=args.cold_metric,
+        warm_floor=args.warm_floor,
+        cold_floor=args.cold_floor,
+    )
+    print(selection.markdown())
+    print(f"wrote {args.out}/selection.md and selection.json")
+    return 0
