@@ -15,7 +15,6 @@ DEFAULT_KCORE = {
     "xwines": 5,
     "lastfm-hetrec": 5,
     "yelp-taste": 0,
-    "amazon2023-mini": 0,
 }
 
 KcoreMode = Literal["iterative", "single-pass", "users-only"]
@@ -50,7 +49,7 @@ REFERENCE_OPTIONS: dict[str, dict[str, object]] = {
 }
 # the other real sources have no reference preprocessing either: the same general semantics
 REFERENCE_OPTIONS.update(
-    dict.fromkeys(("xwines", "lastfm-hetrec", "yelp-taste", "amazon2023-mini"), REFERENCE_OPTIONS["generic"])
+    dict.fromkeys(("xwines", "lastfm-hetrec", "yelp-taste"), REFERENCE_OPTIONS["generic"])
 )
 """Per source, what ``prepare --reference`` changes besides :data:`_REFERENCE_COMMON`."""
 

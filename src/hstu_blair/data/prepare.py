@@ -31,7 +31,6 @@ SOURCES: dict[str, str] = {
     "xwines": "hstu_blair.data.sources.xwines:load_xwines",
     "lastfm-hetrec": "hstu_blair.data.sources.lastfm:load_lastfm",
     "yelp-taste": "hstu_blair.data.sources.yelp_taste:load_yelp_taste",
-    "amazon2023-mini": "hstu_blair.data.sources.amazon_mini:load_amazon_mini",
     "ml-latest-small": "hstu_blair.data.sources.movielens:load_bundled_ml_latest_small",
 }
 """Source name -> ``module:function`` of its loader. Every loader is called as
