@@ -14,7 +14,7 @@ from hstu_blair.cli import main
 from hstu_blair.data import filters
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.data.options import REFERENCE_OPTIONS, PrepareOptions
-from hstu_blair.data.prepare import filter_rows, prepare, prepare_raw, reference_order
+from hstu_blair.data.prepare import SOURCES, filter_rows, prepare, prepare_raw, reference_order
 from hstu_blair.data.sources import steam
 from hstu_blair.data.sources.amazon2023 import reference_item_text
 from hstu_blair.data.sources.base import BadLines
@@ -62,7 +62,7 @@ def test_reference_options_per_source():
         PrepareOptions.reference(source="amazon2023", tie_order="random").tie_order == "random"
     )  # overrides win
     assert PrepareOptions.reference() == PrepareOptions.reference(source="generic")
-    assert set(REFERENCE_OPTIONS) == {"amazon2023", "steam", "movielens", "ml-latest-small", "generic"}
+    assert set(REFERENCE_OPTIONS) == set(SOURCES)
     with pytest.raises(ValueError, match="unknown source 'nope'"):
         PrepareOptions.reference(source="nope")
     defaults = PrepareOptions()  # ours fix the reference's bugs

@@ -113,6 +113,13 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="do not keep review/tag texts (used by pretrain-text)",
     )
+    p.add_argument(
+        "--no-tag-text",
+        dest="tag_text",
+        action="store_false",
+        default=None,
+        help="lastfm-hetrec: item text from the artist name only, without users' tags (they leak later events)",
+    )
     p.add_argument("--name", help="dataset name recorded in the manifest")
     g = p.add_argument_group("file overrides and generic columns")
     g.add_argument(

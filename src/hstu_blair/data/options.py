@@ -6,7 +6,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-DEFAULT_KCORE = {"amazon2023": 5, "steam": 5, "movielens": 0, "ml-latest-small": 0, "generic": 0}
+DEFAULT_KCORE = {
+    "amazon2023": 5,
+    "steam": 5,
+    "movielens": 0,
+    "ml-latest-small": 0,
+    "generic": 0,
+    "xwines": 5,
+    "lastfm-hetrec": 5,
+    "yelp-taste": 0,
+}
 
 KcoreMode = Literal["iterative", "single-pass", "users-only"]
 ItemUniverse = Literal["interacted", "before-user-drop", "catalogue"]
@@ -38,6 +47,10 @@ REFERENCE_OPTIONS: dict[str, dict[str, object]] = {
         kcore_mode="single-pass", item_universe="before-user-drop", ascii_only=True, text_style="reference"
     ),
 }
+# the other real sources have no reference preprocessing either: the same general semantics
+REFERENCE_OPTIONS.update(
+    dict.fromkeys(("xwines", "lastfm-hetrec", "yelp-taste"), REFERENCE_OPTIONS["generic"])
+)
 """Per source, what ``prepare --reference`` changes besides :data:`_REFERENCE_COMMON`."""
 
 
@@ -86,6 +99,9 @@ class PrepareOptions:
         timestamp_unit: unit of generic timestamps: ``s``, ``ms``, ``us``, ``ns`` or ``iso``
             (ISO-8601 dates / datetimes, read as UTC).
         with_reviews: also read review/tag text for ``pretrain-text`` where the source has it.
+        tag_text: put users' tags into the item text (``lastfm-hetrec``); ``False`` builds it from
+            the artist name only (the tags come from the same users' actions over the whole time
+            range: a leak of later events into the text).
     """
 
     kcore: int | None = None
@@ -113,6 +129,7 @@ class PrepareOptions:
     title_column: str | None = None
     timestamp_unit: Literal["s", "ms", "us", "ns", "iso"] = "s"
     with_reviews: bool = True
+    tag_text: bool = True
 
     @classmethod
     def reference(cls, source: str | None = None, **overrides: object) -> PrepareOptions:

@@ -28,6 +28,9 @@ SOURCES: dict[str, str] = {
     "steam": "hstu_blair.data.sources.steam:load_steam",
     "movielens": "hstu_blair.data.sources.movielens:load_movielens",
     "generic": "hstu_blair.data.sources.generic:load_generic",
+    "xwines": "hstu_blair.data.sources.xwines:load_xwines",
+    "lastfm-hetrec": "hstu_blair.data.sources.lastfm:load_lastfm",
+    "yelp-taste": "hstu_blair.data.sources.yelp_taste:load_yelp_taste",
     "ml-latest-small": "hstu_blair.data.sources.movielens:load_bundled_ml_latest_small",
 }
 """Source name -> ``module:function`` of its loader. Every loader is called as

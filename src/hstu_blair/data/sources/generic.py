@@ -270,17 +270,19 @@ def read_delimited(
     columns: list[str] | None = None,
     expected_header: list[str] | None = None,
     encoding: str = "utf-8",
+    data: bytes | None = None,
 ) -> Table:
     """A delimited text file with a header line -> string columns ``columns`` (default: all).
 
     Files without a double quote are split by polars (fast); files with one go through the ``csv``
-    module, which understands quoting. Both give the same records and line numbers.
+    module, which understands quoting. Both give the same records and line numbers. ``data``: the
+    file's content when it was read elsewhere (a member of a zip archive named by ``path``).
 
     Raises:
         DataFormatError: undecodable bytes, a wrong field count, a header other than
             ``expected_header``, or a missing column (listing the available ones).
     """
-    data = read_bytes(path)
+    data = read_bytes(path) if data is None else data
     quoted = sep in (",", "\t") and b'"' in data
     data = utf8_bytes(path, data, bad, encoding, sep=sep, names=expected_header, quoted=quoted)
     if quoted:
@@ -300,6 +302,20 @@ def read_headerless(path: Path, sep: str, names: list[str], bad: BadLines, encod
     """A file of ``sep``-separated lines without header or quoting (``u.data``, ``ratings.dat``)."""
     data = utf8_bytes(path, read_bytes(path), bad, encoding, sep=sep, names=names)
     return split_fields(split_lines(path, data), sep, names, bad, data)
+
+
+def read_tsv(path: Path, header: list[str], bad: BadLines) -> tuple[Table, str]:
+    """A tab-separated file with the header ``header`` and no quoting (``"`` is a plain character)
+    -> (string columns, encoding read: UTF-8 when the whole file decodes so, else latin-1)."""
+    data = read_bytes(path)
+    try:
+        data.decode("utf-8")
+        encoding = "utf-8"
+    except UnicodeDecodeError:
+        encoding = "latin-1"
+    data = utf8_bytes(path, data, bad, encoding, sep="\t", names=header)
+    lines, _ = take_header(split_lines(path, data), "\t", header)
+    return split_fields(lines, "\t", header, bad, data), encoding
 
 
 # ---- typed output columns ---------------------------------------------------------------------
