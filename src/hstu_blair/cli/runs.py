@@ -25,7 +25,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("config", type=Path, nargs="?", help="TOML config file (default: built-in defaults)")
-    add_set_option(p, "override a config value, e.g. --set train.epochs=5 (repeatable)")
+    add_set_option(
+        p,
+        "override a config value, e.g. --set train.epochs=5 or --set model.fusion=sum --set "
+        "model.fusion_options.text_rank=64 (repeatable; `hstu-blair fusions` lists the fusions and options)",
+    )
     p.add_argument(
         "--reference",
         action="store_true",
@@ -128,6 +132,37 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run_dir", type=Path, help="run directory written by hstu-blair 0.1")
     p.set_defaults(handler=_convert)
+
+
+def add_fusions(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fusions",
+        help="list the item fusions (model.fusion) with their options and what they can do",
+        description=(
+            "List every registered item fusion (the model.fusion values): what it is, whether it reads text, "
+            "whether it has an ID table, whether it was trained to rank items without an ID part (items added "
+            "at run time, held-out cold items), and its options with defaults. Set options in TOML under "
+            "[model.fusion_options] or with --set model.fusion_options.NAME=VALUE."
+        ),
+    )
+    p.set_defaults(handler=_fusions)
+
+
+def _fusions(args: argparse.Namespace) -> int:
+    for spec in hb.FUSIONS.values():  # imports torch: only for this command
+        can = [
+            "reads text" if spec.uses_text else "no text",
+            "ID table" if spec.has_id_table else "no ID table",
+        ]
+        if spec.uses_text:
+            trained = spec.ranks_without_id_row(spec.make_options())
+            can.append(
+                ("trained" if trained else "not trained") + " (by default) to rank items without an ID part"
+            )
+        print(f"{spec.name}: {spec.summary} [{'; '.join(can)}]")
+        for name, default, doc in spec.option_docs():
+            print(f"    {name} = {json.dumps(default)}: {doc}")
+    return 0
 
 
 def _convert(args: argparse.Namespace) -> int:
