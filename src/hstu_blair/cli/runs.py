@@ -94,7 +94,9 @@ def add_cold_start(sub: argparse._SubParsersAction) -> None:
         description=(
             "Hold out a random share of items with all their interactions, train CONFIG on the rest "
             "(negatives drawn from seen items only), then rank each user's first held-out item over the "
-            "whole catalogue. ID-only models cannot rank such items; text-only and fused models can."
+            "whole catalogue, as served (the held-out items have no ID part, as items added with POST /items; "
+            "'cold' in cold_start.json) and with their trained ID rows ('cold_trained_rows', the protocol "
+            "before). ID-only models cannot rank such items; text-only and fused models can."
         ),
     )
     p.add_argument("config", type=Path, nargs="?", help="TOML config file (default: built-in defaults)")
@@ -109,10 +111,9 @@ def add_cold_start(sub: argparse._SubParsersAction) -> None:
 def _cold_start(args: argparse.Namespace) -> int:
     config = hb.load_config(args.config, args.overrides)
     result = hb.cold_start(config, args.share, args.seed, args.work_dir, progress=not args.no_progress)
-    print_metrics(
-        result["cold"],
-        f"cold-start items ({result['cold_items']} held out, {result['cold_targets']} targets):",
-    )
+    what = f"{result['cold_items']} held out, {result['cold_targets']} targets"
+    print_metrics(result["cold"], f"cold-start items as served ({what}; no ID part, as added items):")
+    print_metrics(result["cold_trained_rows"], "cold-start items with their trained ID rows:")
     print_metrics(result["warm_test"], "warm test split:")
     print(f"run directory: {result['run_dir']}")
     return 0
