@@ -13,7 +13,8 @@ The public API, one name per stage (the same words as the CLI)::
     rec.recommend(["1", "50", "260"], k=10)
 
 Also: ``PrepareOptions``, ``load_dataset``, ``build_text_encoder``, ``TEXT_ENCODERS``, ``pretrain_text``, ``RunConfig``,
-``FUSIONS``, ``FusionSpec``, ``register_fusion`` (the item fusions, :mod:`hstu_blair.models.fusions`), ``cold_start``, ``reproduce``, ``report``, ``compare_runs``, ``serve``, ``convert_run``. Each is imported on first
+``FUSIONS``, ``FusionSpec``, ``register_fusion`` (the item fusions, :mod:`hstu_blair.models.fusions`),
+``cold_start``, ``reproduce``, ``report``, ``compare_runs``, ``serve``, ``convert_run``. Each is imported on first
 use (``help(hb.train)`` shows its documentation), so ``import hstu_blair`` stays light and the
 data commands never load torch.
 """
