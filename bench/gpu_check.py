@@ -224,7 +224,7 @@ def main() -> int:
             config = work / "tiny.toml"
             config.write_text(
                 f'[data]\nmax_len = 10\n[text]\nembeddings = "{store}"\n[model]\nfusion = "residual"\nd_model = 16\n'
-                "d_qk = 8\nd_v = 8\nnum_heads = 2\ntext_rank = 8\n[train]\nnum_negatives = 16\nbatch_size = 32\nthreads = 1\n"
+                "d_qk = 8\nd_v = 8\nnum_heads = 2\n[model.fusion_options]\ntext_rank = 8\n[train]\nnum_negatives = 16\nbatch_size = 32\nthreads = 1\n"
             )
             data, epochs = tiny, 2
         report["precision"] = precision_check(device, data, config, epochs, work / "precision")

@@ -13,6 +13,7 @@ The public API, one name per stage (the same words as the CLI)::
     rec.recommend(["1", "50", "260"], k=10)
 
 Also: ``PrepareOptions``, ``load_dataset``, ``build_text_encoder``, ``TEXT_ENCODERS``, ``pretrain_text``, ``RunConfig``,
+``FUSIONS``, ``FusionSpec``, ``register_fusion`` (the item fusions, :mod:`hstu_blair.models.fusions`),
 ``cold_start``, ``reproduce``, ``report``, ``compare_runs``, ``serve``, ``convert_run``. Each is imported on first
 use (``help(hb.train)`` shows its documentation), so ``import hstu_blair`` stays light and the
 data commands never load torch.
@@ -35,6 +36,9 @@ _API: dict[str, tuple[str, str]] = {
     "TEXT_ENCODERS": ("hstu_blair.text.registry", "TEXT_ENCODERS"),
     "pretrain_text": ("hstu_blair.text.pretrain", "pretrain_text"),
     "RunConfig": ("hstu_blair.config", "RunConfig"),
+    "FUSIONS": ("hstu_blair.models.fusions", "FUSIONS"),
+    "FusionSpec": ("hstu_blair.models.fusions", "FusionSpec"),
+    "register_fusion": ("hstu_blair.models.fusions", "register_fusion"),
     "load_config": ("hstu_blair.config", "load_config"),
     "train": ("hstu_blair.recipes.train", "train"),
     "evaluate": ("hstu_blair.recipes.evaluate", "evaluate"),
@@ -61,6 +65,9 @@ __all__ = [
     "TEXT_ENCODERS",
     "pretrain_text",
     "RunConfig",
+    "FUSIONS",
+    "FusionSpec",
+    "register_fusion",
     "load_config",
     "train",
     "evaluate",
@@ -95,6 +102,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from hstu_blair.data.dataset import SequenceData, load_dataset
     from hstu_blair.data.options import PrepareOptions
     from hstu_blair.data.prepare import prepare
+    from hstu_blair.models.fusions import FUSIONS, FusionSpec, register_fusion
     from hstu_blair.recipes.cold_start import cold_start
     from hstu_blair.recipes.compare import compare_runs, comparison_markdown
     from hstu_blair.recipes.convert import convert_run

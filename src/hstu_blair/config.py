@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from hstu_blair._compat import tomllib
 from hstu_blair.errors import ConfigError
+from hstu_blair.models.fusions import get_fusion
 
 
 @dataclass
@@ -68,16 +69,22 @@ class TextConfig:
 
 @dataclass
 class ModelConfig:
-    """Architecture. ``name``: ``hstu`` or ``sasrec``; ``fusion``: ``id``, ``sum`` (the paper:
-    ID + Linear(text)), ``text`` (text only), ``gated`` (ours: ID plus a gated projection of the
-    standardised text; the default of the shipped text configs), ``residual`` (ours: text reduced
-    to ``text_rank`` dimensions, each whitened unless ``text_whiten`` is false, plus a
-    zero-initialised ID residual dropped for ``id_dropout`` of the items at each step).
+    """Architecture. ``name``: ``hstu`` or ``sasrec``; ``fusion``: a registered item fusion
+    (``hstu-blair fusions`` lists them with their options: ``id``, ``sum`` (the paper: ID +
+    Linear(text)), ``text`` (text only), ``gated`` (ours; the default of the shipped text configs),
+    ``residual`` (ours: whitened reduced text plus a zero-initialised ID residual), and any fusion
+    registered since); ``fusion_options``: that fusion's options (``[model.fusion_options]`` in
+    TOML, ``--set model.fusion_options.text_rank=64``), checked against what the fusion declares.
     ``attn_len`` is N of SPEC §2 (positions table size and HSTU's attention divisor; the reference
-    uses max_len + 11)."""
+    uses max_len + 11).
+
+    Configs written before ``fusion_options`` had ``id_dropout``, ``text_rank`` and ``text_whiten``
+    directly under ``[model]`` (options of ``residual`` only): they are still read, as that fusion's
+    options (deprecated; see :data:`LEGACY_FUSION_KEYS`)."""
 
     name: Literal["hstu", "sasrec"] = "hstu"
-    fusion: Literal["id", "sum", "text", "gated", "residual"] = "id"
+    fusion: str = "id"
+    fusion_options: dict[str, Any] = field(default_factory=dict)
     d_model: int = 50
     num_blocks: int = 2
     num_heads: int = 1
@@ -87,9 +94,6 @@ class ModelConfig:
     dropout: float = 0.2
     input_dropout: float = 0.2
     attn_len: int | None = None
-    id_dropout: float = 0.1
-    text_rank: int = 64
-    text_whiten: bool = True
 
     def resolved_attn_len(self, max_len: int) -> int:
         return self.attn_len if self.attn_len is not None else max_len + 11
@@ -195,6 +199,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{where}: expected a table of key = value, got {value!r}")
+        return dict(value)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -234,7 +242,35 @@ LEGACY_KEYS = {("eval", "mask_history"): ("exclude", {True: "window", False: "no
 """Keys of hstu-blair 0.1 configs read as today's: (section, old key) -> (new key, value map)."""
 
 
-def _upgrade_legacy(raw: dict[str, Any]) -> None:
+LEGACY_FUSION_KEYS = {"id_dropout": 0.1, "text_rank": 64, "text_whiten": True}
+"""``[model]`` keys of configs written before ``model.fusion_options`` (with the defaults they were
+written with): the ``residual`` fusion's options. For ``residual`` they are read as its
+``fusion_options``; other fusions ignored them, so their default values (which every recorded
+``config.toml`` holds) are dropped and any other value is an error saying where the option goes."""
+
+
+def _upgrade_legacy_fusion_keys(model: dict[str, Any], source: str) -> None:
+    legacy = {key: model.pop(key) for key in LEGACY_FUSION_KEYS if key in model}
+    if not legacy:
+        return
+    if model.get("fusion", "id") == "residual":
+        options = model.setdefault("fusion_options", {})
+        if not isinstance(options, dict):
+            raise ConfigError(f"{source}: model.fusion_options must be a table")
+        for key, value in legacy.items():
+            options.setdefault(key, value)
+        return
+    changed = sorted(key for key, value in legacy.items() if value != LEGACY_FUSION_KEYS[key])
+    if changed:
+        raise ConfigError(
+            f"{source}: model.{changed[0]} is a fusion option now: write it as "
+            f"model.fusion_options.{changed[0]} ([model.fusion_options] in TOML)"
+        )
+
+
+def _upgrade_legacy(raw: dict[str, Any], source: str) -> None:
+    if isinstance(raw.get("model"), dict):
+        _upgrade_legacy_fusion_keys(raw["model"], source)
     for (section, old), (new, values) in LEGACY_KEYS.items():
         table = raw.get(section)
         if isinstance(table, dict) and old in table and new not in table:
@@ -246,7 +282,7 @@ def _upgrade_legacy(raw: dict[str, Any]) -> None:
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
     """Validate a nested dict (as read from TOML) into a :class:`RunConfig`."""
-    _upgrade_legacy(raw)
+    _upgrade_legacy(raw, source)
     top_known = {f.name for f in dataclasses.fields(RunConfig)}
     unknown = sorted(set(raw) - top_known)
     if unknown:
@@ -261,7 +297,19 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
             kwargs[key] = _build_section(SECTIONS[key], value, f"{source}: {key}")
         else:
             kwargs[key] = _coerce(value, str, f"{source}: {key}")
-    return RunConfig(**kwargs)
+    config = RunConfig(**kwargs)
+    _check_fusion(config.model, source)
+    return config
+
+
+def _check_fusion(model: ModelConfig, source: str) -> None:
+    """``model.fusion`` is registered and ``model.fusion_options`` are its options (valid values)."""
+    try:
+        get_fusion(model.fusion).make_options(model.fusion_options)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{source}: model.fusion: {exc}" if "unknown fusion" in str(exc) else f"{source}: {exc}"
+        ) from None
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -349,6 +397,8 @@ def dump_config(config: RunConfig) -> str:
             return repr(v)
         if isinstance(v, (list, tuple)):
             return "[" + ", ".join(fmt(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {fmt(x)}" for k, x in v.items()) + "}"
         return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     d = config.to_dict()

@@ -10,6 +10,7 @@ import pytest
 from hstu_blair.cli import main
 from hstu_blair.config import load_config
 from hstu_blair.models.build import build_model
+from hstu_blair.models.fusions import FUSIONS
 from hstu_blair.recipes.resolve import architecture
 from tests.conftest import tiny_overrides
 
@@ -61,7 +62,11 @@ def test_train_evaluate_cold_start(tiny_dataset, tmp_path, capsys):
     assert metrics["n_users"] == 64 and 0 <= metrics["hr@10"] <= 1
     assert main(["cold-start", *sets, "--share", "0.2", "--work-dir", str(tmp_path / "cold")]) == 0
     out = capsys.readouterr().out
-    assert "cold-start items (8 held out" in out and (tmp_path / "cold" / "run" / "cold_start.json").exists()
+    assert (
+        "cold-start items as served (8 held out" in out
+        and "trained ID rows" in out
+        and (tmp_path / "cold" / "run" / "cold_start.json").exists()
+    )
 
 
 def test_unknown_config_key_is_named(tmp_path, capsys):
@@ -77,3 +82,12 @@ def test_every_shipped_config_loads_and_builds(path):
     text = torch.randn(51, 8) if config.model.fusion != "id" else None
     model = build_model(architecture(config, 50, 0 if text is None else 8), text)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_fusions_lists_every_registered_fusion_with_its_options(capsys):
+    assert main(["fusions"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"\n{name}: " in f"\n{out}" for name in FUSIONS)
+    assert "    text_rank = 0: " in out and "    id_min_count = 0: " in out  # sum's options
+    assert main(["train", "--set", "model.fusion=nope", "--set", "train.epochs=0"]) == 2
+    assert "valid fusions: id, sum, text, gated, residual" in capsys.readouterr().err

@@ -1,11 +1,15 @@
-"""Resolving a run config: reference preprocessing on demand and the source time unit."""
+"""Resolving a run config: reference preprocessing on demand, the source time unit, the fusion's
+options and the training counts of its ``id_min_count`` rule."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from hstu_blair.config import load_config
-from hstu_blair.recipes.resolve import architecture, ensure_dataset, time_scale
+from hstu_blair.data.dataset import SequenceData
+from hstu_blair.recipes.resolve import architecture, ensure_dataset, split, time_scale, train_item_counts
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "amazon2023"
 
@@ -34,3 +38,23 @@ def test_default_prepares_our_way_in_seconds(tmp_path):
     data = ensure_dataset(config)
     assert data.manifest["options"]["kcore_mode"] == "iterative"
     assert time_scale(config, data) == 1
+
+
+def test_architecture_holds_every_option_of_the_fusion():
+    config = load_config(None, ["model.fusion=sum", "model.fusion_options.id_min_count=5"])
+    arch = architecture(config, num_items=10, d_text=8)
+    assert arch.fusion_options == {"id_min_count": 5, "id_dropout": 0.0, "text_rank": 0}
+
+
+def test_train_item_counts_count_the_training_prefixes(tiny_dataset):
+    data = SequenceData.load(tiny_dataset)
+    for protocol in ("loo", "reference"):
+        s = split(load_config(None, [f'data.path="{tiny_dataset}"', f"data.protocol={protocol}"]), data)
+        counts = train_item_counts(data, s).numpy()
+        want = np.zeros(data.num_items + 1, np.int64)
+        for u in range(data.num_users):
+            if s.train_len[u] >= 2:
+                np.add.at(want, data.user_items(u)[: s.train_len[u]], 1)
+        assert counts.shape == (data.num_items + 1,) and counts[0] == 0
+        np.testing.assert_array_equal(counts, want)
+        assert counts.sum() < data.num_interactions  # validation and test targets are not counted

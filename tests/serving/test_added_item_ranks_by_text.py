@@ -96,7 +96,7 @@ def test_an_item_added_by_text_ranks_where_its_text_says(tmp_path: Path, fusion:
         "out_dir": f'"{tmp_path}"',
         "data.max_len": 12,
         "model.fusion": f'"{fusion}"',
-        "model.text_rank": 32,
+        **({"model.fusion_options.text_rank": 32} if fusion == "residual" else {}),
         "model.d_model": 32,
         "model.d_qk": 16,
         "model.d_v": 16,

@@ -28,6 +28,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], object]] = [
     runs.add_evaluate,
     runs.add_cold_start,
     runs.add_convert,
+    runs.add_fusions,
     serve.add_recommend_parser,
     serve.add_serve_parser,
     runs.add_reproduce,

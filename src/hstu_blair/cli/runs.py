@@ -25,7 +25,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("config", type=Path, nargs="?", help="TOML config file (default: built-in defaults)")
-    add_set_option(p, "override a config value, e.g. --set train.epochs=5 (repeatable)")
+    add_set_option(
+        p,
+        "override a config value, e.g. --set train.epochs=5 or --set model.fusion=sum --set "
+        "model.fusion_options.text_rank=64 (repeatable; `hstu-blair fusions` lists the fusions and options)",
+    )
     p.add_argument(
         "--reference",
         action="store_true",
@@ -90,7 +94,9 @@ def add_cold_start(sub: argparse._SubParsersAction) -> None:
         description=(
             "Hold out a random share of items with all their interactions, train CONFIG on the rest "
             "(negatives drawn from seen items only), then rank each user's first held-out item over the "
-            "whole catalogue. ID-only models cannot rank such items; text-only and fused models can."
+            "whole catalogue, as served (the held-out items have no ID part, as items added with POST /items; "
+            "'cold' in cold_start.json) and with their trained ID rows ('cold_trained_rows', the protocol "
+            "before). ID-only models cannot rank such items; text-only and fused models can."
         ),
     )
     p.add_argument("config", type=Path, nargs="?", help="TOML config file (default: built-in defaults)")
@@ -105,10 +111,9 @@ def add_cold_start(sub: argparse._SubParsersAction) -> None:
 def _cold_start(args: argparse.Namespace) -> int:
     config = hb.load_config(args.config, args.overrides)
     result = hb.cold_start(config, args.share, args.seed, args.work_dir, progress=not args.no_progress)
-    print_metrics(
-        result["cold"],
-        f"cold-start items ({result['cold_items']} held out, {result['cold_targets']} targets):",
-    )
+    what = f"{result['cold_items']} held out, {result['cold_targets']} targets"
+    print_metrics(result["cold"], f"cold-start items as served ({what}; no ID part, as added items):")
+    print_metrics(result["cold_trained_rows"], "cold-start items with their trained ID rows:")
     print_metrics(result["warm_test"], "warm test split:")
     print(f"run directory: {result['run_dir']}")
     return 0
@@ -128,6 +133,37 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run_dir", type=Path, help="run directory written by hstu-blair 0.1")
     p.set_defaults(handler=_convert)
+
+
+def add_fusions(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fusions",
+        help="list the item fusions (model.fusion) with their options and what they can do",
+        description=(
+            "List every registered item fusion (the model.fusion values): what it is, whether it reads text, "
+            "whether it has an ID table, whether it was trained to rank items without an ID part (items added "
+            "at run time, held-out cold items), and its options with defaults. Set options in TOML under "
+            "[model.fusion_options] or with --set model.fusion_options.NAME=VALUE."
+        ),
+    )
+    p.set_defaults(handler=_fusions)
+
+
+def _fusions(args: argparse.Namespace) -> int:
+    for spec in hb.FUSIONS.values():  # imports torch: only for this command
+        can = [
+            "reads text" if spec.uses_text else "no text",
+            "ID table" if spec.has_id_table else "no ID table",
+        ]
+        if spec.uses_text:
+            trained = spec.ranks_without_id_row(spec.make_options())
+            can.append(
+                ("trained" if trained else "not trained") + " (by default) to rank items without an ID part"
+            )
+        print(f"{spec.name}: {spec.summary} [{'; '.join(can)}]")
+        for name, default, doc in spec.option_docs():
+            print(f"    {name} = {json.dumps(default)}: {doc}")
+    return 0
 
 
 def _convert(args: argparse.Namespace) -> int:

@@ -2,21 +2,22 @@
 
 An ``Architecture`` is everything needed to rebuild a model's modules: the recipes fill it from
 the run config, run directories store it in ``model.json``, and serving rebuilds the model from
-it. The sequence models are looked up by name in :data:`SEQUENCE_MODELS`; item fusions in
-``item_embedding.FUSIONS``.
+it. The sequence models are looked up by name in :data:`SEQUENCE_MODELS`; item fusions in the
+fusion registry (:mod:`hstu_blair.models.fusions`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
 from torch import nn
 
 from hstu_blair.errors import ConfigError
+from hstu_blair.models.fusions import get_fusion
 from hstu_blair.models.hstu import HSTU
-from hstu_blair.models.item_embedding import FUSIONS, ItemEmbedding
+from hstu_blair.models.item_embedding import ItemEmbedding
 from hstu_blair.models.sasrec import SASRec
 from hstu_blair.models.sequential import SequentialModel
 
@@ -30,7 +31,7 @@ class Architecture:
 
     Attributes:
         name: sequence model, a key of :data:`SEQUENCE_MODELS` (``hstu`` or ``sasrec``).
-        fusion: item representation, a key of ``FUSIONS`` (``id``, ``sum``, ``text``, ``gated``).
+        fusion: item representation, a registered fusion (:func:`~hstu_blair.models.fusions.fusion_names`).
         num_items: n; item indices are 1..n (0 = padding).
         max_len: history length L_max the model reads.
         attn_len: N of SPEC §2: rows of the positional table, relative-position range and HSTU's
@@ -40,9 +41,8 @@ class Architecture:
         d_text: width of the text vectors (0 for ``fusion="id"``).
         time_scale: units per second of the time differences HSTU buckets (1; 1000 reproduces
             the reference on Amazon 2023, whose timestamps it keeps in milliseconds).
-        id_dropout, text_rank, text_whiten: the ``residual`` fusion's ID dropout, text dimensions
-            and whether each text direction is whitened (``item_embedding.ResidualFusion``); other
-            fusions ignore them.
+        fusion_options: the fusion's options, every field of its options dataclass (what
+            :func:`architecture_options` resolves; missing keys take their defaults).
     """
 
     name: str
@@ -60,16 +60,23 @@ class Architecture:
     input_dropout: float = 0.2
     d_text: int = 0
     time_scale: int = 1
-    id_dropout: float = 0.1
-    text_rank: int = 64
-    text_whiten: bool = True
+    fusion_options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Architecture:
-        """The inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        """The inverse of :meth:`to_dict`; unknown keys are an error naming them.
+
+        ``model.json`` files written before the fusion options held the ``residual`` fusion's
+        options as top-level keys (``id_dropout``, ``text_rank``, ``text_whiten``); they are read as
+        its ``fusion_options`` (other fusions ignored them, and still do).
+        """
+        values = dict(values)
+        legacy = {key: values.pop(key) for key in LEGACY_RESIDUAL_KEYS if key in values}
+        if legacy and values.get("fusion") == "residual" and "fusion_options" not in values:
+            values["fusion_options"] = legacy
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -79,13 +86,32 @@ class Architecture:
         return cls(**values)
 
 
-def build_model(arch: Architecture, text: torch.Tensor | None = None) -> SequentialModel:
+LEGACY_RESIDUAL_KEYS = ("id_dropout", "text_rank", "text_whiten")
+"""Top-level architecture and ``[model]`` keys of runs and configs made before ``fusion_options``."""
+
+
+def architecture_options(fusion: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every option of ``fusion`` with ``options`` applied (defaults for the rest), as plain values.
+
+    Raises:
+        ConfigError: unknown fusion (the registered ones are listed) or option (the valid ones are
+            listed), or a bad value (the option is named).
+    """
+    return asdict(get_fusion(fusion).make_options(options))
+
+
+def build_model(
+    arch: Architecture, text: torch.Tensor | None = None, item_counts: torch.Tensor | None = None
+) -> SequentialModel:
     """Item embedding + sequence model as ``arch`` says, freshly initialised.
 
     Args:
         arch: the architecture.
-        text: (n+1, d_text) item text matrix (row 0 = padding), required unless ``arch.fusion``
-            is ``id``. The builder never computes it: the caller loads it from an embedding store.
+        text: (n+1, d_text) item text matrix (row 0 = padding), required when the fusion uses
+            text. The builder never computes it: the caller loads it from an embedding store.
+        item_counts: (n+1,) training interactions per item (the fusions' ``id_min_count`` rule):
+            the training recipe passes them; a model whose weights are loaded next reads them
+            from its checkpoint instead (None).
 
     Raises:
         ConfigError: unknown model or fusion name (the valid ones are listed), missing text,
@@ -93,21 +119,20 @@ def build_model(arch: Architecture, text: torch.Tensor | None = None) -> Sequent
     """
     if arch.name not in SEQUENCE_MODELS:
         raise ConfigError(f"model.name={arch.name!r}; valid: {', '.join(SEQUENCE_MODELS)}")
-    if arch.fusion not in FUSIONS:
-        raise ConfigError(f"model.fusion={arch.fusion!r}; valid: {', '.join(FUSIONS)}")
-    if arch.fusion != "id" and text is None:
+    spec = get_fusion(arch.fusion)
+    if spec.uses_text and text is None:
         raise ConfigError(f"model.fusion={arch.fusion!r} needs a text matrix (an embedding store)")
     if arch.attn_len < arch.max_len + 1:
         raise ConfigError(
             f"model.attn_len={arch.attn_len} must be at least data.max_len + 1 = {arch.max_len + 1}"
         )
-    options = (
-        dict(id_dropout=arch.id_dropout, text_rank=arch.text_rank, text_whiten=arch.text_whiten)
-        if arch.fusion == "residual"
-        else {}
-    )
     items = ItemEmbedding(
-        arch.num_items, arch.d_model, arch.fusion, text if arch.fusion != "id" else None, **options
+        arch.num_items,
+        arch.d_model,
+        arch.fusion,
+        text if spec.uses_text else None,
+        item_counts,
+        **arch.fusion_options,
     )
     if arch.name == "hstu":
         backbone: nn.Module = HSTU(

@@ -2,8 +2,18 @@
 
 See :mod:`hstu_blair.data.holdout` for the protocol. The model is trained on the warm dataset with
 negatives drawn only from items seen in training, then each user's first held-out item is ranked
-over the whole catalogue (warm and cold). An ID-only model has never trained the held-out items'
-ID vectors, so it cannot rank them beyond chance; a text path can.
+over the whole catalogue (warm and cold), two ways:
+
+- ``cold`` (as served; what reports use): the held-out items have no ID part, exactly as an item
+  added at run time (``POST /items``, ``Recommender.add_item``) has none: the model's own
+  :meth:`~hstu_blair.models.item_embedding.ItemEmbedding.drop_id_rows`, which adding items uses
+  too. The number predicts what an added item gets. (An ID-only model then has zero vectors for
+  them; it cannot add items at all.)
+- ``cold_trained_rows`` (the protocol before): the held-out items keep their ID rows, initialised
+  at random and moved by training only as negatives.
+
+An ID-only model has never trained the held-out items' ID vectors, so it cannot rank them beyond
+chance either way; a text path can.
 """
 
 from __future__ import annotations
@@ -13,13 +23,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from hstu_blair.config import RunConfig
 from hstu_blair.data.holdout import cold_targets, pick_cold_items, write_warm_dataset
 from hstu_blair.data.manifest import write_json_atomic
 from hstu_blair.evaluation.evaluate import evaluate_model
 from hstu_blair.recipes.resolve import ensure_dataset, ensure_text, eval_options, text_store
 from hstu_blair.recipes.train import train
-from hstu_blair.training.run_dir import load_trained
+from hstu_blair.training.run_dir import TrainedModel, load_trained
 
 
 def cold_start(
@@ -35,8 +48,9 @@ def cold_start(
         progress: show progress bars.
 
     Returns:
-        ``{"cold": metrics on cold targets, "warm_test": test metrics, "run_dir": ..., ...}``, also
-        written to ``{run_dir}/cold_start.json``.
+        ``{"cold": metrics on cold targets as served, "cold_trained_rows": the same with the held-out
+        items' trained ID rows, "warm_test": test metrics, "run_dir": ..., ...}``, also written to
+        ``{run_dir}/cold_start.json``.
     """
     data = ensure_dataset(config)
     cold = pick_cold_items(data.num_items, share, seed)
@@ -52,7 +66,9 @@ def cold_start(
     result = train(cfg, run_dir=work_dir / "run", progress=progress)
     trained = load_trained(result.run_dir)
     targets = cold_targets(data, cold)
-    metrics = evaluate_model(trained.model, data, targets, cfg.data.max_len, eval_options(cfg))
+    options = eval_options(cfg)
+    with_rows = evaluate_model(trained.model, data, targets, cfg.data.max_len, options)
+    served = evaluate_model(as_served(trained, cold).model, data, targets, cfg.data.max_len, options)
     payload = {
         "dataset": Path(config.data.path).name,
         "label": config.name,
@@ -60,7 +76,8 @@ def cold_start(
         "seed": seed,
         "cold_items": int(cold.size),
         "cold_targets": len(targets),
-        "cold": metrics,
+        "cold": served,
+        "cold_trained_rows": with_rows,
         "warm_test": result.metrics,
         "run_dir": str(result.run_dir),
         "model": cfg.model.name,
@@ -68,3 +85,10 @@ def cold_start(
     }
     write_json_atomic(result.run_dir / "cold_start.json", payload)
     return json.loads((result.run_dir / "cold_start.json").read_text())
+
+
+def as_served(trained: TrainedModel, cold_items: np.ndarray) -> TrainedModel:
+    """``trained`` with the held-out items given no ID part (in place), as serving gives items added
+    by text: their vectors are then what ``Recommender.add_item`` with the same text would give."""
+    trained.model.items.drop_id_rows(torch.as_tensor(cold_items, dtype=torch.long))
+    return trained

@@ -20,7 +20,7 @@ from hstu_blair.data.prepare import prepare
 from hstu_blair.data.splits import Split
 from hstu_blair.errors import ConfigError
 from hstu_blair.evaluation.evaluate import REFERENCE_MAX_RANK, REFERENCE_MISS_RANK, EvalOptions
-from hstu_blair.models.build import Architecture
+from hstu_blair.models.build import Architecture, architecture_options
 from hstu_blair.text.embed import embed_dataset
 from hstu_blair.text.store import load_embeddings, store_path
 from hstu_blair.training.negatives import NegativeSampler
@@ -130,10 +130,20 @@ def architecture(config: RunConfig, num_items: int, d_text: int = 0, time_scale:
         input_dropout=mc.input_dropout,
         d_text=d_text,
         time_scale=time_scale,
-        id_dropout=mc.id_dropout,
-        text_rank=mc.text_rank,
-        text_whiten=mc.text_whiten,
+        fusion_options=architecture_options(mc.fusion, mc.fusion_options),
     )
+
+
+def train_item_counts(data: SequenceData, split: Split) -> torch.Tensor:
+    """(n+1,) int64: each item's interactions in the training split (the prefixes of users with a
+    training pair, ``train_len >= 2``); index 0 (padding) and items never trained on count 0.
+    What the fusions' ``id_min_count`` rule reads."""
+    lengths = np.diff(data.offsets)  # (U,)
+    limit = np.where(split.train_len >= 2, split.train_len, 0)  # (U,)
+    position = np.arange(data.item_seq.size) - np.repeat(data.offsets[:-1], lengths)  # (N,)
+    trained = position < np.repeat(limit, lengths)  # (N,)
+    counts = np.bincount(data.item_seq[trained], minlength=data.num_items + 1)  # (n+1,)
+    return torch.from_numpy(counts.astype(np.int64))
 
 
 def negative_sampler(config: RunConfig, data: SequenceData, split: Split, rank: int = 0) -> NegativeSampler:

@@ -41,6 +41,7 @@ from hstu_blair.recipes.resolve import (
     negative_sampler,
     resolve_device,
     time_scale,
+    train_item_counts,
 )
 from hstu_blair.recipes.resolve import (
     split as resolve_split,
@@ -177,7 +178,7 @@ def _train(
     arch = architecture(
         config, data.num_items, 0 if text is None else int(text.shape[1]), time_scale(config, data)
     )
-    model = build_model(arch, text).to(device)
+    model = build_model(arch, text, train_item_counts(data, split)).to(device)
     del text
     objective: torch.nn.Module = NextItemLoss(model, tc.temperature)
     if dist_info.enabled:

@@ -69,6 +69,7 @@ from hstu_blair.serving.recommender import (
     Recommender,
     ServingError,
     UnknownIdError,
+    fusions_for_new_items,
 )
 
 log = logging.getLogger(__name__)
@@ -462,7 +463,7 @@ def create_app(
             raise HTTPException(
                 400,
                 detail=f"this run's model is ID-only (fusion {recommender.fusion!r}): items cannot be added "
-                "at run time; serve a run trained with model.fusion = text, sum or gated",
+                f"at run time; serve a run trained with model.fusion = {fusions_for_new_items()}",
             )
         if recommender.has_item(body.item_id):
             raise HTTPException(409, detail=f"item id {body.item_id!r} is already in the catalogue")

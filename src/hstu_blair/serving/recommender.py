@@ -36,6 +36,7 @@ import torch
 
 from hstu_blair.data import schema
 from hstu_blair.errors import DataFormatError, HstuBlairError, UnknownIdError
+from hstu_blair.models.fusions import FUSIONS
 from hstu_blair.models.item_embedding import ItemEmbedding
 from hstu_blair.serving.index import ItemIndex, build_index, index_recall
 from hstu_blair.serving.item_log import ITEM_LOG, ItemLog, ItemRecord
@@ -45,10 +46,6 @@ from hstu_blair.training.batching import QueryBatch, query_batch
 from hstu_blair.training.run_dir import TrainedModel, load_trained
 
 _LOG = logging.getLogger(__name__)
-
-FUSIONS_FOR_NEW_ITEMS = ("gated", "residual", "text")
-"""Fusions measured to rank an item with a zero ID part by its text (docs/results.md §3-4); adding
-items to a run of another fusion (``sum``) logs a warning."""
 
 TIME_LIMIT = 2**40
 """Timestamps (seconds) must lie in [-TIME_LIMIT, TIME_LIMIT] so time differences cannot overflow."""
@@ -145,10 +142,17 @@ def append_text_items(items: ItemEmbedding, text_rows: torch.Tensor) -> None:
         raise ServingError(f"{exc}: use the encoder the run was trained with") from None
 
 
+def fusions_for_new_items() -> str:
+    """The registered fusions that can add items by text, those trained for it first (for messages)."""
+    trained = [s.name for s in FUSIONS.values() if s.uses_text and s.ranks_without_id_row(s.make_options())]
+    others = [s.name for s in FUSIONS.values() if s.uses_text and s.name not in trained]
+    return ", ".join(trained) + " (trained for it)" + (f", or {', '.join(others)}" if others else "")
+
+
 def _id_only_error(fusion: str) -> ServingError:
     return ServingError(
         f"this run's model uses fusion {fusion!r} (ID-only): it has no text path, so items cannot "
-        "be added at run time; train with model.fusion = residual (trained for it), text, sum or gated"
+        f"be added at run time; train with model.fusion = {fusions_for_new_items()}"
     )
 
 
@@ -256,7 +260,7 @@ class Recommender:
 
     @property
     def can_add_items(self) -> bool:
-        """Whether :meth:`add_item` works (the model has a text path: fusion text, sum or gated)."""
+        """Whether :meth:`add_item` works (the model's fusion has a text path)."""
         return self.model.items.text is not None
 
     def has_item(self, item_id: str) -> bool:
@@ -503,8 +507,8 @@ class Recommender:
         """Add an item at run time; it is recommendable (and usable in histories) at once.
 
         The text is embedded with the run's text encoder and goes through the model's text path
-        (for ``sum``, ``gated`` and ``residual`` fusions the new item's id vector is zero; a ``sum``
-        run ranks such items less well and logs a warning on the first add). Unless the
+        (fusions with an ID table give the new item no ID part; a run whose fusion was not trained
+        for such items, e.g. the paper's ``sum``, logs a warning on the first add). Unless the
         recommender was made with ``persist=False``, the item is written durably to the run's item
         log before this returns, so restarts and other processes serving the run keep it.
 
@@ -534,13 +538,14 @@ class Recommender:
             raise _id_only_error(self.fusion)
         item_ids = [str(r) for r in item_ids]
         self._check_new_ids(item_ids)
-        if self.fusion not in FUSIONS_FOR_NEW_ITEMS and not self._warned_new_items:
+        if not self.model.items.ranks_items_without_id_row and not self._warned_new_items:
             self._warned_new_items = True
             _LOG.warning(
-                "this run's %r fusion is weaker at the top of the list for items without an ID vector: "
-                "added items are ranked by their text with a zero ID part; 'gated', 'residual' and "
-                "'text' runs rank them better (docs/results.md, cold-start items)",
+                "this run's %r fusion was not trained to rank items without an ID part: added items "
+                "are ranked by their text with no ID part; fusions trained for it: %s "
+                "(docs/results.md, cold-start items)",
                 self.fusion,
+                fusions_for_new_items(),
             )
         if not all(isinstance(t, str) and t.strip() for t in texts):
             raise ServingError("every new item needs a non-empty text")

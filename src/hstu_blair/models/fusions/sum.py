@@ -1,0 +1,89 @@
+"""``sum``: ID plus linearly projected text (the reference HSTU-BLaIR ``ItemEmbeddingWithText``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from hstu_blair.models.fusions.common import (
+    INIT_STD,
+    IdPartOptions,
+    id_part,
+    init_id_part,
+    pca_whitening,
+    truncated_normal_,
+)
+from hstu_blair.models.fusions.registry import FusionSpec, register_fusion
+
+
+@dataclass(frozen=True)
+class SumOptions(IdPartOptions):
+    """Options of ``sum`` (defaults: the paper's fusion)."""
+
+    text_rank: int = field(
+        default=0,
+        metadata={"doc": "0: project the raw text (the paper); r > 0: its top-r PCA-whitened directions"},
+    )
+
+    def check(self) -> None:
+        super().check()
+        if self.text_rank < 0:
+            raise ValueError(f"text_rank must be >= 0, got {self.text_rank}")
+
+
+class SumFusion(nn.Module):
+    """``ID[i] + W_t text[i] + b_t`` (reference HSTU-BLaIR ``ItemEmbeddingWithText``).
+
+    Projection weight and bias are truncated-normal(0.02) as in the reference; the padding id
+    maps to ``ID[0] + b_t`` (masked downstream). With ``text_rank = r > 0`` the projection reads the
+    text's top-r PCA-whitened directions (:func:`pca_whitening`, fixed at construction and kept in
+    the checkpoint; init std 0.02/sqrt(r)), an r x D projection instead of d_text x D. The ID part
+    follows :class:`IdPartOptions` (absent: a zero vector).
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        d_model: int,
+        text: torch.Tensor,
+        options: SumOptions | None = None,
+        item_counts: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        options = options or SumOptions()
+        self.text_rank = options.text_rank
+        if options.text_rank > 0:
+            mean, whitening = pca_whitening(text[1:], options.text_rank)
+            self.register_buffer("text_mean", mean)  # (d_text,)
+            self.register_buffer("whitening", whitening)  # (d_text, r)
+        d_in = self.whitening.shape[1] if options.text_rank > 0 else text.shape[1]
+        self.ids = nn.Embedding(num_items + 1, d_model, padding_idx=0)
+        self.text_proj = nn.Linear(d_in, d_model)
+        truncated_normal_(self.ids.weight.data)
+        truncated_normal_(
+            self.text_proj.weight.data, INIT_STD / d_in**0.5 if options.text_rank > 0 else INIT_STD
+        )
+        truncated_normal_(self.text_proj.bias.data)
+        init_id_part(self, num_items, options, item_counts)
+
+    def features(self, text: torch.Tensor) -> torch.Tensor | None:
+        """(m, d_text) raw text -> (m, r) whitened features; None (the raw text) when ``text_rank = 0``."""
+        if self.text_rank == 0:
+            return None
+        return (text - self.text_mean) @ self.whitening
+
+    def forward(self, ids: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor:
+        return id_part(self, ids) + self.text_proj(text)  # (U, D)
+
+
+SPEC = register_fusion(
+    FusionSpec(
+        name="sum",
+        module=SumFusion,
+        options=SumOptions,
+        summary="the paper's HSTU-BLaIR: ID + Linear(text)",
+        ranks_items_without_id_row=lambda o: o.id_min_count > 0 or o.id_dropout > 0,
+    )
+)
