@@ -18,7 +18,8 @@ Generates a prepared dataset shaped like Amazon Reviews 2023 Video_Games 5-core 
 Paths: ``fast`` = our default (per-row negatives, length-bucketed batches); ``reference-faithful``
 = the reference's algorithm in our code (per-position negatives, random batches); ``shared`` = one
 set of R negatives per batch. Models: HSTU-BLaIR (the paper's ``sum`` fusion), HSTU+text
-(``residual`` fusion, ours), HSTU+text-gated (``gated``, ours), HSTU, SASRec.
+(``residual`` fusion, ours), HSTU+text-gated (``gated``, ours), the ``sum`` fusion over whitened
+rank-64 text with ID dropout or the minimum-count rule (``HSTU+text-sum-r64-*``), HSTU, SASRec.
 
 Every figure is printed with the CPU model and flags, the thread count and the load average: rates
 differ between AVX2 and AVX-512 machines and drop when other processes share the cores (a load above
@@ -51,6 +52,14 @@ CONFIGS: dict[str, tuple[Path, list[str]]] = {
     "HSTU-BLaIR": (GAME / "hstu-blair.toml", []),
     "HSTU+text-residual": (GAME / "hstu-blair.toml", ['model.fusion="residual"']),
     "HSTU+text-gated": (GAME / "hstu-blair.toml", ['model.fusion="gated"']),
+    "HSTU+text-sum-r64-drop": (
+        GAME / "hstu-blair.toml",
+        ["model.fusion_options.text_rank=64", "model.fusion_options.id_dropout=0.1"],
+    ),
+    "HSTU+text-sum-r64-mc5": (
+        GAME / "hstu-blair.toml",
+        ["model.fusion_options.text_rank=64", "model.fusion_options.id_min_count=5"],
+    ),
     "HSTU": (GAME / "hstu.toml", []),
     "SASRec": (GAME / "sasrec.toml", []),
 }
@@ -179,6 +188,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         eval_options,
         negative_sampler,
         resolve_device,
+        train_item_counts,
     )
     from hstu_blair.training.allocator import retain_freed_memory
     from hstu_blair.training.batching import epoch_batches, train_batch
@@ -210,7 +220,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
     split = data.split(config.data.protocol)
     text, _ = ensure_text(config, data, progress=False)
     arch = architecture(config, data.num_items, 0 if text is None else int(text.shape[1]))
-    model = build_model(arch, text).to(device)
+    model = build_model(arch, text, train_item_counts(data, split)).to(device)  # as the recipe builds it
     del text
     objective = NextItemLoss(model, tc.temperature)
     optimizer = torch.optim.AdamW(
