@@ -41,7 +41,7 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
         "--kcore",
         type=int,
         default=None,
-        help="min interactions per user and item (default: 5 for amazon2023/steam, none otherwise)",
+        help="min interactions per user and item (default: 5 for amazon2023/steam/xwines/lastfm-hetrec, none otherwise)",
     )
     p.add_argument(
         "--kcore-mode",

@@ -60,7 +60,8 @@ class PrepareOptions:
 
     Attributes:
         kcore: minimum interactions per user and per item; ``None`` = the source's default
-            (5 for Amazon and Steam, 0 = none for MovieLens and generic, as the papers).
+            (:data:`DEFAULT_KCORE`: 5 for Amazon, Steam, X-Wines and Last.fm, 0 = none for MovieLens, the
+            published Yelp sequences and generic).
         kcore_mode: ``iterative`` (until stable), ``single-pass`` (the reference's Amazon filter:
             counts taken once, then users left with fewer than ``kcore`` dropped) or ``users-only``
             (the reference's Steam filter: users with fewer than ``kcore`` interactions dropped,

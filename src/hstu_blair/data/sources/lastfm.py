@@ -36,6 +36,7 @@ from hstu_blair.data.sources.generic import (
     LOC,
     Column,
     convert,
+    count_bad,
     dedupe_items,
     int_text,
     read_tsv,
@@ -94,6 +95,12 @@ def read_tag_names(path: Path, bad: BadLines) -> tuple[dict[str, str], str]:
     return {tag_id: clean_text(text) for tag_id, text in rows.iter_rows()}, encoding
 
 
+def artist_text(name: str, tags: list[str], ascii_only: bool = False) -> str:
+    """``"<artist name>. Tags: t1, t2"`` (just the name when there are no tags)."""
+    cleaned = [t for t in (clean_text(t, ascii_only) for t in tags) if t]
+    return join_fields([name, "Tags: " + ", ".join(cleaned) if cleaned else ""])
+
+
 def load_lastfm(paths: list[Path], options: PrepareOptions) -> RawDataset:
     """Read Last.fm HetRec 2011 (see the module docstring).
 
@@ -127,8 +134,7 @@ def load_lastfm(paths: list[Path], options: PrepareOptions) -> RawDataset:
         error = DataFormatError(
             tagged_path, f"tag id {row['tag_id']} is not in {tags_path.name}", line=row[LOC], field="tagID"
         )
-        bad(error)
-        removed[f"bad_lines:{tagged_path.name}"] += unknown.height - 1
+        count_bad(bad, error, unknown.height)
         tagged = tagged.filter(pl.col("tag_id").is_in(list(names)))
     first = first_tags(tagged)
     removed["later_tags_same_artist"] += tagged.height - first.height
@@ -148,15 +154,8 @@ def load_lastfm(paths: list[Path], options: PrepareOptions) -> RawDataset:
     )
     titles = [clean_text(n or "", options.ascii_only) for n in rows["name"].to_list()]
     texts = [
-        join_fields(
-            [
-                title,
-                ("Tags: " + ", ".join(clean_text(t, options.ascii_only) for t in tags_of[item]))
-                if item in tags_of
-                else "",
-            ]
-        )
-        for item, title in zip(rows[schema.ITEM_ID].to_list(), titles)
+        artist_text(title, tags_of.get(item, []), options.ascii_only)
+        for item, title in zip(rows[schema.ITEM_ID], titles)
     ]
     items = dedupe_items(
         rows.select(

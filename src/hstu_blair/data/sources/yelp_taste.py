@@ -87,11 +87,12 @@ def read_sequences(path: Path, bad: BadLines) -> dict[str, tuple[int, list[int]]
             history, target = ids[:HISTORY], ids[HISTORY]
             used = [i for i in history if i != 0]
             if history[: len(used)] != used:
+                after = next(i for i in range(history.index(0), HISTORY) if history[i] != 0)
                 raise DataFormatError(
                     path,
                     "a non-zero item id after the 0 padding; expected ids oldest first, then 0s",
                     line=loc,
-                    field=f"seq[{len(used)}]",
+                    field=f"seq[{after}]",
                 )
             if target == 0:
                 raise DataFormatError(
