@@ -179,6 +179,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
     cursor.close()
 
 
+def _sqlite_readable(url: str) -> bool:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
+        return True
+    except sa.exc.SQLAlchemyError:
+        return False
+    finally:
+        engine.dispose()
+
+
 def _begin(conn: Connection) -> None:
     """SQLite: writes take the write lock at BEGIN (no upgrade deadlocks), reads do not."""
     immediate = conn.get_execution_options().get("write", False)
@@ -221,10 +233,9 @@ class Store:
         memory = url in ("sqlite://", "sqlite:///:memory:")
         if read_only and not memory:
             path = url.split("///", 1)[1]
-            # a writable directory: a read-only connection that still sees the journal (live writers);
-            # otherwise nobody can write, and the file is read as it is (no -wal/-shm to create)
-            mode = "mode=ro" if os.access(Path(path).parent, os.W_OK) else "mode=ro&immutable=1"
-            url = f"sqlite:///file:{path}?{mode}&uri=true"
+            url = f"sqlite:///file:{path}?mode=ro&uri=true"  # sees the journal (WAL) of live writers
+            if not _sqlite_readable(url):  # a read-only directory without -shm: nobody can write, read as is
+                url = f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true"
         kwargs: dict[str, Any] = {"poolclass": sa.pool.StaticPool} if memory else {}
         engine = sa.create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
@@ -274,9 +285,8 @@ class Store:
     def _write(self) -> Iterator[Connection]:
         if self.read_only:
             raise StoreError(f"the store {self.describe()} is read-only (its directory is not writable)")
-        with self._connect() as conn:
-            with conn.execution_options(write=True).begin():
-                yield conn
+        with self._connect() as conn, conn.execution_options(write=True).begin():
+            yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
