@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import hstu_blair as hb
+
 STORE_HELP = (
     "the store: a SQLite file path or a PostgreSQL URL postgresql://USER:PASS@HOST/DB "
     "(default RUN_DIR/store.sqlite)"
@@ -32,9 +34,7 @@ def add_check_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
 
 def run_check(args: argparse.Namespace) -> int:
     """Handler of ``check``: prints the findings; returns 0, 1 or 2 (see the help)."""
-    from hstu_blair.serving.check import check_run
-
-    health = check_run(args.run_dir, args.store)
+    health = hb.check_run(args.run_dir, args.store)
     print(f"{args.run_dir}: {health.status}")
     for key, value in health.facts.items():
         print(f"  {key:<18} {value}")
@@ -73,8 +73,6 @@ def add_events_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run_events_import(args: argparse.Namespace) -> int:
     """Handler of ``events import``: prints how many events were stored; returns 0."""
-    from hstu_blair.serving.events_import import import_events
-
-    stored = import_events(args.file, args.run_dir, args.store)
+    stored = hb.import_events(args.file, args.run_dir, args.store)
     print(f"stored {stored} events from {args.file} in the store of {args.run_dir}")
     return 0

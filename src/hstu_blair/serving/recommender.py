@@ -190,8 +190,8 @@ class Recommender:
             ``RUN_DIR/store.sqlite``).
 
     Raises:
-        StoreError: the store cannot be opened (unreachable, newer schema, a read-only directory
-            without a store file is fine: nothing to read).
+        StoreError: the store cannot be opened (an unreachable server, a newer schema). A
+            read-only run directory without a store serves with an in-memory one.
     """
 
     def __init__(

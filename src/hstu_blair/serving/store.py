@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -216,6 +217,8 @@ class Store:
         self.read_only = read_only
         self.engine = self._engine(self.url, read_only)
         memory = self.url in ("sqlite://", "sqlite:///:memory:")
+        self._pollers = threading.local()  # item_head's connection per thread (SQLite files)
+        self._poll_conns: list[sqlite3.Connection] = []
         self._mutex: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if memory else contextlib.nullcontext()
         )
@@ -279,6 +282,10 @@ class Store:
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
 
     def close(self) -> None:
+        for conn in self._poll_conns:
+            conn.close()
+        self._poll_conns.clear()
+        self._pollers = threading.local()
         self.engine.dispose()
 
     @contextmanager
@@ -346,7 +353,21 @@ class Store:
 
     # ---- items ---------------------------------------------------------------------------------
     def item_head(self) -> int:
-        """The highest item ``seq`` (0 when there are none): a cheap "did anything change"."""
+        """The highest item ``seq`` (0 when there are none): a cheap "did anything change" (servers
+        ask before every request; on a SQLite file, a plain connection per thread answers it in
+        about 15 us where a pooled SQLAlchemy round trip takes 20 times as long)."""
+        path = self.sqlite_path
+        if path is not None:
+            conn = getattr(self._pollers, "conn", None)
+            if conn is None:
+                query = self.engine.url.query  # read-only: mode=ro (and immutable=1) as the engine's
+                options = "&".join(f"{k}={query[k]}" for k in ("mode", "immutable") if k in query)
+                uri = f"file:{path}?{options}"
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA busy_timeout = 60000")
+                self._pollers.conn = conn
+                self._poll_conns.append(conn)
+            return int(conn.execute("SELECT max(seq) FROM items").fetchone()[0] or 0)
         with self._connect() as conn:
             return int(conn.execute(sa.select(sa.func.max(items.c.seq))).scalar() or 0)
 
