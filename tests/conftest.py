@@ -226,3 +226,43 @@ def minilm_run(tiny_dataset: Path, tmp_path_factory) -> Path:
     )
     overrides = tiny_overrides(tiny_dataset, out, **{"model.fusion": "text", "text.embeddings": str(store)})
     return train(load_config(None, overrides), run_dir=out / "run", progress=False).run_dir
+
+
+# ---- stores (SQLite, and PostgreSQL when a server is given) -------------------------------------
+POSTGRES_URL_ENV = "HSTU_BLAIR_TEST_POSTGRES_URL"
+"""A PostgreSQL URL the store tests may use (``.ci/run`` starts a server and sets it)."""
+
+
+@contextlib.contextmanager
+def postgres_schema(tag: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema on the test server, dropped afterwards; yields a store URL that uses
+    it (skips the test when no server is configured)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from hstu_blair.serving.store import store_url
+
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        pytest.skip(f"no PostgreSQL server for the store tests: set {POSTGRES_URL_ENV} (.ci/run starts one)")
+    name = f"t_{tag}_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(store_url(url))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+    try:
+        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{name}"
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_location(request, tmp_path) -> Iterator[str]:
+    """A new empty store: a SQLite file, or a PostgreSQL schema (skipped without a server)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "store.sqlite")
+        return
+    with postgres_schema("store") as url:
+        yield url

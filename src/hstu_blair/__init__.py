@@ -14,7 +14,8 @@ The public API, one name per stage (the same words as the CLI)::
 
 Also: ``PrepareOptions``, ``load_dataset``, ``build_text_encoder``, ``TEXT_ENCODERS``, ``pretrain_text``, ``RunConfig``,
 ``FUSIONS``, ``FusionSpec``, ``register_fusion`` (the item fusions, :mod:`hstu_blair.models.fusions`),
-``cold_start``, ``reproduce``, ``report``, ``compare_runs``, ``serve``, ``convert_run``. Each is imported on first
+``cold_start``, ``reproduce``, ``report``, ``compare_runs``, ``serve``, ``check_run``, ``import_events``,
+``convert_run``. Each is imported on first
 use (``help(hb.train)`` shows its documentation), so ``import hstu_blair`` stays light and the
 data commands never load torch.
 """
@@ -47,6 +48,8 @@ _API: dict[str, tuple[str, str]] = {
     "convert_run": ("hstu_blair.recipes.convert", "convert_run"),
     "Recommender": ("hstu_blair.serving.recommender", "Recommender"),
     "serve": ("hstu_blair.serving.app", "serve"),
+    "check_run": ("hstu_blair.serving.check", "check_run"),
+    "import_events": ("hstu_blair.serving.events_import", "import_events"),
     "report": ("hstu_blair.reports.report", "write_report"),
     "compare_runs": ("hstu_blair.recipes.compare", "compare_runs"),
     "comparison_markdown": ("hstu_blair.recipes.compare", "comparison_markdown"),
@@ -76,6 +79,8 @@ __all__ = [
     "convert_run",
     "Recommender",
     "serve",
+    "check_run",
+    "import_events",
     "report",
     "compare_runs",
     "comparison_markdown",
@@ -112,6 +117,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from hstu_blair.reports.report import write_report as report
     from hstu_blair.reports.selection import select_default
     from hstu_blair.serving.app import serve
+    from hstu_blair.serving.check import check_run
+    from hstu_blair.serving.events_import import import_events
     from hstu_blair.serving.recommender import Recommender
     from hstu_blair.text.embed import embed_dataset as embed
     from hstu_blair.text.pretrain import pretrain_text

@@ -1,10 +1,9 @@
-"""Added items are kept in the run directory: reloaded, shared between recommenders (and apps) on the
-same run directory, refused when the directory is read-only; a corrupt log names its line."""
+"""Added items are kept in the run's store: reloaded, shared between recommenders (and apps) on the
+same store (SQLite and PostgreSQL), refused when the run directory is read-only."""
 
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import threading
 from pathlib import Path
@@ -13,11 +12,9 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from hstu_blair.cli import main
-from hstu_blair.errors import DataFormatError
 from hstu_blair.serving.app import create_app
-from hstu_blair.serving.item_log import ITEM_LOG, LOCK_FILE
-from hstu_blair.serving.recommender import DuplicateItemError, ItemLogError, Recommender
+from hstu_blair.serving.recommender import DuplicateItemError, Recommender, StoreWriteError
+from hstu_blair.serving.store import STORE_FILE, Store
 from tests.conftest import HashEncoder
 
 
@@ -43,7 +40,7 @@ def test_added_items_survive_a_reload_bit_for_bit(run):
     rec.add_items(["new2", "new3", "new4"], ["a brand new thing", "another new thing", "group 3 again"])
     history = ["new1", "i3", "new2"]
     before = rec.recommend(history, k=10)
-    assert (run / ITEM_LOG).read_text().count("\n") == 4
+    assert Store(run / STORE_FILE).item_ids() == ["new1", "new2", "new3", "new4"]
 
     again = Recommender.load(run, encoder=NoEncoder())
     new = ["new1", "new2", "new3", "new4"]
@@ -55,13 +52,13 @@ def test_added_items_survive_a_reload_bit_for_bit(run):
     assert set(new) <= set(_ids(again.recommend(["i1"], k=1000)))
     assert again.search_items("new one") == [{"item_id": "new1", "title": "New one"}]
     described = again.describe()
-    assert described["added_items"] == 4 and described["item_log"] == str(run / ITEM_LOG)
-    assert described["item_log_torn"] == 0
+    assert described["added_items"] == 4 and described["store"] == f"sqlite:///{run.resolve() / STORE_FILE}"
+    assert described["set_aside"] == 0 and described["store_schema"] == 2
 
 
-def test_two_recommenders_on_one_run_directory_see_each_others_items(run):
-    a = Recommender.load(run, encoder=HashEncoder())
-    b = Recommender.load(run, encoder=HashEncoder())
+def test_two_recommenders_on_one_store_see_each_others_items(run, store_location):
+    a = Recommender.load(run, encoder=HashEncoder(), store=store_location)
+    b = Recommender.load(run, encoder=HashEncoder(), store=store_location)
     assert not b.stale() and b.sync() == 0
     a.add_item("from-a", "item number 1 in group 1")
     assert b.stale() and not b.has_item("from-a")
@@ -79,8 +76,8 @@ def test_two_recommenders_on_one_run_directory_see_each_others_items(run):
     assert b.has_item("taken") and b.num_items == a.num_items == 43
 
 
-def test_concurrent_adds_get_distinct_indices_everyone_agrees_on(run):
-    recs = [Recommender.load(run, encoder=HashEncoder()) for _ in range(2)]
+def test_concurrent_adds_get_distinct_indices_everyone_agrees_on(run, store_location):
+    recs = [Recommender.load(run, encoder=HashEncoder(), store=store_location) for _ in range(2)]
     start = threading.Barrier(2)
 
     def add(r: int) -> None:
@@ -95,7 +92,7 @@ def test_concurrent_adds_get_distinct_indices_everyone_agrees_on(run):
         t.join()
     for rec in recs:
         rec.sync()
-    fresh = Recommender.load(run, encoder=NoEncoder())
+    fresh = Recommender.load(run, encoder=NoEncoder(), store=store_location)
     orders = [[x["item_id"] for x in r.search_items("race-", limit=100)] for r in (*recs, fresh)]
     assert len(orders[0]) == 16 and orders[0] == orders[1] == orders[2]
     ids = orders[0]
@@ -122,47 +119,6 @@ def test_an_item_added_through_one_app_is_served_by_another_on_its_next_request(
         a.post("/items", json={"item_id": "second", "text": "wholly new words"})
         everything = b.post("/recommend", json={"history": ["i1"], "k": 1000}).json()
         assert {"shared", "second"} <= {x["item_id"] for x in everything["items"]}
-
-
-def test_a_torn_last_record_is_skipped_counted_and_repaired(run, caplog):
-    rec = Recommender.load(run, encoder=HashEncoder())
-    rec.add_items(["t1", "t2"], ["one two", "three four"])
-    rec.add_item("t3", "five six")
-    log = run / ITEM_LOG
-    log.write_bytes(log.read_bytes()[:-40])  # the last write cut short
-    with caplog.at_level(logging.WARNING):
-        again = Recommender.load(run, encoder=HashEncoder())
-    assert again.has_item("t2") and not again.has_item("t3") and again.describe()["item_log_torn"] == 1
-    assert "skipped a torn record" in caplog.text
-    with TestClient(create_app(again)) as client:
-        assert client.get("/healthz").json()["item_log_torn"] == 1
-        assert client.post("/items", json={"item_id": "t3", "text": "five six"}).status_code == 201
-    assert log.read_text().count("\n") == 3 and Recommender.load(run).num_items == 43
-
-
-def test_a_corrupt_record_fails_the_load_naming_file_and_line(run, capsys):
-    rec = Recommender.load(run, encoder=HashEncoder())
-    for i in range(3):
-        rec.add_item(f"c{i}", f"text {i}")
-    log = run / ITEM_LOG
-    lines = log.read_text().splitlines(keepends=True)
-    lines[1] = lines[1].replace("text 1", "text !")
-    log.write_text("".join(lines))
-    with pytest.raises(DataFormatError, match=rf"{ITEM_LOG}:2: corrupt item record: checksum mismatch"):
-        Recommender.load(run)
-    assert main(["recommend", str(run), "--history", "i1"]) == 2
-    assert f"{ITEM_LOG}:2: corrupt" in capsys.readouterr().err
-
-
-def test_corruption_while_serving_keeps_reads_and_refuses_writes(run):
-    writer = Recommender.load(run, encoder=HashEncoder())
-    writer.add_item("w0", "fine")
-    with TestClient(create_app(Recommender.load(run, encoder=HashEncoder()))) as client:
-        with open(run / ITEM_LOG, "ab") as f:
-            f.write(b'{"not": "a record"}\n')  # another program appended garbage
-        assert client.post("/recommend", json={"history": ["w0"], "k": 3}).status_code == 200
-        refused = client.post("/items", json={"item_id": "w1", "text": "more"})
-        assert refused.status_code == 503 and f"{ITEM_LOG}:2" in refused.json()["detail"]
 
 
 @pytest.fixture
@@ -200,7 +156,7 @@ def test_a_read_only_run_directory_serves_but_refuses_adds(run, request):
     encoder = HashEncoder()
     rec = Recommender.load(ro, encoder=encoder)
     assert rec.has_item("kept") and len(rec.recommend(["kept", "i1"], k=5)) == 5
-    with pytest.raises(ItemLogError, match="is not writable") as err:
+    with pytest.raises(StoreWriteError, match="is not writable") as err:
         rec.add_item("new", "some text")
     assert "persist=False" in str(err.value) and encoder.calls == 0  # refused before encoding
     with TestClient(create_app(rec)) as client:
@@ -209,34 +165,14 @@ def test_a_read_only_run_directory_serves_but_refuses_adds(run, request):
         assert client.post("/recommend", json={"history": ["kept"]}).status_code == 200
     memory = Recommender.load(ro, encoder=encoder, persist=False)
     memory.add_item("new", "some text")
-    assert memory.has_item("new") and not memory.has_item("kept")  # the log is neither read nor written
+    assert memory.has_item("new") and not memory.has_item("kept")  # the store is neither read nor written
 
 
 def test_persist_false_writes_nothing(run):
     rec = Recommender.load(run, encoder=HashEncoder(), persist=False)
     rec.add_item("mem", "only in memory")
-    assert rec.has_item("mem") and rec.describe()["item_log"] is None
-    assert not (run / ITEM_LOG).exists() and not (run / LOCK_FILE).exists()
+    rec.add_events([("u1", "mem", 2_000_000_000)])
+    assert rec.has_item("mem") and rec.describe()["store"] == "sqlite://"
+    assert rec.user_history("u1")[1][-1] == 2_000_000_000
+    assert not (run / STORE_FILE).exists()
     assert not Recommender.load(run).has_item("mem")
-
-
-def test_a_failed_write_leaves_no_partial_record(run, monkeypatch):
-    rec = Recommender.load(run, encoder=HashEncoder())
-    rec.add_item("before", "first item")
-    size = (run / ITEM_LOG).stat().st_size
-    real_write = os.write
-
-    def half_then_full(fd: int, data) -> int:  # the disk fills up in the middle of the record
-        if os.readlink(f"/proc/self/fd/{fd}").endswith(ITEM_LOG):
-            real_write(fd, bytes(data[: len(data) // 2]))
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(fd, data)
-
-    monkeypatch.setattr(os, "write", half_then_full)
-    with pytest.raises(ItemLogError, match="No space left on device"):
-        rec.add_item("lost", "second item")
-    monkeypatch.undo()
-    assert (run / ITEM_LOG).stat().st_size == size and not rec.has_item("lost")
-    rec.add_item("lost", "second item")  # the id is still free, the log still whole
-    again = Recommender.load(run)
-    assert again.has_item("lost") and again.describe()["item_log_torn"] == 0

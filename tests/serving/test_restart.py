@@ -1,5 +1,6 @@
-"""``hstu-blair serve`` as real processes: items added over HTTP survive SIGKILL and a restart, and two
-server processes on one run directory serve each other's items and agree on their order.
+"""``hstu-blair serve`` as real processes: items and events acknowledged over HTTP survive SIGKILL
+(also in the middle of a stream of writes) and a restart, and two server processes on one store
+serve each other's items and events and agree on the items' order.
 
 The run is text-fused over MiniLM vectors (``minilm_run``): its embedding store records the
 encoder's fingerprint, so the server rebuilds the encoder itself, as in production."""
@@ -21,7 +22,7 @@ import httpx
 import pytest
 
 from hstu_blair.serving.app import API_KEY_ENV
-from hstu_blair.serving.item_log import ITEM_LOG
+from hstu_blair.serving.store import STORE_FILE, Store
 
 KEY = "restart-test-token"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -103,15 +104,15 @@ def test_items_added_over_http_survive_sigkill_and_restart(minilm_run, copy_run,
         query = {"history": ["fresh-1", "i3", "fresh-2"], "k": 10}
         before = http.post("/recommend", json=query).json()
         items_before = {i: http.get(f"/items/{i}").json() for i in NEW}
-        server.kill()  # SIGKILL right after the 201s: nothing but the log keeps the items
-    assert (run / ITEM_LOG).read_text(encoding="utf-8").count("\n") == len(NEW)
+        server.kill()  # SIGKILL right after the 201s: nothing but the store keeps the items
+    assert Store(run / STORE_FILE).item_ids() == list(NEW)
 
     # restarted with the token from the environment instead of the flag
     with serving(run, log, env={API_KEY_ENV: KEY}) as server:
         http = server.http
         health = http.get("/healthz").json()
         assert health["num_items"] == 40 + len(NEW) and health["added_items"] == len(NEW)
-        assert health["item_log_torn"] == 0 and health["writes_need_api_key"] is True
+        assert health["set_aside"] == 0 and health["writes_need_api_key"] is True
         assert {i: http.get(f"/items/{i}").json() for i in NEW} == items_before
         assert items_before["fresh-3"]["title"] == "fresh-3" and items_before["fresh-4"]["title"] == "Snowman"
         everything = http.post("/recommend", json={"history": ["i1"], "k": 1000}).json()
@@ -171,3 +172,85 @@ def test_two_server_processes_share_items_and_agree_on_their_order(minilm_run, c
         assert statuses == [201, 409]
         healths = [s.http.get("/healthz").json() for s in (a, b)]
         assert healths[0]["num_items"] == healths[1]["num_items"] == 40 + 2 + 16 + 1
+
+
+def _kill_during(server: Server, write, n: int, after: int) -> list[int]:
+    """Send writes ``write(http, i)`` for i < n from 4 threads; SIGKILL the server once ``after``
+    were acknowledged. Returns the i of every write answered 201 (acknowledged)."""
+    import threading
+
+    acknowledged: list[int] = []
+    lock = threading.Lock()
+
+    def send(i: int) -> None:
+        try:
+            status = write(i)
+        except httpx.TransportError:
+            return  # no answer: not acknowledged
+        if status == 201:
+            with lock:
+                acknowledged.append(i)
+                if len(acknowledged) == after and server.proc.poll() is None:
+                    server.proc.send_signal(signal.SIGKILL)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(send, range(n)))
+    server.kill()
+    return sorted(acknowledged)
+
+
+def test_sigkill_during_adds_loses_no_acknowledged_item(minilm_run, copy_run, tmp_path):
+    run = copy_run(minilm_run)
+    with serving(run, tmp_path / "a.log", "--api-key", KEY) as server:
+
+        def add(i: int) -> int:
+            body = {"item_id": f"k-{i}", "text": f"item number {i} in group {i % 4}"}
+            return server.http.post("/items", json=body, headers=AUTH).status_code
+
+        acknowledged = _kill_during(server, add, 200, after=20)
+    assert len(acknowledged) >= 20
+    stored = set(Store(run / STORE_FILE).item_ids())
+    assert {f"k-{i}" for i in acknowledged} <= stored
+    with serving(run, tmp_path / "b.log") as server:
+        health = server.http.get("/healthz").json()
+        assert health["added_items"] == len(stored) and health["set_aside"] == 0
+        for i in acknowledged:
+            assert server.http.get(f"/items/k-{i}").status_code == 200
+
+
+def test_sigkill_during_event_ingest_loses_no_acknowledged_event(text_run, copy_run, tmp_path):
+    run = copy_run(text_run)
+    batch = 50
+    with serving(run, tmp_path / "a.log", "--api-key", KEY) as server:
+
+        def post(i: int) -> int:
+            events = [
+                {"user_id": f"k{i}", "item_id": f"i{j % 40}", "timestamp": 2_000_000_000 + j}
+                for j in range(batch)
+            ]
+            return server.http.post("/events", json={"events": events}, headers=AUTH).status_code
+
+        acknowledged = _kill_during(server, post, 400, after=40)
+    assert len(acknowledged) >= 40
+    store = Store(run / STORE_FILE)
+    for i in acknowledged:
+        assert len(store.user_events(f"k{i}")[0]) == batch  # whole batches: all or none
+    assert store.counts()["events"] % batch == 0
+
+
+def test_two_server_processes_see_each_others_events(text_run, copy_run, tmp_path):
+    run = copy_run(text_run)
+    with serving(run, tmp_path / "a.log") as a, serving(run, tmp_path / "b.log") as b:
+        before = b.http.get("/users/u1/recommendations", params={"k": 40}).json()
+        popular = b.http.get("/users/newcomer/recommendations", params={"k": 3}).json()
+        target = _ids(before)[0]  # the best item for u1 before: not in their history
+        events = [{"user_id": "u1", "item_id": target, "timestamp": 2_000_000_000}]
+        events += [{"user_id": "newcomer", "item_id": "i7", "timestamp": 2_000_000_000}]
+        assert a.http.post("/events", json={"events": events}).status_code == 201
+        after = b.http.get("/users/u1/recommendations", params={"k": 40}).json()
+        assert target not in _ids(after)  # now seen: excluded, in the other process
+        assert _ids(after) != _ids(before)
+        newcomer = b.http.get("/users/newcomer/recommendations", params={"k": 3}).json()
+        assert _ids(newcomer) != _ids(popular) and "i7" not in _ids(newcomer)
+        assert b.http.delete("/users/newcomer").json() == {"user_id": "newcomer", "deleted_events": 1}
+        assert a.http.get("/users/newcomer/recommendations", params={"k": 3}).json() == popular

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import hstu_blair as hb
+from hstu_blair.cli.store import STORE_HELP
 from hstu_blair.errors import HstuBlairError
 from hstu_blair.serving import INDEXES
 
@@ -18,7 +19,8 @@ def add_recommend_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
         help="print recommendations of a trained run for a user or a history",
         description=(
             "Load a run directory and print the top-k items (item ids, titles, scores) for a user of the "
-            "training data (their full history), for a comma-separated history of item ids (oldest "
+            "training data (their full history plus their events in the run's store), for a "
+            "comma-separated history of item ids (oldest "
             "first; the most recent data.max_len are encoded), or the items most similar to one item."
         ),
     )
@@ -35,6 +37,7 @@ def add_recommend_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--store", help=STORE_HELP)
     p.set_defaults(handler=run_recommend)
     return p
 
@@ -47,7 +50,7 @@ def run_recommend(args: argparse.Namespace) -> int:
     """
     if args.k < 1:
         raise HstuBlairError(f"--k must be at least 1, got {args.k}")
-    rec = hb.Recommender.load(args.run_dir, args.checkpoint, args.device)
+    rec = hb.Recommender.load(args.run_dir, args.checkpoint, args.device, store=args.store)
     if args.user is not None:
         result = rec.recommend_user(args.user, args.k, exclude_seen=not args.include_seen)
     elif args.similar is not None:
@@ -77,12 +80,16 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         help="serve a trained run over HTTP (JSON API, web page, metrics)",
         description=(
             "Serve recommendations of a run directory: POST /recommend, POST /recommend/batch, "
-            "GET/POST /items, GET /similar, GET /healthz, GET /metrics (Prometheus), API docs at /docs "
-            "and a web page at /. Binds 127.0.0.1 unless --host says otherwise. Items added with "
-            "POST /items are written to RUN_DIR/added_items.jsonl before the reply, reloaded on start, "
-            "and served by every process serving RUN_DIR from its next request on. With an API key "
-            "(--api-key or $HSTU_BLAIR_API_KEY), POST /items needs 'Authorization: Bearer KEY' (else "
-            "401); reads stay open. Binding beyond loopback without a key prints a warning."
+            "GET/POST /items, GET /similar, POST /events, GET /users/ID/recommendations, DELETE "
+            "/users/ID, GET /healthz, GET /metrics (Prometheus), API docs at /docs and a web page at /. "
+            "Binds 127.0.0.1 unless --host says otherwise. Items added with POST /items and events "
+            "posted to /events are committed to the run's store (RUN_DIR/store.sqlite, or --store) "
+            "before the reply, and used by every process serving the same store from its next request "
+            "on; an added_items.jsonl of earlier versions is imported on the first start. Damaged "
+            "records are set aside (counted in /healthz, listed by `hstu-blair check`), never stopping "
+            "the server. With an API key (--api-key or $HSTU_BLAIR_API_KEY), POST /items, POST /events "
+            "and DELETE /users/ID need 'Authorization: Bearer KEY' (else 401); reads stay open. "
+            "Binding beyond loopback without a key prints a warning."
         ),
     )
     p.add_argument("run_dir", type=Path, help="run directory written by `hstu-blair train`")
@@ -109,6 +116,7 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         help="token POST /items requires as 'Authorization: Bearer TOKEN' (default: $HSTU_BLAIR_API_KEY; "
         "prefer the variable, a flag shows in the process list)",
     )
+    p.add_argument("--store", help=STORE_HELP)
     p.set_defaults(handler=run_serve)
     return p
 
@@ -128,5 +136,6 @@ def run_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         threads=args.threads,
         api_key=args.api_key,
+        store=args.store,
     )
     return 0

@@ -6,19 +6,21 @@ Endpoints (OpenAPI docs at ``/docs``)::
     POST /recommend/batch   {requests: [<as /recommend>, ...]}
     GET  /items?query=&limit=   title search;  GET /items/{item_id};  POST /items {item_id, text, title}
     GET  /similar?item_id=&k=   items with the closest vectors
+    POST /events {events: [{user_id, item_id, timestamp}]};  GET /users/{user_id}/recommendations?k=
+    DELETE /users/{user_id}   (see serving/events_routes.py)
     GET  /healthz, GET /metrics (Prometheus), GET / (web page)
 
 Bad input is answered 4xx, never 5xx: unknown ids and limits (k, history length) give 422 naming
 the field and the ids, malformed JSON 422 (FastAPI's ``json_invalid``).
 
-Added items are written to the run directory's item log before ``POST /items`` answers 201, and
-before each request the app catches up with items other server processes on the same run
-directory added (one ``os.stat`` when nothing changed): an item added through one process is
-served by every other from its next request on.
+Added items and events are committed to the run's store before ``POST /items`` / ``POST /events``
+answer 201, and before each request the app catches up with items other server processes on the
+same store added (one ``max(seq)`` query when nothing changed): an item added through one process
+is served by every other from its next request on; events are read from the store per query.
 
 Writes can require a token (``create_app(..., api_key=...)``, ``hstu-blair serve --api-key`` or
 ``HSTU_BLAIR_API_KEY``): ``POST /items`` then answers 401 unless the request carries
-``Authorization: Bearer <token>``. Reads (recommend, items, similar, health, metrics, page) stay open.
+``Authorization: Bearer <token>`` (so do ``POST /events`` and ``DELETE /users/{id}``). Reads (recommend, items, similar, health, metrics, page) stay open.
 
 Micro-batching: each ``/recommend`` request is validated in the event loop and queued; one worker
 task takes the first queued request, gathers more for up to ``batch_window_ms`` (or until
@@ -60,6 +62,7 @@ from prometheus_client import (
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from hstu_blair.errors import HstuBlairError
+from hstu_blair.serving.events_routes import events_router
 from hstu_blair.serving.recommender import (
     DuplicateItemError,
     ItemLogError,
@@ -243,6 +246,9 @@ class Metrics:
         self.items = Gauge(
             "hstu_blair_catalogue_items", "items that can be recommended", registry=self.registry
         )
+        self.set_aside = Gauge(
+            "hstu_blair_store_set_aside", "damaged stored records kept out of service", registry=self.registry
+        )
 
 
 class MetricsMiddleware:
@@ -275,11 +281,10 @@ class MetricsMiddleware:
 
 
 class CatchUpMiddleware:
-    """Before each request: add the items other processes appended to the run's item log.
+    """Before each request: add the items other processes added to the run's store.
 
-    The check is one ``os.stat`` in the event loop; only when the log changed is it read, in a
-    thread. A corrupt record is logged (once per change of the file) and the catalogue served as
-    it is; ``POST /items`` then answers 503 naming the record."""
+    The check is one ``max(seq)`` query in the event loop; only when it changed are the new items
+    read, in a thread. Damaged items are set aside (logged once, counted in ``/healthz``)."""
 
     def __init__(self, app: Any, recommender: Recommender) -> None:
         self.app, self.recommender = app, recommender
@@ -291,7 +296,7 @@ class CatchUpMiddleware:
                 if added:
                     log.info("caught up with %d items added by other processes", added)
             except (HstuBlairError, OSError) as exc:
-                log.error("cannot read the item log: %s", exc)
+                log.error("cannot read the store: %s", exc)
         await self.app(scope, receive, send)
 
 
@@ -343,6 +348,7 @@ def create_app(
         raise ServingError("api_key is empty: give a token, or None to leave writes open")
     metrics = Metrics()
     metrics.items.set_function(lambda: recommender.num_items)
+    metrics.set_aside.set_function(lambda: recommender.set_aside)
 
     def run_batch(prepared: list[PreparedQuery]) -> list[Recommendations]:
         return recommender.recommend_batch(prepared)
@@ -399,6 +405,7 @@ def create_app(
             )
 
     writes = [] if api_key is None else [Depends(require_api_key)]
+    app.include_router(events_router(recommender, writes, max_k=max_k))
 
     def prepare(body: RecommendRequest, loc: tuple[str | int, ...]) -> PreparedQuery:
         if body.k > max_k:
@@ -526,7 +533,7 @@ def exposure_warning(host: str, api_key: str | None) -> str | None:
         return None
     return (
         f"serving on {host} without an API key: anyone who can reach this address can add items "
-        f"(POST /items), which are kept in the run directory. Set {API_KEY_ENV} or pass --api-key, "
+        f"(POST /items) and events (POST /events), which are kept in the run's store. Set {API_KEY_ENV} or pass --api-key, "
         "or bind 127.0.0.1 behind a proxy"
     )
 
@@ -544,6 +551,7 @@ def serve(
     log_level: str = "info",
     threads: int | None = None,
     api_key: str | None = None,
+    store: str | None = None,
 ) -> None:
     """Load a run and serve it with uvicorn until interrupted.
 
@@ -551,7 +559,8 @@ def serve(
     ``HSTU_BLAIR_API_KEY``, if set and not empty) is the token ``POST /items`` requires as
     ``Authorization: Bearer <token>``; reads stay open. Binding beyond loopback without one logs
     and prints a warning. Items added through any process serving ``run_dir`` are kept in it and
-    served by all of them. ``threads`` sets torch's intra-op threads (default: torch's choice; 1 is
+    served by all of them; ``store`` names the store (a SQLite path or PostgreSQL URL; default
+    ``RUN_DIR/store.sqlite``). ``threads`` sets torch's intra-op threads (default: torch's choice; 1 is
     fastest when other processes share the cores). Other arguments: see :func:`create_app` and
     :meth:`Recommender.load`.
 
@@ -564,7 +573,7 @@ def serve(
         raise ServingError(f"the API key is empty: give a token, or leave it out (and {API_KEY_ENV} unset)")
     if threads:
         torch.set_num_threads(threads)
-    recommender = Recommender.load(run_dir, checkpoint, device, index=index)  # type: ignore[arg-type]
+    recommender = Recommender.load(run_dir, checkpoint, device, index=index, store=store)  # type: ignore[arg-type]
     app = create_app(
         recommender, max_k=max_k, batch_window_ms=batch_window_ms, max_batch=max_batch, api_key=api_key
     )

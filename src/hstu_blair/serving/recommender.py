@@ -4,6 +4,9 @@
     rec.recommend(["1", "50", "260"], k=10)      # -> [Recommendation(item_id, score, title), ...]
     rec.recommend_user("42")                     # the user's full known history
     rec.add_item("new-1", text="...", title="")  # cold start through the text path
+    rec.add_events([("42", "1", 1700000000)])    # what a user did since training
+    rec.recommend_user("42")                     # now after their training history plus that event
+    rec.forget_user("42")                        # their stored events deleted
     rec.sync()                                   # items other processes added since
 
 Ids that cross this API are external ids (``item_id``, ``user_id``); the model's item indices
@@ -12,11 +15,15 @@ Ids that cross this API are external ids (``item_id``, ``user_id``); the model's
 laid out as in training: column ``L`` holds the query time) and then answered in a batch: one
 encoder call for all queries of a batch, then one top-k search over the item vectors.
 
-Added items are kept in the run directory's item log (``added_items.jsonl``, see
-:mod:`hstu_blair.serving.item_log`), written durably before ``add_items`` returns: loading the
-run replays it, and every recommender on the same run directory (other processes included)
-picks up the others' items in :meth:`Recommender.sync`, assigning the same indices in the same
-order. ``persist=False`` keeps added items in memory only.
+Added items and users' events are kept in the run's store (a database, by default
+``RUN_DIR/store.sqlite``; see :mod:`hstu_blair.serving.store`), committed before ``add_items`` /
+``add_events`` return: loading the run reads it, and every recommender on the same store (other
+processes included) picks up the others' items in :meth:`Recommender.sync`, assigning the same
+indices in the same order; events are read from the store at each query. A damaged stored item
+never stops serving: it is set aside (moved to the store's ``set_aside`` table when it can be
+written, skipped otherwise), counted in ``describe()["set_aside"]`` and logged once. An item log
+of earlier versions (``added_items.jsonl``) is imported on first load. ``persist=False`` keeps
+added items and events in memory only.
 """
 
 from __future__ import annotations
@@ -35,11 +42,12 @@ import numpy as np
 import torch
 
 from hstu_blair.data import schema
-from hstu_blair.errors import DataFormatError, HstuBlairError, UnknownIdError
+from hstu_blair.errors import HstuBlairError, UnknownIdError
 from hstu_blair.models.fusions import FUSIONS
 from hstu_blair.models.item_embedding import ItemEmbedding
 from hstu_blair.serving.index import ItemIndex, build_index, index_recall
-from hstu_blair.serving.item_log import ITEM_LOG, ItemLog, ItemRecord
+from hstu_blair.serving.legacy_log import LEGACY_LOG, read_legacy_log
+from hstu_blair.serving.store import DuplicateIdsError, ItemRecord, SetAside, Store, StoreError
 from hstu_blair.text.encoders import TextEncoder
 from hstu_blair.text.registry import build_text_encoder, encoder_for_store
 from hstu_blair.training.batching import QueryBatch, query_batch
@@ -63,9 +71,13 @@ class DuplicateItemError(ServingError):
         super().__init__(f"item ids must be new; already in the catalogue: {ids}")
 
 
-class ItemLogError(ServingError):
-    """The run directory's item log cannot be written or read back (a read-only run directory, a
-    full disk, a corrupt record): the server's fault, not the request's."""
+class StoreWriteError(ServingError):
+    """The store cannot be written (a read-only run directory, a full disk, an unreachable
+    database server): the server's fault, not the request's."""
+
+
+ItemLogError = StoreWriteError
+"""The name of :class:`StoreWriteError` before the store replaced the item log."""
 
 
 __all__ = [
@@ -77,6 +89,7 @@ __all__ = [
     "Recommendations",
     "Recommender",
     "ServingError",
+    "StoreWriteError",
     "UnknownIdError",
 ]
 
@@ -174,12 +187,15 @@ class Recommender:
             embedding store, built on first use).
         index: ``exact`` (brute force, default) or a FAISS index for large catalogues
             (``faiss`` = ``faiss-ivf``, ``faiss-hnsw``).
-        persist: keep added items in the run directory's item log (``added_items.jsonl``), and
-            replay it now (default). ``False``: neither read nor write it; added items live in
-            memory only (tests, notebooks).
+        persist: keep added items and events in the run's store, and read it now (default).
+            ``False``: neither read nor write it; added items and events live in memory only
+            (tests, notebooks).
+        store: where the store is: a SQLite file path or a PostgreSQL URL (default
+            ``RUN_DIR/store.sqlite``).
 
     Raises:
-        DataFormatError: the item log has a corrupt record (the message names file and line).
+        StoreError: the store cannot be opened (an unreachable server, a newer schema). A
+            read-only run directory without a store serves with an in-memory one.
     """
 
     def __init__(
@@ -188,6 +204,7 @@ class Recommender:
         encoder: TextEncoder | None = None,
         index: str = "exact",
         persist: bool = True,
+        store: str | Path | None = None,
     ) -> None:
         self.run = run
         self.model = run.model.eval()
@@ -210,13 +227,58 @@ class Recommender:
             self._vectors = self.model.item_vectors().float()  # (N+1, D)
         self._index: ItemIndex = build_index(index, self._vectors)
         self._trained_items = self.num_items
-        self.item_log: ItemLog | None = None
-        """The run's item log (None with ``persist=False`` or an ID-only model)."""
-        if persist and self.can_add_items:
-            assert self.model.items.text is not None
-            self.item_log = ItemLog(Path(run.run_dir) / ITEM_LOG, dim=self.model.items.text.shape[1])
-            with self.item_log.locked(exclusive=False):  # no writer active: a torn tail is torn
-                self._catch_up(final=True)
+        self._popularity: np.ndarray | None = None  # (N+1,) training interactions per item
+        self.store = self._open_store(store) if persist else Store("sqlite://")
+        """Added items and events (an in-memory database with ``persist=False``)."""
+        self._store_seq = 0  # the highest item seq read from the store
+        self._store_head = 0  # the store's max(seq) when last looked at
+        self._skipped: set[int] = set()  # seqs of damaged items skipped while serving
+        self._set_aside = 0
+        if self.can_add_items:
+            self._import_legacy_log()
+            self._load_items()
+        self._set_aside = len(self.store.set_aside_records()) + len(self._skipped)
+
+    def _open_store(self, location: str | Path | None) -> Store:
+        try:
+            return Store.for_run(self.run.run_dir, location)
+        except StoreError as exc:
+            if location is None and not (Path(self.run.run_dir) / "store.sqlite").exists():
+                _LOG.warning("%s; added items and events are kept in memory only", exc)
+                return Store("sqlite://")  # a read-only run directory without a store: nothing to read
+            raise
+
+    @property
+    def _d_text(self) -> int:
+        assert self.model.items.text is not None
+        return int(self.model.items.text.shape[1])
+
+    def _import_legacy_log(self) -> None:
+        """Import ``RUN_DIR/added_items.jsonl`` of earlier versions once: every readable item kept,
+        every damaged or duplicate line set aside."""
+        path = Path(self.run.run_dir) / LEGACY_LOG
+        key = f"imported:{LEGACY_LOG}"
+        if not path.is_file() or self.store.read_only or self.store.get_meta(key) is not None:
+            return
+        records, aside = read_legacy_log(path, self._d_text, self._item_idx)
+        if self.store.import_items(key, records, aside):
+            _LOG.info(
+                "imported %d items from %s into the store (%d lines set aside)",
+                len(records),
+                path,
+                len(aside),
+            )
+            self._log_set_aside(aside)
+
+    def _load_items(self) -> None:
+        """Read every stored item; damaged ones are moved to ``set_aside`` (when writable)."""
+        damaged = self._catch_up()
+        if damaged and not self.store.read_only:
+            try:
+                self.store.set_aside_items(damaged)
+                self._skipped -= {seq for seq, _ in damaged}
+            except StoreError as exc:
+                _LOG.warning("cannot move damaged items aside: %s", exc)
 
     @classmethod
     def load(
@@ -227,6 +289,7 @@ class Recommender:
         encoder: TextEncoder | None = None,
         index: str = "exact",
         persist: bool = True,
+        store: str | Path | None = None,
     ) -> Recommender:
         """Load a run directory written by ``train``, with the items added to it at run time.
 
@@ -236,17 +299,18 @@ class Recommender:
             device: ``cpu``, ``cuda``, ``cuda:1``, ... or ``auto``.
             encoder: text encoder for :meth:`add_item` (default: the store's, built on first use).
             index: ``exact``, ``faiss`` (IVF), ``faiss-ivf`` or ``faiss-hnsw``.
-            persist: replay and extend the run's item log (see :class:`Recommender`); a read-only
-                run directory serves fine, only :meth:`add_item` fails there.
+            persist: read and extend the run's store (see :class:`Recommender`); a read-only
+                run directory serves fine, only writes (:meth:`add_item`, :meth:`add_events`) fail.
+            store: a SQLite file path or PostgreSQL URL (default ``RUN_DIR/store.sqlite``).
 
         Raises:
             ConfigError: not a run directory (or one with pickled checkpoints), or no weights.
-            DataFormatError: the item log has a corrupt record (the message names file and line).
+            StoreError: the store cannot be opened.
         """
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         run = load_trained(run_dir, checkpoint, device)
-        return cls(run, encoder=encoder, index=index, persist=persist)
+        return cls(run, encoder=encoder, index=index, persist=persist, store=store)
 
     # ---- catalogue ---------------------------------------------------------------------------
     @property
@@ -323,9 +387,9 @@ class Recommender:
             raise ServingError(f"k must be a positive integer, got {query.k!r}")
         skipped: list[str] = []
         if query.user_id is not None:
-            user = self._user(query.user_id)
-            ids = self.run.data.user_items(user).astype(np.int64)  # (L,)
-            times = self.run.data.user_times(user).astype(np.int64)  # (L,)
+            ids, times, known_user = self.user_history(str(query.user_id))
+            if not known_user and ids.size == 0:
+                raise UnknownIdError("user", [str(query.user_id)])
         else:
             if isinstance(query.history, str):
                 raise ServingError("history must be a list of item ids, not one string")
@@ -341,8 +405,32 @@ class Recommender:
         )
         return PreparedQuery(ids, times, query_time, bool(query.exclude_seen), query.k, tuple(skipped))
 
-    def _user(self, user_id: str) -> int:
-        return self.run.data.user_index(str(user_id))
+    def user_history(self, user_id: str) -> tuple[np.ndarray, np.ndarray, bool]:
+        """A user's history: their training interactions and stored events, ordered by time (ties:
+        training first, then events in the order stored). Stored events on items no longer in the
+        catalogue (set aside) are left out.
+
+        Returns:
+            (L,) int64 item indices, (L,) int64 timestamps, and whether the training data knows
+            the user.
+        """
+        try:
+            user: int | None = self.run.data.user_index(user_id)
+        except UnknownIdError:
+            user = None
+        if user is None:
+            ids, times = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        else:
+            ids = self.run.data.user_items(user).astype(np.int64)  # (L0,)
+            times = self.run.data.user_times(user).astype(np.int64)  # (L0,)
+        stored_ids, stored_times = self.store.user_events(user_id)  # (L1,)
+        if stored_ids:
+            known, positions, _ = self._item_indices(stored_ids, skip_unknown=True)
+            ids = np.concatenate([ids, np.asarray(known, np.int64)])
+            times = np.concatenate([times, stored_times[positions]])
+            order = np.argsort(times, kind="stable")
+            ids, times = ids[order], times[order]
+        return ids, times, user is not None
 
     def _history_times(self, n: int, timestamps: Sequence[int] | None, kept: list[int]) -> np.ndarray:
         """Times of the kept history positions: the given ones, or 1 s apart ending now."""
@@ -380,14 +468,43 @@ class Recommender:
         query = Query(history, None, timestamps, query_time, k, exclude_seen, skip_unknown)
         return self.recommend_batch([query])[0]
 
-    def recommend_user(self, user_id: str, k: int = 10, exclude_seen: bool = True) -> Recommendations:
-        """The ``k`` best items for a user of the training data, from their full known history
-        (query time = their last interaction).
+    def recommend_user(
+        self, user_id: str, k: int = 10, exclude_seen: bool = True, new_user: str = "error"
+    ) -> Recommendations:
+        """The ``k`` best items for a user, after their training history plus their stored events
+        (see :meth:`add_events`; query time = their last interaction).
+
+        Args:
+            new_user: for a user with no history at all (neither in the training data nor in the
+                stored events): ``error`` (raise ``UnknownIdError``) or ``popular`` (the items with
+                the most training interactions; score = their share of interactions).
 
         Raises:
-            UnknownIdError: the user is not in the dataset.
+            UnknownIdError: a user without history and ``new_user="error"``.
         """
+        if new_user not in ("error", "popular"):
+            raise ServingError(f"new_user must be 'error' or 'popular', got {new_user!r}")
+        if new_user == "popular":
+            self.sync()
+            ids, _, _ = self.user_history(str(user_id))
+            if ids.size == 0:
+                return self.popular(k)
         return self.recommend_batch([Query(user_id=str(user_id), k=k, exclude_seen=exclude_seen)])[0]
+
+    def popular(self, k: int = 10) -> Recommendations:
+        """The ``k`` items with the most training interactions (what a user without history gets);
+        score = the item's share of all training interactions."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ServingError(f"k must be a positive integer, got {k!r}")
+        if self._popularity is None:
+            data = self.run.data
+            counts = np.bincount(data.item_seq, minlength=data.num_items + 1).astype(np.float64)  # (N+1,)
+            counts[0] = -1.0  # padding
+            self._popularity = counts / max(1, data.num_interactions)
+        order = np.argsort(-self._popularity, kind="stable")[:k]
+        return Recommendations(
+            [Recommendation(self._item_ids[i], float(self._popularity[i]), self._titles[i]) for i in order]
+        )
 
     def recommend_batch(
         self,
@@ -509,15 +626,15 @@ class Recommender:
         The text is embedded with the run's text encoder and goes through the model's text path
         (fusions with an ID table give the new item no ID part; a run whose fusion was not trained
         for such items, e.g. the paper's ``sum``, logs a warning on the first add). Unless the
-        recommender was made with ``persist=False``, the item is written durably to the run's item
-        log before this returns, so restarts and other processes serving the run keep it.
+        recommender was made with ``persist=False``, the item is committed to the run's store before
+        this returns, so restarts and other processes serving the run keep it.
 
         Returns:
             The new item as :meth:`item` gives it.
 
         Raises:
             DuplicateItemError: the id is in the catalogue (perhaps added by another process).
-            ItemLogError: the item log cannot be written (e.g. a read-only run directory).
+            StoreWriteError: the store cannot be written (e.g. a read-only run directory).
             ServingError: the run is ID-only (fusion ``id``), or the text is empty.
         """
         self.add_items([item_id], [text], [title])
@@ -528,9 +645,9 @@ class Recommender:
     ) -> None:
         """Add several items at once (one encoder call, one durable write); see :meth:`add_item`.
 
-        The items are added all or none. With the item log, the write happens under the log's
-        file lock after catching up with other processes, so every process gives the new items
-        the same indices."""
+        The items are added all or none, in one transaction after catching up with other
+        processes; every process applies stored items in the store's order, so all give the new
+        items the same indices."""
         titles = [t or "" for t in titles] if titles is not None else [""] * len(item_ids)
         if not len(item_ids) == len(texts) == len(titles):
             raise ServingError(f"got {len(item_ids)} ids, {len(texts)} texts and {len(titles)} titles")
@@ -551,11 +668,9 @@ class Recommender:
             raise ServingError("every new item needs a non-empty text")
         for what, values in (("item id", item_ids), ("text", texts), ("title", titles)):
             _check_unicode(what, values)
-        if self.item_log is not None and not os.access(self.item_log.path.parent, os.W_OK):
-            raise self._log_failure(PermissionError(errno.EACCES, "no write access"))  # before encoding
+        self._check_writable()  # before encoding
         rows = self._embed(list(texts)).numpy()  # (m, d_text), slow: outside the lock
-        assert self.model.items.text is not None
-        d_text = self.model.items.text.shape[1]
+        d_text = self._d_text
         if rows.shape != (len(item_ids), d_text):
             raise ServingError(
                 f"the encoder returned vectors of shape {rows.shape}; expected ({len(item_ids)}, {d_text}): "
@@ -563,40 +678,36 @@ class Recommender:
             )
         if not np.isfinite(rows).all():
             raise ServingError("the text encoder returned non-finite values (NaN or inf)")
+        records = [ItemRecord(*item, rows[i]) for i, item in enumerate(zip(item_ids, titles, texts))]
         with self._lock:
-            if self.item_log is None:
-                self._check_new_ids(item_ids)  # again: another thread may have added them meanwhile
-                records = [ItemRecord(*item, rows[i]) for i, item in enumerate(zip(item_ids, titles, texts))]
-            else:
-                records = self._append_to_log(item_ids, texts, titles, rows)
-            self._apply([records])
+            self._catch_up()  # ids other processes took since the last request are refused
+            self._check_new_ids(item_ids)
+            try:
+                self.store.add_items(records)
+            except DuplicateIdsError as exc:  # taken since the catch-up (another process)
+                self._catch_up()
+                raise DuplicateItemError(exc.ids) from None
+            except StoreError as exc:
+                raise self._write_failure(exc) from exc
+            self._catch_up()  # applies ours, after anything committed before them
 
-    def _append_to_log(
-        self, item_ids: list[str], texts: Sequence[str], titles: list[str], rows: np.ndarray
-    ) -> list[ItemRecord]:
-        """Under the file lock: catch up with other processes, check the ids, append durably."""
-        assert self.item_log is not None
-        try:
-            with self.item_log.locked():
-                self._catch_up(final=True)
-                self._check_new_ids(item_ids)
-                return self.item_log.append(item_ids, texts, titles, rows)
-        except OSError as exc:
-            raise self._log_failure(exc) from exc
-        except DataFormatError as exc:
-            raise ItemLogError(f"cannot add items: {exc}") from exc
+    def _check_writable(self) -> None:
+        """Refuse a write to a store that cannot take it (a read-only SQLite file or directory)."""
+        path = self.store.sqlite_path
+        if self.store.read_only or (path is not None and not os.access(path.parent, os.W_OK)):
+            raise self._write_failure(PermissionError(errno.EACCES, "no write access"))
 
-    def _log_failure(self, exc: OSError) -> ItemLogError:
-        assert self.item_log is not None
-        why = exc.strerror or str(exc)
-        if isinstance(exc, PermissionError) or exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            problem = f"the run directory {self.item_log.path.parent} is not writable ({why})"
+    def _write_failure(self, exc: Exception) -> StoreWriteError:
+        why = getattr(exc, "strerror", None) or str(exc)
+        path = self.store.sqlite_path
+        if path is not None and (isinstance(exc, PermissionError) or self.store.read_only):
+            problem = f"the run directory {path.parent} is not writable ({why})"
         else:
-            problem = f"writing {self.item_log.path} failed ({why})"
-        return ItemLogError(
-            f"cannot add items: {problem}. Added items are kept in the run directory's {ITEM_LOG} so "
-            "that restarts and other server processes see them: make it writable, or load the run "
-            "with persist=False to keep added items in memory only"
+            problem = f"writing to the store {self.store.describe()} failed ({why})"
+        return StoreWriteError(
+            f"cannot write: {problem}. Added items and events are kept in the run's store so that "
+            "restarts and other server processes see them: make it writable, or load the run "
+            "with persist=False to keep them in memory only"
         )
 
     def _check_new_ids(self, item_ids: list[str]) -> None:
@@ -612,11 +723,10 @@ class Recommender:
         rows = np.asarray(self._encoder.encode(texts, batch_size=32), dtype=np.float32)
         return torch.from_numpy(rows)  # (m, d_text)
 
-    def _apply(self, groups: list[list[ItemRecord]]) -> None:
+    def _apply(self, records: list[ItemRecord]) -> None:
         """Append items to the model's text matrix, the item vectors, the index and the catalogue
-        (under ``self._lock``). Vectors are computed group by group, as the groups were added, so a
-        replay gives the same vectors bit for bit."""
-        records = [r for group in groups for r in group]
+        (under ``self._lock``). Vectors are computed batch by batch, as the items were added, so
+        every process gives the same vectors bit for bit."""
         if not records:
             return
         rows = torch.from_numpy(np.stack([r.vector for r in records]))  # (m, d_text)
@@ -624,10 +734,10 @@ class Recommender:
         with torch.inference_mode():
             append_text_items(self.model.items, rows.to(self.device))
             parts, start = [], first
-            for group in groups:
-                new = torch.arange(start, start + len(group), device=self.device)  # (g,)
+            for size in _batch_sizes(records):
+                new = torch.arange(start, start + size, device=self.device)  # (g,)
                 parts.append(self.model.item_vectors(new).float())  # (g, D)
-                start += len(group)
+                start += size
             vectors = torch.cat(parts)  # (m, D)
             self._vectors = torch.cat([self._vectors, vectors])
             self._index.add(vectors)
@@ -639,36 +749,116 @@ class Recommender:
             self._titles.append(title)
             self._lower_titles.append(title.lower())
 
-    # ---- the item log shared with other processes ----------------------------------------------
+    # ---- users' events -------------------------------------------------------------------------
+    def add_events(self, events: Sequence[tuple[str, str, int]]) -> int:
+        """Store what users did: ``(user_id, item_id, timestamp)`` rows, all or none, committed
+        before this returns; :meth:`recommend_user` uses them at once, in every process.
+
+        Returns:
+            The number of events stored.
+
+        Raises:
+            UnknownIdError: events name items not in the catalogue (every one named; nothing stored).
+            ServingError: an empty user id or a timestamp that is not an integer in range.
+            StoreWriteError: the store cannot be written.
+        """
+        self.sync()
+        rows: list[tuple[str, str, int]] = []
+        unknown: list[str] = []
+        for n, event in enumerate(events):
+            if len(event) != 3:
+                raise ServingError(f"events[{n}]: expected (user_id, item_id, timestamp), got {event!r}")
+            user_id, item_id, timestamp = str(event[0]), str(event[1]), event[2]
+            if not user_id.strip():
+                raise ServingError(f"events[{n}].user_id is empty")
+            _check_unicode(f"events[{n}].user_id", [user_id])
+            if item_id not in self._item_idx:
+                unknown.append(item_id)
+            rows.append((user_id, item_id, _check_time(timestamp, f"events[{n}].timestamp")))
+        if unknown:
+            raise UnknownIdError("item", list(dict.fromkeys(unknown)))
+        self._check_writable()
+        try:
+            self.store.add_events(rows)
+        except StoreError as exc:
+            raise self._write_failure(exc) from exc
+        return len(rows)
+
+    def forget_user(self, user_id: str) -> int:
+        """Delete a user's stored events (their training history is part of the model and stays).
+
+        Returns:
+            The number of events deleted.
+
+        Raises:
+            StoreWriteError: the store cannot be written.
+        """
+        self._check_writable()
+        try:
+            return self.store.forget_user(str(user_id))
+        except StoreError as exc:
+            raise self._write_failure(exc) from exc
+
+    # ---- the store shared with other processes -------------------------------------------------
     def stale(self) -> bool:
-        """Whether the run's item log changed since this recommender last read it (one ``os.stat``,
-        no lock; call :meth:`sync` to catch up)."""
-        return self.item_log is not None and self.item_log.changed()
+        """Whether items were added to the store since this recommender last read it (one cheap
+        query; call :meth:`sync` to catch up). Events need no catching up: they are read at
+        each query."""
+        return self.can_add_items and self.store.item_head() != self._store_head
 
     def sync(self) -> int:
-        """Catch up with items other recommenders (other processes) added to the run directory.
+        """Catch up with items other recommenders (other processes) added to the store.
 
         The HTTP app calls this before every request it answers. Cheap when nothing changed.
+        Damaged items are skipped, counted in ``describe()["set_aside"]`` and logged once.
 
         Returns:
             The number of items added.
-
-        Raises:
-            DataFormatError: a corrupt record (file and line named); the items before it are added,
-                nothing after it is (so processes never disagree on indices).
         """
         if not self.stale():
             return 0
         with self._lock:
-            return self._catch_up(final=False)
+            before = self.num_items
+            self._catch_up()
+            return self.num_items - before
 
-    def _catch_up(self, final: bool) -> int:
-        assert self.item_log is not None
-        groups, error = self.item_log.read_new(self._item_idx, final=final)
-        self._apply(groups)
-        if error is not None:
-            raise error
-        return sum(len(g) for g in groups)
+    def _catch_up(self) -> list[tuple[int, SetAside]]:
+        """Apply the items stored after the last read (under the lock); returns the damaged ones."""
+        if not self.can_add_items:
+            return []
+        head = self.store.item_head()
+        records, damaged = self.store.read_items(self._store_seq, self._d_text)
+        good: list[ItemRecord] = []
+        for r in records:
+            assert r.seq is not None
+            if r.item_id in self._item_idx:
+                why = f"item id {r.item_id!r} is already in the catalogue"
+                damaged.append((r.seq, SetAside(f"items seq {r.seq}", why, r.item_id.encode())))
+            else:
+                good.append(r)
+        self._apply(good)
+        new = [(seq, r) for seq, r in damaged if seq not in self._skipped]
+        self._skipped.update(seq for seq, _ in new)
+        self._set_aside += len(new)
+        self._log_set_aside([r for _, r in new])
+        seqs = [r.seq for r in records if r.seq is not None] + [seq for seq, _ in damaged]
+        self._store_seq = max([self._store_seq, *seqs])
+        self._store_head = max(head, self._store_seq)
+        return damaged
+
+    @staticmethod
+    def _log_set_aside(records: Sequence[SetAside]) -> None:
+        for r in records:
+            _LOG.warning(
+                "set aside %s: %s (kept in the store's set_aside table; other records are served)",
+                r.source,
+                r.reason,
+            )
+
+    @property
+    def set_aside(self) -> int:
+        """Damaged records kept out of service (in the store's ``set_aside`` table, or skipped)."""
+        return self._set_aside
 
     def item_vectors(self, item_ids: Sequence[str]) -> torch.Tensor:
         """(m, D) L2-normalised vectors of items (what recommendations are scored against).
@@ -693,9 +883,21 @@ class Recommender:
             "index": self.index_name,
             "can_add_items": self.can_add_items,
             "added_items": self.num_items - self._trained_items,
-            "item_log": None if self.item_log is None else str(self.item_log.path),
-            "item_log_torn": 0 if self.item_log is None else self.item_log.torn,
+            "store": self.store.describe(),
+            "store_schema": self.store.version,
+            "set_aside": self.set_aside,
         }
+
+
+def _batch_sizes(records: Sequence[ItemRecord]) -> list[int]:
+    """Sizes of the runs of consecutive records added by one call (same ``batch``)."""
+    sizes: list[int] = []
+    for i, r in enumerate(records):
+        if i and r.batch == records[i - 1].batch and r.batch:
+            sizes[-1] += 1
+        else:
+            sizes.append(1)
+    return sizes
 
 
 def _check_unicode(what: str, values: Sequence[str]) -> None:

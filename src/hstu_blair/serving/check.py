@@ -1,0 +1,165 @@
+"""``check_run``: the health of a run directory as a server would find it, without loading the model.
+
+What is looked at: ``model.json`` (JSON with an architecture), the weights (each safetensors file's
+header against its size), the dataset and text store the model names, and the store (schema
+version, counts of items, events and users, damaged rows, what was set aside, and an item log of
+earlier versions still to import). Nothing is written.
+
+Status: ``ok`` (exit 0), ``set_aside`` (records were set aside or are damaged: served without
+them, exit 1), ``unusable`` (the run cannot be served: exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hstu_blair.errors import HstuBlairError
+from hstu_blair.serving.legacy_log import LEGACY_LOG, read_legacy_log
+from hstu_blair.serving.store import SCHEMA_VERSION, STORE_FILE, Store
+
+MODEL_INFO = "model.json"
+CHECKPOINTS = ("best", "last")
+EXIT_CODES = {"ok": 0, "set_aside": 1, "unusable": 2}
+
+
+@dataclass
+class RunHealth:
+    """What :func:`check_run` found: ``problems`` make the run unusable, ``set_aside`` lists damaged
+    records (served without them), ``facts`` are counts and versions."""
+
+    run_dir: Path
+    problems: list[str] = field(default_factory=list)
+    set_aside: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return "unusable" if self.problems else "set_aside" if self.set_aside else "ok"
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why a safetensors file cannot be read (None when its header and size agree)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return f"{size} bytes: too short for a safetensors header"
+            (length,) = struct.unpack("<Q", head)
+            if length > size - 8:
+                return f"header length {length} is beyond the file's {size} bytes"
+            header = json.loads(f.read(length))
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return "the header is not JSON"
+    if not isinstance(header, dict):
+        return "the header is not a JSON object"
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            end = max(end, int(entry["data_offsets"][1]))
+        except (TypeError, KeyError, IndexError, ValueError):
+            return f"tensor {name!r} has no data_offsets"
+    if 8 + length + end != size:
+        return f"the tensors need {8 + length + end} bytes, the file has {size}"
+    return None
+
+
+def check_run(run_dir: str | Path, store: str | Path | None = None) -> RunHealth:
+    """The health of a run directory and its store (see the module docstring)."""
+    run_dir = Path(run_dir)
+    health = RunHealth(run_dir)
+    if not run_dir.is_dir():
+        health.problems.append(f"{run_dir}: not a directory")
+        return health
+    info = _check_model(run_dir, health)
+    d_text = int(info["architecture"].get("d_text") or 0) if info else 0
+    item_ids = set(info.get("item_ids") or ()) if info else set()
+    _check_store(run_dir, store, d_text, item_ids, health)
+    return health
+
+
+def _check_model(run_dir: Path, health: RunHealth) -> dict[str, Any] | None:
+    path = run_dir / MODEL_INFO
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        health.problems.append(f"{path}: missing (not a run directory)")
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        health.problems.append(f"{path}: not readable JSON ({exc})")
+        return None
+    if not isinstance(info, dict) or not isinstance(info.get("architecture"), dict):
+        health.problems.append(f"{path}: has no 'architecture' object")
+        return None
+    arch = info["architecture"]
+    health.facts["model"] = f"{arch.get('name')} fusion={arch.get('fusion')} items={arch.get('num_items')}"
+    usable = []
+    for name in CHECKPOINTS:
+        weights = run_dir / "checkpoints" / f"{name}.safetensors"
+        if not weights.exists():
+            continue
+        problem = safetensors_problem(weights)
+        if problem is None:
+            usable.append(name)
+        else:
+            health.problems.append(f"{weights}: {problem}")
+    if not usable and not any(p.startswith(str(run_dir / "checkpoints")) for p in health.problems):
+        health.problems.append(f"{run_dir / 'checkpoints'}: no best.safetensors or last.safetensors")
+    health.facts["weights"] = ", ".join(usable) or "none"
+    dataset = (info.get("dataset") or {}).get("path")
+    if dataset and not Path(dataset).exists():
+        health.problems.append(f"{dataset}: the dataset the model was trained on is missing")
+    text_store = info.get("text_store") or {}
+    if text_store.get("path") and not Path(text_store["path"]).exists():
+        health.problems.append(f"{text_store['path']}: the text embedding store of the model is missing")
+    return info
+
+
+def _check_store(
+    run_dir: Path, location: str | Path | None, d_text: int, item_ids: set[str], health: RunHealth
+) -> None:
+    path = run_dir / STORE_FILE
+    if location is None and not path.exists():
+        health.facts["store"] = f"none yet ({STORE_FILE} is created on the first serve)"
+        store = None
+    else:
+        try:
+            store = Store(location or path, read_only=True)
+        except HstuBlairError as exc:
+            health.problems.append(str(exc))
+            return
+    legacy = run_dir / LEGACY_LOG
+    imported = store is not None and store.get_meta(f"imported:{LEGACY_LOG}") is not None
+    if legacy.is_file() and not imported and d_text:
+        records, aside = read_legacy_log(legacy, d_text, item_ids)
+        health.facts["item log to import"] = (
+            f"{len(records)} items ({LEGACY_LOG}, imported on the next serve)"
+        )
+        health.set_aside += [f"{r.source}: {r.reason} (will be set aside on import)" for r in aside]
+    if store is None:
+        return
+    try:
+        health.facts["store"] = store.describe()
+        health.facts["schema version"] = f"{store.version} (this hstu-blair: {SCHEMA_VERSION})"
+        if store.version < SCHEMA_VERSION:
+            health.facts["migration"] = f"to version {SCHEMA_VERSION} on the next serve"
+            return
+        health.facts.update(store.counts())
+        health.set_aside += [f"{r['source']}: {r['reason']}" for r in store.set_aside_records()]
+        if d_text:
+            _, damaged = store.read_items(0, d_text)
+            health.set_aside += [f"{r.source}: {r.reason} (set aside on the next serve)" for _, r in damaged]
+    finally:
+        store.close()

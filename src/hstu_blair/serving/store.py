@@ -1,0 +1,573 @@
+"""The service's database: items added at run time, users' events, and records set aside.
+
+A thin layer over SQLAlchemy Core. The default is one SQLite file per run directory
+(``RUN_DIR/store.sqlite``: WAL journal, ``synchronous=FULL``, so a commit is on disk when it
+returns); any other path, or a PostgreSQL URL (``postgresql://user:pass@host/db``, driver
+psycopg) with the same schema, can be named instead. Tables:
+
+- ``items``: ``seq`` (the order items were added; every process gives them indices in this order),
+  ``item_id`` (unique), ``title``, ``text``, ``dim``, ``vector`` (``dim`` little-endian float32,
+  so a restart needs no encoder), ``sha256`` (of the other fields), ``batch`` (items added by one
+  call share it: their model vectors are computed together), ``added_at``.
+- ``events``: ``seq``, ``user_id``, ``item_id``, ``timestamp`` (seconds), indexed by user.
+- ``set_aside``: damaged records kept out of service (``source``, ``reason``, the raw ``record``).
+- ``store_meta``: key/value facts (which legacy files were imported).
+- ``schema_version``: the migrations applied (see :data:`MIGRATIONS`), applied in order at open.
+
+Several processes share one store: writes are transactions (SQLite serialises them; PostgreSQL
+item inserts take a table lock so ``seq`` order is commit order), and a reader learns of other
+processes' items by comparing ``max(seq)`` with what it read (:meth:`Store.item_head`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from hstu_blair.errors import HstuBlairError
+
+log = logging.getLogger(__name__)
+
+STORE_FILE = "store.sqlite"
+"""File name of the default SQLite store inside a run directory."""
+SCHEMA_VERSION = 2
+"""The schema this code writes (the number of migrations)."""
+
+
+class StoreError(HstuBlairError, ValueError):
+    """The store cannot be opened, read or written (unreachable server, read-only file, newer schema)."""
+
+
+class DuplicateIdsError(StoreError):
+    """Item ids that are already in the store (``ids``)."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+        super().__init__(f"item ids already in the store: {ids}")
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    """One added item: what restores it without the text encoder.
+
+    ``vector`` is the (d_text,) float32 text vector; ``seq`` its row in the store (None before it
+    is stored); ``batch`` groups the items added by one call."""
+
+    item_id: str
+    title: str
+    text: str
+    vector: np.ndarray  # (d_text,) float32
+    seq: int | None = None
+    batch: str = ""
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A damaged record kept out of service: where it came from, why, and its raw content."""
+
+    source: str
+    reason: str
+    record: bytes
+
+
+def item_digest(item_id: str, title: str, text: str, vector: bytes) -> str:
+    """sha256 of an item's fields (what the ``sha256`` column holds)."""
+    head = json.dumps([item_id, title, text], ensure_ascii=True).encode("ascii")
+    return hashlib.sha256(head + b"\0" + vector).hexdigest()
+
+
+# ---- schema and migrations -------------------------------------------------------------------
+metadata = sa.MetaData()
+SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite's rowid alias must be INTEGER
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+store_meta = sa.Table(
+    "store_meta",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+items = sa.Table(
+    "items",
+    metadata,
+    sa.Column("seq", SEQ, primary_key=True, autoincrement=True),
+    sa.Column("item_id", sa.Text, nullable=False, unique=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("dim", sa.Integer, nullable=False),
+    sa.Column("vector", sa.LargeBinary, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("batch", sa.String(64), nullable=False),
+    sa.Column("added_at", sa.Float, nullable=False),
+)
+set_aside = sa.Table(
+    "set_aside",
+    metadata,
+    sa.Column("seq", SEQ, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("record", sa.LargeBinary, nullable=False),
+    sa.Column("set_aside_at", sa.Float, nullable=False),
+)
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("seq", SEQ, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("item_id", sa.Text, nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.Index("events_by_user", "user_id", "timestamp"),
+)
+
+
+def _v1(conn: Connection) -> None:
+    """Items added at run time, the set-aside records, store facts."""
+    for table in (store_meta, items, set_aside):
+        table.create(conn)
+
+
+def _v2(conn: Connection) -> None:
+    """Users' events."""
+    events.create(conn)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+"""Migration ``i`` takes the schema from version ``i`` to ``i + 1``; never edit one once released."""
+
+
+# ---- opening -----------------------------------------------------------------------------------
+def store_url(location: str | Path) -> str:
+    """The SQLAlchemy URL of a store location: a PostgreSQL URL (driver psycopg), a SQLAlchemy URL,
+    or a file path (SQLite)."""
+    text = str(location)
+    if text.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + text.split("://", 1)[1]
+    if "://" in text:
+        return text
+    return f"sqlite:///{Path(text).resolve()}"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
+    dbapi_conn.isolation_level = None  # transactions are begun explicitly (see _begin)
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA busy_timeout = 60000")
+    mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+    if mode != "wal":
+        with contextlib.suppress(Exception):  # a read-only file keeps its journal mode
+            cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = FULL")  # a commit is fsync'd before it returns
+    cursor.execute("PRAGMA secure_delete = ON")  # deleted rows are overwritten, not left in free pages
+    cursor.close()
+
+
+def _sqlite_readable(url: str) -> bool:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
+        return True
+    except sa.exc.SQLAlchemyError:
+        return False
+    finally:
+        engine.dispose()
+
+
+def _begin(conn: Connection) -> None:
+    """SQLite: writes take the write lock at BEGIN (no upgrade deadlocks), reads do not."""
+    immediate = conn.get_execution_options().get("write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Store:
+    """One store (a database), shared by every process that opens the same location.
+
+    Args:
+        location: a SQLite file path, ``sqlite://`` (in memory, this process only) or a
+            PostgreSQL URL.
+        read_only: open without writing (no migration: ``version`` says what the store holds, and
+            only a store of the current version can be read beyond its ``items``).
+
+    Raises:
+        StoreError: the database cannot be opened, or its schema is newer than this code.
+    """
+
+    def __init__(self, location: str | Path, read_only: bool = False) -> None:
+        self.location = str(location)
+        self.url = store_url(location)
+        self.read_only = read_only
+        self.engine = self._engine(self.url, read_only)
+        memory = self.url in ("sqlite://", "sqlite:///:memory:")
+        self._pollers = threading.local()  # item_head's connection per thread (SQLite files)
+        self._poll_conns: list[sqlite3.Connection] = []
+        self._mutex: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if memory else contextlib.nullcontext()
+        )
+        self.backend = self.engine.dialect.name
+        try:
+            self.version = self._migrate()
+        except sa.exc.SQLAlchemyError as exc:
+            self.engine.dispose()
+            raise StoreError(f"cannot open the store {self.describe()}: {_why(exc)}") from None
+
+    @staticmethod
+    def _engine(url: str, read_only: bool) -> Engine:
+        if not url.startswith("sqlite"):
+            return sa.create_engine(url, pool_pre_ping=True)
+        memory = url in ("sqlite://", "sqlite:///:memory:")
+        if read_only and not memory:
+            path = url.split("///", 1)[1]
+            url = f"sqlite:///file:{path}?mode=ro&uri=true"  # sees the journal (WAL) of live writers
+            if not _sqlite_readable(url):  # a read-only directory without -shm: nobody can write, read as is
+                url = f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true"
+        kwargs: dict[str, Any] = {"poolclass": sa.pool.StaticPool} if memory else {}
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", _begin)
+        return engine
+
+    @classmethod
+    def for_run(cls, run_dir: str | Path, location: str | Path | None = None) -> Store:
+        """The store of a run directory: ``location``, else ``RUN_DIR/store.sqlite``. A SQLite file
+        in a directory that cannot be written is opened read-only."""
+        if location is None:
+            location = Path(run_dir) / STORE_FILE
+        url = store_url(location)
+        if url.startswith("sqlite:///"):
+            path = Path(url.split("///", 1)[1])
+            if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+                if not path.exists():
+                    raise StoreError(
+                        f"{path.parent} is not writable and holds no {path.name}: nothing to read"
+                    )
+                store = cls(location, read_only=True)
+                if store.version != SCHEMA_VERSION:
+                    store.close()
+                    raise StoreError(
+                        f"{path} has schema version {store.version}, this hstu-blair needs "
+                        f"{SCHEMA_VERSION}, and its directory is not writable: open it once from a "
+                        "writable place to migrate it"
+                    )
+                return store
+        return cls(location)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file (None for PostgreSQL or an in-memory store)."""
+        if not self.url.startswith("sqlite:///") or self.url.endswith(":memory:"):
+            return None
+        return Path(self.url.split("///", 1)[1])
+
+    def describe(self) -> str:
+        """The location without a password."""
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        for conn in self._poll_conns:
+            conn.close()
+        self._poll_conns.clear()
+        self._pollers = threading.local()
+        self.engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        if self.read_only:
+            raise StoreError(f"the store {self.describe()} is read-only (its directory is not writable)")
+        with self._connect() as conn, conn.execution_options(write=True).begin():
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        """A connection; the in-memory store's single connection is used by one thread at a time."""
+        with self._mutex, self.engine.connect() as conn:
+            yield conn
+
+    def _migrate(self) -> int:
+        if self.read_only:
+            with self._read() as conn:
+                version = _version(conn, create=False)
+        else:
+            with self._write() as conn:
+                if self.backend == "postgresql":  # one process migrates; the others wait and see it done
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7263141)")
+                version = _version(conn, create=True)
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"the store {self.describe()} has schema version {version}; this hstu-blair knows "
+                        f"up to {SCHEMA_VERSION}: upgrade hstu-blair"
+                    )
+                for target in range(version + 1, SCHEMA_VERSION + 1):
+                    MIGRATIONS[target - 1](conn)
+                    conn.execute(schema_version.insert().values(version=target, applied_at=time.time()))
+                    log.info("store %s: migrated to schema version %d", self.describe(), target)
+                    version = target
+        if version != SCHEMA_VERSION and not (self.read_only and version < SCHEMA_VERSION):
+            raise StoreError(
+                f"the store {self.describe()} has schema version {version}, this hstu-blair needs "
+                f"{SCHEMA_VERSION}: open it once from a writable place to migrate it"
+            )
+        return version
+
+    # ---- facts ---------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self._read() as conn:
+            return conn.execute(sa.select(store_meta.c.value).where(store_meta.c.key == key)).scalar()
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table: items, events, users (with events), set_aside."""
+        with self._read() as conn:
+
+            def count(what: Any) -> int:
+                return int(conn.execute(sa.select(sa.func.count()).select_from(what)).scalar() or 0)
+
+            return {
+                "items": count(items),
+                "events": count(events),
+                "users": count(sa.select(events.c.user_id).distinct().subquery()),
+                "set_aside": count(set_aside),
+            }
+
+    # ---- items ---------------------------------------------------------------------------------
+    def item_head(self) -> int:
+        """The highest item ``seq`` (0 when there are none): a cheap "did anything change" (servers
+        ask before every request; on a SQLite file, a plain connection per thread answers it in
+        about 15 us where a pooled SQLAlchemy round trip takes 20 times as long)."""
+        path = self.sqlite_path
+        if path is not None:
+            conn = getattr(self._pollers, "conn", None)
+            if conn is None:
+                query = self.engine.url.query  # read-only: mode=ro (and immutable=1) as the engine's
+                options = "&".join(f"{k}={query[k]}" for k in ("mode", "immutable") if k in query)
+                uri = f"file:{path}?{options}"
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA busy_timeout = 60000")
+                self._pollers.conn = conn
+                self._poll_conns.append(conn)
+            return int(conn.execute("SELECT max(seq) FROM items").fetchone()[0] or 0)
+        with self._connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(items.c.seq))).scalar() or 0)
+
+    def item_ids(self) -> list[str]:
+        """Every stored item id, in ``seq`` order."""
+        with self._read() as conn:
+            return list(conn.execute(sa.select(items.c.item_id).order_by(items.c.seq)).scalars())
+
+    def read_items(self, after: int, dim: int) -> tuple[list[ItemRecord], list[tuple[int, SetAside]]]:
+        """The items with ``seq > after``, in order, and the damaged ones (``(seq, why)``): a vector
+        of the wrong width or size, or a checksum mismatch."""
+        good: list[ItemRecord] = []
+        bad: list[tuple[int, SetAside]] = []
+        with self._read() as conn:
+            rows = conn.execute(sa.select(items).where(items.c.seq > after).order_by(items.c.seq))
+            for row in rows:
+                problem = _item_problem(row, dim)
+                if problem is None:
+                    vector = np.frombuffer(row.vector, dtype="<f4").astype(np.float32)  # (dim,)
+                    good.append(ItemRecord(row.item_id, row.title, row.text, vector, row.seq, row.batch))
+                else:
+                    bad.append((row.seq, SetAside(f"items seq {row.seq}", problem, _row_record(row))))
+        return good, bad
+
+    def add_items(self, records: Sequence[ItemRecord]) -> None:
+        """Insert items as one batch, durably (committed when this returns).
+
+        Raises:
+            DuplicateIdsError: an id is already in the store (nothing is inserted).
+            StoreError: the store cannot be written.
+        """
+        batch = uuid.uuid4().hex
+        now = time.time()
+        rows = []
+        for r in records:
+            vector = np.ascontiguousarray(r.vector, dtype="<f4").tobytes()
+            digest = item_digest(r.item_id, r.title, r.text, vector)
+            rows.append(
+                {
+                    "item_id": r.item_id,
+                    "title": r.title,
+                    "text": r.text,
+                    "dim": len(vector) // 4,
+                    "vector": vector,
+                    "sha256": digest,
+                    "batch": r.batch or batch,
+                    "added_at": now,
+                }
+            )
+        try:
+            with self._write() as conn:
+                self._lock_items(conn)
+                ids = [r["item_id"] for r in rows]
+                taken = conn.execute(sa.select(items.c.item_id).where(items.c.item_id.in_(ids))).scalars()
+                taken_ids = sorted(set(taken))
+                if taken_ids:
+                    raise DuplicateIdsError(taken_ids)
+                conn.execute(items.insert(), rows)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"cannot write items to the store {self.describe()}: {_why(exc)}") from None
+
+    def _lock_items(self, conn: Connection) -> None:
+        """PostgreSQL: one item writer at a time, so ``seq`` order is commit order (readers that
+        remember the highest ``seq`` seen never miss a row committed later with a lower one)."""
+        if self.backend == "postgresql":
+            conn.exec_driver_sql("LOCK TABLE items IN SHARE ROW EXCLUSIVE MODE")
+
+    def set_aside_items(self, damaged: Sequence[tuple[int, SetAside]]) -> None:
+        """Move damaged item rows to ``set_aside`` (one transaction)."""
+        if not damaged:
+            return
+        with self._write() as conn:
+            self._lock_items(conn)
+            present = set(
+                conn.execute(
+                    sa.select(items.c.seq).where(items.c.seq.in_([seq for seq, _ in damaged]))
+                ).scalars()
+            )
+            moved = [r for seq, r in damaged if seq in present]  # another process may have moved it
+            if moved:
+                conn.execute(set_aside.insert(), [_aside_row(r) for r in moved])
+                conn.execute(items.delete().where(items.c.seq.in_(present)))
+
+    def import_items(self, key: str, records: Sequence[ItemRecord], damaged: Sequence[SetAside]) -> bool:
+        """Insert imported items and set-aside records once per ``key`` (one transaction; another
+        process importing the same key at the same time waits and then finds it done).
+
+        Returns:
+            Whether this call imported them (False: already done).
+        """
+        with self._write() as conn:
+            self._lock_items(conn)
+            if self.backend == "postgresql":
+                conn.exec_driver_sql("LOCK TABLE store_meta IN SHARE ROW EXCLUSIVE MODE")
+            done = conn.execute(sa.select(store_meta.c.value).where(store_meta.c.key == key)).scalar()
+            if done is not None:
+                return False
+            now = time.time()
+            rows = []
+            for r in records:
+                vector = np.ascontiguousarray(r.vector, dtype="<f4").tobytes()
+                rows.append(
+                    {
+                        "item_id": r.item_id,
+                        "title": r.title,
+                        "text": r.text,
+                        "dim": len(vector) // 4,
+                        "vector": vector,
+                        "sha256": item_digest(r.item_id, r.title, r.text, vector),
+                        "batch": r.batch,
+                        "added_at": now,
+                    }
+                )
+            if rows:
+                conn.execute(items.insert(), rows)
+            if damaged:
+                conn.execute(set_aside.insert(), [_aside_row(r) for r in damaged])
+            summary = {"items": len(rows), "set_aside": len(damaged), "at": now}
+            conn.execute(store_meta.insert().values(key=key, value=json.dumps(summary)))
+            return True
+
+    def set_aside_records(self) -> list[dict[str, Any]]:
+        """Every set-aside record: ``{"source", "reason", "set_aside_at"}``, oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(set_aside.c.source, set_aside.c.reason, set_aside.c.set_aside_at).order_by(
+                    set_aside.c.seq
+                )
+            )
+            return [dict(r._mapping) for r in rows]
+
+    # ---- events --------------------------------------------------------------------------------
+    def add_events(self, rows: Sequence[tuple[str, str, int]]) -> None:
+        """Insert ``(user_id, item_id, timestamp)`` rows in one transaction, durably.
+
+        Raises:
+            StoreError: the store cannot be written (nothing is stored).
+        """
+        if not rows:
+            return
+        values = [{"user_id": u, "item_id": i, "timestamp": t} for u, i, t in rows]
+        try:
+            with self._write() as conn:
+                conn.execute(events.insert(), values)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"cannot write events to the store {self.describe()}: {_why(exc)}") from None
+
+    def user_events(self, user_id: str) -> tuple[list[str], np.ndarray]:
+        """A user's stored events, oldest first (ties in the order stored): item ids and (n,) int64
+        timestamps."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(events.c.item_id, events.c.timestamp)
+                .where(events.c.user_id == user_id)
+                .order_by(events.c.timestamp, events.c.seq)
+            ).all()
+        return [r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.int64)
+
+    def forget_user(self, user_id: str) -> int:
+        """Delete a user's events; returns how many. SQLite overwrites the deleted rows
+        (``secure_delete``) and checkpoints the journal so no copy stays in the files."""
+        with self._write() as conn:
+            deleted = conn.execute(events.delete().where(events.c.user_id == user_id)).rowcount
+        if self.backend == "sqlite" and deleted:
+            with self._connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        return int(deleted)
+
+
+def _version(conn: Connection, create: bool) -> int:
+    """The schema version of the store (0: empty); ``create`` makes the version table if missing."""
+    if not sa.inspect(conn).has_table("schema_version"):
+        if create:
+            schema_version.create(conn)
+        return 0
+    return int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0)
+
+
+def _item_problem(row: Any, dim: int) -> str | None:
+    if row.dim != dim:
+        return f"vector width {row.dim}, but the run's text vectors have {dim}"
+    if len(row.vector) != 4 * dim:
+        return f"vector has {len(row.vector)} bytes, expected {4 * dim}"
+    if item_digest(row.item_id, row.title, row.text, row.vector) != row.sha256:
+        return "checksum mismatch"
+    if not np.isfinite(np.frombuffer(row.vector, dtype="<f4")).all():
+        return "vector holds NaN or inf"
+    return None
+
+
+def _row_record(row: Any) -> bytes:
+    fields = {k: v for k, v in row._mapping.items() if k != "vector"}
+    fields["vector_hex"] = bytes(row.vector).hex()
+    return json.dumps(fields, ensure_ascii=False).encode("utf-8")
+
+
+def _aside_row(r: SetAside) -> dict[str, Any]:
+    return {"source": r.source, "reason": r.reason, "record": r.record, "set_aside_at": time.time()}
+
+
+def _why(exc: sa.exc.SQLAlchemyError) -> str:
+    original = getattr(exc, "orig", None)
+    return str(original if original is not None else exc).strip().splitlines()[0]

@@ -1,0 +1,163 @@
+"""Users' events: stored all or none, used at once by recommendations, forgotten without trace; the
+same through the Python API, the HTTP routes and ``hstu-blair events import``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from hstu_blair.cli import main
+from hstu_blair.errors import UnknownIdError
+from hstu_blair.serving.app import create_app
+from hstu_blair.serving.recommender import Query, Recommender, ServingError
+from hstu_blair.serving.store import STORE_FILE, Store
+from tests.conftest import HashEncoder
+
+KEY = "events-token"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+LATER = 2_000_000_000  # after every training interaction
+
+
+@pytest.fixture
+def run(text_run, copy_run) -> Path:
+    return copy_run(text_run)
+
+
+def _ids(result) -> list[str]:
+    return [r.item_id for r in result]
+
+
+def _every_row(store: Store) -> list[str]:
+    rows = []
+    with store.engine.connect() as conn:
+        for name in sa.inspect(conn).get_table_names():
+            table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+            rows += [repr(tuple(r)) for r in conn.execute(sa.select(table))]
+    return rows
+
+
+def test_events_extend_a_users_history_in_time_order(run, store_location):
+    rec = Recommender.load(run, encoder=HashEncoder(), store=store_location)
+    ids, times, known = rec.user_history("u1")
+    before = rec.recommend_user("u1", k=40)
+    target = _ids(before)[0]
+    assert rec.add_events([("u1", target, LATER), ("u1", "i2", LATER - 1), ("u2", "i3", LATER)]) == 3
+    new_ids, new_times, _ = rec.user_history("u1")
+    assert known and len(new_ids) == len(ids) + 2 and list(new_times) == sorted(new_times)
+    assert new_times[-2:].tolist() == [LATER - 1, LATER]  # ordered by timestamp, not by arrival
+    # the same history a client would send: the query is the training history plus the events
+    history = [rec.run.data.item_ids[i] for i in new_ids]
+    expected = rec.recommend(history, k=10, timestamps=new_times.tolist())
+    assert _ids(rec.recommend_user("u1", k=10)) == _ids(expected)
+    assert target not in _ids(rec.recommend_user("u1", k=40))  # seen now
+    # /recommend with user_id gives the same
+    assert _ids(rec.recommend_batch([Query(user_id="u1", k=10)])[0]) == _ids(expected)
+
+
+def test_a_new_user_starts_empty_then_follows_their_events(run):
+    rec = Recommender.load(run, encoder=HashEncoder())
+    with pytest.raises(UnknownIdError, match="unknown user id: 'new'"):
+        rec.recommend_user("new")
+    popular = rec.recommend_user("new", k=5, new_user="popular")
+    assert _ids(popular) == _ids(rec.popular(5)) and len(popular) == 5
+    scores = [r.score for r in popular]
+    assert scores == sorted(scores, reverse=True) and 0 < scores[0] < 1
+    rec.add_events([("new", "i4", LATER)])
+    assert _ids(rec.recommend_user("new", k=5)) == _ids(rec.recommend(["i4"], k=5, timestamps=[LATER]))
+    assert rec.forget_user("new") == 1
+    assert _ids(rec.recommend_user("new", k=5, new_user="popular")) == _ids(popular)
+
+
+def test_unknown_items_refuse_the_whole_batch(run):
+    rec = Recommender.load(run, encoder=HashEncoder())
+    with pytest.raises(UnknownIdError, match="'nope'.*'gone'") as err:
+        rec.add_events([("u1", "i1", LATER), ("u1", "nope", LATER), ("u2", "gone", LATER), ("u3", "nope", 1)])
+    assert err.value.ids == ["nope", "gone"] and rec.store.counts()["events"] == 0
+    with pytest.raises(ServingError, match=r"events\[1\].timestamp"):
+        rec.add_events([("u1", "i1", LATER), ("u1", "i1", "soon")])
+    with pytest.raises(ServingError, match=r"events\[0\].user_id is empty"):
+        rec.add_events([(" ", "i1", LATER)])
+    assert rec.store.counts()["events"] == 0
+    rec.add_item("added", "a brand new item")
+    assert rec.add_events([("u1", "added", LATER)]) == 1  # added items are in the catalogue
+
+
+def test_http_events_routes(run):
+    rec = Recommender.load(run, encoder=HashEncoder())
+    with TestClient(create_app(rec, api_key=KEY)) as client:
+        body = {"events": [{"user_id": "u1", "item_id": "i1", "timestamp": LATER}]}
+        assert client.post("/events", json=body).status_code == 401
+        assert client.delete("/users/u1").status_code == 401
+        assert client.post("/events", json=body, headers=AUTH).json() == {"stored": 1}
+        bad = {"events": [*body["events"], {"user_id": "u2", "item_id": "nope", "timestamp": LATER}]}
+        refused = client.post("/events", json=bad, headers=AUTH)
+        assert refused.status_code == 422 and refused.json()["detail"][0]["ids"] == ["nope"]
+        assert "unknown item id: 'nope'" in refused.json()["detail"][0]["msg"]
+        assert rec.store.counts()["events"] == 1  # nothing of the refused batch
+        assert client.post("/events", json={"events": []}, headers=AUTH).status_code == 422
+        no_time = {"events": [{"user_id": "u1", "item_id": "i1"}]}
+        assert client.post("/events", json=no_time, headers=AUTH).status_code == 422
+        got = client.get("/users/u1/recommendations", params={"k": 4})
+        assert got.status_code == 200 and got.json()["user_id"] == "u1"
+        assert [x["item_id"] for x in got.json()["items"]] == _ids(rec.recommend_user("u1", k=4))
+        new = client.get("/users/someone-new/recommendations", params={"k": 3}).json()
+        assert [x["item_id"] for x in new["items"]] == _ids(rec.popular(3))
+        assert client.get("/users/u1/recommendations", params={"k": 5000}).status_code == 422
+        assert client.delete("/users/u1", headers=AUTH).json() == {"user_id": "u1", "deleted_events": 1}
+        assert "/events" in client.get("/openapi.json").json()["paths"]
+
+
+def test_delete_leaves_no_trace_of_the_user_in_the_store(run, store_location):
+    rec = Recommender.load(run, encoder=HashEncoder(), store=store_location)
+    rec.add_events([("zed-the-user", f"i{j}", LATER + j) for j in range(5)] + [("u2", "i1", LATER)])
+    assert any("zed-the-user" in r for r in _every_row(rec.store))
+    with TestClient(create_app(rec)) as client:
+        assert client.delete("/users/zed-the-user").json()["deleted_events"] == 5
+    assert not any("zed-the-user" in r for r in _every_row(rec.store))
+    assert rec.store.user_events("u2")[0] == ["i1"]
+    path = rec.store.sqlite_path
+    if path is not None:
+        rec.store.close()
+        assert not any(b"zed-the-user" in f.read_bytes() for f in path.parent.glob(path.name + "*"))
+
+
+def test_events_import_csv_and_parquet(run, tmp_path, capsys):
+    csv = tmp_path / "events.csv"
+    csv.write_text("user_id,item_id,timestamp,extra\nu1,i1,2000000000,x\nnew,i2,2000000001,y\n")
+    assert main(["events", "import", str(csv), str(run)]) == 0
+    assert "stored 2 events" in capsys.readouterr().out
+    parquet = tmp_path / "events.parquet"
+    pl.DataFrame({"user_id": ["new"], "item_id": ["i3"], "timestamp": [2_000_000_002]}).write_parquet(parquet)
+    assert main(["events", "import", str(parquet), str(run)]) == 0
+    store = Store(run / STORE_FILE)
+    assert store.user_events("new")[0] == ["i2", "i3"] and store.counts()["events"] == 3
+    rec = Recommender.load(run, encoder=HashEncoder())
+    assert len(rec.user_history("new")[0]) == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("user_id,item_id\nu1,i1\n", "missing columns ['timestamp']"),
+        (
+            "user_id,item_id,timestamp\nu1,i1,5\nu1,i2,soon\n",
+            "events.csv:3 (field 'timestamp'): timestamp 'soon'",
+        ),
+        ("user_id,item_id,timestamp\nu1,i1,5\n,i2,6\n", "events.csv:3 (field 'user_id'): empty user_id"),
+        (
+            "user_id,item_id,timestamp\nu1,i1,5\nu1,nope,6\n",
+            "events.csv:3 (field 'item_id'): item 'nope' is not",
+        ),
+    ],
+)
+def test_events_import_errors_name_file_line_and_field(run, tmp_path, capsys, content, message):
+    csv = tmp_path / "events.csv"
+    csv.write_text(content)
+    assert main(["events", "import", str(csv), str(run)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (run / STORE_FILE).exists() or Store(run / STORE_FILE).counts()["events"] == 0

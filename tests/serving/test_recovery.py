@@ -1,0 +1,167 @@
+"""Damaged records never stop serving and never cost other records: an old item log is imported
+keeping every readable item, damaged lines and rows are set aside (counted in /healthz and
+/metrics), and ``hstu-blair check`` reports it all with its exit status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from hstu_blair.cli import main
+from hstu_blair.serving.app import create_app
+from hstu_blair.serving.legacy_log import LEGACY_LOG, encode_legacy_record
+from hstu_blair.serving.recommender import Recommender
+from hstu_blair.serving.store import STORE_FILE, Store, items
+from tests.conftest import HASH_DIM, HashEncoder
+
+GROUP = 100  # items per add call in the generated log
+
+
+@pytest.fixture
+def run(text_run, copy_run) -> Path:
+    return copy_run(text_run)
+
+
+def _legacy_log(run: Path, n: int) -> list[bytes]:
+    """An old-format log of ``n`` items in groups of GROUP; returns its lines."""
+    vectors = np.random.default_rng(0).standard_normal((n, HASH_DIM)).astype(np.float32)  # (n, d_text)
+    lines = [
+        encode_legacy_record(
+            i, i % GROUP, min(GROUP, n - i // GROUP * GROUP), f"old-{i}", "", f"text {i}", vectors[i]
+        )
+        for i in range(n)
+    ]
+    (run / LEGACY_LOG).write_bytes(b"".join(lines))
+    return lines
+
+
+def _check(run: Path, capsys) -> tuple[int, str]:
+    code = main(["check", str(run)])
+    return code, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text_run", ["text"], indirect=True)
+def test_a_flipped_byte_in_line_5000_of_6000_costs_that_item_only(run, capsys, caplog):
+    lines = _legacy_log(run, 6000)
+    damaged = bytearray(lines[4999])
+    damaged[damaged.index(b"text 4999")] ^= 0x01  # "text" -> "uext": the checksum no longer matches
+    (run / LEGACY_LOG).write_bytes(b"".join([*lines[:4999], bytes(damaged), *lines[5000:]]))
+    code, out = _check(run, capsys)
+    assert code == 1 and f"{LEGACY_LOG}:5000: unreadable record: checksum mismatch" in out
+    assert "5999 items" in out
+
+    rec = Recommender.load(run, encoder=HashEncoder())
+    assert rec.num_items == 40 + 5999 and not rec.has_item("old-4999")
+    assert rec.has_item("old-4998") and rec.has_item("old-5000") and rec.has_item("old-5999")
+    assert rec.describe()["set_aside"] == 1
+    assert caplog.text.count(f"set aside {LEGACY_LOG}:5000") == 1  # logged once
+    with TestClient(create_app(rec)) as client:
+        assert client.get("/healthz").json()["set_aside"] == 1
+        assert "hstu_blair_store_set_aside 1.0" in client.get("/metrics").text
+        got = client.post("/recommend", json={"history": ["old-5000", "i1"], "k": 5})
+        assert got.status_code == 200 and len(got.json()["items"]) == 5
+    records = Store(run / STORE_FILE).set_aside_records()
+    assert [(r["source"], r["reason"]) for r in records] == [
+        (f"{LEGACY_LOG}:5000", "unreadable record: checksum mismatch")
+    ]
+    again = Recommender.load(run)  # imported once: nothing imported or set aside twice
+    assert again.num_items == 40 + 5999 and again.describe()["set_aside"] == 1
+    code, out = _check(run, capsys)
+    assert code == 1 and f"set aside: {LEGACY_LOG}:5000" in out and "items" in out
+
+
+def test_a_duplicated_or_torn_last_line_is_set_aside(run, capsys):
+    lines = _legacy_log(run, 3)
+    (run / LEGACY_LOG).write_bytes(b"".join([*lines, lines[-1], lines[0][:50]]))
+    rec = Recommender.load(run, encoder=HashEncoder())
+    assert [rec.has_item(f"old-{i}") for i in range(3)] == [True, True, True]
+    assert rec.num_items == 43 and rec.describe()["set_aside"] == 2
+    reasons = [r["reason"] for r in Store(run / STORE_FILE).set_aside_records()]
+    assert reasons == [
+        "duplicate of line 3 (item id 'old-2')",
+        "torn last line (a write cut short; never acknowledged)",
+    ]
+    assert _check(run, capsys)[0] == 1
+
+
+def test_imported_items_keep_their_vectors_and_the_old_order(run):
+    lines = _legacy_log(run, 5)
+    rec = Recommender.load(run, encoder=HashEncoder())
+    expected = np.stack(
+        [np.frombuffer(__import__("base64").b64decode(json.loads(x)["vector"]), "<f4") for x in lines]
+    )
+    got = Store(run / STORE_FILE).read_items(0, HASH_DIM)[0]
+    assert [r.item_id for r in got] == [f"old-{i}" for i in range(5)]
+    assert np.stack([r.vector for r in got]).tobytes() == expected.tobytes()
+    assert [x["item_id"] for x in rec.search_items("old-", limit=10)] == [f"old-{i}" for i in range(5)]
+
+
+def test_a_damaged_row_in_the_store_is_set_aside_and_the_rest_served(run, capsys):
+    Recommender.load(run, encoder=HashEncoder()).add_items(["s1", "s2", "s3"], ["one", "two", "three"])
+    store = Store(run / STORE_FILE)
+    with store.engine.begin() as conn:
+        conn.execute(items.update().where(items.c.item_id == "s2").values(vector=b"\0" * 5))
+    code, out = _check(run, capsys)
+    assert code == 1 and "vector has 5 bytes" in out and "set aside on the next serve" in out
+    rec = Recommender.load(run, encoder=HashEncoder())
+    assert rec.has_item("s1") and rec.has_item("s3") and not rec.has_item("s2")
+    assert rec.describe()["set_aside"] == 1 and store.item_ids() == ["s1", "s3"]
+    with TestClient(create_app(rec)) as client:  # the id is free again: it can be added anew
+        assert client.post("/items", json={"item_id": "s2", "text": "two"}).status_code == 201
+    code, out = _check(run, capsys)
+    assert code == 1 and "set aside: items seq" in out
+
+
+def test_check_a_healthy_run(run, capsys):
+    code, out = _check(run, capsys)
+    assert code == 0 and ": ok" in out and "none yet" in out
+    rec = Recommender.load(run, encoder=HashEncoder())
+    rec.add_item("n1", "new")
+    rec.add_events([("u1", "n1", 5), ("u9", "i1", 7)])
+    code, out = _check(run, capsys)
+    assert code == 0 and "schema version     2" in out
+    assert "items              1" in out and "events             2" in out and "users              2" in out
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda run: (run / "model.json").write_text("{not json"), "model.json: not readable JSON"),
+        (lambda run: (run / "model.json").write_text("{}"), "has no 'architecture'"),
+        (lambda run: _truncate(run / "checkpoints/best.safetensors"), "the tensors need"),
+        (lambda run: (run / "checkpoints/best.safetensors").write_bytes(b""), "too short"),
+        (
+            lambda run: _header_length(run / "checkpoints/best.safetensors", 2**40),
+            "header length 1099511627776",
+        ),
+        (lambda run: (run / STORE_FILE).write_bytes(b"not a database at all" * 100), "cannot open the store"),
+    ],
+)
+def test_check_an_unusable_run(run, capsys, damage, message):
+    damage(run)
+    code, out = _check(run, capsys)
+    assert code == 2 and "unusable" in out and message in out
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-10])
+
+
+def _header_length(path: Path, length: int) -> None:
+    data = path.read_bytes()
+    path.write_bytes(length.to_bytes(8, "little") + data[8:])
+
+
+def test_check_without_writing(run, capsys):
+    Recommender.load(run, encoder=HashEncoder()).add_item("n1", "new")
+    before = {p.name: p.read_bytes() for p in run.glob(STORE_FILE + "*")}
+    _check(run, capsys)
+    assert {p.name: p.read_bytes() for p in run.glob(STORE_FILE + "*")} == before
+    engine = sa.create_engine(f"sqlite:///{run / STORE_FILE}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM items").scalar() == 1
