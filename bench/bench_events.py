@@ -170,11 +170,11 @@ for _ in range(n):
 """
 
 
-def visibility(tmp: Path, n: int) -> dict[str, Any]:
+def visibility(location: str, n: int) -> dict[str, Any]:
     """Delay between a commit in one process and another process's poll seeing it."""
     from hstu_blair.serving.store import ItemRecord, Store
 
-    path = tmp / "visibility.sqlite"
+    path = location
     writer = Store(path)
     reader = subprocess.Popen(
         [sys.executable, "-c", READER, str(path), str(n)],
@@ -185,7 +185,7 @@ def visibility(tmp: Path, n: int) -> dict[str, Any]:
     assert reader.stdout is not None and reader.stdout.readline().strip() == "ready"
     delays = []
     for i in range(n):
-        writer.add_items([ItemRecord(f"v{i}", "", "t", np.zeros(8, np.float32))])
+        writer.add_items([ItemRecord(f"visibility-{i}", "", "t", np.zeros(8, np.float32))])
         committed = time.time()
         seen = float(reader.stdout.readline())
         delays.append((seen - committed) * 1000)
@@ -261,7 +261,7 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-        vis = visibility(tmp, 50)
+        vis = visibility(args.store or str(tmp / "visibility.sqlite"), 50)
         print(
             f"visibility: a commit in one process is seen by another's max(seq) poll after "
             f"{vis['delay_ms_median']:.2f} ms median, {vis['delay_ms_max']:.2f} ms max; one poll costs "
