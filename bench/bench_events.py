@@ -2,7 +2,7 @@
 
 Trains a small HSTU on ml-latest-small (610 users, 9.7k movies; ``--epochs``, or pass ``--run-dir``),
 starts ``hstu-blair serve`` in a subprocess on 127.0.0.1 over a fresh SQLite store (WAL,
-synchronous=FULL: every 201 is on disk), then:
+synchronous=FULL: every 201 is on disk; ``--store URL`` for another, e.g. PostgreSQL), then:
 
 1. **Ingest**: ``--events`` events (real movie ids, ``--users`` users) as ``POST /events`` batches
    of ``--batch`` from ``--clients`` concurrent clients; events/s = events acknowledged / wall time
@@ -99,7 +99,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(run_dir: Path, store: Path, threads: int) -> tuple[subprocess.Popen, str]:
+def start_server(run_dir: Path, store: str, threads: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     command = [sys.executable, "-m", "hstu_blair.cli", "serve", str(run_dir), "--port", str(port)]
     command += ["--store", str(store), "--threads", str(threads), "--log-level", "warning"]
@@ -170,11 +170,11 @@ for _ in range(n):
 """
 
 
-def visibility(tmp: Path, n: int) -> dict[str, Any]:
+def visibility(location: str, n: int) -> dict[str, Any]:
     """Delay between a commit in one process and another process's poll seeing it."""
     from hstu_blair.serving.store import ItemRecord, Store
 
-    path = tmp / "visibility.sqlite"
+    path = location
     writer = Store(path)
     reader = subprocess.Popen(
         [sys.executable, "-c", READER, str(path), str(n)],
@@ -185,7 +185,7 @@ def visibility(tmp: Path, n: int) -> dict[str, Any]:
     assert reader.stdout is not None and reader.stdout.readline().strip() == "ready"
     delays = []
     for i in range(n):
-        writer.add_items([ItemRecord(f"v{i}", "", "t", np.zeros(8, np.float32))])
+        writer.add_items([ItemRecord(f"visibility-{i}", "", "t", np.zeros(8, np.float32))])
         committed = time.time()
         seen = float(reader.stdout.readline())
         delays.append((seen - committed) * 1000)
@@ -217,6 +217,7 @@ def main() -> None:
     p.add_argument("--users", type=int, default=2000)
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1, help="the server's torch threads")
+    p.add_argument("--store", help="the server's store (default: a new SQLite file); e.g. a PostgreSQL URL")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
     m = machine()
@@ -240,7 +241,7 @@ def main() -> None:
             for i in range(args.events)
         ]
         batches = [events[i : i + args.batch] for i in range(0, len(events), args.batch)]
-        proc, url = start_server(run_dir, tmp / "store.sqlite", args.threads)
+        proc, url = start_server(run_dir, args.store or str(tmp / "store.sqlite"), args.threads)
         try:
             cpu0 = cpu_seconds(proc.pid)
             seconds, done, errors = asyncio.run(ingest(url, batches, args.clients))
@@ -260,7 +261,7 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-        vis = visibility(tmp, 50)
+        vis = visibility(args.store or str(tmp / "visibility.sqlite"), 50)
         print(
             f"visibility: a commit in one process is seen by another's max(seq) poll after "
             f"{vis['delay_ms_median']:.2f} ms median, {vis['delay_ms_max']:.2f} ms max; one poll costs "

@@ -201,11 +201,12 @@ def running_server(app) -> Iterator[str]:
 
 @pytest.fixture
 def copy_run(tmp_path):
-    """Copy a (session) run directory into this test's tmp_path, to write into it: ``copy_run(run)``."""
+    """Copy a (session) run directory into this test's tmp_path, to write into it: ``copy_run(run)``.
+    The copy has no store (other tests' recommenders open one in the session run directory)."""
     import shutil
 
     def copy(run: Path, name: str = "run") -> Path:
-        return Path(shutil.copytree(run, tmp_path / name))
+        return Path(shutil.copytree(run, tmp_path / name, ignore=shutil.ignore_patterns("store.sqlite*")))
 
     return copy
 

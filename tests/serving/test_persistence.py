@@ -176,3 +176,13 @@ def test_persist_false_writes_nothing(run):
     assert rec.user_history("u1")[1][-1] == 2_000_000_000
     assert not (run / STORE_FILE).exists()
     assert not Recommender.load(run).has_item("mem")
+
+
+def test_a_read_only_run_directory_without_a_store_serves_and_refuses_writes(run, request):
+    ro = request.getfixturevalue("read_only")
+    rec = Recommender.load(ro, encoder=HashEncoder())
+    assert len(rec.recommend(["i1"], k=5)) == 5 and not (ro / STORE_FILE).exists()
+    with pytest.raises(StoreWriteError, match="not writable and has no store.sqlite"):
+        rec.add_item("new", "some text")
+    with pytest.raises(StoreWriteError, match="not writable"):
+        rec.add_events([("u1", "i1", 5)])

@@ -238,9 +238,10 @@ def test_sigkill_during_event_ingest_loses_no_acknowledged_event(text_run, copy_
     assert store.counts()["events"] % batch == 0
 
 
-def test_two_server_processes_see_each_others_events(text_run, copy_run, tmp_path):
+def test_two_server_processes_see_each_others_events(text_run, copy_run, tmp_path, store_location):
     run = copy_run(text_run)
-    with serving(run, tmp_path / "a.log") as a, serving(run, tmp_path / "b.log") as b:
+    store = ("--store", store_location)  # a SQLite file, or PostgreSQL
+    with serving(run, tmp_path / "a.log", *store) as a, serving(run, tmp_path / "b.log", *store) as b:
         before = b.http.get("/users/u1/recommendations", params={"k": 40}).json()
         popular = b.http.get("/users/newcomer/recommendations", params={"k": 3}).json()
         target = _ids(before)[0]  # the best item for u1 before: not in their history

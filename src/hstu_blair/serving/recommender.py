@@ -47,7 +47,7 @@ from hstu_blair.models.fusions import FUSIONS
 from hstu_blair.models.item_embedding import ItemEmbedding
 from hstu_blair.serving.index import ItemIndex, build_index, index_recall
 from hstu_blair.serving.legacy_log import LEGACY_LOG, read_legacy_log
-from hstu_blair.serving.store import DuplicateIdsError, ItemRecord, SetAside, Store, StoreError
+from hstu_blair.serving.store import STORE_FILE, DuplicateIdsError, ItemRecord, SetAside, Store, StoreError
 from hstu_blair.text.encoders import TextEncoder
 from hstu_blair.text.registry import build_text_encoder, encoder_for_store
 from hstu_blair.training.batching import QueryBatch, query_batch
@@ -228,6 +228,7 @@ class Recommender:
         self._index: ItemIndex = build_index(index, self._vectors)
         self._trained_items = self.num_items
         self._popularity: np.ndarray | None = None  # (N+1,) training interactions per item
+        self._writable = True  # False: a read-only run directory without a store, served from memory
         self.store = self._open_store(store) if persist else Store("sqlite://")
         """Added items and events (an in-memory database with ``persist=False``)."""
         self._store_seq = 0  # the highest item seq read from the store
@@ -243,9 +244,11 @@ class Recommender:
         try:
             return Store.for_run(self.run.run_dir, location)
         except StoreError as exc:
-            if location is None and not (Path(self.run.run_dir) / "store.sqlite").exists():
-                _LOG.warning("%s; added items and events are kept in memory only", exc)
-                return Store("sqlite://")  # a read-only run directory without a store: nothing to read
+            if location is None and not (Path(self.run.run_dir) / STORE_FILE).exists():
+                # a read-only run directory without a store: nothing to read, nothing can be written
+                _LOG.warning("%s: serving without a store (writes are refused)", exc)
+                self._writable = False
+                return Store("sqlite://")
             raise
 
     @property
@@ -694,6 +697,11 @@ class Recommender:
     def _check_writable(self) -> None:
         """Refuse a write to a store that cannot take it (a read-only SQLite file or directory)."""
         path = self.store.sqlite_path
+        if not self._writable:
+            raise StoreWriteError(
+                f"cannot write: the run directory {self.run.run_dir} is not writable and has no "
+                f"{STORE_FILE}; name a writable store (--store), or load the run with persist=False"
+            )
         if self.store.read_only or (path is not None and not os.access(path.parent, os.W_OK)):
             raise self._write_failure(PermissionError(errno.EACCES, "no write access"))
 

@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 import uuid
@@ -217,8 +216,9 @@ class Store:
         self.read_only = read_only
         self.engine = self._engine(self.url, read_only)
         memory = self.url in ("sqlite://", "sqlite:///:memory:")
-        self._pollers = threading.local()  # item_head's connection per thread (SQLite files)
-        self._poll_conns: list[sqlite3.Connection] = []
+        self._pollers = threading.local()  # item_head's driver connection per thread
+        self._poll_conns: list[Any] = []
+        self._mutex_shared = memory
         self._mutex: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if memory else contextlib.nullcontext()
         )
@@ -353,23 +353,36 @@ class Store:
 
     # ---- items ---------------------------------------------------------------------------------
     def item_head(self) -> int:
-        """The highest item ``seq`` (0 when there are none): a cheap "did anything change" (servers
-        ask before every request; on a SQLite file, a plain connection per thread answers it in
-        about 15 us where a pooled SQLAlchemy round trip takes 20 times as long)."""
-        path = self.sqlite_path
-        if path is not None:
-            conn = getattr(self._pollers, "conn", None)
-            if conn is None:
-                query = self.engine.url.query  # read-only: mode=ro (and immutable=1) as the engine's
-                options = "&".join(f"{k}={query[k]}" for k in ("mode", "immutable") if k in query)
-                uri = f"file:{path}?{options}"
-                conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA busy_timeout = 60000")
-                self._pollers.conn = conn
-                self._poll_conns.append(conn)
-            return int(conn.execute("SELECT max(seq) FROM items").fetchone()[0] or 0)
-        with self._connect() as conn:
-            return int(conn.execute(sa.select(sa.func.max(items.c.seq))).scalar() or 0)
+        """The highest item ``seq`` (0 when there are none): a cheap "did anything change".
+
+        Servers ask before every request, so this bypasses SQLAlchemy and its pool: a plain
+        autocommit driver connection per thread answers it (SQLite: about 12 us instead of 320;
+        PostgreSQL on loopback: one round trip)."""
+        if self._mutex_shared:  # the in-memory store's single connection
+            with self._connect() as conn:
+                return int(conn.execute(sa.select(sa.func.max(items.c.seq))).scalar() or 0)
+        conn = getattr(self._pollers, "conn", None)
+        if conn is None:
+            conn = self._poll_connection()
+            self._pollers.conn = conn
+            self._poll_conns.append(conn)
+        cursor = conn.cursor()
+        try:
+            cursor.execute("SELECT max(seq) FROM items")
+            return int(cursor.fetchone()[0] or 0)
+        finally:
+            cursor.close()
+
+    def _poll_connection(self) -> Any:
+        """A driver connection outside the pool, in autocommit mode, for :meth:`item_head`."""
+        cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+        conn = self.engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
+        if self.backend == "sqlite":
+            conn.isolation_level = None
+            conn.execute("PRAGMA busy_timeout = 60000")
+        else:
+            conn.autocommit = True
+        return conn
 
     def item_ids(self) -> list[str]:
         """Every stored item id, in ``seq`` order."""
