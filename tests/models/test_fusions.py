@@ -73,8 +73,8 @@ def test_registering_another_fusion_of_the_same_name_is_an_error():
 
 
 def test_item_embedding_rejects_unknown_options_and_bad_values():
-    with pytest.raises(ValueError, match="valid: id_min_count, id_dropout$"):
-        ItemEmbedding(N_ITEMS, D, "gated", make_text(), text_rank=4)
+    with pytest.raises(ValueError, match="valid: id_min_count, id_dropout, text_rank$"):
+        ItemEmbedding(N_ITEMS, D, "gated", make_text(), text_whiten=True)
     with pytest.raises(ValueError, match="id_min_count must be >= 0"):
         ItemEmbedding(N_ITEMS, D, "sum", make_text(), id_min_count=-1)
     with pytest.raises(ValueError, match=r"item_counts must have shape \(9,\)"):
@@ -157,6 +157,22 @@ def test_sum_text_rank_projects_whitened_top_directions():
     emb.add_text_items(make_text(seed=4)[1:3])
     assert emb.features.shape == (N_ITEMS + 3, 4)
     raw = make("sum")
+    assert raw.fusion.text_proj.weight.shape == (D, D_TEXT) and "fusion.whitening" not in raw.state_dict()
+
+
+def test_gated_text_rank_gates_whitened_top_directions():
+    emb = make("gated", text_rank=4)
+    f = emb.fusion
+    assert f.text_proj.weight.shape == (D, 4) and emb.features.shape == (N_ITEMS + 1, 4)
+    mean, whitening = pca_whitening(make_text()[1:], 4)
+    ids = torch.tensor([1, 4, 7])
+    e = f.ids.weight[ids]
+    t = f.text_proj((make_text()[ids] - mean) @ whitening)
+    g = torch.sigmoid(f.gate(torch.cat([e, t], -1)))
+    torch.testing.assert_close(emb(ids), e + g * t)
+    assert {"fusion.text_mean", "fusion.whitening"} <= set(emb.state_dict())
+    assert "fusion.text_std" not in emb.state_dict()
+    raw = make("gated")
     assert raw.fusion.text_proj.weight.shape == (D, D_TEXT) and "fusion.whitening" not in raw.state_dict()
 
 

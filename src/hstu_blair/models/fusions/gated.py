@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -11,6 +11,7 @@ from hstu_blair.models.fusions.common import (
     IdPartOptions,
     id_part,
     init_id_part,
+    pca_whitening,
     text_statistics,
     truncated_normal_,
 )
@@ -19,7 +20,17 @@ from hstu_blair.models.fusions.registry import FusionSpec, register_fusion
 
 @dataclass(frozen=True)
 class GatedOptions(IdPartOptions):
-    """Options of ``gated``: the ID-part rules only."""
+    """Options of ``gated``: the ID-part rules and the text's rank."""
+
+    text_rank: int = field(
+        default=0,
+        metadata={"doc": "0: standardise every text dimension; r > 0: the top-r PCA-whitened directions"},
+    )
+
+    def check(self) -> None:
+        super().check()
+        if self.text_rank < 0:
+            raise ValueError(f"text_rank must be >= 0, got {self.text_rank}")
 
 
 class GatedFusion(nn.Module):
@@ -35,6 +46,9 @@ class GatedFusion(nn.Module):
     (as ``TextFusion``) removes it. The gate sees the item's id vector, so frequently trained
     items can turn down text dimensions their id vector explains better, while rare items (id
     vectors near their 0.02 init) keep the text. Cost over ``sum``: 2*D*D + D parameters.
+    With ``text_rank = r > 0`` the text is the top-r PCA-whitened directions instead of every
+    standardised dimension (:func:`pca_whitening`, fixed at construction, kept in the checkpoint),
+    so the projection is r x D and a step costs about what an ID-only step does.
     The padding id maps to a zero vector; an absent ID part (:class:`IdPartOptions`) is zero.
     """
 
@@ -47,22 +61,37 @@ class GatedFusion(nn.Module):
         item_counts: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
-        mean, std = text_statistics(text)
-        self.register_buffer("text_mean", mean)  # (d_text,)
-        self.register_buffer("text_std", std)  # (d_text,)
+        options = options or GatedOptions()
+        self.text_rank = options.text_rank
+        if options.text_rank > 0:
+            mean, whitening = pca_whitening(text[1:], options.text_rank)
+            self.register_buffer("text_mean", mean)  # (d_text,)
+            self.register_buffer("whitening", whitening)  # (d_text, r)
+        else:
+            mean, std = text_statistics(text)
+            self.register_buffer("text_mean", mean)  # (d_text,)
+            self.register_buffer("text_std", std)  # (d_text,)
+        d_in = self.whitening.shape[1] if options.text_rank > 0 else text.shape[1]
         self.ids = nn.Embedding(num_items + 1, d_model, padding_idx=0)
-        self.text_proj = nn.Linear(text.shape[1], d_model)
+        self.text_proj = nn.Linear(d_in, d_model)
         self.gate = nn.Linear(2 * d_model, d_model)
         truncated_normal_(self.ids.weight.data)
         truncated_normal_(self.text_proj.weight.data)
         nn.init.zeros_(self.text_proj.bias)
         truncated_normal_(self.gate.weight.data)
         nn.init.zeros_(self.gate.bias)
-        init_id_part(self, num_items, options or GatedOptions(), item_counts)
+        init_id_part(self, num_items, options, item_counts)
+
+    def features(self, text: torch.Tensor) -> torch.Tensor | None:
+        """(m, d_text) raw text -> (m, r) whitened features; None (the raw text) when ``text_rank = 0``."""
+        if self.text_rank == 0:
+            return None
+        return (text - self.text_mean) @ self.whitening
 
     def forward(self, ids: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor:
         e = id_part(self, ids)  # (U, D)
-        t = self.text_proj((text - self.text_mean) / self.text_std)  # (U, D)
+        x = text if self.text_rank > 0 else (text - self.text_mean) / self.text_std  # (U, d_in)
+        t = self.text_proj(x)  # (U, D)
         g = torch.sigmoid(self.gate(torch.cat([e, t], dim=-1)))  # (U, D)
         return (e + g * t) * (ids != 0).unsqueeze(-1)  # (U, D) padding -> 0
 
