@@ -207,6 +207,8 @@ class Recommender:
         store: str | Path | None = None,
     ) -> None:
         self.run = run
+        self.version = run.version
+        """The model version served (0: the trained run; see ``hstu-blair update``)."""
         self.model = run.model.eval()
         self.max_len = run.arch.max_len
         self.device = next(self.model.parameters()).device
@@ -729,8 +731,29 @@ class Recommender:
         every process gives the same vectors bit for bit."""
         if not records:
             return
-        rows = torch.from_numpy(np.stack([r.vector for r in records]))  # (m, d_text)
         first = len(self._item_ids)
+        in_model = max(0, min(len(records), self.model.items.num_items + 1 - first))
+        if in_model:  # items a refreshed version was trained with: already in the model and its vectors
+            expected = self.run.info["item_ids"][first - 1 : first - 1 + in_model]
+            if [r.item_id for r in records[:in_model]] != expected:
+                raise StoreError(
+                    f"the store {self.store.describe()} does not hold the added items model version "
+                    f"{self.version} was trained with, in its order; serve it with the store it was trained with"
+                )
+        self._extend_model(records[in_model:], first + in_model)
+        for offset, r in enumerate(records):
+            title = r.title or r.item_id
+            self._item_idx[r.item_id] = first + offset
+            self._item_ids.append(r.item_id)
+            self._texts.append(r.text)
+            self._titles.append(title)
+            self._lower_titles.append(title.lower())
+
+    def _extend_model(self, records: list[ItemRecord], first: int) -> None:
+        """Append new items to the model's text matrix, the item vectors and the index."""
+        if not records:
+            return
+        rows = torch.from_numpy(np.stack([r.vector for r in records]))  # (m, d_text)
         with torch.inference_mode():
             append_text_items(self.model.items, rows.to(self.device))
             parts, start = [], first
@@ -741,13 +764,6 @@ class Recommender:
             vectors = torch.cat(parts)  # (m, D)
             self._vectors = torch.cat([self._vectors, vectors])
             self._index.add(vectors)
-        for offset, r in enumerate(records):
-            title = r.title or r.item_id
-            self._item_idx[r.item_id] = first + offset
-            self._item_ids.append(r.item_id)
-            self._texts.append(r.text)
-            self._titles.append(title)
-            self._lower_titles.append(title.lower())
 
     # ---- users' events -------------------------------------------------------------------------
     def add_events(self, events: Sequence[tuple[str, str, int]]) -> int:
@@ -874,6 +890,7 @@ class Recommender:
         return {
             "run_dir": str(self.run.run_dir),
             "checkpoint": self.run.checkpoint,
+            "version": self.version,
             "model": self.run.arch.name,
             "fusion": self.fusion,
             "dataset": self.run.data.name,
