@@ -35,6 +35,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], object]] = [
     store.add_check_parser,
     versions.add_update,
     versions.add_rollback,
+    versions.add_temporal_study,
     runs.add_reproduce,
     reports.add_report,
     reports.add_compare,

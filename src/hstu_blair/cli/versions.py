@@ -1,12 +1,15 @@
-"""``update`` and ``rollback``: new model versions of a served run, and going back one."""
+"""``update`` and ``rollback`` (new model versions of a served run, and going back one), and
+``temporal-study`` (what events and ``update`` are worth against a retrain)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import hstu_blair as hb
 from hstu_blair.cli.common import add_set_option, print_metrics
+from hstu_blair.errors import ConfigError
 
 
 def add_update(sub: argparse._SubParsersAction) -> None:
@@ -72,4 +75,56 @@ def add_rollback(sub: argparse._SubParsersAction) -> None:
 def _rollback(args: argparse.Namespace) -> int:
     was, now = hb.rollback(args.run_dir)
     print(f"{args.run_dir}: now serving version {now} (was {was})")
+    return 0
+
+
+def add_temporal_study(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "temporal-study",
+        help="events and update against a retrain, on a time split (one config and seed, or --report)",
+        description=(
+            "Cut CONFIG's dataset at two time quantiles t1 < t2 (--train-quantile, --events-quantile), train "
+            "on the interactions before t1, and rank each user's first interaction after t2 with (a) that "
+            "model, (b) the same model after the interactions in [t1, t2) were sent as events through its "
+            "store, (c) after `update --epochs N` on them, (d) a model trained from scratch on everything "
+            "before t2; prints HR@10, NDCG@10 and wall time per arm and writes WORK_DIR/study.json. Seeds: "
+            "--set train.seed=N, or a grid with a [temporal_study] table (configs/grids/temporal-refresh.toml, "
+            "run with `hstu-blair reproduce`). --report DIR... tabulates finished studies (mean ± std over seeds)."
+        ),
+    )
+    p.add_argument("config", type=Path, nargs="?", help="TOML config of a dataset with timestamps")
+    p.add_argument("--work-dir", type=Path, default=Path("runs/temporal-study"), help="output directory")
+    p.add_argument("--train-quantile", type=float, default=0.8, help="t1 as a quantile of the times (0.8)")
+    p.add_argument("--events-quantile", type=float, default=0.9, help="t2 as a quantile of the times (0.9)")
+    p.add_argument("--update-epochs", type=int, default=3, help="epochs of update in arm (c) (default 3)")
+    p.add_argument("--report", type=Path, nargs="+", help="folders holding study.json files (searched below)")
+    add_set_option(p, "override a config value, e.g. --set train.threads=1 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(handler=_temporal_study)
+
+
+def _temporal_study(args: argparse.Namespace) -> int:
+    from hstu_blair.recipes.temporal_study import study_table
+
+    if args.report:
+        paths = sorted(p for folder in args.report for p in Path(folder).rglob("study.json"))
+        if not paths:
+            raise ConfigError(f"no study.json under {', '.join(map(str, args.report))}")
+        print(study_table([json.loads(p.read_text()) for p in paths]))
+        return 0
+    config = hb.load_config(args.config, args.overrides)
+    record = hb.temporal_study(
+        config,
+        args.work_dir,
+        args.train_quantile,
+        args.events_quantile,
+        args.update_epochs,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{record['dataset']}: {record['targets']} test users, {record['events']} events in [t1, t2), "
+        f"seed {record['seed']}"
+    )
+    print(study_table([record]))
+    print(f"written: {Path(args.work_dir) / 'study.json'}")
     return 0
