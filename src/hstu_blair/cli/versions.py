@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import hstu_blair as hb
 from hstu_blair.cli.common import add_set_option, print_metrics
-from hstu_blair.errors import ConfigError
 
 
 def add_update(sub: argparse._SubParsersAction) -> None:
@@ -104,13 +102,8 @@ def add_temporal_study(sub: argparse._SubParsersAction) -> None:
 
 
 def _temporal_study(args: argparse.Namespace) -> int:
-    from hstu_blair.recipes.temporal_study import study_table
-
     if args.report:
-        paths = sorted(p for folder in args.report for p in Path(folder).rglob("study.json"))
-        if not paths:
-            raise ConfigError(f"no study.json under {', '.join(map(str, args.report))}")
-        print(study_table([json.loads(p.read_text()) for p in paths]))
+        print(hb.temporal_report(args.report))
         return 0
     config = hb.load_config(args.config, args.overrides)
     record = hb.temporal_study(
@@ -125,6 +118,6 @@ def _temporal_study(args: argparse.Namespace) -> int:
         f"{record['dataset']}: {record['targets']} test users, {record['events']} events in [t1, t2), "
         f"seed {record['seed']}"
     )
-    print(study_table([record]))
+    print(hb.temporal_report([Path(args.work_dir)]))
     print(f"written: {Path(args.work_dir) / 'study.json'}")
     return 0

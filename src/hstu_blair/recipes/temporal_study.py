@@ -20,6 +20,7 @@ under ``work_dir``). A test user without any interaction before t1 gets the most
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -39,6 +40,7 @@ from hstu_blair.evaluation.metrics import metrics_from_ranks
 from hstu_blair.recipes.resolve import ensure_dataset, ensure_text, text_store
 from hstu_blair.recipes.train import train
 from hstu_blair.recipes.update import update
+from hstu_blair.reports.stats import mean_std
 from hstu_blair.serving.recommender import Recommender
 from hstu_blair.training.run_dir import load_trained
 
@@ -215,7 +217,6 @@ def temporal_study(
 def study_table(records: list[dict[str, Any]], metric: str = "ndcg@10") -> str:
     """A markdown table of study records (one or more seeds of one config): per arm the mean ± std
     of ``hr@10``, ``ndcg@10`` and the seconds, and (c) against (d)."""
-    from hstu_blair.reports.stats import mean_std
 
     def cell(values: list[float], digits: int = 4) -> str:
         if len(values) == 1:
@@ -243,3 +244,15 @@ def study_table(records: list[dict[str, Any]], metric: str = "ndcg@10") -> str:
         f"({len(records)} seed{'s' if len(records) > 1 else ''})"
     )
     return "\n".join(lines)
+
+
+def temporal_report(folders: list[Path]) -> str:
+    """:func:`study_table` of every ``study.json`` below ``folders`` (e.g. a grid's seeds).
+
+    Raises:
+        ConfigError: no ``study.json`` below them.
+    """
+    paths = sorted(p for folder in folders for p in Path(folder).rglob("study.json"))
+    if not paths:
+        raise ConfigError(f"no study.json under {', '.join(map(str, folders))}")
+    return study_table([json.loads(p.read_text()) for p in paths])
