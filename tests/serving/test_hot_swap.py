@@ -114,3 +114,15 @@ def test_a_version_that_cannot_load_keeps_the_old_one(run):
     live.wait(60)
     assert live.failed_loads == 1 and live.version == 0
     assert live.current.recommend(HISTORY, k=3)
+
+
+def test_versions_share_the_store(run):
+    """The new version uses the same open store: events kept in memory (persist=False) carry over."""
+    live = LiveRecommender.load(run, encoder=HashEncoder(), persist=False)
+    live.current.add_events([("u-mem", "i4", LATER)])
+    update(run, epochs=1, overrides=["train.threads=1"], progress=False)
+    assert live.check()
+    live.wait(60)
+    assert live.version == 1 and live.swaps == 1
+    assert live.current.store is not None and live.current.user_history("u-mem")[0].size == 1
+    assert not (run / "store.sqlite").exists()

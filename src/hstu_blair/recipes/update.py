@@ -42,7 +42,7 @@ from hstu_blair.models.build import build_model
 from hstu_blair.recipes.loop import LoopState, finish_run, make_trainer, run_epochs, setup_torch
 from hstu_blair.recipes.resolve import resolve_device, train_item_counts
 from hstu_blair.recipes.resolve import split as resolve_split
-from hstu_blair.serving.store import ItemRecord, Store
+from hstu_blair.serving.store import STORE_FILE, ItemRecord, Store
 from hstu_blair.training.distributed import DistInfo
 from hstu_blair.training.run_dir import TextStoreRef, load_trained, save_added_text, write_model_info
 from hstu_blair.training.versions import commit_version, next_version, prune, publish, staging_dir
@@ -126,14 +126,16 @@ def update(
     model = served.model
     n_data = served.data.num_items
     items_text = model.items.text
-    stored = Store.for_run(run_dir, store)
-    try:
-        records = (
-            [] if items_text is None else _stored_items(stored, int(items_text.shape[1]), served.info, n_data)
-        )
-        events = stored.all_events()
-    finally:
-        stored.close()
+    records: list[ItemRecord] = []
+    events: list[tuple[str, str, int]] = []
+    if store is not None or (run_dir / STORE_FILE).exists():  # no store yet: nothing was added
+        stored = Store.for_run(run_dir, store)
+        try:
+            if items_text is not None:
+                records = _stored_items(stored, int(items_text.shape[1]), served.info, n_data)
+            events = stored.all_events()
+        finally:
+            stored.close()
     new_items = pl.DataFrame(
         {
             schema.ITEM_ID: [r.item_id for r in records],

@@ -53,11 +53,14 @@ class LiveRecommender:
     @classmethod
     def load(cls, run_dir: str | Path, **options: Any) -> LiveRecommender:
         """Load the run's current version; later versions are loaded with the same ``options``
-        (those of :meth:`Recommender.load`) and the first one's text encoder."""
+        (those of :meth:`Recommender.load`), the first one's text encoder and its store (one
+        store per process, kept open across versions; with ``persist=False`` the in-memory
+        items and events carry over too)."""
         first = Recommender.load(run_dir, **options)
 
         def load_current() -> Recommender:
-            return Recommender.load(run_dir, **{**options, "encoder": live.current._encoder})
+            shared = {"encoder": live.current._encoder, "store": live.current.store}
+            return Recommender.load(run_dir, **{**options, **shared})
 
         live = cls(first, load_current)
         return live

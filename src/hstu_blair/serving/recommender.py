@@ -191,7 +191,7 @@ class Recommender:
             ``False``: neither read nor write it; added items and events live in memory only
             (tests, notebooks).
         store: where the store is: a SQLite file path or a PostgreSQL URL (default
-            ``RUN_DIR/store.sqlite``).
+            ``RUN_DIR/store.sqlite``), or an open :class:`Store` to share (with ``persist`` ignored).
 
     Raises:
         StoreError: the store cannot be opened (an unreachable server, a newer schema). A
@@ -204,7 +204,7 @@ class Recommender:
         encoder: TextEncoder | None = None,
         index: str = "exact",
         persist: bool = True,
-        store: str | Path | None = None,
+        store: str | Path | Store | None = None,
     ) -> None:
         self.run = run
         self.version = run.version
@@ -230,7 +230,10 @@ class Recommender:
         self._index: ItemIndex = build_index(index, self._vectors)
         self._trained_items = self.num_items
         self._popularity: np.ndarray | None = None  # (N+1,) training interactions per item
-        self.store = self._open_store(store) if persist else Store("sqlite://")
+        if isinstance(store, Store):  # shared, e.g. by the versions a LiveRecommender swaps
+            self.store = store
+        else:
+            self.store = self._open_store(store) if persist else Store("sqlite://")
         """Added items and events (an in-memory database with ``persist=False``)."""
         self._store_seq = 0  # the highest item seq read from the store
         self._store_head = 0  # the store's max(seq) when last looked at
@@ -291,7 +294,7 @@ class Recommender:
         encoder: TextEncoder | None = None,
         index: str = "exact",
         persist: bool = True,
-        store: str | Path | None = None,
+        store: str | Path | Store | None = None,
     ) -> Recommender:
         """Load a run directory written by ``train``, with the items added to it at run time.
 
