@@ -100,3 +100,12 @@ def test_bad_pointer_is_named(run):
     pointer_path(run).write_text('{"version": 7}')
     with pytest.raises(ConfigError, match="names version 7"):
         load_trained(run)
+
+
+def test_check_reports_the_served_version(run, capsys):
+    rec = _served(run)
+    rec.add_item("new-1", "item number 3 in group 3 and something new")
+    update(run, epochs=1, overrides=FAST, progress=False)
+    assert main(["check", str(run)]) == 0  # the folded item is not a duplicate of the catalogue
+    out = capsys.readouterr().out
+    assert "version" in out and "1 (kept: 0, 1)" in out
