@@ -15,7 +15,8 @@ The public API, one name per stage (the same words as the CLI)::
 Also: ``PrepareOptions``, ``load_dataset``, ``build_text_encoder``, ``TEXT_ENCODERS``, ``pretrain_text``, ``RunConfig``,
 ``FUSIONS``, ``FusionSpec``, ``register_fusion`` (the item fusions, :mod:`hstu_blair.models.fusions`),
 ``cold_start``, ``reproduce``, ``report``, ``compare_runs``, ``serve``, ``check_run``, ``import_events``,
-``convert_run``. Each is imported on first
+``convert_run``, ``update`` / ``rollback`` (model versions of a run), ``LiveRecommender`` (serves the
+newest version without a restart), ``temporal_study`` / ``temporal_report``. Each is imported on first
 use (``help(hb.train)`` shows its documentation), so ``import hstu_blair`` stays light and the
 data commands never load torch.
 """
@@ -46,6 +47,11 @@ _API: dict[str, tuple[str, str]] = {
     "cold_start": ("hstu_blair.recipes.cold_start", "cold_start"),
     "reproduce": ("hstu_blair.recipes.reproduce", "reproduce"),
     "convert_run": ("hstu_blair.recipes.convert", "convert_run"),
+    "update": ("hstu_blair.recipes.update", "update"),
+    "rollback": ("hstu_blair.training.versions", "rollback"),
+    "temporal_study": ("hstu_blair.recipes.temporal_study", "temporal_study"),
+    "temporal_report": ("hstu_blair.recipes.temporal_study", "temporal_report"),
+    "LiveRecommender": ("hstu_blair.serving.live", "LiveRecommender"),
     "Recommender": ("hstu_blair.serving.recommender", "Recommender"),
     "serve": ("hstu_blair.serving.app", "serve"),
     "check_run": ("hstu_blair.serving.check", "check_run"),
@@ -77,7 +83,12 @@ __all__ = [
     "cold_start",
     "reproduce",
     "convert_run",
+    "update",
+    "rollback",
+    "temporal_study",
+    "temporal_report",
     "Recommender",
+    "LiveRecommender",
     "serve",
     "check_run",
     "import_events",
@@ -113,13 +124,17 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from hstu_blair.recipes.convert import convert_run
     from hstu_blair.recipes.evaluate import evaluate
     from hstu_blair.recipes.reproduce import reproduce
+    from hstu_blair.recipes.temporal_study import temporal_report, temporal_study
     from hstu_blair.recipes.train import train
+    from hstu_blair.recipes.update import update
     from hstu_blair.reports.report import write_report as report
     from hstu_blair.reports.selection import select_default
     from hstu_blair.serving.app import serve
     from hstu_blair.serving.check import check_run
     from hstu_blair.serving.events_import import import_events
+    from hstu_blair.serving.live import LiveRecommender
     from hstu_blair.serving.recommender import Recommender
     from hstu_blair.text.embed import embed_dataset as embed
     from hstu_blair.text.pretrain import pretrain_text
     from hstu_blair.text.registry import TEXT_ENCODERS, build_text_encoder
+    from hstu_blair.training.versions import rollback

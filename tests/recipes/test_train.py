@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from hstu_blair.config import load_config
-from hstu_blair.recipes import train as train_recipe
+from hstu_blair.recipes import loop as train_loop
 from hstu_blair.recipes.evaluate import evaluate
 from hstu_blair.recipes.train import train
 from tests.conftest import tiny_overrides
@@ -71,7 +71,7 @@ def test_resume_after_kill_equals_uninterrupted(tiny_dataset, tmp_path, monkeypa
     full = _train(tiny_dataset, tmp_path, "full", **{"train.epochs": 4})
 
     saves = {"n": 0}
-    real_save = train_recipe.save_resume_state
+    real_save = train_loop.save_resume_state
 
     def save_then_die(path, state):
         real_save(path, state)
@@ -79,10 +79,10 @@ def test_resume_after_kill_equals_uninterrupted(tiny_dataset, tmp_path, monkeypa
         if saves["n"] == 2:
             raise KeyboardInterrupt("simulated kill after epoch 1")
 
-    monkeypatch.setattr(train_recipe, "save_resume_state", save_then_die)
+    monkeypatch.setattr(train_loop, "save_resume_state", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         _train(tiny_dataset, tmp_path, "killed", **{"train.epochs": 4})
-    monkeypatch.setattr(train_recipe, "save_resume_state", real_save)
+    monkeypatch.setattr(train_loop, "save_resume_state", real_save)
     resumed = _train(tiny_dataset, tmp_path, "killed", resume=True, **{"train.epochs": 4})
     assert resumed.metrics == full.metrics
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]

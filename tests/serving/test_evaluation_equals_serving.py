@@ -41,7 +41,7 @@ def _api_ranks(rec: Recommender, exclude_seen: bool = True) -> np.ndarray:
 
 
 def _check_equal(run) -> None:
-    rec = Recommender.load(run)
+    rec = Recommender.load(run, persist=False)  # a session run: write nothing into it
     from_api = metrics_from_ranks(_api_ranks(rec))
     evaluated = evaluate(run, "test", overrides=["eval.batch_size=4096"])
     assert set(from_api) <= set(evaluated)

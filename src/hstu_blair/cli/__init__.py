@@ -1,6 +1,6 @@
 """``hstu-blair`` command line: each subcommand parses arguments, calls one API function, prints a summary.
 
-Subcommands live in modules by stage (``data``, ``text``, ``runs``, ``serve``, ``store``, ``reports``); each
+Subcommands live in modules by stage (``data``, ``text``, ``runs``, ``serve``, ``store``, ``versions``, ``reports``); each
 registers its parsers and handlers. Handlers call the public API (``hstu_blair.train`` ...), which
 is imported on first use, so data commands never load torch.
 """
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from hstu_blair._version import __version__
-from hstu_blair.cli import data, reports, runs, serve, store, text
+from hstu_blair.cli import data, reports, runs, serve, store, text, versions
 from hstu_blair.errors import HstuBlairError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -33,6 +33,9 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], object]] = [
     serve.add_serve_parser,
     store.add_events_parser,
     store.add_check_parser,
+    versions.add_update,
+    versions.add_rollback,
+    versions.add_temporal_study,
     runs.add_reproduce,
     reports.add_report,
     reports.add_compare,

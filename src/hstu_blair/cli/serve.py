@@ -87,7 +87,10 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
             "before the reply, and used by every process serving the same store from its next request "
             "on; an added_items.jsonl of earlier versions is imported on the first start. Damaged "
             "records are set aside (counted in /healthz, listed by `hstu-blair check`), never stopping "
-            "the server. With an API key (--api-key or $HSTU_BLAIR_API_KEY), POST /items, POST /events "
+            "the server. Serves the run's current model version and switches to a new one written by "
+            "`hstu-blair update` (or `rollback`) without a restart: loaded in the background, swapped "
+            "between requests, every answer from one version (its 'version' field). "
+            "With an API key (--api-key or $HSTU_BLAIR_API_KEY), POST /items, POST /events "
             "and DELETE /users/ID need 'Authorization: Bearer KEY' (else 401); reads stay open. "
             "Binding beyond loopback without a key prints a warning."
         ),

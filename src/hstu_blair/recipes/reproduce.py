@@ -19,6 +19,11 @@ dataset is not present are reported and skipped.
 ``cold_start_share = 0.1`` at the top makes every run a cold-start run (``hstu-blair cold-start``:
 that share of the items held out, drawn with the run's seed); its training run goes to
 ``.../seed-{seed}/run`` and it is finished when that holds ``cold_start.json``.
+
+A ``[temporal_study]`` table at the top (``train_quantile``, ``events_quantile``, ``update_epochs``)
+makes every run the refresh study of :mod:`hstu_blair.recipes.temporal_study` instead (four arms:
+no events, events as live history, ``update``, full retrain); it is finished when
+``.../seed-{seed}/study.json`` exists, and ``hstu-blair temporal-study --report`` tabulates them.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from hstu_blair._compat import tomllib
 from hstu_blair.config import RunConfig, load_config
 from hstu_blair.errors import ConfigError
 from hstu_blair.recipes.cold_start import cold_start
+from hstu_blair.recipes.temporal_study import temporal_study
 from hstu_blair.recipes.train import train
 from hstu_blair.training.run_dir import resume_path
 
@@ -46,9 +52,12 @@ class GridRun:
     config: RunConfig
     run_dir: Path
     cold_start_share: float | None = None
+    temporal: dict[str, float] | None = None
 
     @property
     def done_marker(self) -> Path:
+        if self.temporal is not None:
+            return self.run_dir / "study.json"
         if self.cold_start_share is None:
             return self.run_dir / "final_metrics.json"
         return self.run_dir / "run" / "cold_start.json"
@@ -86,7 +95,15 @@ def plan_grid(grid_path: Path, overrides: list[str] | None = None) -> tuple[list
         grid = tomllib.loads(grid_path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"grid file not found: {grid_path}") from None
-    unknown = set(grid) - {"title", "out_dir", "seeds", "overrides", "run", "cold_start_share"}
+    unknown = set(grid) - {
+        "title",
+        "out_dir",
+        "seeds",
+        "overrides",
+        "run",
+        "cold_start_share",
+        "temporal_study",
+    }
     if unknown:
         raise ConfigError(f"{grid_path}: unknown key(s) {', '.join(sorted(unknown))}")
     if not grid.get("run"):
@@ -95,6 +112,12 @@ def plan_grid(grid_path: Path, overrides: list[str] | None = None) -> tuple[list
     share = grid.get("cold_start_share")
     if share is not None and not (isinstance(share, float) and 0 < share < 1):
         raise ConfigError(f"{grid_path}: cold_start_share must be a number in (0, 1), got {share!r}")
+    temporal = grid.get("temporal_study")
+    keys = {"train_quantile", "events_quantile", "update_epochs"}
+    if temporal is not None and (not isinstance(temporal, dict) or set(temporal) - keys):
+        raise ConfigError(f"{grid_path}: [temporal_study] takes {', '.join(sorted(keys))}, got {temporal!r}")
+    if temporal is not None and share is not None:
+        raise ConfigError(f"{grid_path}: cold_start_share and [temporal_study] cannot be combined")
     runs, missing = [], []
     for entry in grid["run"]:
         if set(entry) - {"label", "config", "overrides"} or "label" not in entry or "config" not in entry:
@@ -117,7 +140,7 @@ def plan_grid(grid_path: Path, overrides: list[str] | None = None) -> tuple[list
                 )
                 break
             run_dir = out_dir / Path(config.data.path).name / entry["label"] / f"seed-{seed}"
-            runs.append(GridRun(entry["label"], seed, config, run_dir, share))
+            runs.append(GridRun(entry["label"], seed, config, run_dir, share, temporal))
     return runs, missing
 
 
@@ -149,7 +172,9 @@ def reproduce(
     bar = tqdm(todo, desc="grid", unit="run", disable=not progress, dynamic_ncols=True)
     for run in bar:
         bar.set_postfix_str(f"{Path(run.config.data.path).name} / {run.label} / seed {run.seed}")
-        if run.cold_start_share is not None:
+        if run.temporal is not None:
+            temporal_study(run.config, run.run_dir, **run.temporal, progress=False)  # type: ignore[arg-type]
+        elif run.cold_start_share is not None:
             cold_start(run.config, run.cold_start_share, run.seed, work_dir=run.run_dir, progress=False)
         else:
             resume = resume_path(run.run_dir).exists()

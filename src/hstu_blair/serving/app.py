@@ -63,6 +63,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from hstu_blair.errors import HstuBlairError
 from hstu_blair.serving.events_routes import events_router
+from hstu_blair.serving.live import LiveRecommender
 from hstu_blair.serving.recommender import (
     DuplicateItemError,
     ItemLogError,
@@ -125,6 +126,7 @@ class Item(BaseModel):
 class RecommendResponse(BaseModel):
     items: list[Item]
     skipped: list[str] = Field(description="unknown history ids left out (skip_unknown)")
+    version: int = Field(0, description="the model version that answered (see hstu-blair update)")
 
 
 class BatchResponse(BaseModel):
@@ -281,18 +283,24 @@ class MetricsMiddleware:
 
 
 class CatchUpMiddleware:
-    """Before each request: add the items other processes added to the run's store.
+    """Before each request: notice a new model version, and add the items other processes added
+    to the run's store.
 
-    The check is one ``max(seq)`` query in the event loop; only when it changed are the new items
-    read, in a thread. Damaged items are set aside (logged once, counted in ``/healthz``)."""
+    The version check is one ``stat`` of the run's version pointer (a new version is loaded in the
+    background, :class:`~hstu_blair.serving.live.LiveRecommender`); the store check one ``max(seq)``
+    query in the event loop; only when it changed are the new items read, in a thread. Damaged
+    items are set aside (logged once, counted in ``/healthz``)."""
 
-    def __init__(self, app: Any, recommender: Recommender) -> None:
-        self.app, self.recommender = app, recommender
+    def __init__(self, app: Any, live: LiveRecommender) -> None:
+        self.app, self.live = app, live
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] == "http" and self.recommender.stale():
+        if scope["type"] == "http":
+            self.live.check()
+        recommender = self.live.current
+        if scope["type"] == "http" and recommender.stale():
             try:
-                added = await asyncio.to_thread(self.recommender.sync)
+                added = await asyncio.to_thread(recommender.sync)
                 if added:
                     log.info("caught up with %d items added by other processes", added)
             except (HstuBlairError, OSError) as exc:
@@ -313,14 +321,29 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _response(result: Recommendations) -> RecommendResponse:
+def _response(result: Recommendations, version: int) -> RecommendResponse:
     return RecommendResponse(
-        items=[Item(item_id=r.item_id, score=r.score, title=r.title) for r in result], skipped=result.skipped
+        items=[Item(item_id=r.item_id, score=r.score, title=r.title) for r in result],
+        skipped=result.skipped,
+        version=version,
     )
 
 
+def _run_batch(jobs: list[tuple[Recommender, PreparedQuery]]) -> list[Recommendations]:
+    """Answer queued queries, each by the recommender (model version) that prepared it: one model
+    call per version present (two only around a version switch)."""
+    results: list[Recommendations | None] = [None] * len(jobs)
+    groups: dict[int, tuple[Recommender, list[int]]] = {}
+    for i, (rec, _) in enumerate(jobs):
+        groups.setdefault(id(rec), (rec, []))[1].append(i)
+    for rec, positions in groups.values():
+        for i, result in zip(positions, rec.recommend_batch([jobs[i][1] for i in positions])):
+            results[i] = result
+    return results  # type: ignore[return-value]
+
+
 def create_app(
-    recommender: Recommender,
+    recommender: Recommender | LiveRecommender,
     max_k: int = 1000,
     max_history: int = 10_000,
     batch_window_ms: float = 2.0,
@@ -331,7 +354,8 @@ def create_app(
     """The FastAPI app serving ``recommender``.
 
     Args:
-        recommender: what to serve.
+        recommender: what to serve: a ``Recommender``, or a ``LiveRecommender`` to switch to new
+            model versions without a restart (each request reads its current recommender once).
         max_k: largest ``k`` accepted (larger: 422).
         max_history: longest history accepted (longer: 422; the model reads the last ``max_len``).
         batch_window_ms: how long a queued request waits for others to share its model call.
@@ -346,15 +370,12 @@ def create_app(
     """
     if api_key is not None and not api_key:
         raise ServingError("api_key is empty: give a token, or None to leave writes open")
+    live = recommender if isinstance(recommender, LiveRecommender) else LiveRecommender(recommender)
     metrics = Metrics()
-    metrics.items.set_function(lambda: recommender.num_items)
-    metrics.set_aside.set_function(lambda: recommender.set_aside)
-
-    def run_batch(prepared: list[PreparedQuery]) -> list[Recommendations]:
-        return recommender.recommend_batch(prepared)
-
-    batcher: MicroBatcher[PreparedQuery, Recommendations] = MicroBatcher(
-        run_batch, batch_window_ms / 1000, max_batch, metrics.batch_size.observe
+    metrics.items.set_function(lambda: live.current.num_items)
+    metrics.set_aside.set_function(lambda: live.current.set_aside)
+    batcher: MicroBatcher[tuple[Recommender, PreparedQuery], Recommendations] = MicroBatcher(
+        _run_batch, batch_window_ms / 1000, max_batch, metrics.batch_size.observe
     )
 
     @asynccontextmanager
@@ -369,7 +390,7 @@ def create_app(
         description="Next-item recommendations from a trained HSTU / HSTU-BLaIR / SASRec run, in item ids.",
         lifespan=lifespan,
     )
-    app.add_middleware(CatchUpMiddleware, recommender=recommender)
+    app.add_middleware(CatchUpMiddleware, live=live)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: times the catch-up too
 
     @app.exception_handler(RequestValidationError)
@@ -386,7 +407,8 @@ def create_app(
         ]
         return JSONResponse({"detail": errors}, status_code=422)
 
-    app.state.recommender, app.state.batcher, app.state.metrics = recommender, batcher, metrics
+    app.state.live, app.state.batcher, app.state.metrics = live, batcher, metrics
+    app.state.recommender = live.current  # the first version (a LiveRecommender's current changes)
     expected = None if api_key is None else api_key.encode("utf-8")
 
     def require_api_key(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
@@ -405,9 +427,11 @@ def create_app(
             )
 
     writes = [] if api_key is None else [Depends(require_api_key)]
-    app.include_router(events_router(recommender, writes, max_k=max_k))
+    app.include_router(events_router(live, writes, max_k=max_k))
 
-    def prepare(body: RecommendRequest, loc: tuple[str | int, ...]) -> PreparedQuery:
+    def prepare(
+        recommender: Recommender, body: RecommendRequest, loc: tuple[str | int, ...]
+    ) -> tuple[Recommender, PreparedQuery]:
         if body.k > max_k:
             raise _unprocessable((*loc, "k"), f"k={body.k} is above the limit of {max_k}")
         if body.history is not None and len(body.history) > max_history:
@@ -424,7 +448,7 @@ def create_app(
             body.skip_unknown,
         )
         try:
-            return recommender.prepare(query)
+            return recommender, recommender.prepare(query)
         except UnknownIdError as exc:
             field = "user_id" if exc.kind == "user" else "history"
             ids = [_printable(i) for i in exc.ids[:100]]
@@ -435,7 +459,8 @@ def create_app(
     @app.post("/recommend", response_model=RecommendResponse, tags=["recommend"])
     async def recommend(body: RecommendRequest) -> RecommendResponse:
         """The best ``k`` items after a history of item ids (or a known user's history)."""
-        return _response(await batcher.submit(prepare(body, ("body",))))
+        rec = live.current
+        return _response(await batcher.submit(prepare(rec, body, ("body",))), rec.version)
 
     @app.post("/recommend/batch", response_model=BatchResponse, tags=["recommend"])
     async def recommend_batch(body: BatchRequest) -> BatchResponse:
@@ -444,20 +469,22 @@ def create_app(
             raise _unprocessable(
                 ("body", "requests"), f"{len(body.requests)} requests, above the limit of {max_queries}"
             )
-        prepared = [prepare(r, ("body", "requests", i)) for i, r in enumerate(body.requests)]
+        rec = live.current
+        prepared = [prepare(rec, r, ("body", "requests", i)) for i, r in enumerate(body.requests)]
         results = await asyncio.gather(*(batcher.submit(p) for p in prepared))
-        return BatchResponse(results=[_response(r) for r in results])
+        return BatchResponse(results=[_response(r, rec.version) for r in results])
 
     @app.get("/items", tags=["items"])
     async def search_items(
         query: str = QueryParam("", max_length=200), limit: int = QueryParam(20, ge=1, le=100)
     ) -> list[dict[str, str]]:
         """Items whose title (or item id) contains ``query``, case-insensitive."""
-        return recommender.search_items(query, limit)
+        return live.current.search_items(query, limit)
 
     @app.get("/items/{item_id:path}", tags=["items"])
     async def get_item(item_id: str) -> dict[str, str]:
         """One item: item id, title and text."""
+        recommender = live.current
         if not recommender.has_item(item_id):
             raise HTTPException(404, detail=f"unknown item id: {item_id!r}")
         return recommender.item(item_id)
@@ -466,6 +493,7 @@ def create_app(
     async def add_item(body: NewItem) -> dict[str, str]:
         """Add an item by its text; it is recommendable at once (text-fused runs only), and kept in
         the run directory (201 only once it is written durably). Needs the API key if one is set."""
+        recommender = live.current
         if not recommender.can_add_items:
             raise HTTPException(
                 400,
@@ -490,18 +518,22 @@ def create_app(
         """Items whose vectors are closest (cosine) to ``item_id``'s."""
         if k > max_k:
             raise _unprocessable(("query", "k"), f"k={k} is above the limit of {max_k}")
+        recommender = live.current
         if not recommender.has_item(item_id):
             raise _unprocessable(("query", "item_id"), f"unknown item id: {item_id!r}", "unknown_id")
-        return _response(await run_in_threadpool(recommender.similar_items, item_id, k))
+        return _response(await run_in_threadpool(recommender.similar_items, item_id, k), recommender.version)
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, Any]:
         """Liveness and what is served."""
+        recommender = live.current
         return {
             "status": "ok",
             "model_calls": recommender.model_calls,
             "writes_need_api_key": api_key is not None,
             **recommender.describe(),
+            "version_swaps": live.swaps,
+            "failed_version_loads": live.failed_loads,
         }
 
     @app.get("/metrics", tags=["service"])
@@ -573,10 +605,9 @@ def serve(
         raise ServingError(f"the API key is empty: give a token, or leave it out (and {API_KEY_ENV} unset)")
     if threads:
         torch.set_num_threads(threads)
-    recommender = Recommender.load(run_dir, checkpoint, device, index=index, store=store)  # type: ignore[arg-type]
-    app = create_app(
-        recommender, max_k=max_k, batch_window_ms=batch_window_ms, max_batch=max_batch, api_key=api_key
-    )
+    live = LiveRecommender.load(run_dir, checkpoint=checkpoint, device=device, index=index, store=store)
+    recommender = live.current
+    app = create_app(live, max_k=max_k, batch_window_ms=batch_window_ms, max_batch=max_batch, api_key=api_key)
     warning = exposure_warning(host, api_key)
     if warning is not None:
         log.warning(warning)

@@ -1,6 +1,7 @@
 """``check_run``: the health of a run directory as a server would find it, without loading the model.
 
-What is looked at: ``model.json`` (JSON with an architecture), the weights (each safetensors file's
+What is looked at: the served model version (``versions/current.json``; 0 without one), its
+``model.json`` (JSON with an architecture), the weights (each safetensors file's
 header against its size), the dataset and text store the model names, and the store (schema
 version, counts of items, events and users, damaged rows, what was set aside, and an item log of
 earlier versions still to import). Nothing is written.
@@ -17,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hstu_blair.errors import HstuBlairError
+from hstu_blair.errors import ConfigError, HstuBlairError
 from hstu_blair.serving.legacy_log import LEGACY_LOG, read_legacy_log
 from hstu_blair.serving.store import SCHEMA_VERSION, STORE_FILE, Store
+from hstu_blair.training.versions import current_version, list_versions, version_dir
 
 MODEL_INFO = "model.json"
 CHECKPOINTS = ("best", "last")
@@ -83,11 +85,28 @@ def check_run(run_dir: str | Path, store: str | Path | None = None) -> RunHealth
     if not run_dir.is_dir():
         health.problems.append(f"{run_dir}: not a directory")
         return health
-    info = _check_model(run_dir, health)
+    model_dir = run_dir
+    try:
+        version = current_version(run_dir)
+        model_dir = version_dir(run_dir, version)
+        health.facts["version"] = f"{version} (kept: {', '.join(map(str, list_versions(run_dir)))})"
+    except ConfigError as exc:
+        health.problems.append(str(exc))
+    info = _check_model(model_dir, health)
     d_text = int(info["architecture"].get("d_text") or 0) if info else 0
-    item_ids = set(info.get("item_ids") or ()) if info else set()
+    # the trained catalogue (a refreshed version's model.json also lists the stored items it holds)
+    trained = info if model_dir == run_dir else _read_json(run_dir / MODEL_INFO)
+    item_ids = set(trained.get("item_ids") or ()) if trained else set()
     _check_store(run_dir, store, d_text, item_ids, health)
     return health
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _check_model(run_dir: Path, health: RunHealth) -> dict[str, Any] | None:

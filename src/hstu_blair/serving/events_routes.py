@@ -19,6 +19,7 @@ from fastapi import Query as QueryParam
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from hstu_blair.serving.live import LiveRecommender
 from hstu_blair.serving.recommender import (
     Recommendations,
     Recommender,
@@ -43,9 +44,9 @@ class EventBatch(BaseModel):
 
 
 def events_router(
-    recommender: Recommender, writes: list[Any], max_k: int = 1000, max_events: int = 10_000
+    live: LiveRecommender, writes: list[Any], max_k: int = 1000, max_events: int = 10_000
 ) -> APIRouter:
-    """The events routes over ``recommender``.
+    """The events routes over ``live``'s current recommender (read once per request).
 
     Args:
         writes: dependencies of the write routes (the API-key check, or none).
@@ -63,7 +64,7 @@ def events_router(
             )
         rows = [(e.user_id, e.item_id, e.timestamp) for e in body.events]
         try:
-            stored = await run_in_threadpool(recommender.add_events, rows)
+            stored = await run_in_threadpool(live.current.add_events, rows)
         except UnknownIdError as exc:
             raise _unprocessable(["body", "events"], str(exc), "unknown_id", ids=exc.ids[:100]) from None
         except StoreWriteError as exc:
@@ -79,17 +80,18 @@ def events_router(
         """The best ``k`` items after the user's training history plus stored events."""
         if k > max_k:
             raise _unprocessable(["query", "k"], f"k={k} is above the limit of {max_k}")
+        recommender: Recommender = live.current
         result: Recommendations = await run_in_threadpool(
             recommender.recommend_user, user_id, k, exclude_seen, "popular"
         )
         items = [{"item_id": r.item_id, "score": r.score, "title": r.title} for r in result]
-        return {"user_id": user_id, "items": items}
+        return {"user_id": user_id, "items": items, "version": recommender.version}
 
     @router.delete("/users/{user_id}", dependencies=writes)
     async def forget_user(user_id: str) -> dict[str, Any]:
         """Delete the user's stored events (their training history is part of the model)."""
         try:
-            deleted = await run_in_threadpool(recommender.forget_user, user_id)
+            deleted = await run_in_threadpool(live.current.forget_user, user_id)
         except StoreWriteError as exc:
             raise HTTPException(503, detail=str(exc)) from None
         return {"user_id": user_id, "deleted_events": deleted}

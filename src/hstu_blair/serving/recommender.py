@@ -191,7 +191,7 @@ class Recommender:
             ``False``: neither read nor write it; added items and events live in memory only
             (tests, notebooks).
         store: where the store is: a SQLite file path or a PostgreSQL URL (default
-            ``RUN_DIR/store.sqlite``).
+            ``RUN_DIR/store.sqlite``), or an open :class:`Store` to share (with ``persist`` ignored).
 
     Raises:
         StoreError: the store cannot be opened (an unreachable server, a newer schema). A
@@ -204,9 +204,11 @@ class Recommender:
         encoder: TextEncoder | None = None,
         index: str = "exact",
         persist: bool = True,
-        store: str | Path | None = None,
+        store: str | Path | Store | None = None,
     ) -> None:
         self.run = run
+        self.version = run.version
+        """The model version served (0: the trained run; see ``hstu-blair update``)."""
         self.model = run.model.eval()
         self.max_len = run.arch.max_len
         self.device = next(self.model.parameters()).device
@@ -229,7 +231,10 @@ class Recommender:
         self._trained_items = self.num_items
         self._popularity: np.ndarray | None = None  # (N+1,) training interactions per item
         self._writable = True  # False: a read-only run directory without a store, served from memory
-        self.store = self._open_store(store) if persist else Store("sqlite://")
+        if isinstance(store, Store):  # shared, e.g. by the versions a LiveRecommender swaps
+            self.store = store
+        else:
+            self.store = self._open_store(store) if persist else Store("sqlite://")
         """Added items and events (an in-memory database with ``persist=False``)."""
         self._store_seq = 0  # the highest item seq read from the store
         self._store_head = 0  # the store's max(seq) when last looked at
@@ -292,7 +297,7 @@ class Recommender:
         encoder: TextEncoder | None = None,
         index: str = "exact",
         persist: bool = True,
-        store: str | Path | None = None,
+        store: str | Path | Store | None = None,
     ) -> Recommender:
         """Load a run directory written by ``train``, with the items added to it at run time.
 
@@ -737,8 +742,29 @@ class Recommender:
         every process gives the same vectors bit for bit."""
         if not records:
             return
-        rows = torch.from_numpy(np.stack([r.vector for r in records]))  # (m, d_text)
         first = len(self._item_ids)
+        in_model = max(0, min(len(records), self.model.items.num_items + 1 - first))
+        if in_model:  # items a refreshed version was trained with: already in the model and its vectors
+            expected = self.run.info["item_ids"][first - 1 : first - 1 + in_model]
+            if [r.item_id for r in records[:in_model]] != expected:
+                raise StoreError(
+                    f"the store {self.store.describe()} does not hold the added items model version "
+                    f"{self.version} was trained with, in its order; serve it with the store it was trained with"
+                )
+        self._extend_model(records[in_model:], first + in_model)
+        for offset, r in enumerate(records):
+            title = r.title or r.item_id
+            self._item_idx[r.item_id] = first + offset
+            self._item_ids.append(r.item_id)
+            self._texts.append(r.text)
+            self._titles.append(title)
+            self._lower_titles.append(title.lower())
+
+    def _extend_model(self, records: list[ItemRecord], first: int) -> None:
+        """Append new items to the model's text matrix, the item vectors and the index."""
+        if not records:
+            return
+        rows = torch.from_numpy(np.stack([r.vector for r in records]))  # (m, d_text)
         with torch.inference_mode():
             append_text_items(self.model.items, rows.to(self.device))
             parts, start = [], first
@@ -749,13 +775,6 @@ class Recommender:
             vectors = torch.cat(parts)  # (m, D)
             self._vectors = torch.cat([self._vectors, vectors])
             self._index.add(vectors)
-        for offset, r in enumerate(records):
-            title = r.title or r.item_id
-            self._item_idx[r.item_id] = first + offset
-            self._item_ids.append(r.item_id)
-            self._texts.append(r.text)
-            self._titles.append(title)
-            self._lower_titles.append(title.lower())
 
     # ---- users' events -------------------------------------------------------------------------
     def add_events(self, events: Sequence[tuple[str, str, int]]) -> int:
@@ -882,6 +901,7 @@ class Recommender:
         return {
             "run_dir": str(self.run.run_dir),
             "checkpoint": self.run.checkpoint,
+            "version": self.version,
             "model": self.run.arch.name,
             "fusion": self.fusion,
             "dataset": self.run.data.name,

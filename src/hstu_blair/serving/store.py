@@ -539,6 +539,15 @@ class Store:
             ).all()
         return [r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.int64)
 
+    def all_events(self) -> list[tuple[str, str, int]]:
+        """Every stored event as ``(user_id, item_id, timestamp)``, in the order stored (what
+        ``hstu-blair update`` trains on)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(events.c.user_id, events.c.item_id, events.c.timestamp).order_by(events.c.seq)
+            ).all()
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
     def forget_user(self, user_id: str) -> int:
         """Delete a user's events; returns how many. SQLite overwrites the deleted rows
         (``secure_delete``) and checkpoints the journal so no copy stays in the files."""

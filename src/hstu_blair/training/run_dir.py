@@ -9,6 +9,11 @@ A run directory's model is plain data, loadable without executing anything:
 - ``checkpoints/best.safetensors`` (best validation) and ``checkpoints/last.safetensors``: weights;
 - ``checkpoints/last.resume.pt``: optimizer and RNG state for ``--resume`` (``weights_only`` load).
 
+A run refreshed by ``hstu-blair update`` holds further model versions under ``versions/<n>/``
+(see :mod:`hstu_blair.training.versions`): the same files, plus ``added_text.safetensors``, the
+text rows of the items added at run time that the version was trained with (appended to the run's
+text store, checked by sha256). Loading a run loads the version its pointer names.
+
 Run directories written before these files existed hold pickled ``*.pt`` checkpoints; they are
 never unpickled here. ``hstu-blair convert-run`` converts them explicitly.
 """
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.data.manifest import versions, write_json_atomic
@@ -30,10 +36,12 @@ from hstu_blair.models.build import Architecture, build_model
 from hstu_blair.models.sequential import SequentialModel
 from hstu_blair.text.store import StoreManifest, load_embeddings
 from hstu_blair.training.checkpoint import load_weights
+from hstu_blair.training.versions import current_version, version_dir
 
 MODEL_INFO = "model.json"
 MODEL_FORMAT_VERSION = 1
 CHECKPOINTS = "checkpoints"
+ADDED_TEXT = "added_text.safetensors"
 Checkpoint = Literal["best", "last"]
 
 
@@ -81,8 +89,10 @@ def write_model_info(
     data: SequenceData,
     text: TextStoreRef | None,
     extra: dict[str, Any] | None = None,
+    item_ids: list[str] | None = None,
 ) -> None:
-    """Write ``model.json`` (see the module docstring)."""
+    """Write ``model.json`` (see the module docstring); ``item_ids`` defaults to the dataset's
+    catalogue (a refreshed version lists the items added at run time after it)."""
     write_json_atomic(
         Path(run_dir) / MODEL_INFO,
         {
@@ -98,7 +108,7 @@ def write_model_info(
             "weights": {c: str(weights_path(Path("."), c)) for c in ("best", "last")},
             "versions": versions(),
             **(extra or {}),
-            "item_ids": data.items["item_id"].to_list(),
+            "item_ids": data.items["item_id"].to_list() if item_ids is None else item_ids,
         },
     )
 
@@ -148,6 +158,29 @@ def load_text_matrix(ref: dict[str, Any], num_items: int, store: str | Path | No
     return matrix
 
 
+def save_added_text(model_dir: Path, rows: torch.Tensor) -> dict[str, Any]:
+    """Write the (m, d_text) text rows of added items; returns the ``added_text`` record of
+    ``model.json``."""
+    rows = rows.detach().to(torch.float32).contiguous().cpu()
+    save_file({"rows": rows}, str(Path(model_dir) / ADDED_TEXT))
+    return {"file": ADDED_TEXT, "rows": int(rows.shape[0]), "sha256": matrix_sha256(rows)}
+
+
+def _model_text(
+    model_dir: Path, info: dict[str, Any], num_items: int, store: str | Path | None
+) -> torch.Tensor:
+    """The (n+1, d_text) text matrix of a model: its store's rows, then its added rows, if any."""
+    added = info.get("added_text")
+    if not added:
+        return load_text_matrix(info["text_store"], num_items, store)
+    base = load_text_matrix(info["text_store"], num_items - int(added["rows"]), store)
+    path = Path(model_dir) / added["file"]
+    rows = load_file(str(path))["rows"]
+    if tuple(rows.shape) != (int(added["rows"]), base.shape[1]) or matrix_sha256(rows) != added["sha256"]:
+        raise DataFormatError(path, "holds other text rows than the model was trained with")
+    return torch.cat([base, rows])
+
+
 @dataclass
 class TrainedModel:
     """A trained model with what it needs to be used: its architecture, dataset and record."""
@@ -158,6 +191,9 @@ class TrainedModel:
     data: SequenceData
     info: dict[str, Any]
     checkpoint: str
+    version: int = 0
+    model_dir: Path | None = None
+    """Where the served version's files are (the run directory for version 0)."""
 
 
 def load_trained(
@@ -166,6 +202,7 @@ def load_trained(
     device: str | torch.device = "cpu",
     data_path: str | Path | None = None,
     store: str | Path | None = None,
+    version: int | None = None,
 ) -> TrainedModel:
     """Load the model of a run directory from ``model.json`` and safetensors weights (no pickle).
 
@@ -175,6 +212,7 @@ def load_trained(
         device: where to put the model.
         data_path: the prepared dataset, if it moved since training (default: the recorded path).
         store: the text embedding store, if it moved (default: the recorded path).
+        version: the model version (default: the one the run's pointer names; 0 without one).
 
     Raises:
         ConfigError: not a run directory (or an old one, with how to convert it), no weights, or
@@ -182,7 +220,9 @@ def load_trained(
         DataFormatError: the text store changed since training.
     """
     run_dir = Path(run_dir)
-    info = read_model_info(run_dir)
+    version = current_version(run_dir) if version is None else version
+    model_dir = version_dir(run_dir, version)
+    info = read_model_info(model_dir)
     arch = Architecture.from_dict(info["architecture"])
     path = Path(data_path) if data_path else Path(info["dataset"]["path"])
     data = SequenceData.load(path)
@@ -190,11 +230,11 @@ def load_trained(
         raise ConfigError(
             f"dataset at {path} differs from the one {run_dir} was trained on (data hash mismatch)"
         )
-    text = None if info["text_store"] is None else load_text_matrix(info["text_store"], arch.num_items, store)
-    name = checkpoint if weights_path(run_dir, checkpoint).exists() else "last"
-    if not weights_path(run_dir, name).exists():
-        raise ConfigError(f"{run_dir}: no weights in {run_dir / CHECKPOINTS}")
+    text = None if info["text_store"] is None else _model_text(model_dir, info, arch.num_items, store)
+    name = checkpoint if weights_path(model_dir, checkpoint).exists() else "last"
+    if not weights_path(model_dir, name).exists():
+        raise ConfigError(f"{model_dir}: no weights in {model_dir / CHECKPOINTS}")
     model = build_model(arch, text)
-    load_weights(weights_path(run_dir, name), model)
+    load_weights(weights_path(model_dir, name), model)
     model.to(device).eval()
-    return TrainedModel(run_dir, arch, model, data, info, name)
+    return TrainedModel(run_dir, arch, model, data, info, name, version, model_dir)

@@ -1,0 +1,258 @@
+"""The refresh study on time: is a model kept current by events and ``update`` as good as a retrain?
+
+For a dataset with timestamps, the global time quantiles ``train_quantile`` (t1, default 0.8) and
+``events_quantile`` (t2, default 0.9) cut the interactions (the ``temporal`` protocol of
+:mod:`hstu_blair.data.splits`: its test targets are each user's first interaction at or after t2,
+with the user's earlier interactions as history). Four arms answer those targets, all through the
+serving API (:class:`~hstu_blair.serving.recommender.Recommender`, ``recommend_user``):
+
+(a) ``no_events``: a model trained on the interactions before t1; histories end at t1.
+(b) ``live_events``: the same model, after the interactions in [t1, t2) were sent as events
+    through the run's store (``add_events``): histories reach t2, the weights do not change.
+(c) ``update``: (b) after ``hstu-blair update`` for ``update_epochs`` epochs (a new version).
+(d) ``retrain``: a model trained from scratch on everything before t2.
+
+Training uses the config's settings with the ``loo`` protocol on the truncated datasets (written
+under ``work_dir``). A test user without any interaction before t1 gets the most popular items in
+(a) (a new user, as the service answers one). Reported per arm: HR@k and NDCG@k over the top
+``max(ks)`` items, and the wall time of what the arm adds (training, event ingest, update).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hstu_blair.config import RunConfig
+from hstu_blair.data import schema
+from hstu_blair.data.dataset import SequenceData
+from hstu_blair.data.derive import save_dataset, truncate_before
+from hstu_blair.data.manifest import write_json_atomic
+from hstu_blair.data.splits import make_temporal_split
+from hstu_blair.errors import ConfigError
+from hstu_blair.evaluation.metrics import metrics_from_ranks
+from hstu_blair.recipes.resolve import ensure_dataset, ensure_text, text_store
+from hstu_blair.recipes.train import train
+from hstu_blair.recipes.update import update
+from hstu_blair.reports.stats import mean_std
+from hstu_blair.serving.recommender import Recommender
+from hstu_blair.training.run_dir import load_trained
+
+ARMS = ("no_events", "live_events", "update", "retrain")
+HR_KS = (10, 50)
+NDCG_KS = (10, 50)
+
+
+@dataclass
+class Arm:
+    """One arm's quality on the test targets and the wall time of what it adds."""
+
+    name: str
+    metrics: dict[str, float]
+    seconds: float
+    popular_fallback: int = 0
+
+
+@dataclass
+class StudyTargets:
+    """The test targets: external user ids and target item ids, with the cutoffs (seconds)."""
+
+    users: list[str]
+    items: list[str]
+    train_cutoff: int
+    events_cutoff: int
+    skipped: dict[str, int]
+
+
+def study_targets(data: SequenceData, train_quantile: float, events_quantile: float) -> StudyTargets:
+    """The cutoffs and each user's first interaction at or after the events cutoff (the temporal
+    protocol's ``next`` targets).
+
+    Raises:
+        ConfigError: quantiles not in 0 < train < events < 1.
+    """
+    if not 0 < train_quantile < events_quantile < 1:
+        raise ConfigError(
+            f"quantiles must satisfy 0 < train ({train_quantile}) < events ({events_quantile}) < 1"
+        )
+    split = make_temporal_split(data.offsets, data.time_seq, events_quantile, train_quantile, "next")
+    info = split.info or {}
+    users = split.test.users
+    flat = data.offsets[users] + split.test.positions  # (E,)
+    user_ids = data.sequences[schema.USER_ID].to_numpy()[users]
+    item_ids = data.item_ids[data.item_seq[flat]]
+    return StudyTargets(
+        [str(u) for u in user_ids],
+        [str(i) for i in item_ids],
+        int(info["valid_cutoff"]),
+        int(info["cutoff"]),
+        dict(split.skipped),
+    )
+
+
+def score(rec: Recommender, targets: StudyTargets, k: int) -> tuple[dict[str, float], int]:
+    """HR/NDCG of ``rec.recommend_user`` over the targets (top ``k``; users without any history get
+    the popular items), and how many users got the popular items."""
+    ranks = np.full(len(targets.users), np.inf)
+    fallback = 0
+    for n, (user, item) in enumerate(zip(targets.users, targets.items)):
+        if rec.user_history(user)[0].size == 0:
+            fallback += 1
+        listed = [r.item_id for r in rec.recommend_user(user, k=k, new_user="popular")]
+        if item in listed:
+            ranks[n] = listed.index(item) + 1
+    metrics = metrics_from_ranks(ranks, HR_KS, NDCG_KS)
+    metrics.pop("mrr", None)  # a full-ranking metric: not from a top-k list
+    return {**metrics, "n_users": float(len(ranks))}, fallback
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - t0
+
+
+def temporal_study(
+    config: RunConfig,
+    work_dir: str | Path,
+    train_quantile: float = 0.8,
+    events_quantile: float = 0.9,
+    update_epochs: int = 3,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the four arms (module docstring) for one config and seed; writes ``work_dir/study.json``.
+
+    Args:
+        config: the run config (its ``data.path`` is the full dataset; ``train.seed`` the seed).
+        work_dir: where the truncated datasets, the two runs and the result go.
+        train_quantile, events_quantile: t1 and t2 as quantiles of the interaction times.
+        update_epochs: epochs of ``update`` in arm (c).
+        progress: show progress bars.
+
+    Returns:
+        The ``study.json`` record: cutoffs, targets, and per arm its metrics and seconds.
+    """
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    full = ensure_dataset(config)
+    targets = study_targets(full, train_quantile, events_quantile)
+    text = config.text
+    if config.model.fusion != "id":
+        ensure_text(config, full, progress)  # the full catalogue's store serves both truncated datasets
+        text = replace(text, embeddings=str(text_store(config, full).resolve()))
+
+    def config_for(data_dir: Path) -> RunConfig:
+        return replace(config, data=replace(config.data, path=str(data_dir), protocol="loo"), text=text)
+
+    datasets: dict[str, Any] = {}
+    for tag, cutoff in (
+        ("before_train_cutoff", targets.train_cutoff),
+        ("before_events_cutoff", targets.events_cutoff),
+    ):
+        part, dropped = truncate_before(full, cutoff, f"{full.name}<{cutoff}")
+        saved = save_dataset(part, work / f"data-{tag}")
+        datasets[tag] = {
+            "path": str(saved.path),
+            "interactions": saved.num_interactions,
+            "users_dropped": dropped,
+        }
+    k = max(*HR_KS, *NDCG_KS)
+    arms: list[Arm] = []
+
+    result, seconds = _timed(
+        lambda: train(
+            config_for(work / "data-before_train_cutoff"), run_dir=work / "run-a", progress=progress
+        )
+    )
+    rec = Recommender(load_trained(result.run_dir))
+    metrics, fallback = score(rec, targets, k)
+    arms.append(Arm("no_events", metrics, seconds, fallback))
+
+    t = full.time_seq
+    window = np.flatnonzero((t >= targets.train_cutoff) & (t < targets.events_cutoff))  # (M,) flat positions
+    window = window[np.argsort(t[window], kind="stable")]
+    user_of = np.repeat(full.sequences[schema.USER_ID].to_numpy(), full.lengths)  # (N,)
+    events = [(str(user_of[i]), str(full.item_ids[full.item_seq[i]]), int(t[i])) for i in window]
+    _, seconds = _timed(lambda: [rec.add_events(events[i : i + 5000]) for i in range(0, len(events), 5000)])
+    metrics, fallback = score(rec, targets, k)
+    arms.append(Arm("live_events", metrics, seconds, fallback))
+
+    refreshed = update(result.run_dir, update_epochs, keep=2, progress=progress)
+    metrics, fallback = score(Recommender(load_trained(result.run_dir)), targets, k)
+    arms.append(Arm("update", metrics, refreshed.seconds, fallback))
+
+    retrained, seconds = _timed(
+        lambda: train(
+            config_for(work / "data-before_events_cutoff"), run_dir=work / "run-d", progress=progress
+        )
+    )
+    metrics, fallback = score(Recommender(load_trained(retrained.run_dir)), targets, k)
+    arms.append(Arm("retrain", metrics, seconds, fallback))
+
+    record = {
+        "name": config.name,
+        "seed": config.train.seed,
+        "dataset": full.name,
+        "train_quantile": train_quantile,
+        "events_quantile": events_quantile,
+        "train_cutoff": targets.train_cutoff,
+        "events_cutoff": targets.events_cutoff,
+        "events": len(events),
+        "update_epochs": update_epochs,
+        "targets": len(targets.users),
+        "targets_skipped": targets.skipped,
+        "datasets": datasets,
+        "arms": {a.name: asdict(a) for a in arms},
+    }
+    write_json_atomic(work / "study.json", record)
+    return record
+
+
+def study_table(records: list[dict[str, Any]], metric: str = "ndcg@10") -> str:
+    """A markdown table of study records (one or more seeds of one config): per arm the mean ± std
+    of ``hr@10``, ``ndcg@10`` and the seconds, and (c) against (d)."""
+
+    def cell(values: list[float], digits: int = 4) -> str:
+        if len(values) == 1:
+            return f"{values[0]:.{digits}f}"
+        m, s = mean_std(values)
+        return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+    lines = ["| arm | hr@10 | ndcg@10 | seconds |", "|---|---|---|---|"]
+    for arm in ARMS:
+        rows = [r["arms"][arm] for r in records]
+        lines.append(
+            f"| {arm} | {cell([x['metrics']['hr@10'] for x in rows])} | "
+            f"{cell([x['metrics']['ndcg@10'] for x in rows])} | {cell([x['seconds'] for x in rows], 1)} |"
+        )
+    gap = [
+        r["arms"]["update"]["metrics"][metric] / max(r["arms"]["retrain"]["metrics"][metric], 1e-12) - 1
+        for r in records
+    ]
+    time_share = [
+        r["arms"]["update"]["seconds"] / max(r["arms"]["retrain"]["seconds"], 1e-9) for r in records
+    ]
+    lines.append("")
+    lines.append(
+        f"update vs retrain: {metric} {cell([100 * g for g in gap], 1)} %, time {cell([100 * s for s in time_share], 1)} % "
+        f"({len(records)} seed{'s' if len(records) > 1 else ''})"
+    )
+    return "\n".join(lines)
+
+
+def temporal_report(folders: list[Path]) -> str:
+    """:func:`study_table` of every ``study.json`` below ``folders`` (e.g. a grid's seeds).
+
+    Raises:
+        ConfigError: no ``study.json`` below them.
+    """
+    paths = sorted(p for folder in folders for p in Path(folder).rglob("study.json"))
+    if not paths:
+        raise ConfigError(f"no study.json under {', '.join(map(str, folders))}")
+    return study_table([json.loads(p.read_text()) for p in paths])

@@ -1,0 +1,145 @@
+"""Model versions of a run directory, and the pointer that says which one is served.
+
+    RUN_DIR/                     version 0: the trained run (model.json, checkpoints/)
+    RUN_DIR/versions/1/          model.json, checkpoints/, added_text.safetensors, ...
+    RUN_DIR/versions/2/
+    RUN_DIR/versions/current.json   {"version": 2}: what loading the run gives
+
+A version directory is written completely under a temporary name and renamed into place; only
+then is the pointer replaced (a new file renamed over the old one), so a reader sees either the
+old version or the new one, never a half-written one. A run directory without ``versions/`` (every
+run before ``hstu-blair update`` existed) is version 0. Servers notice a new pointer by its
+``stat`` (:func:`pointer_signature`: a rename gives a new inode), one system call per check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from hstu_blair.data.manifest import write_json_atomic
+from hstu_blair.errors import ConfigError
+
+VERSIONS = "versions"
+POINTER = "current.json"
+
+
+def versions_dir(run_dir: Path) -> Path:
+    """``RUN_DIR/versions``."""
+    return Path(run_dir) / VERSIONS
+
+
+def pointer_path(run_dir: Path) -> Path:
+    """``RUN_DIR/versions/current.json``."""
+    return versions_dir(run_dir) / POINTER
+
+
+def version_dir(run_dir: Path, version: int) -> Path:
+    """The directory holding version ``version``'s model (version 0: the run directory itself)."""
+    return Path(run_dir) if version == 0 else versions_dir(run_dir) / str(version)
+
+
+def current_version(run_dir: Path) -> int:
+    """The version the pointer names (0 when there is no pointer).
+
+    Raises:
+        ConfigError: a pointer that is not ``{"version": n}`` or names a missing version.
+    """
+    path = pointer_path(run_dir)
+    try:
+        raw = path.read_text()
+    except FileNotFoundError:
+        return 0
+    try:
+        version = json.loads(raw)["version"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f'{path}: expected {{"version": <integer>}}, got {raw[:80]!r}') from None
+    if (
+        not isinstance(version, int)
+        or version < 0
+        or not (version_dir(run_dir, version) / "model.json").exists()
+    ):
+        raise ConfigError(f"{path} names version {version!r}, which {Path(run_dir)} does not hold")
+    return version
+
+
+def pointer_signature(run_dir: Path) -> tuple[int, int] | None:
+    """``(inode, mtime_ns)`` of the pointer, None without one: changes whenever a version is
+    published or rolled back (the cheap check servers make between requests)."""
+    try:
+        st = os.stat(pointer_path(run_dir))
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
+
+
+def list_versions(run_dir: Path) -> list[int]:
+    """Every complete version of the run, oldest first (0 included)."""
+    found = [0] if (Path(run_dir) / "model.json").exists() else []
+    root = versions_dir(run_dir)
+    if root.is_dir():
+        found += sorted(
+            int(p.name) for p in root.iterdir() if p.name.isdigit() and (p / "model.json").exists()
+        )
+    return found
+
+
+def next_version(run_dir: Path) -> int:
+    """The number a new version gets (one above every version written so far)."""
+    return max(list_versions(run_dir), default=0) + 1
+
+
+def staging_dir(run_dir: Path, version: int) -> Path:
+    """Where version ``version`` is written before :func:`commit_version` renames it into place."""
+    path = versions_dir(run_dir) / f".{version}.{os.getpid()}.tmp"
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def commit_version(run_dir: Path, staged: Path, version: int) -> Path:
+    """Rename a fully written ``staged`` directory to ``versions/<version>`` (not yet served)."""
+    final = version_dir(run_dir, version)
+    os.replace(staged, final)
+    return final
+
+
+def publish(run_dir: Path, version: int) -> None:
+    """Point the run at ``version`` (atomically: a new pointer file renamed over the old)."""
+    if version not in list_versions(run_dir):
+        raise ConfigError(f"{run_dir} has no version {version}")
+    write_json_atomic(pointer_path(run_dir), {"version": version})
+
+
+def prune(run_dir: Path, keep: int) -> list[int]:
+    """Delete all but the ``keep`` newest versions; the served one and version 0 (the trained run
+    itself) are never deleted. Returns the versions deleted.
+
+    Raises:
+        ConfigError: ``keep`` < 1.
+    """
+    if keep < 1:
+        raise ConfigError(f"--keep must be at least 1, got {keep}")
+    served = current_version(run_dir)
+    old = [v for v in list_versions(run_dir) if v != 0][:-keep]
+    removed = [v for v in old if v != served]
+    for v in removed:
+        shutil.rmtree(version_dir(run_dir, v))
+    return removed
+
+
+def rollback(run_dir: Path) -> tuple[int, int]:
+    """Point the run at the version before the served one; returns ``(from, to)``.
+
+    Raises:
+        ConfigError: the served version is the oldest one kept.
+    """
+    served = current_version(run_dir)
+    older = [v for v in list_versions(run_dir) if v < served]
+    if not older:
+        raise ConfigError(f"{run_dir}: version {served} is the oldest kept; there is nothing to roll back to")
+    publish(run_dir, older[-1])
+    return served, older[-1]
