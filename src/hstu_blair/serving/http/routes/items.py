@@ -1,0 +1,68 @@
+"""``GET /items``, ``GET /items/{item_id}``, ``POST /items`` (needs the token if one is set) and
+``GET /similar``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+from fastapi import Query as QueryParam
+
+from hstu_blair.errors import HstuBlairError
+from hstu_blair.serving.http.context import ServingContext
+from hstu_blair.serving.http.limits import unprocessable
+from hstu_blair.serving.http.routes.recommend import to_response
+from hstu_blair.serving.http.schemas import NewItem, RecommendResponse
+from hstu_blair.serving.recommender import DuplicateItemError, ItemLogError, ServingError
+
+
+def router(ctx: ServingContext) -> APIRouter:
+    """The item routes over ``ctx``."""
+    api = APIRouter(tags=["items"])
+    rec = ctx.recommender
+
+    @api.get("/items")
+    async def search_items(
+        query: str = QueryParam("", max_length=200), limit: int = QueryParam(20, ge=1, le=100)
+    ) -> list[dict[str, str]]:
+        """Items whose title (or item id) contains ``query``, case-insensitive."""
+        return await ctx.offload(rec.search_items, query, limit)
+
+    @api.get("/items/{item_id:path}")
+    async def get_item(item_id: str) -> dict[str, str]:
+        """One item: item id, title and text."""
+        if not rec.has_item(item_id):
+            raise HTTPException(404, detail=f"unknown item id: {item_id!r}")
+        return rec.item(item_id)
+
+    @api.post("/items", status_code=201, dependencies=ctx.auth.dependencies)
+    async def add_item(body: NewItem) -> dict[str, str]:
+        """Add an item by its text; it is recommendable at once (text-fused runs only), and kept in
+        the run directory (201 only once it is written durably). Needs the API key if one is set."""
+        if not rec.can_add_items:
+            raise HTTPException(
+                400,
+                detail=f"this run's model is ID-only (fusion {rec.fusion!r}): items cannot be added "
+                "at run time; serve a run trained with model.fusion = text, sum or gated",
+            )
+        if rec.has_item(body.item_id):
+            raise HTTPException(409, detail=f"item id {body.item_id!r} is already in the catalogue")
+        try:
+            return await ctx.offload(rec.add_item, body.item_id, body.text, body.title)
+        except DuplicateItemError:  # added by another process since the check above
+            raise HTTPException(409, detail=f"item id {body.item_id!r} is already in the catalogue") from None
+        except ItemLogError as exc:
+            raise HTTPException(503, detail=str(exc)) from None
+        except ServingError as exc:
+            raise unprocessable(("body",), str(exc)) from None
+        except (HstuBlairError, ImportError, OSError) as exc:  # the encoder cannot be loaded here
+            raise HTTPException(503, detail=f"the text encoder is not available: {exc}") from None
+
+    @api.get("/similar")
+    async def similar(item_id: str, k: int = QueryParam(10, ge=1)) -> RecommendResponse:
+        """Items whose vectors are closest (cosine) to ``item_id``'s."""
+        if k > ctx.limits.max_k:
+            raise unprocessable(("query", "k"), f"k={k} is above the limit of {ctx.limits.max_k} (max_k)")
+        if not rec.has_item(item_id):
+            raise unprocessable(("query", "item_id"), f"unknown item id: {item_id!r}", "unknown_id")
+        return to_response(await ctx.offload(rec.similar_items, item_id, k))
+
+    return api

@@ -1,0 +1,93 @@
+"""``POST /recommend`` and ``POST /recommend/batch``.
+
+Limits are checked first (in the event loop, cheap), then the queries are prepared (ids mapped)
+in a worker thread, answered through the micro-batcher (model call in a worker thread), and a
+batch's response is built and serialised in a worker thread too: nothing that grows with the size
+of a request runs in the event loop."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from hstu_blair.serving.http.context import ServingContext
+from hstu_blair.serving.http.limits import printable, unprocessable
+from hstu_blair.serving.http.schemas import (
+    BatchRequest,
+    BatchResponse,
+    Item,
+    RecommendRequest,
+    RecommendResponse,
+)
+from hstu_blair.serving.recommender import (
+    PreparedQuery,
+    Query,
+    Recommendations,
+    Recommender,
+    ServingError,
+    UnknownIdError,
+)
+
+
+def to_response(result: Recommendations) -> RecommendResponse:
+    return RecommendResponse(
+        items=[Item(item_id=r.item_id, score=r.score, title=r.title) for r in result], skipped=result.skipped
+    )
+
+
+def prepare(recommender: Recommender, body: RecommendRequest, loc: tuple[str | int, ...]) -> PreparedQuery:
+    """The prepared query, or a 422 naming the field (unknown ids are listed)."""
+    query = Query(
+        body.history,
+        body.user_id,
+        body.timestamps,
+        body.query_time,
+        body.k,
+        body.exclude_seen,
+        body.skip_unknown,
+    )
+    try:
+        return recommender.prepare(query)
+    except UnknownIdError as exc:
+        field = "user_id" if exc.kind == "user" else "history"
+        ids = [printable(i) for i in exc.ids[:100]]
+        raise unprocessable((*loc, field), str(exc), "unknown_id", ids=ids) from None
+    except ServingError as exc:
+        raise unprocessable(loc, str(exc)) from None
+
+
+def prepare_all(recommender: Recommender, bodies: Sequence[RecommendRequest]) -> list[PreparedQuery]:
+    return [prepare(recommender, body, ("body", "requests", i)) for i, body in enumerate(bodies)]
+
+
+def batch_json(results: list[Recommendations]) -> bytes:
+    return BatchResponse(results=[to_response(r) for r in results]).model_dump_json().encode()
+
+
+def router(ctx: ServingContext) -> APIRouter:
+    """The recommendation routes over ``ctx``."""
+    api = APIRouter(tags=["recommend"])
+    limits = ctx.limits
+
+    @api.post("/recommend", response_model=RecommendResponse)
+    async def recommend(body: RecommendRequest) -> RecommendResponse:
+        """The best ``k`` items after a history of item ids (or a known user's history)."""
+        limits.check_query(body.k, body.history)
+        prepared = await ctx.offload(prepare, ctx.recommender, body, ("body",))
+        return to_response(await ctx.batcher.submit(prepared))
+
+    @api.post("/recommend/batch", response_model=BatchResponse)
+    async def recommend_batch(body: BatchRequest) -> Response:
+        """Several queries in one body; answered together (each as ``/recommend``)."""
+        queries = body.requests
+        limits.check_count(len(queries))
+        for i, query in enumerate(queries):
+            limits.check_query(query.k, query.history, ("body", "requests", i))
+        limits.check_batch([q.k for q in queries], [q.history for q in queries])
+        prepared = await ctx.offload(prepare_all, ctx.recommender, queries)
+        results = await ctx.batcher.submit_many(prepared)
+        return Response(await ctx.offload(batch_json, results), media_type="application/json")
+
+    return api

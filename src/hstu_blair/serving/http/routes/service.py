@@ -1,0 +1,44 @@
+"""``GET /healthz``, ``GET /metrics`` and the web page ``GET /``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hstu_blair.serving.http.context import ServingContext
+
+STATIC = Path(__file__).resolve().parents[2] / "static"
+"""The web page's files (``serving/static``)."""
+
+
+def router(ctx: ServingContext) -> APIRouter:
+    """The service routes over ``ctx``."""
+    api = APIRouter(tags=["service"])
+
+    @api.get("/healthz")
+    async def healthz(request: Request) -> dict[str, Any]:
+        """Liveness and what is served."""
+        fields = {
+            "status": "ok",
+            "model_calls": ctx.recommender.model_calls,
+            "writes_need_api_key": ctx.auth.required,
+            **ctx.recommender.describe(),
+        }
+        fields.update({name: value() for name, value in ctx.health.items()})
+        fields.update({name: value() for name, value in ctx.private_health.items()})
+        return fields
+
+    @api.get("/metrics")
+    async def prometheus() -> Response:
+        """Prometheus metrics: requests, latencies, batch sizes, catalogue size, refusals."""
+        return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @api.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    return api
