@@ -9,6 +9,7 @@ from pathlib import Path
 import hstu_blair as hb
 from hstu_blair.errors import HstuBlairError
 from hstu_blair.serving import INDEXES
+from hstu_blair.serving.limits import BODY_BYTES, KIB, MIB, Limits, parse_size
 
 
 def add_recommend_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -82,7 +83,10 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
             "POST /items are written to RUN_DIR/added_items.jsonl before the reply, reloaded on start, "
             "and served by every process serving RUN_DIR from its next request on. With an API key "
             "(--api-key or $HSTU_BLAIR_API_KEY), POST /items needs 'Authorization: Bearer KEY' (else "
-            "401); reads stay open. Binding beyond loopback without a key prints a warning."
+            "401, checked before the body is read); reads stay open. Binding beyond loopback without a "
+            "key prints a warning. Limits are checked before any work: a body above its route's limit "
+            "is 413 (not read further); k, history length, queries and their sums per request above "
+            "their limits are 422 naming the limit."
         ),
     )
     p.add_argument("run_dir", type=Path, help="run directory written by `hstu-blair train`")
@@ -96,7 +100,49 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         default="exact",
         help="top-k search: exact (default) or FAISS for large catalogues (faiss = faiss-ivf)",
     )
-    p.add_argument("--max-k", type=int, default=1000, help="largest k accepted (default 1000)")
+    defaults = Limits()
+    p.add_argument(
+        "--max-k", type=int, default=defaults.max_k, help="largest k accepted (default %(default)s)"
+    )
+    p.add_argument(
+        "--max-history",
+        type=int,
+        default=defaults.max_history,
+        help="longest history of one query, in items (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-queries",
+        type=int,
+        default=defaults.max_queries,
+        help="most queries in one /recommend/batch (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-batch-history",
+        type=int,
+        default=defaults.max_batch_history,
+        help="most history items summed over the queries of one request (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-batch-results",
+        type=int,
+        default=defaults.max_batch_results,
+        help="most results (sum of k) over the queries of one request (default %(default)s)",
+    )
+    bodies = ", ".join(f"{path}={_size(n)}" for path, n in BODY_BYTES.items())
+    p.add_argument(
+        "--max-body",
+        action="append",
+        default=[],
+        metavar="ROUTE=SIZE",
+        help=f"largest request body of a route, e.g. /recommend/batch=16MiB; 'other' sets every other "
+        f"route's (defaults: {bodies}, other={_size(defaults.default_body_bytes)}); repeatable",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        help="threads that prepare and score requests off the event loop (default %(default)s)",
+    )
     p.add_argument(
         "--batch-window-ms", type=float, default=2.0, help="wait for concurrent requests to batch (default 2)"
     )
@@ -113,6 +159,43 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     return p
 
 
+def _size(n: int) -> str:
+    return f"{n // MIB}MiB" if n % MIB == 0 else f"{n // KIB}KiB" if n % KIB == 0 else str(n)
+
+
+def limits_of(args: argparse.Namespace) -> Limits:
+    """The :class:`Limits` the ``serve`` flags describe.
+
+    Raises:
+        HstuBlairError: a --max-body that is not ROUTE=SIZE, or a limit that is not positive.
+    """
+    body_bytes, default_body = dict(BODY_BYTES), Limits().default_body_bytes
+    for given in args.max_body:
+        route, sep, size = given.partition("=")
+        try:
+            if not sep or not (route.startswith("/") or route == "other"):
+                raise ValueError("expected ROUTE=SIZE with ROUTE a path like /recommend, or 'other'")
+            if route == "other":
+                default_body = parse_size(size)
+            else:
+                body_bytes[route] = parse_size(size)
+        except ValueError as exc:
+            raise HstuBlairError(f"--max-body {given!r}: {exc}") from None
+    try:
+        return Limits(
+            max_k=args.max_k,
+            max_history=args.max_history,
+            max_queries=args.max_queries,
+            max_batch_history=args.max_batch_history,
+            max_batch_results=args.max_batch_results,
+            body_bytes=body_bytes,
+            default_body_bytes=default_body,
+            workers=args.workers,
+        )
+    except ValueError as exc:
+        raise HstuBlairError(str(exc)) from None
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Handler of ``serve``: runs the server until interrupted; returns 0."""
     hb.serve(
@@ -122,11 +205,11 @@ def run_serve(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         device=args.device,
         index=args.index,
-        max_k=args.max_k,
         batch_window_ms=args.batch_window_ms,
         max_batch=args.max_batch,
         log_level=args.log_level,
         threads=args.threads,
         api_key=args.api_key,
+        limits=limits_of(args),
     )
     return 0

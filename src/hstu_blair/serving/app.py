@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 
@@ -50,10 +50,11 @@ from hstu_blair.serving.http.auth import WriteAuth
 from hstu_blair.serving.http.batcher import MicroBatcher
 from hstu_blair.serving.http.catch_up import CatchUpMiddleware
 from hstu_blair.serving.http.context import ServingContext
-from hstu_blair.serving.http.limits import Limits
+from hstu_blair.serving.http.limits import RequestGuard
 from hstu_blair.serving.http.metrics import Metrics, MetricsMiddleware
 from hstu_blair.serving.http.routes import items, recommend, service
 from hstu_blair.serving.http.schemas import validation_error_response
+from hstu_blair.serving.limits import Limits
 from hstu_blair.serving.recommender import Recommender, ServingError
 
 __all__ = ["API_KEY_ENV", "Limits", "MicroBatcher", "create_app", "exposure_warning", "is_loopback", "serve"]
@@ -88,7 +89,7 @@ def create_app(
         ServingError: ``api_key`` is an empty string, or a limit is not a positive integer.
 
     Adding a router: write ``def router(ctx: ServingContext) -> APIRouter`` in a module of
-    :mod:`hstu_blair.serving.http.routes` and include it below. ``ctx`` gives what the service
+    :mod:`hstu_blair.serving.http.routes` and add it below with :func:`add_routes`. ``ctx`` gives what the service
     shares: ``ctx.auth.dependencies`` for a write route (the token is then checked before the body
     is read), ``ctx.offload(fn, *args)`` to run work in the service's worker threads,
     ``ctx.limits.body_bytes`` (a route not listed there gets ``default_body_bytes``),
@@ -117,14 +118,24 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(CatchUpMiddleware, recommender=recommender)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: times the catch-up too
+    app.add_middleware(RequestGuard, limits=limits, auth=auth, metrics=metrics)  # before any work
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts refusals too
     app.add_exception_handler(RequestValidationError, validation_error_response)
     for module in (recommend, items, service):
-        app.include_router(module.router(ctx))
+        add_routes(app, module.router(ctx))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.context = ctx
     app.state.recommender, app.state.batcher, app.state.metrics = recommender, ctx.batcher, metrics
     return app
+
+
+def add_routes(app: FastAPI, router: APIRouter) -> None:
+    """Add ``router``'s routes to ``app`` one by one (no prefix; declare dependencies per route).
+
+    Not ``include_router``: FastAPI includes a router lazily, as one opaque route, and
+    :class:`~hstu_blair.serving.http.limits.RequestGuard` must find the matching route (its body
+    limit, whether it needs the token) before the body is read."""
+    app.router.routes.extend(router.routes)
 
 
 def is_loopback(host: str) -> bool:
@@ -155,12 +166,13 @@ def serve(
     checkpoint: str = "best",
     device: str = "cpu",
     index: str = "exact",
-    max_k: int = 1000,
+    max_k: int | None = None,
     batch_window_ms: float = 2.0,
     max_batch: int = 64,
     log_level: str = "info",
     threads: int | None = None,
     api_key: str | None = None,
+    limits: Limits | None = None,
 ) -> None:
     """Load a run and serve it with uvicorn until interrupted.
 
@@ -169,8 +181,9 @@ def serve(
     ``Authorization: Bearer <token>``; reads stay open. Binding beyond loopback without one logs
     and prints a warning. Items added through any process serving ``run_dir`` are kept in it and
     served by all of them. ``threads`` sets torch's intra-op threads (default: torch's choice; 1 is
-    fastest when other processes share the cores). Other arguments: see :func:`create_app` and
-    :meth:`Recommender.load`.
+    fastest when other processes share the cores). ``limits``: what one request may ask for
+    (default :class:`Limits`; ``max_k``, if given, overrides its ``max_k``). Other arguments: see
+    :func:`create_app` and :meth:`Recommender.load`.
 
     Raises:
         ServingError: ``api_key`` is an empty string.
@@ -183,7 +196,12 @@ def serve(
         torch.set_num_threads(threads)
     recommender = Recommender.load(run_dir, checkpoint, device, index=index)  # type: ignore[arg-type]
     app = create_app(
-        recommender, max_k=max_k, batch_window_ms=batch_window_ms, max_batch=max_batch, api_key=api_key
+        recommender,
+        batch_window_ms=batch_window_ms,
+        max_batch=max_batch,
+        api_key=api_key,
+        limits=limits,
+        **({} if max_k is None else {"max_k": max_k}),
     )
     warning = exposure_warning(host, api_key)
     if warning is not None:

@@ -13,8 +13,8 @@ import anyio.to_thread
 
 from hstu_blair.serving.http.auth import WriteAuth
 from hstu_blair.serving.http.batcher import MicroBatcher
-from hstu_blair.serving.http.limits import Limits
 from hstu_blair.serving.http.metrics import Metrics
+from hstu_blair.serving.limits import Limits
 from hstu_blair.serving.recommender import PreparedQuery, Recommendations, Recommender
 
 R = TypeVar("R")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import ValidationError
 
 from hstu_blair.serving.http.context import ServingContext
-from hstu_blair.serving.http.limits import printable, unprocessable
+from hstu_blair.serving.http.limits import check_batch, check_count, check_query, printable, unprocessable
 from hstu_blair.serving.http.schemas import (
     BatchRequest,
     BatchResponse,
@@ -62,6 +64,34 @@ def prepare_all(recommender: Recommender, bodies: Sequence[RecommendRequest]) ->
     return [prepare(recommender, body, ("body", "requests", i)) for i, body in enumerate(bodies)]
 
 
+def parse_batch(raw: bytes) -> BatchRequest:
+    """The batch body, or the 422 FastAPI would give (locations under ``body``)."""
+    try:
+        return BatchRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+
+
+BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    k: v
+                    for k, v in BatchRequest.model_json_schema(
+                        ref_template="#/components/schemas/{model}"
+                    ).items()
+                    if k != "$defs"
+                }
+            }
+        },
+    }
+}
+"""The batch body in OpenAPI (the route parses it itself, off the event loop)."""
+
+
 def batch_json(results: list[Recommendations]) -> bytes:
     return BatchResponse(results=[to_response(r) for r in results]).model_dump_json().encode()
 
@@ -74,18 +104,20 @@ def router(ctx: ServingContext) -> APIRouter:
     @api.post("/recommend", response_model=RecommendResponse)
     async def recommend(body: RecommendRequest) -> RecommendResponse:
         """The best ``k`` items after a history of item ids (or a known user's history)."""
-        limits.check_query(body.k, body.history)
+        check_query(limits, body.k, body.history)
         prepared = await ctx.offload(prepare, ctx.recommender, body, ("body",))
         return to_response(await ctx.batcher.submit(prepared))
 
-    @api.post("/recommend/batch", response_model=BatchResponse)
-    async def recommend_batch(body: BatchRequest) -> Response:
-        """Several queries in one body; answered together (each as ``/recommend``)."""
+    @api.post("/recommend/batch", response_model=BatchResponse, openapi_extra=BATCH_BODY)
+    async def recommend_batch(request: Request) -> Response:
+        """Several queries in one body (``{"requests": [<as /recommend>, ...]}``); answered together,
+        each as ``/recommend``. The body is parsed in a worker thread: it can be megabytes."""
+        body = await ctx.offload(parse_batch, await request.body())
         queries = body.requests
-        limits.check_count(len(queries))
+        check_count(limits, len(queries))
         for i, query in enumerate(queries):
-            limits.check_query(query.k, query.history, ("body", "requests", i))
-        limits.check_batch([q.k for q in queries], [q.history for q in queries])
+            check_query(limits, query.k, query.history, ("body", "requests", i))
+        check_batch(limits, [q.k for q in queries], [q.history for q in queries])
         prepared = await ctx.offload(prepare_all, ctx.recommender, queries)
         results = await ctx.batcher.submit_many(prepared)
         return Response(await ctx.offload(batch_json, results), media_type="application/json")
