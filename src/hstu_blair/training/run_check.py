@@ -135,7 +135,7 @@ def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         with open(path, "rb") as fh:
             head = fh.read(8)
             length = int.from_bytes(head.ljust(8, b"\0"), "little")
-            header = fh.read(length) if 8 <= size and length <= min(size - 8, MAX_HEADER_BYTES) else b""
+            header = fh.read(length) if size >= 8 and length <= min(size - 8, MAX_HEADER_BYTES) else b""
     except OSError as exc:
         raise DataFormatError(path, f"cannot be read: {exc.strerror or exc}") from None
     if size == 0:
