@@ -26,6 +26,7 @@ import logging
 import os
 import threading
 import time
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,7 @@ __all__ = [
     "Recommender",
     "ServingError",
     "UnknownIdError",
+    "check_item_id",
 ]
 
 
@@ -595,11 +597,19 @@ class Recommender:
         )
 
     def _check_new_ids(self, item_ids: list[str]) -> None:
-        if len(set(item_ids)) != len(item_ids) or not all(r.strip() for r in item_ids):
-            raise ServingError(f"item ids must be distinct and non-empty, got {item_ids}")
+        for item_id in item_ids:
+            check_item_id(item_id)
+        if len(set(item_ids)) != len(item_ids):
+            raise ServingError(f"item ids must be distinct, got {item_ids}")
         taken = [r for r in item_ids if r in self._item_idx]
         if taken:
             raise DuplicateItemError(taken)
+
+    def is_same_item(self, item_id: str, text: str, title: str = "") -> bool:
+        """Whether ``item_id`` is in the catalogue with this text and title (an add repeated by a
+        client that lost the reply: the HTTP layer answers it 200, not 409)."""
+        idx = self._item_idx.get(item_id)
+        return idx is not None and self._texts[idx] == text and self._titles[idx] == (title or item_id)
 
     def _embed(self, texts: list[str]) -> torch.Tensor:
         if self._encoder is None:
@@ -691,6 +701,27 @@ class Recommender:
             "item_log": None if self.item_log is None else str(self.item_log.path),
             "item_log_torn": 0 if self.item_log is None else self.item_log.torn,
         }
+
+
+# ---- item ids: the canonical form of new ids -------------------------------------------------------
+def check_item_id(item_id: str) -> str:
+    """``item_id`` if it is in canonical form, the form every new item id must have: a non-empty
+    string without surrounding whitespace, without control characters (Unicode category Cc:
+    newlines, tabs, NUL, DEL, ...) and other than ``.`` and ``..`` (which URLs cannot carry as a
+    path segment). Such an id can be fetched as ``GET /items/{id}`` (percent-encoded).
+
+    Raises:
+        ServingError: not in canonical form (the message says why).
+    """
+    if not isinstance(item_id, str) or not item_id:
+        raise ServingError(f"an item id must be a non-empty string, got {item_id!r}")
+    if item_id != item_id.strip():
+        raise ServingError(f"item id {item_id!r} has surrounding whitespace; send it without")
+    if any(unicodedata.category(c) == "Cc" for c in item_id):
+        raise ServingError(f"item id {item_id!r} holds a control character (newline, tab, NUL, ...)")
+    if item_id in (".", ".."):
+        raise ServingError(f"item id {item_id!r} cannot be a URL path segment")
+    return item_id
 
 
 def _check_unicode(what: str, values: Sequence[str]) -> None:

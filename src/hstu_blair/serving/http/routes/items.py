@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, HTTPException
 from fastapi import Query as QueryParam
+from fastapi.responses import JSONResponse
 
 from hstu_blair.errors import HstuBlairError
 from hstu_blair.serving.http.context import ServingContext
@@ -33,10 +36,26 @@ def router(ctx: ServingContext) -> APIRouter:
             raise HTTPException(404, detail=f"unknown item id: {item_id!r}")
         return rec.item(item_id)
 
-    @api.post("/items", status_code=201, dependencies=ctx.auth.dependencies)
-    async def add_item(body: NewItem) -> dict[str, str]:
+    def existing(body: NewItem) -> JSONResponse:
+        """200 with the item when it is there with the same text and title (a retried add), else 409."""
+        if not rec.is_same_item(body.item_id, body.text, body.title):
+            raise HTTPException(
+                409, detail=f"item id {body.item_id!r} is already in the catalogue with another text or title"
+            )
+        return JSONResponse(rec.item(body.item_id), status_code=200)
+
+    @api.post(
+        "/items",
+        status_code=201,
+        dependencies=ctx.auth.dependencies,
+        responses={200: {"description": "the same item (id, text, title) was added before: a retry"}},
+    )
+    async def add_item(body: NewItem) -> Any:
         """Add an item by its text; it is recommendable at once (text-fused runs only), and kept in
-        the run directory (201 only once it is written durably). Needs the API key if one is set."""
+        the run directory (201 only once it is written durably). Repeating an add with the same id,
+        text and title answers 200 with the item; the same id with another text 409. The id must
+        be in canonical form (no surrounding whitespace, no control characters). Needs the API key
+        if one is set."""
         if not rec.can_add_items:
             raise HTTPException(
                 400,
@@ -44,11 +63,11 @@ def router(ctx: ServingContext) -> APIRouter:
                 "at run time; serve a run trained with model.fusion = text, sum or gated",
             )
         if rec.has_item(body.item_id):
-            raise HTTPException(409, detail=f"item id {body.item_id!r} is already in the catalogue")
+            return existing(body)
         try:
             return await ctx.offload(rec.add_item, body.item_id, body.text, body.title)
         except DuplicateItemError:  # added by another process since the check above
-            raise HTTPException(409, detail=f"item id {body.item_id!r} is already in the catalogue") from None
+            return existing(body)
         except ItemLogError as exc:
             raise HTTPException(503, detail=str(exc)) from None
         except ServingError as exc:

@@ -15,21 +15,28 @@ STATIC = Path(__file__).resolve().parents[2] / "static"
 """The web page's files (``serving/static``)."""
 
 
+PATH_FIELDS = frozenset({"run_dir", "item_log"})
+"""Fields of ``Recommender.describe`` that are filesystem paths (shown only with the token)."""
+
+
 def router(ctx: ServingContext) -> APIRouter:
     """The service routes over ``ctx``."""
     api = APIRouter(tags=["service"])
 
     @api.get("/healthz")
     async def healthz(request: Request) -> dict[str, Any]:
-        """Liveness and what is served."""
+        """Liveness and what is served. Filesystem paths (``run_dir``, ``item_log``) only for a
+        request carrying the API key."""
+        trusted = ctx.auth.carried_by(request)
         fields = {
             "status": "ok",
             "model_calls": ctx.recommender.model_calls,
             "writes_need_api_key": ctx.auth.required,
-            **ctx.recommender.describe(),
+            **{k: v for k, v in ctx.recommender.describe().items() if trusted or k not in PATH_FIELDS},
         }
         fields.update({name: value() for name, value in ctx.health.items()})
-        fields.update({name: value() for name, value in ctx.private_health.items()})
+        if trusted:
+            fields.update({name: value() for name, value in ctx.private_health.items()})
         return fields
 
     @api.get("/metrics")
