@@ -263,3 +263,9 @@ def test_metrics_labels_come_from_fixed_sets(rec):
     assert 'method="other",route="other",status="404"' in text
     assert 'method="GET",route="other",status="404"' in text
     assert "made" not in text and "M1X" not in text
+
+
+def test_the_api_docs_state_the_limits(rec):
+    with TestClient(create_app(rec, max_batch_history=1234)) as client:
+        description = client.get("/openapi.json").json()["info"]["description"]
+    assert "1,234 history items" in description and "`/recommend/batch` 8,388,608 bytes" in description

@@ -114,7 +114,8 @@ def create_app(
     app = FastAPI(
         title="hstu-blair recommendations",
         version="1",
-        description="Next-item recommendations from a trained HSTU / HSTU-BLaIR / SASRec run, in item ids.",
+        description="Next-item recommendations from a trained HSTU / HSTU-BLaIR / SASRec run, in item ids.\n\n"
+        + describe_limits(limits),
         lifespan=lifespan,
     )
     app.add_middleware(CatchUpMiddleware, recommender=recommender)
@@ -127,6 +128,21 @@ def create_app(
     app.state.context = ctx
     app.state.recommender, app.state.batcher, app.state.metrics = recommender, ctx.batcher, metrics
     return app
+
+
+def describe_limits(limits: Limits) -> str:
+    """The limits as the API docs (``/docs``) show them."""
+    bodies = ", ".join(f"`{path}` {n:,} bytes" for path, n in limits.body_bytes.items())
+    return (
+        "**Limits** (checked before any work; `hstu-blair serve --help` sets them): "
+        f"k <= {limits.max_k:,}; history <= {limits.max_history:,} items per query; "
+        f"{limits.max_queries:,} queries per batch; {limits.max_batch_history:,} history items and "
+        f"{limits.max_batch_results:,} results (sum of k) per request (above: 422 naming the limit); "
+        f"request bodies: {bodies}, any other route {limits.default_body_bytes:,} bytes (above: 413, "
+        "the body is not read). Write routes check the token before reading the body (401). "
+        "New item ids: no surrounding whitespace, no control characters; repeating an add with "
+        "the same id, text and title answers 200."
+    )
 
 
 def add_routes(app: FastAPI, router: APIRouter) -> None:

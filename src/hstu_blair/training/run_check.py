@@ -14,6 +14,7 @@ import json
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 from safetensors import safe_open
@@ -176,10 +177,19 @@ def expected_shapes(arch: Architecture) -> dict[str, tuple[int, ...]] | None:
     allocated). None for the ``residual`` fusion, whose whitening rank depends on the text values."""
     if arch.fusion == "residual":
         return None
-    with torch.device("meta"):
+    with torch.device("meta"), mock.patch.object(torch.Tensor, "normal_", _normal_unless_meta):
         text = None if arch.fusion == "id" else torch.empty(arch.num_items + 1, arch.d_text)
         model = build_model(arch, text)
     return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+
+
+_NORMAL = torch.Tensor.normal_
+
+
+def _normal_unless_meta(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """``Tensor.normal_``, a no-op on meta tensors: torch's meta ``normal_`` is written in Python
+    and imports sympy and dynamo on first use (76 MB of a server's memory, for no value)."""
+    return self if self.is_meta else _NORMAL(self, *args, **kwargs)
 
 
 def check_weights(path: Path, arch: Architecture, info_path: Path) -> None:

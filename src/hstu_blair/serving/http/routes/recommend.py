@@ -8,11 +8,12 @@ of a request runs in the event loop."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hstu_blair.serving.http.context import ServingContext
 from hstu_blair.serving.http.limits import check_batch, check_count, check_query, printable, unprocessable
@@ -65,12 +66,32 @@ def prepare_all(recommender: Recommender, bodies: Sequence[RecommendRequest]) ->
 
 
 def parse_batch(raw: bytes) -> BatchRequest:
-    """The batch body, or the 422 FastAPI would give (locations under ``body``)."""
+    """The batch body, or the 422 FastAPI would give (locations under ``body``).
+
+    Parsed query by query: pydantic holds the GIL for the whole of one call, so one call over a
+    body of megabytes would stall the event loop thread meanwhile; many small calls do not."""
     try:
-        return BatchRequest.model_validate_json(raw)
+        outer = _OuterBatch.model_validate_json(raw)
+        queries = []
+        for i, query in enumerate(outer.requests):
+            try:
+                queries.append(RecommendRequest.model_validate(query))
+            except ValidationError as exc:
+                raise _located(exc, ("body", "requests", i)) from None
     except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        raise RequestValidationError(errors) from None
+        raise _located(exc, ("body",)) from None
+    return BatchRequest.model_construct(requests=queries)
+
+
+class _OuterBatch(BaseModel):
+    """The batch body's outer shape; each query is validated on its own (see :func:`parse_batch`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    requests: list[Any]
+
+
+def _located(exc: ValidationError, loc: tuple[str | int, ...]) -> RequestValidationError:
+    return RequestValidationError([{**e, "loc": (*loc, *e["loc"])} for e in exc.errors(include_url=False)])
 
 
 BATCH_BODY = {
@@ -93,7 +114,9 @@ BATCH_BODY = {
 
 
 def batch_json(results: list[Recommendations]) -> bytes:
-    return BatchResponse(results=[to_response(r) for r in results]).model_dump_json().encode()
+    """The ``BatchResponse`` JSON, serialised one result at a time (small calls: see :func:`parse_batch`)."""
+    parts = [to_response(r).model_dump_json().encode() for r in results]
+    return b'{"results":[' + b",".join(parts) + b"]}"
 
 
 def router(ctx: ServingContext) -> APIRouter:
