@@ -71,6 +71,16 @@ def run_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+LIMIT_FLAGS = {
+    "max_k": "largest k accepted",
+    "max_history": "longest history of one query, in items",
+    "max_queries": "most queries in one /recommend/batch",
+    "max_batch_history": "most history items summed over the queries of one request",
+    "max_batch_results": "most results (sum of k) over the queries of one request",
+}
+"""The integer fields of :class:`Limits` that ``serve`` takes as ``--max-...`` flags."""
+
+
 def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``serve RUN_DIR [--host] [--port] ...``."""
     p = sub.add_parser(
@@ -101,33 +111,13 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         help="top-k search: exact (default) or FAISS for large catalogues (faiss = faiss-ivf)",
     )
     defaults = Limits()
-    p.add_argument(
-        "--max-k", type=int, default=defaults.max_k, help="largest k accepted (default %(default)s)"
-    )
-    p.add_argument(
-        "--max-history",
-        type=int,
-        default=defaults.max_history,
-        help="longest history of one query, in items (default %(default)s)",
-    )
-    p.add_argument(
-        "--max-queries",
-        type=int,
-        default=defaults.max_queries,
-        help="most queries in one /recommend/batch (default %(default)s)",
-    )
-    p.add_argument(
-        "--max-batch-history",
-        type=int,
-        default=defaults.max_batch_history,
-        help="most history items summed over the queries of one request (default %(default)s)",
-    )
-    p.add_argument(
-        "--max-batch-results",
-        type=int,
-        default=defaults.max_batch_results,
-        help="most results (sum of k) over the queries of one request (default %(default)s)",
-    )
+    for field, help_text in LIMIT_FLAGS.items():
+        p.add_argument(
+            f"--{field.replace('_', '-')}",
+            type=int,
+            default=getattr(defaults, field),
+            help=f"{help_text} (default %(default)s)",
+        )
     bodies = ", ".join(f"{path}={_size(n)}" for path, n in BODY_BYTES.items())
     p.add_argument(
         "--max-body",
@@ -183,11 +173,7 @@ def limits_of(args: argparse.Namespace) -> Limits:
             raise HstuBlairError(f"--max-body {given!r}: {exc}") from None
     try:
         return Limits(
-            max_k=args.max_k,
-            max_history=args.max_history,
-            max_queries=args.max_queries,
-            max_batch_history=args.max_batch_history,
-            max_batch_results=args.max_batch_results,
+            **{field: getattr(args, field) for field in LIMIT_FLAGS},
             body_bytes=body_bytes,
             default_body_bytes=default_body,
             workers=args.workers,
