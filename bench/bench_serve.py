@@ -303,19 +303,24 @@ async def with_big_batches(
     """Small requests while maximum-size batches are sent back to back for ``seconds`` (at least one)."""
     done = asyncio.Event()
     big_latencies: list[float] = []
-    statuses: list[int] = []
+    statuses: list[int | str] = []
 
     async def batches() -> None:
         started = time.perf_counter()
-        async with httpx.AsyncClient(base_url=url, timeout=600) as http:
-            while not big_latencies or time.perf_counter() - started < seconds:
-                t0 = time.perf_counter()
-                response = await http.post(
-                    "/recommend/batch", content=big, headers={"content-type": "application/json"}
-                )
-                big_latencies.append(time.perf_counter() - t0)
-                statuses.append(response.status_code)
-        done.set()
+        try:
+            async with httpx.AsyncClient(base_url=url, timeout=600) as http:
+                while not big_latencies or time.perf_counter() - started < seconds:
+                    t0 = time.perf_counter()
+                    try:
+                        response = await http.post(
+                            "/recommend/batch", content=big, headers={"content-type": "application/json"}
+                        )
+                        statuses.append(response.status_code)
+                    except httpx.HTTPError as exc:  # e.g. the server refused the body and closed
+                        statuses.append(type(exc).__name__)
+                    big_latencies.append(time.perf_counter() - t0)
+        finally:
+            done.set()
 
     big_task = asyncio.create_task(batches())
     await asyncio.sleep(0.2)  # the first batch is on its way
@@ -355,7 +360,7 @@ def stall_check(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         busy = asyncio.run(with_big_batches(url, small, big_body, args.stall_clients, args.stall_seconds))
         result["during_big_batch"] = summarize(busy["small"], {}, 1.0) | {
             "big_batches": len(busy["big_seconds"]),
-            "big_statuses": sorted(set(busy["big_statuses"])),
+            "big_statuses": sorted({str(x) for x in busy["big_statuses"]}),
             "big_seconds_max": round(max(busy["big_seconds"]), 2),
             "rss_mib": rss_mib(proc.pid),
         }
