@@ -64,7 +64,10 @@ def truncated_normal_(weight: torch.Tensor, std: float = INIT_STD) -> torch.Tens
 
 
 def text_statistics(text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension mean and std (clamped at 1e-6) of the real items' text rows 1..n."""
+    """Per-dimension mean and std (clamped at 1e-6) of the real items' text rows 1..n (on the
+    meta device, where a model is built only for its shapes, two empty vectors)."""
+    if text.is_meta:
+        return text.new_empty(text.shape[1]), text.new_empty(text.shape[1])
     rows = text[1:]  # (n, d_text)
     return rows.mean(0), rows.std(0, unbiased=False).clamp(min=1e-6)  # (d_text,), (d_text,)
 
