@@ -203,6 +203,66 @@ def visibility(location: str, n: int) -> dict[str, Any]:
     }
 
 
+def events_load(
+    run_dir: Path,
+    store: str,
+    events: int = 200_000,
+    batch: int = 500,
+    clients: int = 4,
+    users: int = 2000,
+    requests: int = 1000,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Parts 1 and 2 against a fresh ``hstu-blair serve`` of ``run_dir`` over ``store``: durable
+    ingest of ``events`` events (``POST /events`` batches of ``batch`` from ``clients`` clients,
+    ``users`` users, half of them new), then ``requests`` ``GET /users/{id}/recommendations``.
+    Returns ``{"ingest": {...}, "recommendations": {...}}``; :func:`events_lines` prints them."""
+    item_ids, trained_users = catalogue(run_dir)
+    rng = random.Random(0)
+    # half new users, half users of the training data
+    ids = [trained_users[i // 2 % len(trained_users)] if i % 2 else f"new-{i}" for i in range(users)]
+    t0 = 2_000_000_000
+    rows = [
+        {"user_id": rng.choice(ids), "item_id": rng.choice(item_ids), "timestamp": t0 + i}
+        for i in range(events)
+    ]
+    batches = [rows[i : i + batch] for i in range(0, len(rows), batch)]
+    proc, url = start_server(run_dir, store, threads)
+    try:
+        cpu0 = cpu_seconds(proc.pid)
+        seconds, done, errors = asyncio.run(ingest(url, batches, clients))
+        cpu = cpu_seconds(proc.pid) - cpu0
+        recs = recommendations(url, ids, requests)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    ingested = {
+        "events": done,
+        "batches": len(batches),
+        "batch": batch,
+        "clients": clients,
+        "seconds": seconds,
+        "events_per_s": done / seconds,
+        "errors": errors,
+        "server_cpu_s": cpu,
+        "events_per_user": events // users,
+    }
+    return {"ingest": ingested, "recommendations": recs}
+
+
+def events_lines(result: dict[str, Any]) -> list[str]:
+    """The figures of :func:`events_load`, as printed lines."""
+    i, r = result["ingest"], result["recommendations"]
+    return [
+        f"ingest: {i['events']} events in {i['batches']} batches of {i['batch']} from {i['clients']} clients: "
+        f"{i['seconds']:.2f} s = {i['events_per_s']:,.0f} events/s (goal >= 5,000), {i['errors']} errors; "
+        f"server CPU {i['server_cpu_s']:.2f} s = {i['server_cpu_s'] / max(i['events'], 1) * 1e6:.1f} us/event",
+        f"GET /users/ID/recommendations (users with stored events, about {i['events_per_user']} each): "
+        f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms (goal <= 20 / 100) at "
+        f"{r['rate_per_s']:.0f} requests/s, one client",
+    ]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
@@ -229,38 +289,18 @@ def main() -> None:
         run_dir = args.run_dir or tmp / "run"
         if not (run_dir / "model.json").exists():
             run_dir = train_run(run_dir, args.epochs)
-        item_ids, trained_users = catalogue(run_dir)
-        rng = random.Random(0)
-        # half new users, half users of the training data
-        users = [
-            trained_users[i // 2 % len(trained_users)] if i % 2 else f"new-{i}" for i in range(args.users)
-        ]
-        t0 = 2_000_000_000
-        events = [
-            {"user_id": rng.choice(users), "item_id": rng.choice(item_ids), "timestamp": t0 + i}
-            for i in range(args.events)
-        ]
-        batches = [events[i : i + args.batch] for i in range(0, len(events), args.batch)]
-        proc, url = start_server(run_dir, args.store or str(tmp / "store.sqlite"), args.threads)
-        try:
-            cpu0 = cpu_seconds(proc.pid)
-            seconds, done, errors = asyncio.run(ingest(url, batches, args.clients))
-            cpu = cpu_seconds(proc.pid) - cpu0
-            rate = done / seconds
-            print(
-                f"ingest: {done} events in {len(batches)} batches of {args.batch} from {args.clients} clients: "
-                f"{seconds:.2f} s = {rate:,.0f} events/s (goal >= 5,000), {errors} errors; "
-                f"server CPU {cpu:.2f} s = {cpu / done * 1e6:.1f} us/event"
-            )
-            recs = recommendations(url, users, args.requests)
-            print(
-                f"GET /users/ID/recommendations (users with stored events, about "
-                f"{args.events // args.users} each): p50 {recs['p50_ms']:.1f} ms, p99 {recs['p99_ms']:.1f} ms "
-                f"(goal <= 20 / 100) at {recs['rate_per_s']:.0f} requests/s, one client"
-            )
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+        loaded = events_load(
+            run_dir,
+            args.store or str(tmp / "store.sqlite"),
+            args.events,
+            args.batch,
+            args.clients,
+            args.users,
+            args.requests,
+            args.threads,
+        )
+        for line in events_lines(loaded):
+            print(line)
         vis = visibility(args.store or str(tmp / "visibility.sqlite"), 50)
         print(
             f"visibility: a commit in one process is seen by another's max(seq) poll after "
@@ -270,14 +310,7 @@ def main() -> None:
     result = {
         "machine": m,
         "args": {k: str(v) for k, v in vars(args).items()},
-        "ingest": {
-            "events": done,
-            "seconds": seconds,
-            "events_per_s": rate,
-            "errors": errors,
-            "server_cpu_s": cpu,
-        },
-        "recommendations": recs,
+        **loaded,
         "visibility": vis,
         "load_avg_1min_after": os.getloadavg()[0],
     }

@@ -18,7 +18,20 @@ with the server and bounds the throughput; the server's CPU per request shows th
 JSON, unicode, deep nesting) to the batched server: every answer must be 4xx, never 5xx, and the
 server must still answer /healthz afterwards.
 
+Stall check (``--stall``, alone with ``--stall-only``): one batched server; p50/p99 of small
+``/recommend`` requests (``--stall-clients`` clients, real histories, k=10) alone, then while a
+maximum-size ``/recommend/batch`` (``--big-queries`` x ``--big-history`` random items, k =
+``--big-k``; the defaults use the whole of the default per-request limits: 200,000 history items
+and 100,000 results) is sent back to back; the server's RSS and peak RSS (VmHWM) after each phase.
+
+Events (issue 18; ``--events 0`` skips them): a fresh server over a new SQLite store (or
+``--store URL``) takes ``--events`` events as ``POST /events`` batches, then answers
+``--user-requests`` ``GET /users/{id}/recommendations`` for users with stored events: the durable
+ingest rate (events/s) and the per-user p50/p99, measured by ``bench_events.events_load`` (the
+same code as ``bench/bench_events.py``, which also measures cross-process visibility).
+
     python bench/bench_serve.py --requests 10000 --clients 64 --out bench_serve.json
+    python bench/bench_serve.py --run-dir RUN --stall-only --out bench_serve_stall.json
 """
 
 from __future__ import annotations
@@ -38,6 +51,10 @@ from typing import Any
 
 import httpx
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_events import events_lines, events_load  # noqa: E402
+from bench_train import machine, machine_line  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"batched": (2.0, 64), "unbatched": (0.0, 1)}
@@ -250,6 +267,118 @@ def fuzz(url: str, bodies: list[bytes]) -> dict[str, Any]:
     }
 
 
+def rss_mib(pid: int) -> dict[str, float]:
+    """Resident and peak resident memory of a process in MiB (Linux /proc; empty elsewhere)."""
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists():
+        return {}
+    values = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+    return {
+        key: round(int(values[name].split()[0]) / 1024, 1)
+        for key, name in (("rss", "VmRSS"), ("peak", "VmHWM"))
+    }
+
+
+async def small_requests(
+    url: str, bodies: list[dict], clients: int, until: asyncio.Event | None
+) -> list[float]:
+    """Latencies of small ``/recommend`` requests from ``clients`` workers: every body once, or
+    (with ``until``) over and over until the event is set."""
+    latencies: list[float] = []
+    failures: list[int] = []
+
+    async def worker(offset: int) -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+            i = offset
+            while (until is None and i < len(bodies)) or (until is not None and not until.is_set()):
+                start = time.perf_counter()
+                response = await http.post("/recommend", json=bodies[i % len(bodies)])
+                latencies.append(time.perf_counter() - start)
+                if response.status_code != 200:
+                    failures.append(response.status_code)
+                i += clients
+
+    await asyncio.gather(*(worker(c) for c in range(clients)))
+    if failures:
+        raise RuntimeError(f"small requests failed: {sorted(set(failures))}")
+    return latencies
+
+
+async def with_big_batches(
+    url: str, small: list[dict], big: bytes, clients: int, seconds: float
+) -> dict[str, Any]:
+    """Small requests while maximum-size batches are sent back to back for ``seconds`` (at least one)."""
+    done = asyncio.Event()
+    big_latencies: list[float] = []
+    statuses: list[int | str] = []
+
+    async def batches() -> None:
+        started = time.perf_counter()
+        try:
+            async with httpx.AsyncClient(base_url=url, timeout=600) as http:
+                while not big_latencies or time.perf_counter() - started < seconds:
+                    t0 = time.perf_counter()
+                    try:
+                        response = await http.post(
+                            "/recommend/batch", content=big, headers={"content-type": "application/json"}
+                        )
+                        statuses.append(response.status_code)
+                    except httpx.HTTPError as exc:  # e.g. the server refused the body and closed
+                        statuses.append(type(exc).__name__)
+                    big_latencies.append(time.perf_counter() - t0)
+        finally:
+            done.set()
+
+    big_task = asyncio.create_task(batches())
+    await asyncio.sleep(0.2)  # the first batch is on its way
+    latencies = await small_requests(url, small, clients, done)
+    await big_task
+    return {"small": latencies, "big_seconds": big_latencies, "big_statuses": statuses}
+
+
+def stall_check(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """p50/p99 of small requests alone and while maximum-size batches run, and the server's RSS."""
+    from hstu_blair.training.run_dir import load_trained
+
+    rng = random.Random(2)
+    item_ids = [str(i) for i in load_trained(run_dir).data.item_ids[1:]]
+    small = [{"history": h, "k": 10} for h in histories(run_dir, 500, seed=3)]
+    big = {
+        "requests": [
+            {"history": rng.choices(item_ids, k=args.big_history), "k": args.big_k}
+            for _ in range(args.big_queries)
+        ]
+    }
+    big_body = json.dumps(big).encode()
+    proc, url = start_server(run_dir, 2.0, 64, args.index, args.threads)
+    try:
+        asyncio.run(small_requests(url, small[:100], args.stall_clients, None))  # warm-up
+        result: dict[str, Any] = {
+            "big_batch": {
+                "queries": args.big_queries,
+                "history": args.big_history,
+                "k": args.big_k,
+                "body_mib": round(len(big_body) / 2**20, 1),
+            },
+            "rss_mib_start": rss_mib(proc.pid),
+        }
+        alone = asyncio.run(small_requests(url, small, args.stall_clients, None))
+        result["alone"] = summarize(alone, {}, 1.0) | {"rss_mib": rss_mib(proc.pid)}
+        busy = asyncio.run(with_big_batches(url, small, big_body, args.stall_clients, args.stall_seconds))
+        result["during_big_batch"] = summarize(busy["small"], {}, 1.0) | {
+            "big_batches": len(busy["big_seconds"]),
+            "big_statuses": sorted({str(x) for x in busy["big_statuses"]}),
+            "big_seconds_max": round(max(busy["big_seconds"]), 2),
+            "rss_mib": rss_mib(proc.pid),
+        }
+        for key in ("alone", "during_big_batch"):
+            for drop in ("seconds", "throughput_rps", "errors"):
+                result[key].pop(drop)
+    finally:
+        stop_server(proc)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", type=Path, help="a trained run (default: train one on ml-latest-small)")
@@ -261,7 +390,30 @@ def main() -> None:
     parser.add_argument("--index", default="exact")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the server")
     parser.add_argument("--out", type=Path, help="write the results as JSON")
+    parser.add_argument("--stall", action="store_true", help="also run the stall check (see above)")
+    parser.add_argument("--stall-only", action="store_true", help="run only the stall check")
+    parser.add_argument("--stall-clients", type=int, default=4, help="clients sending small requests")
+    parser.add_argument("--stall-seconds", type=float, default=20, help="how long big batches are sent")
+    parser.add_argument("--big-queries", type=int, default=100)
+    parser.add_argument("--big-history", type=int, default=2000)
+    parser.add_argument("--big-k", type=int, default=1000)
+    parser.add_argument("--events", type=int, default=50_000, help="events to ingest (0: no events part)")
+    parser.add_argument("--event-batch", type=int, default=500, help="events per POST /events")
+    parser.add_argument("--event-clients", type=int, default=4, help="clients posting events")
+    parser.add_argument("--event-users", type=int, default=2000, help="users the events name (half new)")
+    parser.add_argument("--user-requests", type=int, default=1000, help="GET /users/ID/recommendations sent")
+    parser.add_argument("--store", help="the events server's store (default: a new SQLite file)")
     args = parser.parse_args()
+    info = machine()
+    print(machine_line(info) + f"; load {info['load_avg_1min']:.2f}")
+    if args.stall_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_dir = args.run_dir or train_run(Path(tmp), args.epochs)
+            stall = {"machine": info, **stall_check(run_dir, args)}
+        print(f"stall: {json.dumps(stall)}")
+        if args.out:
+            args.out.write_text(json.dumps(stall, indent=2))
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.run_dir
@@ -315,7 +467,24 @@ def main() -> None:
         finally:
             for proc, _ in servers.values():
                 stop_server(proc)
+        if args.stall:
+            results["stall"] = stall_check(run_dir, args)
+            print(f"stall: {json.dumps(results['stall'])}")
+        if args.events:
+            results["events"] = events_load(
+                run_dir,
+                args.store or str(Path(tmp) / "events.sqlite"),
+                args.events,
+                args.event_batch,
+                args.event_clients,
+                args.event_users,
+                args.user_requests,
+                args.threads,
+            )
+            for line in events_lines(results["events"]):
+                print(line)
         results["load_average_after"] = os.getloadavg()[0]
+        results["machine"] = info
 
     b, u = results["batched"], results["unbatched"]
     results["ratios"] = {

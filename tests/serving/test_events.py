@@ -79,8 +79,10 @@ def test_unknown_items_refuse_the_whole_batch(run):
     assert err.value.ids == ["nope", "gone"] and rec.store.counts()["events"] == 0
     with pytest.raises(ServingError, match=r"events\[1\].timestamp"):
         rec.add_events([("u1", "i1", LATER), ("u1", "i1", "soon")])
-    with pytest.raises(ServingError, match=r"events\[0\].user_id is empty"):
+    with pytest.raises(ServingError, match=r"events\[0\].user_id ' ' has surrounding whitespace"):
         rec.add_events([(" ", "i1", LATER)])
+    with pytest.raises(ServingError, match=r"events\[1\].item_id 'i\\x001' holds a control character"):
+        rec.add_events([("u1", "i1", LATER), ("u1", "i\x001", LATER)])  # new ids: canonical, as items'
     assert rec.store.counts()["events"] == 0
     rec.add_item("added", "a brand new item")
     assert rec.add_events([("u1", "added", LATER)]) == 1  # added items are in the catalogue

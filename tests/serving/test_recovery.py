@@ -131,13 +131,19 @@ def test_check_a_healthy_run(run, capsys):
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda run: (run / "model.json").write_text("{not json"), "model.json: not readable JSON"),
-        (lambda run: (run / "model.json").write_text("{}"), "has no 'architecture'"),
-        (lambda run: _truncate(run / "checkpoints/best.safetensors"), "the tensors need"),
-        (lambda run: (run / "checkpoints/best.safetensors").write_bytes(b""), "too short"),
+        (lambda run: (run / "model.json").write_text("{not json"), "model.json:1: is not JSON"),
+        (lambda run: (run / "model.json").write_text("{}"), "model.json: lacks the key 'architecture'"),
+        (
+            lambda run: _truncate(run / "checkpoints/best.safetensors"),
+            "best.safetensors: is truncated: its tensors end at byte",
+        ),
+        (
+            lambda run: (run / "checkpoints/best.safetensors").write_bytes(b""),
+            "best.safetensors: is empty (0 bytes)",
+        ),
         (
             lambda run: _header_length(run / "checkpoints/best.safetensors", 2**40),
-            "header length 1099511627776",
+            "declares a header of 1099511627776 bytes",
         ),
         (lambda run: (run / STORE_FILE).write_bytes(b"not a database at all" * 100), "cannot open the store"),
     ],

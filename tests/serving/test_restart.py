@@ -157,13 +157,13 @@ def test_two_server_processes_share_items_and_agree_on_their_order(minilm_run, c
             assert list(pool.map(add, jobs)) == [201] * 16
         orders = [s.http.get("/items", params={"query": "race ", "limit": 100}).json() for s in (a, b)]
         assert len(orders[0]) == 16 and orders[0] == orders[1]  # the same indices in both
-        # one id raced through both: exactly one 201, the other 409
+        # one id with two texts raced through both: exactly one 201, the other 409
         with ThreadPoolExecutor(2) as pool:
             statuses = sorted(
                 pool.map(
                     lambda s: (
                         s.http.post(
-                            "/items", json={"item_id": "twice", "text": "t"}, headers=AUTH
+                            "/items", json={"item_id": "twice", "text": f"t{s is a}"}, headers=AUTH
                         ).status_code
                     ),
                     (a, b),

@@ -10,6 +10,7 @@ import hstu_blair as hb
 from hstu_blair.cli.store import STORE_HELP
 from hstu_blair.errors import HstuBlairError
 from hstu_blair.serving import INDEXES
+from hstu_blair.serving.limits import BODY_BYTES, KIB, MIB, Limits, parse_size
 
 
 def add_recommend_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -73,6 +74,17 @@ def run_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+LIMIT_FLAGS = {
+    "max_k": "largest k accepted",
+    "max_history": "longest history of one query, in items",
+    "max_queries": "most queries in one /recommend/batch",
+    "max_batch_history": "most history items summed over the queries of one request",
+    "max_batch_results": "most results (sum of k) over the queries of one request",
+    "max_events": "most events in one POST /events",
+}
+"""The integer fields of :class:`Limits` that ``serve`` takes as ``--max-...`` flags."""
+
+
 def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``serve RUN_DIR [--host] [--port] ...``."""
     p = sub.add_parser(
@@ -91,8 +103,12 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
             "`hstu-blair update` (or `rollback`) without a restart: loaded in the background, swapped "
             "between requests, every answer from one version (its 'version' field). "
             "With an API key (--api-key or $HSTU_BLAIR_API_KEY), POST /items, POST /events "
-            "and DELETE /users/ID need 'Authorization: Bearer KEY' (else 401); reads stay open. "
-            "Binding beyond loopback without a key prints a warning."
+            "and DELETE /users/ID need 'Authorization: Bearer KEY' (else 401, checked before the body "
+            "is read); reads stay open, and /healthz shows filesystem paths and the store's location "
+            "only to a request carrying the key. Binding beyond loopback without a key prints a "
+            "warning. Limits are checked before any work: a body above its route's limit is 413 (not "
+            "read further); k, history length, queries, events and their sums per request above "
+            "their limits are 422 naming the limit."
         ),
     )
     p.add_argument("run_dir", type=Path, help="run directory written by `hstu-blair train`")
@@ -106,7 +122,29 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         default="exact",
         help="top-k search: exact (default) or FAISS for large catalogues (faiss = faiss-ivf)",
     )
-    p.add_argument("--max-k", type=int, default=1000, help="largest k accepted (default 1000)")
+    defaults = Limits()
+    for field, help_text in LIMIT_FLAGS.items():
+        p.add_argument(
+            f"--{field.replace('_', '-')}",
+            type=int,
+            default=getattr(defaults, field),
+            help=f"{help_text} (default %(default)s)",
+        )
+    bodies = ", ".join(f"{path}={_size(n)}" for path, n in BODY_BYTES.items())
+    p.add_argument(
+        "--max-body",
+        action="append",
+        default=[],
+        metavar="ROUTE=SIZE",
+        help=f"largest request body of a route, e.g. /recommend/batch=16MiB; 'other' sets every other "
+        f"route's (defaults: {bodies}, other={_size(defaults.default_body_bytes)}); repeatable",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        help="threads that prepare and score requests off the event loop (default %(default)s)",
+    )
     p.add_argument(
         "--batch-window-ms", type=float, default=2.0, help="wait for concurrent requests to batch (default 2)"
     )
@@ -116,12 +154,45 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument(
         "--api-key",
         metavar="TOKEN",
-        help="token POST /items requires as 'Authorization: Bearer TOKEN' (default: $HSTU_BLAIR_API_KEY; "
+        help="token the write routes (POST /items, POST /events, DELETE /users/ID) require as 'Authorization: Bearer TOKEN' (default: $HSTU_BLAIR_API_KEY; "
         "prefer the variable, a flag shows in the process list)",
     )
     p.add_argument("--store", help=STORE_HELP)
     p.set_defaults(handler=run_serve)
     return p
+
+
+def _size(n: int) -> str:
+    return f"{n // MIB}MiB" if n % MIB == 0 else f"{n // KIB}KiB" if n % KIB == 0 else str(n)
+
+
+def limits_of(args: argparse.Namespace) -> Limits:
+    """The :class:`Limits` the ``serve`` flags describe.
+
+    Raises:
+        HstuBlairError: a --max-body that is not ROUTE=SIZE, or a limit that is not positive.
+    """
+    body_bytes, default_body = dict(BODY_BYTES), Limits().default_body_bytes
+    for given in args.max_body:
+        route, sep, size = given.partition("=")
+        try:
+            if not sep or not (route.startswith("/") or route == "other"):
+                raise ValueError("expected ROUTE=SIZE with ROUTE a path like /recommend, or 'other'")
+            if route == "other":
+                default_body = parse_size(size)
+            else:
+                body_bytes[route] = parse_size(size)
+        except ValueError as exc:
+            raise HstuBlairError(f"--max-body {given!r}: {exc}") from None
+    try:
+        return Limits(
+            **{field: getattr(args, field) for field in LIMIT_FLAGS},
+            body_bytes=body_bytes,
+            default_body_bytes=default_body,
+            workers=args.workers,
+        )
+    except ValueError as exc:
+        raise HstuBlairError(str(exc)) from None
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -133,12 +204,12 @@ def run_serve(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         device=args.device,
         index=args.index,
-        max_k=args.max_k,
         batch_window_ms=args.batch_window_ms,
         max_batch=args.max_batch,
         log_level=args.log_level,
         threads=args.threads,
         api_key=args.api_key,
         store=args.store,
+        limits=limits_of(args),
     )
     return 0

@@ -19,8 +19,10 @@ def add_check_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         "check",
         help="report a run directory's health: model files, store, set-aside records",
         description=(
-            "Check a run directory without loading the model or writing anything: model.json, the "
-            "weights (safetensors headers against file sizes), the dataset and text store the model "
+            "Check a run directory without loading the model or writing anything: the served "
+            "version's model.json and weights, with the checks loading does before allocating "
+            "(keys, types and sizes; safetensors headers against file sizes, tensor names and "
+            "shapes against the architecture), the dataset and text store the model "
             "names, and the store (schema version, counts of added items, events and users, damaged "
             "rows, records set aside, an added_items.jsonl still to import). Exit status: 0 healthy, "
             "1 records set aside or damaged (the run is served without them), 2 unusable."

@@ -1,8 +1,9 @@
 """``check_run``: the health of a run directory as a server would find it, without loading the model.
 
 What is looked at: the served model version (``versions/current.json``; 0 without one), its
-``model.json`` (JSON with an architecture), the weights (each safetensors file's
-header against its size), the dataset and text store the model names, and the store (schema
+``model.json`` and the weights with the checks loading does before allocating anything
+(:mod:`hstu_blair.training.run_check`: keys, types and sizes; each safetensors header against
+the file's size and the architecture's tensors and shapes), the dataset and text store the model names, and the store (schema
 version, counts of items, events and users, damaged rows, what was set aside, and an item log of
 earlier versions still to import). Nothing is written.
 
@@ -13,14 +14,14 @@ them, exit 1), ``unusable`` (the run cannot be served: exit 2).
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hstu_blair.errors import ConfigError, HstuBlairError
+from hstu_blair.errors import ConfigError, DataFormatError, HstuBlairError
 from hstu_blair.serving.legacy_log import LEGACY_LOG, read_legacy_log
 from hstu_blair.serving.store import SCHEMA_VERSION, STORE_FILE, Store
+from hstu_blair.training.run_check import check_model_info, check_weights, read_json_file
 from hstu_blair.training.versions import current_version, list_versions, version_dir
 
 MODEL_INFO = "model.json"
@@ -45,37 +46,6 @@ class RunHealth:
     @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.status]
-
-
-def safetensors_problem(path: Path) -> str | None:
-    """Why a safetensors file cannot be read (None when its header and size agree)."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                return f"{size} bytes: too short for a safetensors header"
-            (length,) = struct.unpack("<Q", head)
-            if length > size - 8:
-                return f"header length {length} is beyond the file's {size} bytes"
-            header = json.loads(f.read(length))
-    except OSError as exc:
-        return f"unreadable ({exc.strerror or exc})"
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return "the header is not JSON"
-    if not isinstance(header, dict):
-        return "the header is not a JSON object"
-    end = 0
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            end = max(end, int(entry["data_offsets"][1]))
-        except (TypeError, KeyError, IndexError, ValueError):
-            return f"tensor {name!r} has no data_offsets"
-    if 8 + length + end != size:
-        return f"the tensors need {8 + length + end} bytes, the file has {size}"
-    return None
 
 
 def check_run(run_dir: str | Path, store: str | Path | None = None) -> RunHealth:
@@ -110,35 +80,35 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _check_model(run_dir: Path, health: RunHealth) -> dict[str, Any] | None:
+    """``model.json`` and the weights, with the checks loading runs before allocating anything
+    (:mod:`hstu_blair.training.run_check`): each damaged file is one problem naming it."""
     path = run_dir / MODEL_INFO
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists():
         health.problems.append(f"{path}: missing (not a run directory)")
         return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        health.problems.append(f"{path}: not readable JSON ({exc})")
+    try:
+        info = read_json_file(path)
+        arch = check_model_info(path, info)
+    except DataFormatError as exc:
+        health.problems.append(str(exc))
         return None
-    if not isinstance(info, dict) or not isinstance(info.get("architecture"), dict):
-        health.problems.append(f"{path}: has no 'architecture' object")
-        return None
-    arch = info["architecture"]
-    health.facts["model"] = f"{arch.get('name')} fusion={arch.get('fusion')} items={arch.get('num_items')}"
+    health.facts["model"] = f"{arch.name} fusion={arch.fusion} items={arch.num_items}"
     usable = []
     for name in CHECKPOINTS:
         weights = run_dir / "checkpoints" / f"{name}.safetensors"
         if not weights.exists():
             continue
-        problem = safetensors_problem(weights)
-        if problem is None:
-            usable.append(name)
+        try:
+            check_weights(weights, arch, path)
+        except DataFormatError as exc:
+            health.problems.append(str(exc))
         else:
-            health.problems.append(f"{weights}: {problem}")
+            usable.append(name)
     if not usable and not any(p.startswith(str(run_dir / "checkpoints")) for p in health.problems):
         health.problems.append(f"{run_dir / 'checkpoints'}: no best.safetensors or last.safetensors")
     health.facts["weights"] = ", ".join(usable) or "none"
-    dataset = (info.get("dataset") or {}).get("path")
-    if dataset and not Path(dataset).exists():
+    dataset = info["dataset"]["path"]
+    if not Path(dataset).exists():
         health.problems.append(f"{dataset}: the dataset the model was trained on is missing")
     text_store = info.get("text_store") or {}
     if text_store.get("path") and not Path(text_store["path"]).exists():

@@ -121,20 +121,50 @@ class FaissIndex:
     def search(
         self, queries: torch.Tensor, k: int, exclude: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k per query without excluded items, over-fetching until k remain.
+
+        Each round asks FAISS for ``wanted`` results of the queries still short of k, drops the
+        excluded ones row by row (a sorted-array lookup, memory O(wanted + history)), and asks
+        again with 4x ``wanted`` for rows that lost too many, until the index has no more to give.
+        Memory grows with B x wanted, never with B x wanted x history."""
         k = min(k, self.size)
-        width = 0 if exclude is None else exclude.shape[1]
-        wanted = min(self.size, k + width)  # enough to fill k after dropping excluded items
-        if self.kind == "hnsw":
-            self.index.hnsw.efSearch = max(self.ef_search, 2 * wanted)
-        values, rows = self.index.search(_as_numpy(queries), wanted)  # (B, wanted) each
-        indices = torch.from_numpy(rows + 1)  # (B, wanted); faiss -1 (missing) becomes 0
-        values = torch.from_numpy(values).masked_fill(indices == 0, float("-inf"))
-        if exclude is not None:
-            hit = (indices[:, :, None] == exclude.cpu()[:, None, :]).any(-1)  # (B, wanted)
-            values = values.masked_fill(hit, float("-inf"))
-        values, order = values.sort(dim=1, descending=True, stable=True)  # keeps faiss order in ties
-        indices = indices.gather(1, order).masked_fill(values == float("-inf"), 0)
-        return values[:, :k], indices[:, :k]
+        q = _as_numpy(queries)  # (B, D)
+        b = q.shape[0]
+        values = np.full((b, k), -np.inf, np.float32)  # (B, k)
+        indices = np.zeros((b, k), np.int64)  # (B, k)
+        excluded = _excluded_rows(exclude, b)
+        pending = np.arange(b)
+        wanted = min(self.size, 2 * k + 16)
+        while pending.size and k > 0:
+            if self.kind == "hnsw":
+                self.index.hnsw.efSearch = max(self.ef_search, 2 * wanted)
+            found_v, found_r = self.index.search(q[pending], wanted)  # (P, wanted) each
+            short = []
+            for row, v, r in zip(pending, found_v, found_r + 1):  # faiss -1 (missing) becomes 0
+                keep = (r != 0) & ~_in_sorted(r, excluded[row])  # (wanted,)
+                kept = np.flatnonzero(keep)[:k]
+                values[row, : kept.size], indices[row, : kept.size] = v[kept], r[kept]
+                exhausted = wanted >= self.size or (r != 0).sum() < wanted  # nothing more to ask for
+                if kept.size < k and not exhausted:
+                    short.append(row)
+            pending, wanted = np.asarray(short, np.int64), min(self.size, 4 * wanted)
+        return torch.from_numpy(values), torch.from_numpy(indices)
+
+
+def _excluded_rows(exclude: torch.Tensor | None, b: int) -> list[np.ndarray]:
+    """Each query's excluded item indices, sorted and unique (padding 0 dropped)."""
+    if exclude is None:
+        return [np.zeros(0, np.int64)] * b
+    rows = exclude.cpu().numpy()  # (B, L)
+    return [np.unique(row[row > 0]) for row in rows]
+
+
+def _in_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
+    """Whether each of ``values`` is in ``sorted_unique`` (bool, same shape as ``values``)."""
+    if sorted_unique.size == 0:
+        return np.zeros(values.shape, bool)
+    pos = np.searchsorted(sorted_unique, values).clip(max=sorted_unique.size - 1)
+    return sorted_unique[pos] == values
 
 
 def _as_numpy(x: torch.Tensor) -> np.ndarray:

@@ -33,6 +33,7 @@ import logging
 import os
 import threading
 import time
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,7 @@ __all__ = [
     "ServingError",
     "StoreWriteError",
     "UnknownIdError",
+    "check_item_id",
 ]
 
 
@@ -724,11 +726,19 @@ class Recommender:
         )
 
     def _check_new_ids(self, item_ids: list[str]) -> None:
-        if len(set(item_ids)) != len(item_ids) or not all(r.strip() for r in item_ids):
-            raise ServingError(f"item ids must be distinct and non-empty, got {item_ids}")
+        for item_id in item_ids:
+            check_item_id(item_id)
+        if len(set(item_ids)) != len(item_ids):
+            raise ServingError(f"item ids must be distinct, got {item_ids}")
         taken = [r for r in item_ids if r in self._item_idx]
         if taken:
             raise DuplicateItemError(taken)
+
+    def is_same_item(self, item_id: str, text: str, title: str = "") -> bool:
+        """Whether ``item_id`` is in the catalogue with this text and title (an add repeated by a
+        client that lost the reply: the HTTP layer answers it 200, not 409)."""
+        idx = self._item_idx.get(item_id)
+        return idx is not None and self._texts[idx] == text and self._titles[idx] == (title or item_id)
 
     def _embed(self, texts: list[str]) -> torch.Tensor:
         if self._encoder is None:
@@ -796,10 +806,11 @@ class Recommender:
             if len(event) != 3:
                 raise ServingError(f"events[{n}]: expected (user_id, item_id, timestamp), got {event!r}")
             user_id, item_id, timestamp = str(event[0]), str(event[1]), event[2]
-            if not user_id.strip():
-                raise ServingError(f"events[{n}].user_id is empty")
+            if not self._is_training_user(user_id):  # new users: ids in canonical form
+                check_item_id(user_id, f"events[{n}].user_id")
             _check_unicode(f"events[{n}].user_id", [user_id])
             if item_id not in self._item_idx:
+                check_item_id(item_id, f"events[{n}].item_id")  # a malformed id is named as such
                 unknown.append(item_id)
             rows.append((user_id, item_id, _check_time(timestamp, f"events[{n}].timestamp")))
         if unknown:
@@ -810,6 +821,13 @@ class Recommender:
         except StoreError as exc:
             raise self._write_failure(exc) from exc
         return len(rows)
+
+    def _is_training_user(self, user_id: str) -> bool:
+        try:
+            self.run.data.user_index(user_id)
+        except UnknownIdError:
+            return False
+        return True
 
     def forget_user(self, user_id: str) -> int:
         """Delete a user's stored events (their training history is part of the model and stays).
@@ -926,6 +944,32 @@ def _batch_sizes(records: Sequence[ItemRecord]) -> list[int]:
         else:
             sizes.append(1)
     return sizes
+
+
+# ---- item ids: the canonical form of new ids -------------------------------------------------------
+def check_item_id(item_id: str, what: str = "item id") -> str:
+    """``item_id`` if it is in canonical form, the form every new item id (and the id of a user
+    first seen in events) must have: a non-empty string without surrounding whitespace, without
+    control characters (Unicode category Cc: newlines, tabs, NUL, DEL, ...) and other than ``.``
+    and ``..`` (which URLs cannot carry as a path segment). Such an id can be fetched as
+    ``GET /items/{id}`` (``/users/{id}/recommendations``), percent-encoded.
+
+    Args:
+        item_id: the id.
+        what: how messages name it (``item id``, ``events[3].user_id``).
+
+    Raises:
+        ServingError: not in canonical form (the message says why).
+    """
+    if not isinstance(item_id, str) or not item_id:
+        raise ServingError(f"{what}: must be a non-empty string, got {item_id!r}")
+    if item_id != item_id.strip():
+        raise ServingError(f"{what} {item_id!r} has surrounding whitespace; send it without")
+    if any(unicodedata.category(c) == "Cc" for c in item_id):
+        raise ServingError(f"{what} {item_id!r} holds a control character (newline, tab, NUL, ...)")
+    if item_id in (".", ".."):
+        raise ServingError(f"{what} {item_id!r} cannot be a URL path segment")
+    return item_id
 
 
 def _check_unicode(what: str, values: Sequence[str]) -> None:

@@ -21,7 +21,6 @@ never unpickled here. ``hstu-blair convert-run`` converts them explicitly.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +35,7 @@ from hstu_blair.models.build import Architecture, build_model
 from hstu_blair.models.sequential import SequentialModel
 from hstu_blair.text.store import StoreManifest, load_embeddings
 from hstu_blair.training.checkpoint import load_weights
+from hstu_blair.training.run_check import check_model_info, check_weights, read_json_file
 from hstu_blair.training.versions import current_version, version_dir
 
 MODEL_INFO = "model.json"
@@ -119,6 +119,7 @@ def read_model_info(run_dir: Path) -> dict[str, Any]:
     Raises:
         ConfigError: not a run directory, or one written with pickled checkpoints (says how to
             convert it).
+        DataFormatError: not JSON, not an object, or of another format version.
     """
     run_dir = Path(run_dir)
     path = run_dir / MODEL_INFO
@@ -130,7 +131,7 @@ def read_model_info(run_dir: Path) -> dict[str, Any]:
                 f"{run_dir}` (reads only tensors and plain values, never code), then load it again."
             )
         raise ConfigError(f"{run_dir} is not a run directory (no {MODEL_INFO})")
-    info = json.loads(path.read_text())
+    info = read_json_file(path)
     if info.get("format_version") != MODEL_FORMAT_VERSION:
         raise DataFormatError(path, f"model format_version {info.get('format_version')!r} is not supported")
     return info
@@ -217,13 +218,19 @@ def load_trained(
     Raises:
         ConfigError: not a run directory (or an old one, with how to convert it), no weights, or
             the dataset differs from the one trained on.
-        DataFormatError: the text store changed since training.
+        DataFormatError: ``model.json`` or the weights are damaged or disagree (one line naming
+            the file; checked before the model is allocated), or the text store changed since
+            training.
     """
     run_dir = Path(run_dir)
     version = current_version(run_dir) if version is None else version
     model_dir = version_dir(run_dir, version)
     info = read_model_info(model_dir)
-    arch = Architecture.from_dict(info["architecture"])
+    arch = check_model_info(model_dir / MODEL_INFO, info)
+    name = checkpoint if weights_path(model_dir, checkpoint).exists() else "last"
+    if not weights_path(model_dir, name).exists():
+        raise ConfigError(f"{model_dir}: no weights in {model_dir / CHECKPOINTS}")
+    check_weights(weights_path(model_dir, name), arch, model_dir / MODEL_INFO)  # before allocating anything
     path = Path(data_path) if data_path else Path(info["dataset"]["path"])
     data = SequenceData.load(path)
     if info["dataset"]["data_hash"] != data.data_hash:
@@ -231,10 +238,10 @@ def load_trained(
             f"dataset at {path} differs from the one {run_dir} was trained on (data hash mismatch)"
         )
     text = None if info["text_store"] is None else _model_text(model_dir, info, arch.num_items, store)
-    name = checkpoint if weights_path(model_dir, checkpoint).exists() else "last"
-    if not weights_path(model_dir, name).exists():
-        raise ConfigError(f"{model_dir}: no weights in {model_dir / CHECKPOINTS}")
     model = build_model(arch, text)
-    load_weights(weights_path(model_dir, name), model)
+    try:
+        load_weights(weights_path(model_dir, name), model)
+    except RuntimeError as exc:  # keys or shapes the checks above could not see (text-dependent shapes)
+        raise DataFormatError(weights_path(model_dir, name), " ".join(str(exc).split())[:300]) from None
     model.to(device).eval()
     return TrainedModel(run_dir, arch, model, data, info, name, version, model_dir)

@@ -22,9 +22,17 @@ def truncated_normal_(weight: torch.Tensor, std: float = INIT_STD) -> torch.Tens
 
 
 def text_statistics(text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension mean and std (clamped at 1e-6) of the real items' text rows 1..n."""
+    """Per-dimension mean and std (clamped at 1e-6) of the real items' text rows 1..n (on the
+    meta device, where a model is built only for its shapes, two empty vectors)."""
+    if text.is_meta:
+        return text.new_empty(text.shape[1]), text.new_empty(text.shape[1])
     rows = text[1:]  # (n, d_text)
     return rows.mean(0), rows.std(0, unbiased=False).clamp(min=1e-6)  # (d_text,), (d_text,)
+
+
+class ShapeDependsOnText(Exception):
+    """Raised when a fusion is built on the meta device (for its shapes only) but one of its shapes
+    depends on the text values (:func:`pca_whitening`'s rank)."""
 
 
 def pca_whitening(
@@ -46,6 +54,8 @@ def pca_whitening(
         eps: variance floor, relative to the largest variance.
         whiten: scale each direction to unit variance (else all by one factor).
     """
+    if rows.is_meta:
+        raise ShapeDependsOnText("the whitening rank depends on the text values")
     n, d = rows.shape
     mean = rows.sum(0, dtype=torch.float64) / n  # (d_text,)
     scatter = torch.zeros(d, d, dtype=torch.float64)  # (d_text, d_text)

@@ -1,0 +1,1 @@
+"""The routers of the service, one module per group of endpoints; each has ``router(ctx)``."""

@@ -1,0 +1,99 @@
+"""Users' events::
+
+    POST   /events                          {events: [{user_id, item_id, timestamp}, ...]}  (write token)
+    GET    /users/{user_id}/recommendations?k=&exclude_seen=
+    DELETE /users/{user_id}                 forget the user's stored events  (write token)
+
+``POST /events`` answers 201 only once the whole batch is committed to the store; an event naming
+an item not in the catalogue answers 422 naming every such id, and nothing of the batch is stored.
+Ids of users and items the model does not know must be in canonical form
+(:func:`~hstu_blair.serving.recommender.check_item_id`), so that every stored user can be asked
+for as ``/users/{user_id}``. Recommendations for a user rank after their training history plus
+their stored events (ordered by timestamp); a user with neither gets the most popular training
+items. Limits: ``max_events`` per body, ``max_k``, and the body limit of ``/events``
+(:class:`~hstu_blair.serving.limits.Limits`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from fastapi import Query as QueryParam
+from pydantic import BaseModel, ConfigDict, Field
+
+from hstu_blair.serving.http.context import ServingContext
+from hstu_blair.serving.http.limits import printable, unprocessable
+from hstu_blair.serving.http.schemas import Item, Text
+from hstu_blair.serving.recommender import ServingError, StoreWriteError, UnknownIdError
+
+
+class Event(BaseModel):
+    """One thing a user did: interacted with ``item_id`` at ``timestamp`` (seconds)."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    user_id: Text = Field(min_length=1, max_length=256)
+    item_id: Text = Field(min_length=1, max_length=256)
+    timestamp: int = Field(description="seconds since the epoch")
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[Event] = Field(min_length=1)
+
+
+class UserRecommendations(BaseModel):
+    user_id: str
+    items: list[Item]
+    version: int = Field(0, description="the model version that answered (see hstu-blair update)")
+
+
+def router(ctx: ServingContext) -> APIRouter:
+    """The events routes over ``ctx`` (the recommender of the served version, read once per request)."""
+    api = APIRouter(tags=["events"])
+    limits = ctx.limits
+
+    @api.post("/events", status_code=201, dependencies=ctx.auth.dependencies)
+    async def add_events(body: EventBatch) -> dict[str, int]:
+        """Store a batch of events (201 once committed); unknown items: 422, nothing stored. Needs
+        the API key if one is set."""
+        if len(body.events) > limits.max_events:
+            raise unprocessable(
+                ("body", "events"),
+                f"{len(body.events)} events, above the limit of {limits.max_events} (max_events)",
+            )
+        rows = [(e.user_id, e.item_id, e.timestamp) for e in body.events]
+        try:
+            stored = await ctx.offload(ctx.recommender.add_events, rows)
+        except UnknownIdError as exc:
+            ids = [printable(i) for i in exc.ids[:100]]
+            raise unprocessable(("body", "events"), str(exc), "unknown_id", ids=ids) from None
+        except StoreWriteError as exc:
+            raise HTTPException(503, detail=str(exc)) from None
+        except ServingError as exc:
+            raise unprocessable(("body", "events"), str(exc)) from None
+        return {"stored": stored}
+
+    @api.get("/users/{user_id}/recommendations")
+    async def user_recommendations(
+        user_id: str, k: int = QueryParam(10, ge=1), exclude_seen: bool = True
+    ) -> UserRecommendations:
+        """The best ``k`` items after the user's training history plus stored events."""
+        if k > limits.max_k:
+            raise unprocessable(("query", "k"), f"k={k} is above the limit of {limits.max_k} (max_k)")
+        rec = ctx.recommender  # one model version for the whole request
+        result = await ctx.offload(rec.recommend_user, user_id, k, exclude_seen, "popular")
+        items = [Item(item_id=r.item_id, score=r.score, title=r.title) for r in result]
+        return UserRecommendations(user_id=user_id, items=items, version=rec.version)
+
+    @api.delete("/users/{user_id}", dependencies=ctx.auth.dependencies)
+    async def forget_user(user_id: str) -> dict[str, Any]:
+        """Delete the user's stored events (their training history is part of the model). Needs
+        the API key if one is set."""
+        try:
+            deleted = await ctx.offload(ctx.recommender.forget_user, user_id)
+        except StoreWriteError as exc:
+            raise HTTPException(503, detail=str(exc)) from None
+        return {"user_id": user_id, "deleted_events": deleted}
+
+    return api

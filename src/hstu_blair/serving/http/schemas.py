@@ -1,0 +1,83 @@
+"""Request and response bodies of the HTTP API (pydantic models; they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from hstu_blair.serving.http.limits import printable
+
+
+def _valid_unicode(text: str) -> str:
+    """Reject lone surrogates (JSON allows ``"\\udc00"``): they cannot be written back as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text is not valid Unicode (it holds a lone surrogate)") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_valid_unicode)]
+
+
+class RecommendRequest(BaseModel):
+    """One query: ``history`` (item ids, oldest first) or ``user_id``; numbers are taken as ids."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    history: list[Text] | None = Field(None, description="item ids, oldest first")
+    user_id: Text | None = Field(None, description="a user of the training data (their full history)")
+    k: int = Field(10, ge=1, description="number of items (at most max_k)")
+    exclude_seen: bool = Field(True, description="never recommend an item of the history")
+    timestamps: list[int] | None = Field(None, description="seconds, one per history item")
+    query_time: int | None = Field(None, description="seconds (default: the last history timestamp)")
+    skip_unknown: bool = Field(False, description="leave unknown ids out instead of answering 422")
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    requests: list[RecommendRequest]
+
+
+class Item(BaseModel):
+    item_id: str
+    score: float
+    title: str
+
+
+class RecommendResponse(BaseModel):
+    items: list[Item]
+    skipped: list[str] = Field(description="unknown history ids left out (skip_unknown)")
+    version: int = Field(0, description="the model version that answered (see hstu-blair update)")
+
+
+class BatchResponse(BaseModel):
+    results: list[RecommendResponse]
+
+
+class NewItem(BaseModel):
+    """An item to add. ``item_id`` must be in canonical form (see ``recommender.check_item_id``):
+    no surrounding whitespace, no control characters."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    item_id: Text = Field(min_length=1, max_length=256)
+    text: Text = Field(min_length=1, max_length=100_000)
+    title: Text = Field("", max_length=1000)
+
+
+async def validation_error_response(_: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 without echoing the input: the echo can be huge, or a NaN/inf float that JSON
+    cannot encode (which turned a bad request into a 500)."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "loc": [printable(x) if isinstance(x, str) else x for x in e.get("loc", ())],
+            "msg": printable(str(e.get("msg", ""))),
+            "type": str(e.get("type", "")),
+        }
+        for e in exc.errors()
+    ]
+    return JSONResponse({"detail": errors}, status_code=422)
