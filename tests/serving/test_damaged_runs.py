@@ -8,6 +8,7 @@ the oversized ``num_items``: under 2 s and under 64 MB of growth."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,8 @@ import pytest
 from hstu_blair.cli import main
 from hstu_blair.errors import DataFormatError, HstuBlairError
 from hstu_blair.serving.recommender import Recommender
+from hstu_blair.training.versions import commit_version, publish, staging_dir
+from tests.conftest import HashEncoder
 from tests.serving.rss import peak_rss_growth
 
 MIB = 2**20
@@ -110,3 +113,22 @@ def test_the_weights_of_another_run_are_refused_by_name(id_run, text_run, copy_r
     )
     with pytest.raises(DataFormatError, match="unexpected items.fusion"):
         Recommender.load(run)
+
+
+def test_the_served_version_is_checked(text_run, copy_run, capsys):
+    """With versions (hstu-blair update), loading follows versions/current.json: a damaged file of
+    the served version is one line naming that file; hstu-blair check names the same problem."""
+    run = copy_run(text_run)
+    staged = staging_dir(run, 1)
+    shutil.copy(run / "model.json", staged / "model.json")
+    shutil.copytree(run / "checkpoints", staged / "checkpoints")
+    commit_version(run, staged, 1)
+    publish(run, 1)
+    assert Recommender.load(run, encoder=HashEncoder()).version == 1
+    path = _truncate(run / "versions" / "1")
+    with pytest.raises(DataFormatError) as caught:
+        Recommender.load(run, encoder=HashEncoder())
+    assert str(caught.value).startswith(str(path)) and "truncated" in str(caught.value)
+    assert main(["check", str(run)]) == 2
+    out = capsys.readouterr().out
+    assert f"{path}: is truncated" in out, out
