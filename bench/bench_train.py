@@ -56,6 +56,11 @@ CONFIGS: dict[str, tuple[Path, list[str]]] = {
         GAME / "hstu-blair.toml",
         ["model.fusion_options.text_rank=64", "model.fusion_options.id_dropout=0.1"],
     ),
+    "HSTU+text-only": (GAME / "hstu-blair.toml", ['model.fusion="text"']),
+    "HSTU+text-gated-r64": (
+        GAME / "hstu-blair.toml",
+        ['model.fusion="gated"', "model.fusion_options.text_rank=64"],
+    ),
     "HSTU+text-sum-r64-mc5": (
         GAME / "hstu-blair.toml",
         ["model.fusion_options.text_rank=64", "model.fusion_options.id_min_count=5"],

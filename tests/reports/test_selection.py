@@ -84,6 +84,26 @@ def test_falls_back_to_the_baseline_when_no_candidate_qualifies(runs, tmp_path):
     assert sel.choice == "sum"  # A's cold ratio 0.95 is below 0.99, B fails d3
 
 
+def test_speed_bar_reads_a_bench_file(runs, tmp_path):
+    warm, cold = runs
+    bench = tmp_path / "bench.json"
+    results = [
+        {"model": "HSTU", "path": "fast", "seconds_per_step": 0.10},
+        {"model": "A", "path": "fast", "seconds_per_step": 0.20},  # 2x an ID step: too slow
+        {"model": "B", "path": "fast", "seconds_per_step": 0.12},
+        {"model": "A", "path": "reference-faithful", "seconds_per_step": 0.05},  # other path: ignored
+    ]
+    bench.write_text(json.dumps({"results": results}))
+    sel = select_default([warm], [cold], ["A", "B"], speed=bench, baseline="sum", cold_reference="text")
+    assert sel.scores["d1"]["A"].step_ratio == pytest.approx(2.0)
+    assert not sel.scores["d1"]["A"].qualifies and sel.scores["d1"]["B"].qualifies
+    assert sel.choice == "sum"  # A is too slow, B fails d3
+    relaxed = select_default(
+        [warm], [cold], ["A", "B"], speed=bench, baseline="sum", cold_reference="text", max_step_ratio=2.5
+    )
+    assert relaxed.choice == "A"
+
+
 def test_cli_writes_the_selection(runs, tmp_path, capsys):
     warm, cold = runs
     out = tmp_path / "sel"

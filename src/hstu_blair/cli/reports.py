@@ -77,8 +77,9 @@ def add_select(sub: argparse._SubParsersAction) -> None:
         description=(
             "Read the validation metric at the kept epoch of each warm run under RUNS (never the test "
             "split) and the cold-start runs under --cold; a candidate qualifies on a dataset when its warm "
-            "ratio to --baseline is at least --warm-floor and its cold ratio to --cold-reference at least "
-            "--cold-floor. The choice: qualifies on every dataset, highest geometric mean of warm ratios, "
+            "ratio to --baseline is at least --warm-floor, its cold ratio to --cold-reference at least "
+            "--cold-floor and (with --speed) its training step at most --max-step-ratio times ID-only HSTU's. "
+            "The choice: qualifies on every dataset, highest geometric mean of warm ratios, "
             "else the baseline; then the same choice without each dataset, checked on the one left out. "
             "Writes selection.md and selection.json to --out."
         ),
@@ -94,6 +95,17 @@ def add_select(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cold-metric", default="hr@50", help="cold-start metric (default %(default)s)")
     p.add_argument("--warm-floor", type=float, default=0.97, help="minimum warm ratio (default %(default)s)")
     p.add_argument("--cold-floor", type=float, default=0.9, help="minimum cold ratio (default %(default)s)")
+    p.add_argument(
+        "--speed",
+        type=Path,
+        help="a bench/bench_train.py --out file: candidates must also step within --max-step-ratio of HSTU",
+    )
+    p.add_argument(
+        "--max-step-ratio",
+        type=float,
+        default=1.3,
+        help="maximum step time / ID-only's (default %(default)s)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.set_defaults(handler=_select)
 
@@ -105,12 +117,14 @@ def _select(args: argparse.Namespace) -> int:
         args.cold,
         candidates,
         out=args.out,
+        speed=args.speed,
         baseline=args.baseline,
         cold_reference=args.cold_reference,
         metric=args.metric,
         cold_metric=args.cold_metric,
         warm_floor=args.warm_floor,
         cold_floor=args.cold_floor,
+        max_step_ratio=args.max_step_ratio,
     )
     print(selection.markdown())
     print(f"wrote {args.out}/selection.md and selection.json")

@@ -7,9 +7,11 @@ The rule (docs/results.md, "How the default is chosen") reads only what the choi
   dataset. The test split is never read.
 - **cold**: the cold-start runs' metric on held-out items (``cold_start.json``, the items drawn
   with the development seeds), as a ratio to the cold reference's (text only).
+- **speed** (when a ``bench/bench_train.py --out`` file is given): the candidate's training step
+  time over the ID-only model's, measured in the same bench run.
 
-A candidate *qualifies* on a dataset when its warm ratio is at least ``warm_floor`` and its cold
-ratio at least ``cold_floor``. The choice over a set of datasets is the candidate that qualifies
+A candidate *qualifies* on a dataset when its warm ratio is at least ``warm_floor``, its cold
+ratio at least ``cold_floor`` and its step ratio at most ``max_step_ratio``. The choice over a set of datasets is the candidate that qualifies
 on every one of them with the highest geometric mean of its warm ratios; when none does, the
 baseline (the evidence is mixed, so the paper's fusion stays). Leave-one-dataset-out repeats the
 choice without each dataset and checks the result on the dataset left out.
@@ -37,6 +39,7 @@ class SelectionRule:
     cold_metric: str = "hr@50"
     warm_floor: float = 0.97
     cold_floor: float = 0.9
+    max_step_ratio: float = 1.3
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Score:
     warm_ratio: float | None
     cold: float | None
     cold_ratio: float | None
+    step_ratio: float | None
     qualifies: bool
 
 
@@ -102,13 +106,28 @@ def _cold_by_model(runs: list[Path], metric: str) -> dict[str, dict[str, float]]
     }
 
 
+def step_ratios(bench_json: Path, id_model: str = "HSTU", path: str = "fast") -> dict[str, float]:
+    """Seconds per training step of each model over ``id_model``'s, from one ``bench_train.py --out`` file.
+
+    Raises:
+        ValueError: the file has no ``id_model`` result on ``path``.
+    """
+    results = [r for r in json.loads(Path(bench_json).read_text())["results"] if r["path"] == path]
+    base = {r["model"]: r["seconds_per_step"] for r in results}.get(id_model)
+    if not base:
+        raise ValueError(f"{bench_json}: no {id_model!r} result on the {path!r} path to divide by")
+    return {r["model"]: r["seconds_per_step"] / base for r in results}
+
+
 def score(
     warm: dict[str, dict[str, list[float]]],
     cold: dict[str, dict[str, float]],
     candidates: list[str],
     rule: SelectionRule,
+    speed: dict[str, float] | None = None,
 ) -> dict[str, dict[str, Score]]:
-    """Every candidate's :class:`Score` on every dataset that has the baseline's runs."""
+    """Every candidate's :class:`Score` on every dataset that has the baseline's runs (``speed``:
+    step ratios by model label; None leaves speed out of the rule)."""
     scores: dict[str, dict[str, Score]] = {}
     for dataset, models in sorted(warm.items()):
         if rule.baseline not in models:
@@ -123,13 +142,15 @@ def score(
             warm_ratio = mean / base if mean is not None and base > 0 else None
             c_value = cold_here.get(c)
             cold_ratio = c_value / cold_ref if c_value is not None and cold_ref else None
+            step = None if speed is None else speed.get(c)
             ok = (
                 warm_ratio is not None
                 and warm_ratio >= rule.warm_floor
                 and cold_ratio is not None
                 and cold_ratio >= rule.cold_floor
+                and (speed is None or (step is not None and step <= rule.max_step_ratio))
             )
-            row[c] = Score(mean, std, len(values or []), warm_ratio, c_value, cold_ratio, ok)
+            row[c] = Score(mean, std, len(values or []), warm_ratio, c_value, cold_ratio, step, ok)
         scores[dataset] = row
     return scores
 
@@ -154,6 +175,7 @@ def select_default(
     cold_runs: list[Path],
     candidates: list[str],
     out: Path | None = None,
+    speed: Path | None = None,
     **rule: Any,
 ) -> Selection:
     """Apply the rule to development runs: the choice over all datasets and leave-one-dataset-out.
@@ -163,6 +185,8 @@ def select_default(
         cold_runs: cold-start run directories (or folders) of the development seeds.
         candidates: model labels that may be chosen (the baseline is the fallback).
         out: where to write ``selection.md`` / ``selection.json`` (not written when None).
+        speed: a ``bench/bench_train.py --out`` file; candidates must then step within
+            ``max_step_ratio`` of ID-only HSTU (not read when None).
         **rule: :class:`SelectionRule` fields (``baseline``, ``warm_floor``, ...); defaults otherwise.
     """
     rule = SelectionRule(**rule)
@@ -171,6 +195,7 @@ def select_default(
         _cold_by_model(cold_runs, rule.cold_metric),
         candidates,
         rule,
+        None if speed is None else step_ratios(speed),
     )
     datasets = sorted(scores)
     selection = Selection(rule, list(candidates), scores, choose(scores, datasets, rule))
@@ -216,7 +241,7 @@ def selection_markdown(selection: Selection) -> str:
             warm = "—" if s.warm is None else f"{s.warm:.4f} ± {s.warm_std:.4f}"
             lines.append(
                 f"| {dataset} | {c} | {s.seeds} | {warm} | {_fmt(s.warm_ratio)} | {_fmt(s.cold, 4)} | "
-                f"{_fmt(s.cold_ratio)} | {'yes' if s.qualifies else 'no'} |"
+                f"{_fmt(s.cold_ratio)} | {_fmt(s.step_ratio, 2)} | {'yes' if s.qualifies else 'no'} |"
             )
     lines += ["", f"**Choice over all datasets: {selection.choice}**", ""]
     if selection.leave_one_out:
