@@ -76,10 +76,15 @@ def test_legacy_model_keys_are_the_residual_options(tmp_path):
         load_config(None, ["model.fusion=sum", "model.id_dropout=0.2"])
 
 
-@pytest.mark.parametrize("name", ["hstu-text-residual", "hstu-text", "hstu-text-sum"])
+@pytest.mark.parametrize("name", ["hstu-text-residual", "hstu-text", "hstu-text-sum", "hstu-text-gated"])
 def test_shipped_configs_load(name):
     root = Path(__file__).resolve().parents[1] / "configs"
-    for dataset in ("ml-100k", "ml-latest-small"):
+    for dataset in ("ml-100k", "ml-latest-small", "xwines", "lastfm", "yelp", "amazon-mini"):
         config = load_config(root / dataset / f"{name}.toml")
         if name == "hstu-text-residual":
             assert config.model.fusion_options == {"id_dropout": 0.1, "text_rank": 64}
+        if name == "hstu-text":  # the default text model (docs/results.md section 0)
+            assert (config.model.fusion, config.model.fusion_options) == (
+                "sum",
+                {"text_rank": 64, "id_dropout": 0.1},
+            )
