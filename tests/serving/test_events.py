@@ -154,6 +154,11 @@ def test_events_import_csv_and_parquet(run, tmp_path, capsys):
             "user_id,item_id,timestamp\nu1,i1,5\nu1,nope,6\n",
             "events.csv:3 (field 'item_id'): item 'nope' is not",
         ),
+        (  # ids are taken as written (HTTP refuses this one too), never stripped silently
+            "user_id,item_id,timestamp\nu1,i1,5\n u2 ,i2,6\n",
+            "events.csv:3 (field 'user_id'): user_id ' u2 ' has surrounding whitespace",
+        ),
+        ("user_id,item_id,timestamp\n..,i1,5\n", "events.csv:2 (field 'user_id'): user_id '..' cannot be"),
     ],
 )
 def test_events_import_errors_name_file_line_and_field(run, tmp_path, capsys, content, message):

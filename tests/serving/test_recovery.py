@@ -171,3 +171,9 @@ def test_check_without_writing(run, capsys):
     engine = sa.create_engine(f"sqlite:///{run / STORE_FILE}")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM items").scalar() == 1
+
+
+def test_check_an_empty_store_file_is_a_store_to_create(run, capsys):
+    (run / STORE_FILE).write_bytes(b"")  # SQLite reads zero bytes as an empty database: no tables yet
+    code, out = _check(run, capsys)
+    assert code == 0 and "migration" in out and "Traceback" not in out

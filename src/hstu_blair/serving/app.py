@@ -139,7 +139,6 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.context = ctx
     app.state.live, app.state.batcher, app.state.metrics = live, ctx.batcher, metrics
-    app.state.recommender = live.current  # the first version (a LiveRecommender's current changes)
     return app
 
 

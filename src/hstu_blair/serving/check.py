@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from hstu_blair.errors import ConfigError, DataFormatError, HstuBlairError
 from hstu_blair.serving.legacy_log import LEGACY_LOG, read_legacy_log
 from hstu_blair.serving.store import SCHEMA_VERSION, STORE_FILE, Store
@@ -130,7 +132,14 @@ def _check_store(
             health.problems.append(str(exc))
             return
     legacy = run_dir / LEGACY_LOG
-    imported = store is not None and store.get_meta(f"imported:{LEGACY_LOG}") is not None
+    try:
+        imported = (
+            store is not None and store.version >= 1 and store.get_meta(f"imported:{LEGACY_LOG}") is not None
+        )
+    except SQLAlchemyError as exc:
+        health.problems.append(f"{store.describe()}: cannot be read ({exc.__class__.__name__}: {exc})")
+        store.close()
+        return
     if legacy.is_file() and not imported and d_text:
         records, aside = read_legacy_log(legacy, d_text, item_ids)
         health.facts["item log to import"] = (
@@ -150,5 +159,7 @@ def _check_store(
         if d_text:
             _, damaged = store.read_items(0, d_text)
             health.set_aside += [f"{r.source}: {r.reason} (set aside on the next serve)" for _, r in damaged]
+    except SQLAlchemyError as exc:
+        health.problems.append(f"{store.describe()}: cannot be read ({exc.__class__.__name__}: {exc})")
     finally:
         store.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from hstu_blair.errors import DataFormatError
+from hstu_blair.serving.recommender import ServingError, check_item_id
 from hstu_blair.serving.store import Store
 from hstu_blair.training.run_dir import read_model_info
 
@@ -45,8 +46,8 @@ def read_events(path: str | Path) -> list[tuple[str, str, int]]:
     if missing:
         raise DataFormatError(path, f"missing columns {missing}; the file has {frame.columns}")
     frame = frame.select(
-        pl.col("user_id").cast(pl.String).str.strip_chars(),
-        pl.col("item_id").cast(pl.String).str.strip_chars(),
+        pl.col("user_id").cast(pl.String),  # ids as written: no silent stripping (canonical form below)
+        pl.col("item_id").cast(pl.String),
         pl.col("timestamp").cast(pl.String).str.strip_chars().alias("raw_time"),
     ).with_columns(pl.col("raw_time").cast(pl.Int64, strict=False).alias("timestamp"))
     for name in ("user_id", "item_id"):
@@ -66,7 +67,13 @@ def read_events(path: str | Path) -> list[tuple[str, str, int]]:
             first_line + bad["index"][0],
             "timestamp",
         )
-    return list(zip(frame["user_id"].to_list(), frame["item_id"].to_list(), frame["timestamp"].to_list()))
+    users = frame["user_id"].to_list()
+    for n, user in enumerate(users):  # the form POST /events and GET /users/{id} accept
+        try:
+            check_item_id(user, "user_id")
+        except ServingError as exc:
+            raise DataFormatError(path, str(exc), first_line + n, "user_id") from None
+    return list(zip(users, frame["item_id"].to_list(), frame["timestamp"].to_list()))
 
 
 def import_events(path: str | Path, run_dir: str | Path, store: str | Path | None = None) -> int:

@@ -362,16 +362,26 @@ class Store:
             with self._connect() as conn:
                 return int(conn.execute(sa.select(sa.func.max(items.c.seq))).scalar() or 0)
         conn = getattr(self._pollers, "conn", None)
-        if conn is None:
-            conn = self._poll_connection()
-            self._pollers.conn = conn
-            self._poll_conns.append(conn)
-        cursor = conn.cursor()
         try:
-            cursor.execute("SELECT max(seq) FROM items")
-            return int(cursor.fetchone()[0] or 0)
-        finally:
-            cursor.close()
+            if conn is None:
+                conn = self._poll_connection()
+                self._pollers.conn = conn
+                self._poll_conns.append(conn)
+            cursor = conn.cursor()
+            try:
+                cursor.execute("SELECT max(seq) FROM items")
+                return int(cursor.fetchone()[0] or 0)
+            finally:
+                cursor.close()
+        except Exception as exc:  # the driver's own errors (a restarted server, a locked file)
+            # drop this thread's connection: the next poll opens a fresh one instead of failing forever
+            self._pollers.conn = None
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                with contextlib.suppress(ValueError):
+                    self._poll_conns.remove(conn)
+            raise StoreError(f"cannot poll the store {self.location}: {exc}") from exc
 
     def _poll_connection(self) -> Any:
         """A driver connection outside the pool, in autocommit mode, for :meth:`item_head`."""

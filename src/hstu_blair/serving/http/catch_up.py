@@ -45,3 +45,5 @@ class CatchUpMiddleware:
                 log.info("caught up with %d items added by other processes", added)
         except (HstuBlairError, OSError) as exc:
             log.error("cannot read the store: %s", exc)
+        except Exception:  # noqa: BLE001 - a failed poll must not fail the request it precedes
+            log.exception("catching up with the store failed; serving what is loaded")
