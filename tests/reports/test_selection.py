@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hstu_blair.cli import main
+from hstu_blair.errors import DataFormatError
 from hstu_blair.reports.selection import best_validation, select_default
 
 
@@ -102,6 +103,9 @@ def test_speed_bar_reads_a_bench_file(runs, tmp_path):
         [warm], [cold], ["A", "B"], speed=bench, baseline="sum", cold_reference="text", max_step_ratio=2.5
     )
     assert relaxed.choice == "A"
+    bench.write_text("{}")
+    with pytest.raises(DataFormatError, match="bench.json.*not a bench_train.py --out file"):
+        select_default([warm], [cold], ["A"], speed=bench)
 
 
 def test_cli_writes_the_selection(runs, tmp_path, capsys):

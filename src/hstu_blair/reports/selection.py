@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hstu_blair.errors import DataFormatError
 from hstu_blair.reports.runs import collect, collect_cold_start
 from hstu_blair.reports.stats import mean_std
 
@@ -69,6 +70,16 @@ class Selection:
         return selection_markdown(self)
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataFormatError(path, f"cannot read it as JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise DataFormatError(path, "expected a JSON object")
+    return value
+
+
 def best_validation(history: list[dict[str, Any]], best_epoch: int | None, metric: str) -> float | None:
     """The validation ``metric`` at ``best_epoch`` (the checkpoint early stopping kept), else the
     best value in the history; None without validation entries."""
@@ -87,7 +98,7 @@ def _validation_by_model(runs: list[Path], metric: str) -> dict[str, dict[str, l
         for model, records in models.items():
             values = []
             for r in records:
-                final = json.loads((r.path / "final_metrics.json").read_text())
+                final = _read_json(r.path / "final_metrics.json")
                 v = best_validation(r.history, final.get("best_epoch"), metric)
                 if v is not None:
                     values.append(v)
@@ -110,12 +121,15 @@ def step_ratios(bench_json: Path, id_model: str = "HSTU", path: str = "fast") ->
     """Seconds per training step of each model over ``id_model``'s, from one ``bench_train.py --out`` file.
 
     Raises:
-        ValueError: the file has no ``id_model`` result on ``path``.
+        DataFormatError: not a bench file, or no ``id_model`` result on ``path``.
     """
-    results = [r for r in json.loads(Path(bench_json).read_text())["results"] if r["path"] == path]
-    base = {r["model"]: r["seconds_per_step"] for r in results}.get(id_model)
+    try:
+        results = [r for r in _read_json(Path(bench_json))["results"] if r["path"] == path]
+        base = {r["model"]: r["seconds_per_step"] for r in results}.get(id_model)
+    except (KeyError, TypeError) as exc:
+        raise DataFormatError(bench_json, f"not a bench_train.py --out file (no {exc})") from None
     if not base:
-        raise ValueError(f"{bench_json}: no {id_model!r} result on the {path!r} path to divide by")
+        raise DataFormatError(bench_json, f"no {id_model!r} result on the {path!r} path to divide by")
     return {r["model"]: r["seconds_per_step"] / base for r in results}
 
 
