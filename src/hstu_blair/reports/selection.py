@@ -1,6 +1,6 @@
 """Choosing a default model on validation metrics of development runs, with leave-one-dataset-out.
 
-The rule (docs/results.md, "How the default is chosen") reads only what the choice may see:
+The rule (docs/results.md section 0) reads only what the choice may see:
 
 - **warm**: each run's *validation* metric at the epoch early stopping kept (``history.json``), the
   mean over the development seeds, as a ratio to the baseline's (the paper's ``sum``) on the same
