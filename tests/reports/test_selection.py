@@ -119,4 +119,5 @@ def test_cli_writes_the_selection(runs, tmp_path, capsys):
     payload = json.loads((out / "selection.json").read_text())
     assert payload["choice"] == "A"
     assert "Choice over all datasets: A" in (out / "selection.md").read_text()
-    assert "| d3 | B |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| d3 | B |" in out and "| step ratio | qualifies |" in out

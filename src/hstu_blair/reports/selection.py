@@ -240,15 +240,15 @@ def selection_markdown(selection: Selection) -> str:
     lines = [
         f"Rule: warm = validation {rule.metric} (mean over development seeds) / {rule.baseline}'s, at least "
         f"{rule.warm_floor}; cold = cold-start {rule.cold_metric} / {rule.cold_reference}'s, at least "
-        f"{rule.cold_floor}. Choice: qualifies everywhere, highest geometric mean of warm ratios; "
-        f"else {rule.baseline}.",
+        f"{rule.cold_floor}; step time / ID-only HSTU's at most {rule.max_step_ratio} (when measured). "
+        f"Choice: qualifies everywhere, highest geometric mean of warm ratios; else {rule.baseline}.",
         "",
         "| dataset | candidate | seeds | validation "
         + rule.metric
         + " | warm ratio | cold "
         + rule.cold_metric
-        + " | cold ratio | qualifies |",
-        "|---|---|---|---|---|---|---|---|",
+        + " | cold ratio | step ratio | qualifies |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for dataset, row in selection.scores.items():
         for c, s in row.items():
