@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hstu_blair.cli.serve import add_serve_parser
+from hstu_blair.errors import HstuBlairError
 from hstu_blair.serving.app import create_app
 from hstu_blair.serving.limits import Limits, parse_size
 from hstu_blair.serving.recommender import Recommender
@@ -198,6 +199,9 @@ def test_serve_help_documents_the_limits_and_flags_set_them(id_run, monkeypatch)
     limits = seen["app"].state.context.limits
     assert limits.max_batch_history == 7 and limits.body_bytes["/recommend"] == 2048
     assert limits.body_bytes["/recommend/batch"] == 8 * MIB and limits.default_body_bytes == 512
+    typo = parser.parse_args(["serve", str(id_run), "--max-body", "/recomend=2MiB"])
+    with pytest.raises(HstuBlairError, match="'/recomend=2MiB'.*one of the routes that take a body"):
+        typo.handler(typo)
 
 
 def test_small_requests_keep_their_latency_while_maximum_batches_run(rec):

@@ -170,14 +170,18 @@ def limits_of(args: argparse.Namespace) -> Limits:
     """The :class:`Limits` the ``serve`` flags describe.
 
     Raises:
-        HstuBlairError: a --max-body that is not ROUTE=SIZE, or a limit that is not positive.
+        HstuBlairError: a --max-body that is not ROUTE=SIZE with a route that takes a body (a typo
+            would otherwise change nothing), or a limit that is not positive.
     """
     body_bytes, default_body = dict(BODY_BYTES), Limits().default_body_bytes
     for given in args.max_body:
         route, sep, size = given.partition("=")
         try:
-            if not sep or not (route.startswith("/") or route == "other"):
-                raise ValueError("expected ROUTE=SIZE with ROUTE a path like /recommend, or 'other'")
+            if not sep or not (route in BODY_BYTES or route == "other"):
+                raise ValueError(
+                    f"expected ROUTE=SIZE with ROUTE one of the routes that take a body "
+                    f"({', '.join(BODY_BYTES)}) or 'other'"
+                )
             if route == "other":
                 default_body = parse_size(size)
             else:
