@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import sqlalchemy as sa
@@ -70,6 +71,23 @@ def test_a_new_user_starts_empty_then_follows_their_events(run):
     assert _ids(rec.recommend_user("new", k=5)) == _ids(rec.recommend(["i4"], k=5, timestamps=[LATER]))
     assert rec.forget_user("new") == 1
     assert _ids(rec.recommend_user("new", k=5, new_user="popular")) == _ids(popular)
+
+
+def test_a_user_deleted_while_being_ranked_gets_the_new_user_answer(run, monkeypatch):
+    rec = Recommender.load(run, encoder=HashEncoder())
+    popular = [r.item_id for r in rec.popular(3)]
+    # the history read says "has events", but they are gone (DELETE /users/{id}) before ranking
+    real, calls = rec.user_history, []
+
+    def history_then_deleted(user):  # the first read sees one event; every later read, none
+        calls.append(user)
+        return (np.array([1]), np.array([0]), None) if len(calls) == 1 else real(user)
+
+    monkeypatch.setattr(rec, "user_history", history_then_deleted)
+    assert [r.item_id for r in rec.recommend_user("gone-user", k=3, new_user="popular")] == popular
+    assert len(calls) >= 2  # ranking read the history again and found it gone
+    with pytest.raises(UnknownIdError):
+        rec.recommend_user("gone-user", k=3)  # new_user="error" still says so
 
 
 def test_unknown_items_refuse_the_whole_batch(run):

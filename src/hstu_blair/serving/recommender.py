@@ -494,12 +494,17 @@ class Recommender:
         """
         if new_user not in ("error", "popular"):
             raise ServingError(f"new_user must be 'error' or 'popular', got {new_user!r}")
-        if new_user == "popular":
-            self.sync()
-            ids, _, _ = self.user_history(str(user_id))
-            if ids.size == 0:
-                return self.popular(k)
-        return self.recommend_batch([Query(user_id=str(user_id), k=k, exclude_seen=exclude_seen)])[0]
+        query = Query(user_id=str(user_id), k=k, exclude_seen=exclude_seen)
+        if new_user == "error":
+            return self.recommend_batch([query])[0]
+        self.sync()
+        ids, _, _ = self.user_history(str(user_id))
+        if ids.size == 0:
+            return self.popular(k)
+        try:
+            return self.recommend_batch([query])[0]
+        except UnknownIdError:  # their stored events were deleted after the read above
+            return self.popular(k)
 
     def popular(self, k: int = 10) -> Recommendations:
         """The ``k`` items with the most training interactions (what a user without history gets);
