@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from hstu_blair.config import load_config
+from hstu_blair.errors import ConfigError
 from hstu_blair.recipes import loop as train_loop
 from hstu_blair.recipes.evaluate import evaluate
 from hstu_blair.recipes.train import train
@@ -148,3 +149,14 @@ def test_temporal_protocol_end_to_end(tiny_dataset, tmp_path):
     config = load_config(None, tiny_overrides(tiny_dataset, tmp_path, **{"data.protocol": "temporal"}))
     with pytest.raises(Exception, match="data.cutoff"):
         train(config, run_dir=tmp_path / "no-cutoff", progress=False)
+
+
+@pytest.mark.parametrize("served", ["versions", "store.sqlite"])
+def test_refuses_a_run_directory_a_server_uses(tiny_dataset, tmp_path, served):
+    run_dir = tmp_path / "served-run"
+    run_dir.mkdir()
+    (run_dir / served).mkdir() if served == "versions" else (run_dir / served).write_bytes(b"")
+    config = load_config(None, tiny_overrides(tiny_dataset, tmp_path, **{"train.epochs": 1}))
+    with pytest.raises(ConfigError, match=f"holds {served} of a served run.*use a new run directory"):
+        train(config, run_dir=run_dir, progress=False)
+    assert sorted(p.name for p in run_dir.iterdir()) == [served]  # nothing written

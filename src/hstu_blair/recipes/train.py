@@ -25,6 +25,7 @@ from hstu_blair.config import RunConfig, dump_config
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.data.manifest import versions, write_json_atomic
 from hstu_blair.data.splits import Split
+from hstu_blair.errors import ConfigError
 from hstu_blair.models.build import build_model
 from hstu_blair.recipes.loop import LoopState, finish_run, make_trainer, run_epochs, setup_torch
 from hstu_blair.recipes.loop import resume as resume_loop
@@ -46,7 +47,8 @@ from hstu_blair.training.distributed import (
     setup_distributed,
     teardown_distributed,
 )
-from hstu_blair.training.run_dir import write_model_info
+from hstu_blair.training.run_dir import STORE_FILE, write_model_info
+from hstu_blair.training.versions import VERSIONS
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +121,16 @@ def train(
         progress: show progress bars (epochs, and the batches of the current epoch).
 
     Raises:
-        ConfigError: an invalid combination of settings, or ``resume`` without a checkpoint.
+        ConfigError: an invalid combination of settings, ``resume`` without a checkpoint, or a
+            ``run_dir`` a server already uses (model versions or a store) without ``resume``.
     """
+    if run_dir is not None and not resume:
+        served = [p for p in (Path(run_dir) / VERSIONS, Path(run_dir) / STORE_FILE) if p.exists()]
+        if served:
+            raise ConfigError(
+                f"{run_dir} holds {', '.join(p.name for p in served)} of a served run: training into it "
+                "would leave them pointing at old weights and events; use a new run directory"
+            )
     retain_freed_memory()
     device = resolve_device(config.train.device)
     dist_info = setup_distributed(device.type)

@@ -40,11 +40,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from hstu_blair.errors import HstuBlairError
+from hstu_blair.training.run_dir import STORE_FILE
 
 log = logging.getLogger(__name__)
 
-STORE_FILE = "store.sqlite"
-"""File name of the default SQLite store inside a run directory."""
 SCHEMA_VERSION = 2
 """The schema this code writes (the number of migrations)."""
 

@@ -42,6 +42,8 @@ MODEL_INFO = "model.json"
 MODEL_FORMAT_VERSION = 1
 CHECKPOINTS = "checkpoints"
 ADDED_TEXT = "added_text.safetensors"
+STORE_FILE = "store.sqlite"
+"""File name of the default SQLite store (serving's items and events) inside a run directory."""
 Checkpoint = Literal["best", "last"]
 
 
