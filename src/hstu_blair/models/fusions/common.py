@@ -96,6 +96,40 @@ class IdPartOptions:
             raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
 
 
+@dataclass(frozen=True)
+class TextRankOptions(IdPartOptions):
+    """Options of a fusion with an ID table that can read the text's top PCA-whitened directions."""
+
+    text_rank: int = field(
+        default=0,
+        metadata={"doc": "0: the raw text, as published; r > 0: its top-r PCA-whitened directions"},
+    )
+
+    def check(self) -> None:
+        super().check()
+        if self.text_rank < 0:
+            raise ValueError(f"text_rank must be >= 0, got {self.text_rank}")
+
+
+def init_text_rank(module: nn.Module, text: torch.Tensor, rank: int) -> int:
+    """With ``rank > 0``, fix ``module``'s whitening (buffers ``text_mean`` (d_text,) and ``whitening``
+    (d_text, r), kept in the checkpoint) and return r; else return the raw width d_text."""
+    module.text_rank = rank
+    if rank == 0:
+        return int(text.shape[1])
+    mean, whitening = pca_whitening(text[1:], rank)
+    module.register_buffer("text_mean", mean)  # (d_text,)
+    module.register_buffer("whitening", whitening)  # (d_text, r)
+    return int(whitening.shape[1])
+
+
+def low_rank_features(module: nn.Module, text: torch.Tensor) -> torch.Tensor | None:
+    """(m, d_text) raw text -> (m, r) whitened features; None (read the raw text) when ``text_rank = 0``."""
+    if module.text_rank == 0:
+        return None
+    return (text - module.text_mean) @ module.whitening
+
+
 def init_id_part(
     module: nn.Module, num_items: int, options: IdPartOptions, item_counts: torch.Tensor | None
 ) -> None:

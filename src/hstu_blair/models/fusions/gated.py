@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from hstu_blair.models.fusions.common import (
-    IdPartOptions,
+    TextRankOptions,
     id_part,
     init_id_part,
-    pca_whitening,
+    init_text_rank,
+    low_rank_features,
     text_statistics,
     truncated_normal_,
 )
@@ -19,18 +20,8 @@ from hstu_blair.models.fusions.registry import FusionSpec, register_fusion
 
 
 @dataclass(frozen=True)
-class GatedOptions(IdPartOptions):
-    """Options of ``gated``: the ID-part rules and the text's rank."""
-
-    text_rank: int = field(
-        default=0,
-        metadata={"doc": "0: standardise every text dimension; r > 0: the top-r PCA-whitened directions"},
-    )
-
-    def check(self) -> None:
-        super().check()
-        if self.text_rank < 0:
-            raise ValueError(f"text_rank must be >= 0, got {self.text_rank}")
+class GatedOptions(TextRankOptions):
+    """Options of ``gated``: the ID-part rules and the text's rank (0: every standardised dimension)."""
 
 
 class GatedFusion(nn.Module):
@@ -62,16 +53,11 @@ class GatedFusion(nn.Module):
     ) -> None:
         super().__init__()
         options = options or GatedOptions()
-        self.text_rank = options.text_rank
-        if options.text_rank > 0:
-            mean, whitening = pca_whitening(text[1:], options.text_rank)
-            self.register_buffer("text_mean", mean)  # (d_text,)
-            self.register_buffer("whitening", whitening)  # (d_text, r)
-        else:
+        d_in = init_text_rank(self, text, options.text_rank)
+        if options.text_rank == 0:
             mean, std = text_statistics(text)
             self.register_buffer("text_mean", mean)  # (d_text,)
             self.register_buffer("text_std", std)  # (d_text,)
-        d_in = self.whitening.shape[1] if options.text_rank > 0 else text.shape[1]
         self.ids = nn.Embedding(num_items + 1, d_model, padding_idx=0)
         self.text_proj = nn.Linear(d_in, d_model)
         self.gate = nn.Linear(2 * d_model, d_model)
@@ -84,9 +70,7 @@ class GatedFusion(nn.Module):
 
     def features(self, text: torch.Tensor) -> torch.Tensor | None:
         """(m, d_text) raw text -> (m, r) whitened features; None (the raw text) when ``text_rank = 0``."""
-        if self.text_rank == 0:
-            return None
-        return (text - self.text_mean) @ self.whitening
+        return low_rank_features(self, text)
 
     def forward(self, ids: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor:
         e = id_part(self, ids)  # (U, D)

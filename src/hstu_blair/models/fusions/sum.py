@@ -2,35 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from hstu_blair.models.fusions.common import (
     INIT_STD,
-    IdPartOptions,
+    TextRankOptions,
     id_part,
     init_id_part,
-    pca_whitening,
+    init_text_rank,
+    low_rank_features,
     truncated_normal_,
 )
 from hstu_blair.models.fusions.registry import FusionSpec, register_fusion
 
 
 @dataclass(frozen=True)
-class SumOptions(IdPartOptions):
+class SumOptions(TextRankOptions):
     """Options of ``sum`` (defaults: the paper's fusion)."""
-
-    text_rank: int = field(
-        default=0,
-        metadata={"doc": "0: project the raw text (the paper); r > 0: its top-r PCA-whitened directions"},
-    )
-
-    def check(self) -> None:
-        super().check()
-        if self.text_rank < 0:
-            raise ValueError(f"text_rank must be >= 0, got {self.text_rank}")
 
 
 class SumFusion(nn.Module):
@@ -53,12 +44,7 @@ class SumFusion(nn.Module):
     ) -> None:
         super().__init__()
         options = options or SumOptions()
-        self.text_rank = options.text_rank
-        if options.text_rank > 0:
-            mean, whitening = pca_whitening(text[1:], options.text_rank)
-            self.register_buffer("text_mean", mean)  # (d_text,)
-            self.register_buffer("whitening", whitening)  # (d_text, r)
-        d_in = self.whitening.shape[1] if options.text_rank > 0 else text.shape[1]
+        d_in = init_text_rank(self, text, options.text_rank)
         self.ids = nn.Embedding(num_items + 1, d_model, padding_idx=0)
         self.text_proj = nn.Linear(d_in, d_model)
         truncated_normal_(self.ids.weight.data)
@@ -70,9 +56,7 @@ class SumFusion(nn.Module):
 
     def features(self, text: torch.Tensor) -> torch.Tensor | None:
         """(m, d_text) raw text -> (m, r) whitened features; None (the raw text) when ``text_rank = 0``."""
-        if self.text_rank == 0:
-            return None
-        return (text - self.text_mean) @ self.whitening
+        return low_rank_features(self, text)
 
     def forward(self, ids: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor:
         return id_part(self, ids) + self.text_proj(text)  # (U, D)
