@@ -164,10 +164,12 @@ def _header_length(path: Path, length: int) -> None:
 
 
 def test_check_without_writing(run, capsys):
-    Recommender.load(run, encoder=HashEncoder()).add_item("n1", "new")
+    rec = Recommender.load(run, encoder=HashEncoder())  # kept alive: its close would checkpoint the WAL
+    rec.add_item("n1", "new")
     before = {p.name: p.read_bytes() for p in run.glob(STORE_FILE + "*")}
     _check(run, capsys)
     assert {p.name: p.read_bytes() for p in run.glob(STORE_FILE + "*")} == before
+    del rec
     engine = sa.create_engine(f"sqlite:///{run / STORE_FILE}")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM items").scalar() == 1
