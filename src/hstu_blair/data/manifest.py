@@ -11,6 +11,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from hstu_blair.errors import DataFormatError
+
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
     """Hex sha256 of a file's bytes."""
@@ -45,3 +47,22 @@ def write_json_atomic(path: Path, payload: Any) -> None:
         json.dump(payload, fh, indent=2, sort_keys=False, default=str)
         fh.write("\n")
     os.replace(tmp, path)
+
+
+def read_json_file(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``.
+
+    Raises:
+        DataFormatError: unreadable, not UTF-8, not JSON (line named), or not an object.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFormatError(path, f"cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(path, f"is not JSON ({exc.msg}, column {exc.colno})", line=exc.lineno) from None
+    if not isinstance(value, dict):
+        raise DataFormatError(path, f"expected a JSON object, got {type(value).__name__}")
+    return value

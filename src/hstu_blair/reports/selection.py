@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hstu_blair.data.manifest import read_json_file
 from hstu_blair.errors import DataFormatError
 from hstu_blair.reports.runs import collect, collect_cold_start
 from hstu_blair.reports.stats import mean_std
@@ -70,16 +71,6 @@ class Selection:
         return selection_markdown(self)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataFormatError(path, f"cannot read it as JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise DataFormatError(path, "expected a JSON object")
-    return value
-
-
 def best_validation(history: list[dict[str, Any]], best_epoch: int | None, metric: str) -> float | None:
     """The validation ``metric`` at ``best_epoch`` (the checkpoint early stopping kept), else the
     best value in the history; None without validation entries."""
@@ -98,7 +89,7 @@ def _validation_by_model(runs: list[Path], metric: str) -> dict[str, dict[str, l
         for model, records in models.items():
             values = []
             for r in records:
-                final = _read_json(r.path / "final_metrics.json")
+                final = read_json_file(r.path / "final_metrics.json")
                 v = best_validation(r.history, final.get("best_epoch"), metric)
                 if v is not None:
                     values.append(v)
@@ -124,7 +115,7 @@ def step_ratios(bench_json: Path, id_model: str = "HSTU", path: str = "fast") ->
         DataFormatError: not a bench file, or no ``id_model`` result on ``path``.
     """
     try:
-        results = [r for r in _read_json(Path(bench_json))["results"] if r["path"] == path]
+        results = [r for r in read_json_file(Path(bench_json))["results"] if r["path"] == path]
         base = {r["model"]: r["seconds_per_step"] for r in results}.get(id_model)
     except (KeyError, TypeError) as exc:
         raise DataFormatError(bench_json, f"not a bench_train.py --out file (no {exc})") from None

@@ -20,10 +20,11 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from hstu_blair.data.manifest import read_json_file
 from hstu_blair.errors import ConfigError, DataFormatError, HstuBlairError
 from hstu_blair.serving.legacy_log import LEGACY_LOG, read_legacy_log
 from hstu_blair.serving.store import SCHEMA_VERSION, STORE_FILE, Store
-from hstu_blair.training.run_check import check_model_info, check_weights, read_json_file
+from hstu_blair.training.run_check import check_model_info, check_weights
 from hstu_blair.training.versions import current_version, list_versions, version_dir
 
 MODEL_INFO = "model.json"

@@ -45,25 +45,6 @@ SIZE_LIMITS = {
 REQUIRED_ARCH = ("name", "fusion", "num_items", "max_len", "attn_len")
 
 
-def read_json_file(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``.
-
-    Raises:
-        DataFormatError: unreadable, not UTF-8, not JSON (line named), or not an object.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataFormatError(path, f"cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(path, f"is not JSON ({exc.msg}, column {exc.colno})", line=exc.lineno) from None
-    if not isinstance(value, dict):
-        raise DataFormatError(path, f"expected a JSON object, got {type(value).__name__}")
-    return value
-
-
 def _expect(path: Path, value: Any, kind: type | tuple[type, ...], field: str, what: str) -> Any:
     ok = isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, float, (int, float)))
     if not ok:

@@ -29,13 +29,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hstu_blair.data.dataset import SequenceData
-from hstu_blair.data.manifest import versions, write_json_atomic
+from hstu_blair.data.manifest import read_json_file, versions, write_json_atomic
 from hstu_blair.errors import ConfigError, DataFormatError
 from hstu_blair.models.build import Architecture, build_model
 from hstu_blair.models.sequential import SequentialModel
 from hstu_blair.text.store import StoreManifest, load_embeddings
 from hstu_blair.training.checkpoint import load_weights
-from hstu_blair.training.run_check import check_model_info, check_weights, read_json_file
+from hstu_blair.training.run_check import check_model_info, check_weights
 from hstu_blair.training.versions import current_version, version_dir
 
 MODEL_INFO = "model.json"
