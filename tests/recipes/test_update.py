@@ -14,7 +14,7 @@ from hstu_blair.errors import ConfigError
 from hstu_blair.recipes.update import update
 from hstu_blair.serving.recommender import Recommender
 from hstu_blair.training.run_dir import load_trained
-from hstu_blair.training.versions import current_version, list_versions, pointer_path, rollback
+from hstu_blair.training.versions import current_version, list_versions, pointer_path, rollback, writer_lock
 from tests.conftest import HashEncoder
 
 LATER = 2_000_000_000
@@ -109,3 +109,17 @@ def test_check_reports_the_served_version(run, capsys):
     assert main(["check", str(run)]) == 0  # the folded item is not a duplicate of the catalogue
     out = capsys.readouterr().out
     assert "version" in out and "1 (kept: 0, 1)" in out
+
+
+def test_a_second_update_of_a_run_is_refused_while_one_writes(run):
+    """Two updates of one run would both build version n; the second is refused at once, naming
+    the holder, and rollback waits for its turn the same way."""
+    with (
+        writer_lock(run),
+        pytest.raises(ConfigError, match=r"another update is writing a new version \(pid \d+"),
+    ):
+        update(run, epochs=1, overrides=FAST, progress=False)
+    assert update(run, epochs=1, overrides=FAST, progress=False).version == 1  # released afterwards
+    with writer_lock(run), pytest.raises(ConfigError, match="another update"):
+        rollback(run)
+    assert rollback(run) == (1, 0)

@@ -186,3 +186,21 @@ def test_events_import_errors_name_file_line_and_field(run, tmp_path, capsys, co
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (run / STORE_FILE).exists() or Store(run / STORE_FILE).counts()["events"] == 0
+
+
+def test_closing_a_recommender_releases_its_store(run):
+    """``with Recommender.load(...)``: on leaving, the store's connections close (SQLite then
+    checkpoints and removes its WAL file); a store passed in stays open for its owner."""
+    wal = run / (STORE_FILE + "-wal")
+    with Recommender.load(run, encoder=HashEncoder()) as rec:
+        rec.add_events([("u1", "i2", LATER)])
+        assert wal.exists()
+    assert not wal.exists()
+    shared = Store.for_run(run)
+    try:
+        with Recommender.load(run, encoder=HashEncoder(), store=shared) as rec:
+            assert rec.add_events([("u1", "i3", LATER + 1)]) == 1
+        ids, times = shared.user_events("u1")  # still open
+        assert ids == ["i2", "i3"] and times.tolist() == [LATER, LATER + 1]
+    finally:
+        shared.close()

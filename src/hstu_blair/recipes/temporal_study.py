@@ -182,9 +182,11 @@ def temporal_study(
     _, seconds = _timed(lambda: [rec.add_events(events[i : i + 5000]) for i in range(0, len(events), 5000)])
     metrics, fallback = score(rec, targets, k)
     arms.append(Arm("live_events", metrics, seconds, fallback))
+    rec.close()
 
     refreshed = update(result.run_dir, update_epochs, keep=2, progress=progress)
-    metrics, fallback = score(Recommender(load_trained(result.run_dir)), targets, k)
+    with Recommender(load_trained(result.run_dir)) as rec:
+        metrics, fallback = score(rec, targets, k)
     arms.append(Arm("update", metrics, refreshed.seconds, fallback))
 
     retrained, seconds = _timed(
@@ -192,7 +194,8 @@ def temporal_study(
             config_for(work / "data-before_events_cutoff"), run_dir=work / "run-d", progress=progress
         )
     )
-    metrics, fallback = score(Recommender(load_trained(retrained.run_dir)), targets, k)
+    with Recommender(load_trained(retrained.run_dir)) as rec:
+        metrics, fallback = score(rec, targets, k)
     arms.append(Arm("retrain", metrics, seconds, fallback))
 
     record = {

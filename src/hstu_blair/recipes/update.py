@@ -45,7 +45,14 @@ from hstu_blair.recipes.resolve import split as resolve_split
 from hstu_blair.serving.store import STORE_FILE, ItemRecord, Store
 from hstu_blair.training.distributed import DistInfo
 from hstu_blair.training.run_dir import TextStoreRef, load_trained, save_added_text, write_model_info
-from hstu_blair.training.versions import commit_version, next_version, prune, publish, staging_dir
+from hstu_blair.training.versions import (
+    commit_version,
+    next_version,
+    prune,
+    publish,
+    staging_dir,
+    writer_lock,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +115,30 @@ def update(
         progress: show progress bars.
 
     Raises:
-        ConfigError: not a run directory, bad overrides, ``keep`` < 1, or a store that does not
-            match the served version.
+        ConfigError: not a run directory, bad overrides, ``keep`` < 1, another ``update`` of the
+            run in progress (:func:`~hstu_blair.training.versions.writer_lock`), or a store that
+            does not match the served version.
     """
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     if keep < 1:
         raise ConfigError(f"--keep must be at least 1, got {keep}")
+    if not (run_dir / "config.toml").is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.toml)")
+    with writer_lock(run_dir):
+        return _refresh(run_dir, epochs, keep, overrides, store, progress, t0)
+
+
+def _refresh(
+    run_dir: Path,
+    epochs: int | None,
+    keep: int,
+    overrides: list[str] | None,
+    store: str | Path | None,
+    progress: bool,
+    t0: float,
+) -> UpdateResult:
+    """:func:`update`'s work, under the run's writer lock."""
     config = load_config(run_dir / "config.toml", overrides)
     epochs = max(1, config.train.epochs // 4) if epochs is None else epochs
     if epochs < 1:

@@ -111,6 +111,11 @@ class LiveRecommender:
         self.swaps += 1
         _LOG.info("now serving model version %d of %s (was %d)", fresh.version, self.run_dir, previous)
 
+    def close(self) -> None:
+        """Wait for a version load in progress, then close the store every version shares."""
+        self.wait()
+        self._current.store.close()
+
     def wait(self, timeout: float | None = None) -> None:
         """Wait for a load in progress (tests, scripts)."""
         loader = self._loader

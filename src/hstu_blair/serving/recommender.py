@@ -233,6 +233,7 @@ class Recommender:
         self._trained_items = self.num_items
         self._popularity: np.ndarray | None = None  # (N+1,) training interactions per item
         self._writable = True  # False: a read-only run directory without a store, served from memory
+        self._owns_store = not isinstance(store, Store)
         if isinstance(store, Store):  # shared, e.g. by the versions a LiveRecommender swaps
             self.store = store
         else:
@@ -246,6 +247,18 @@ class Recommender:
             self._import_legacy_log()
             self._load_items()
         self._set_aside = len(self.store.set_aside_records()) + len(self._skipped)
+
+    def close(self) -> None:
+        """Close the store's connections if this recommender opened it (a store passed in belongs
+        to its caller). Also on leaving a ``with Recommender.load(...) as rec:`` block."""
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> Recommender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _open_store(self, location: str | Path | None) -> Store:
         try:

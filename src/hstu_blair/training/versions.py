@@ -14,9 +14,12 @@ run before ``hstu-blair update`` existed) is version 0. Servers notice a new poi
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from hstu_blair.data.manifest import write_json_atomic
@@ -24,6 +27,7 @@ from hstu_blair.errors import ConfigError
 
 VERSIONS = "versions"
 POINTER = "current.json"
+WRITER_LOCK = ".writer.lock"
 
 
 def versions_dir(run_dir: Path) -> Path:
@@ -91,6 +95,38 @@ def next_version(run_dir: Path) -> int:
     return max(list_versions(run_dir), default=0) + 1
 
 
+@contextlib.contextmanager
+def writer_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run's version-writer lock (``versions/.writer.lock``, an ``flock`` the kernel
+    releases when the process ends, killed or not) while a new version is made, so that two
+    ``update`` runs cannot both build version n and the second fail only at its rename.
+
+    Raises:
+        ConfigError: another process holds it (names its pid).
+    """
+    path = versions_dir(run_dir) / WRITER_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise ConfigError(
+                f"{run_dir}: another update is writing a new version (pid {holder}, lock {path}); "
+                "wait for it to finish"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def staging_dir(run_dir: Path, version: int) -> Path:
     """Where version ``version`` is written before :func:`commit_version` renames it into place."""
     path = versions_dir(run_dir) / f".{version}.{os.getpid()}.tmp"
@@ -135,11 +171,21 @@ def rollback(run_dir: Path) -> tuple[int, int]:
     """Point the run at the version before the served one; returns ``(from, to)``.
 
     Raises:
-        ConfigError: the served version is the oldest one kept.
+        ConfigError: the served version is the oldest one kept, or an ``update`` is writing a
+            version (:func:`writer_lock`).
     """
-    served = current_version(run_dir)
-    older = [v for v in list_versions(run_dir) if v < served]
-    if not older:
-        raise ConfigError(f"{run_dir}: version {served} is the oldest kept; there is nothing to roll back to")
-    publish(run_dir, older[-1])
-    return served, older[-1]
+
+    def older() -> tuple[int, int]:
+        served = current_version(run_dir)
+        before = [v for v in list_versions(run_dir) if v < served]
+        if not before:
+            raise ConfigError(
+                f"{run_dir}: version {served} is the oldest kept; there is nothing to roll back to"
+            )
+        return served, before[-1]
+
+    older()  # refused before the lock (which creates versions/) when there is nothing to go back to
+    with writer_lock(run_dir):
+        served, target = older()
+        publish(run_dir, target)
+        return served, target
