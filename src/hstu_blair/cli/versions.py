@@ -87,7 +87,9 @@ def add_temporal_study(sub: argparse._SubParsersAction) -> None:
             "store, (c) after `update --epochs N` on them, (d) a model trained from scratch on everything "
             "before t2; prints HR@10, NDCG@10 and wall time per arm and writes WORK_DIR/study.json. Seeds: "
             "--set train.seed=N, or a grid with a [temporal_study] table (configs/grids/temporal-refresh.toml, "
-            "run with `hstu-blair reproduce`). --report DIR... tabulates finished studies (mean ± std over seeds)."
+            "run with `hstu-blair reproduce`). --report DIR... tabulates finished studies (mean ± std over seeds, "
+            "NDCG@10 of users known at t1 and of users new since, paired t-tests of (b) against (a) and (c) "
+            "against (d)); --rescore scores a finished study again from its saved runs."
         ),
     )
     p.add_argument("config", type=Path, nargs="?", help="TOML config of a dataset with timestamps")
@@ -96,6 +98,11 @@ def add_temporal_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--events-quantile", type=float, default=0.9, help="t2 as a quantile of the times (0.9)")
     p.add_argument("--update-epochs", type=int, default=3, help="epochs of update in arm (c) (default 3)")
     p.add_argument("--report", type=Path, nargs="+", help="folders holding study.json files (searched below)")
+    p.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score WORK_DIR's finished study again from its saved runs (adds each target's rank; no training)",
+    )
     add_set_option(p, "override a config value, e.g. --set train.threads=1 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(handler=_temporal_study)
@@ -106,6 +113,12 @@ def _temporal_study(args: argparse.Namespace) -> int:
         print(hb.temporal_report(args.report))
         return 0
     config = hb.load_config(args.config, args.overrides)
+    if args.rescore:
+        from hstu_blair.recipes.temporal_study import rescore
+
+        rescore(config, args.work_dir)
+        print(hb.temporal_report([Path(args.work_dir)]))
+        return 0
     record = hb.temporal_study(
         config,
         args.work_dir,

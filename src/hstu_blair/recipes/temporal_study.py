@@ -15,12 +15,17 @@ serving API (:class:`~hstu_blair.serving.recommender.Recommender`, ``recommend_u
 Training uses the config's settings with the ``loo`` protocol on the truncated datasets (written
 under ``work_dir``). A test user without any interaction before t1 gets the most popular items in
 (a) (a new user, as the service answers one). Reported per arm: HR@k and NDCG@k over the top
-``max(ks)`` items, and the wall time of what the arm adds (training, event ingest, update).
+``max(ks)`` items, each target's rank (so that users with a history before t1 and users new since
+then can be told apart, :func:`study_table`), and the wall time of what the arm adds (training,
+event ingest, update). Every arm is scored from what the study saved (:func:`score_arms`), so a
+finished study can be scored again (``rescore``) without training anything.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -40,9 +45,11 @@ from hstu_blair.evaluation.metrics import metrics_from_ranks
 from hstu_blair.recipes.resolve import ensure_dataset, ensure_text, text_store
 from hstu_blair.recipes.train import train
 from hstu_blair.recipes.update import update
-from hstu_blair.reports.stats import mean_std
+from hstu_blair.reports.stats import mean_std, paired_test
 from hstu_blair.serving.recommender import Recommender
 from hstu_blair.training.run_dir import load_trained
+
+log = logging.getLogger(__name__)
 
 ARMS = ("no_events", "live_events", "update", "retrain")
 HR_KS = (10, 50)
@@ -57,6 +64,8 @@ class Arm:
     metrics: dict[str, float]
     seconds: float
     popular_fallback: int = 0
+    ranks: list[int | None] | None = None
+    """Each target's rank in the arm's top ``max(ks)`` list (None: not in it), targets in order."""
 
 
 @dataclass
@@ -68,6 +77,9 @@ class StudyTargets:
     train_cutoff: int
     events_cutoff: int
     skipped: dict[str, int]
+    new: list[int]
+    """Indices of the targets whose user has no interaction before the train cutoff (new users of
+    arm (a), which answers them with the popular items)."""
 
 
 def study_targets(data: SequenceData, train_quantile: float, events_quantile: float) -> StudyTargets:
@@ -87,18 +99,21 @@ def study_targets(data: SequenceData, train_quantile: float, events_quantile: fl
     flat = data.offsets[users] + split.test.positions  # (E,)
     user_ids = data.sequences[schema.USER_ID].to_numpy()[users]
     item_ids = data.item_ids[data.item_seq[flat]]
+    first_time = data.time_seq[data.offsets[users]]  # sequences are in time order
     return StudyTargets(
         [str(u) for u in user_ids],
         [str(i) for i in item_ids],
         int(info["valid_cutoff"]),
         int(info["cutoff"]),
         dict(split.skipped),
+        np.flatnonzero(first_time >= int(info["valid_cutoff"])).tolist(),
     )
 
 
-def score(rec: Recommender, targets: StudyTargets, k: int) -> tuple[dict[str, float], int]:
+def score(rec: Recommender, targets: StudyTargets, k: int) -> tuple[dict[str, float], int, list[int | None]]:
     """HR/NDCG of ``rec.recommend_user`` over the targets (top ``k``; users without any history get
-    the popular items), and how many users got the popular items."""
+    the popular items), how many users got the popular items, and each target's rank (None: not in
+    the top ``k``)."""
     ranks = np.full(len(targets.users), np.inf)
     fallback = 0
     for n, (user, item) in enumerate(zip(targets.users, targets.items)):
@@ -109,7 +124,29 @@ def score(rec: Recommender, targets: StudyTargets, k: int) -> tuple[dict[str, fl
             ranks[n] = listed.index(item) + 1
     metrics = metrics_from_ranks(ranks, HR_KS, NDCG_KS)
     metrics.pop("mrr", None)  # a full-ranking metric: not from a top-k list
-    return {**metrics, "n_users": float(len(ranks))}, fallback
+    listed_ranks = [None if np.isinf(r) else int(r) for r in ranks]
+    return {**metrics, "n_users": float(len(ranks))}, fallback, listed_ranks
+
+
+def score_arms(
+    work_dir: str | Path, targets: StudyTargets
+) -> dict[str, tuple[dict[str, float], int, list[int | None]]]:
+    """:func:`score` of every arm, from what a study saved in ``work_dir``: (a) ``run-a``'s version 0
+    without its store's events, (b) with them, (c) its newest version (``update``) with them, (d)
+    ``run-d``."""
+    work = Path(work_dir)
+    k = max(*HR_KS, *NDCG_KS)
+    loads = {
+        "no_events": lambda: Recommender(load_trained(work / "run-a", version=0), persist=False),
+        "live_events": lambda: Recommender(load_trained(work / "run-a", version=0)),
+        "update": lambda: Recommender(load_trained(work / "run-a")),
+        "retrain": lambda: Recommender(load_trained(work / "run-d")),
+    }
+    scored = {}
+    for arm, load in loads.items():
+        with load() as rec:
+            scored[arm] = score(rec, targets, k)
+    return scored
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -140,6 +177,13 @@ def temporal_study(
     """
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    stale = [p for p in (work / "run-a", work / "run-d") if p.exists()]
+    if stale and not (work / "study.json").exists():  # an interrupted study: start it again whole
+        log.warning(
+            "%s: an unfinished study; removing %s and starting again", work, ", ".join(p.name for p in stale)
+        )
+        for path in stale:
+            shutil.rmtree(path)
     full = ensure_dataset(config)
     targets = study_targets(full, train_quantile, events_quantile)
     text = config.text
@@ -162,41 +206,33 @@ def temporal_study(
             "interactions": saved.num_interactions,
             "users_dropped": dropped,
         }
-    k = max(*HR_KS, *NDCG_KS)
-    arms: list[Arm] = []
+    seconds: dict[str, float] = {}
 
-    result, seconds = _timed(
+    result, seconds["no_events"] = _timed(
         lambda: train(
             config_for(work / "data-before_train_cutoff"), run_dir=work / "run-a", progress=progress
         )
     )
-    rec = Recommender(load_trained(result.run_dir))
-    metrics, fallback = score(rec, targets, k)
-    arms.append(Arm("no_events", metrics, seconds, fallback))
-
     t = full.time_seq
     window = np.flatnonzero((t >= targets.train_cutoff) & (t < targets.events_cutoff))  # (M,) flat positions
     window = window[np.argsort(t[window], kind="stable")]
     user_of = np.repeat(full.sequences[schema.USER_ID].to_numpy(), full.lengths)  # (N,)
     events = [(str(user_of[i]), str(full.item_ids[full.item_seq[i]]), int(t[i])) for i in window]
-    _, seconds = _timed(lambda: [rec.add_events(events[i : i + 5000]) for i in range(0, len(events), 5000)])
-    metrics, fallback = score(rec, targets, k)
-    arms.append(Arm("live_events", metrics, seconds, fallback))
-    rec.close()
-
-    refreshed = update(result.run_dir, update_epochs, keep=2, progress=progress)
     with Recommender(load_trained(result.run_dir)) as rec:
-        metrics, fallback = score(rec, targets, k)
-    arms.append(Arm("update", metrics, refreshed.seconds, fallback))
-
-    retrained, seconds = _timed(
+        _, seconds["live_events"] = _timed(
+            lambda: [rec.add_events(events[i : i + 5000]) for i in range(0, len(events), 5000)]
+        )
+    refreshed = update(result.run_dir, update_epochs, keep=2, progress=progress)
+    seconds["update"] = refreshed.seconds
+    _, seconds["retrain"] = _timed(
         lambda: train(
             config_for(work / "data-before_events_cutoff"), run_dir=work / "run-d", progress=progress
         )
     )
-    with Recommender(load_trained(retrained.run_dir)) as rec:
-        metrics, fallback = score(rec, targets, k)
-    arms.append(Arm("retrain", metrics, seconds, fallback))
+    arms = [
+        Arm(name, m, seconds[name], fallback, ranks)
+        for name, (m, fallback, ranks) in score_arms(work, targets).items()
+    ]
 
     record = {
         "name": config.name,
@@ -209,6 +245,9 @@ def temporal_study(
         "events": len(events),
         "update_epochs": update_epochs,
         "targets": len(targets.users),
+        "target_users": targets.users,
+        "target_items": targets.items,
+        "targets_new_since_train_cutoff": targets.new,
         "targets_skipped": targets.skipped,
         "datasets": datasets,
         "arms": {a.name: asdict(a) for a in arms},
@@ -217,35 +256,92 @@ def temporal_study(
     return record
 
 
+def rescore(config: RunConfig, work_dir: str | Path) -> dict[str, Any]:
+    """Score a finished study's arms again from its saved runs (:func:`score_arms`), adding each
+    target's rank to ``study.json`` (studies written before ranks were recorded); seconds are kept.
+
+    Raises:
+        ConfigError: ``work_dir`` holds no finished study, or one of another dataset or cut.
+    """
+    path = Path(work_dir) / "study.json"
+    if not path.is_file():
+        raise ConfigError(f"{path}: no finished study to score again")
+    record = json.loads(path.read_text())
+    targets = study_targets(ensure_dataset(config), record["train_quantile"], record["events_quantile"])
+    if (targets.train_cutoff, targets.events_cutoff) != (record["train_cutoff"], record["events_cutoff"]):
+        raise ConfigError(f"{path}: made with other cutoffs than {config.data.path} gives; wrong config?")
+    for name, (metrics, fallback, ranks) in score_arms(work_dir, targets).items():
+        record["arms"][name].update(metrics=metrics, popular_fallback=fallback, ranks=ranks)
+    record.update(
+        target_users=targets.users,
+        target_items=targets.items,
+        targets_new_since_train_cutoff=targets.new,
+    )
+    write_json_atomic(path, record)
+    return record
+
+
+def _ndcg10(ranks: list[int | None], keep: list[int]) -> float:
+    """NDCG@10 of the targets ``keep`` from their top-k ranks (NaN when ``keep`` is empty)."""
+    gains = [0.0 if ranks[i] is None or ranks[i] > 10 else 1 / np.log2(ranks[i] + 1) for i in keep]
+    return float(np.mean(gains)) if gains else float("nan")
+
+
 def study_table(records: list[dict[str, Any]], metric: str = "ndcg@10") -> str:
-    """A markdown table of study records (one or more seeds of one config): per arm the mean ± std
-    of ``hr@10``, ``ndcg@10`` and the seconds, and (c) against (d)."""
+    """A markdown table of study records (seeds of one config): per arm the mean ± std over seeds
+    of ``hr@10``, ``ndcg@10`` (also split into users with a history before t1 and users new since
+    then, where ranks were recorded) and the seconds; then (b) against (a) and (c) against (d),
+    with paired t-tests over seeds."""
 
     def cell(values: list[float], digits: int = 4) -> str:
+        values = [v for v in values if not np.isnan(v)]
+        if not values:
+            return "—"
         if len(values) == 1:
             return f"{values[0]:.{digits}f}"
         m, s = mean_std(values)
         return f"{m:.{digits}f} ± {s:.{digits}f}"
 
-    lines = ["| arm | hr@10 | ndcg@10 | seconds |", "|---|---|---|---|"]
+    def group(arm: str, new: bool) -> list[float]:
+        out = []
+        for r in records:
+            ranks = r["arms"][arm].get("ranks")
+            if ranks is None or "targets_new_since_train_cutoff" not in r:
+                continue
+            fresh = set(r["targets_new_since_train_cutoff"])
+            out.append(_ndcg10(ranks, [i for i in range(len(ranks)) if (i in fresh) == new]))
+        return out
+
+    n_new = [len(r.get("targets_new_since_train_cutoff", [])) for r in records]
+    lines = [
+        f"targets per seed: {cell([float(r['targets']) for r in records], 0)} "
+        f"(new since t1: {cell([float(n) for n in n_new], 0)}); events: {cell([float(r['events']) for r in records], 0)}",
+        "",
+        "| arm | hr@10 | ndcg@10 | ndcg@10, users known at t1 | ndcg@10, users new since t1 | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
     for arm in ARMS:
         rows = [r["arms"][arm] for r in records]
         lines.append(
             f"| {arm} | {cell([x['metrics']['hr@10'] for x in rows])} | "
-            f"{cell([x['metrics']['ndcg@10'] for x in rows])} | {cell([x['seconds'] for x in rows], 1)} |"
+            f"{cell([x['metrics'][metric] for x in rows])} | {cell(group(arm, False))} | "
+            f"{cell(group(arm, True))} | {cell([x['seconds'] for x in rows], 1)} |"
         )
-    gap = [
-        r["arms"]["update"]["metrics"][metric] / max(r["arms"]["retrain"]["metrics"][metric], 1e-12) - 1
-        for r in records
+
+    def versus(a: str, b: str) -> str:
+        x = [r["arms"][a]["metrics"][metric] for r in records]
+        y = [r["arms"][b]["metrics"][metric] for r in records]
+        gain = [100 * (p / max(q, 1e-12) - 1) for p, q in zip(x, y)]
+        p_value = f", paired p = {paired_test(x, y):.3f}" if len(records) > 1 else ""
+        return f"{metric} {cell(gain, 1)} %{p_value}"
+
+    share = [r["arms"]["update"]["seconds"] / max(r["arms"]["retrain"]["seconds"], 1e-9) for r in records]
+    seeds = f"{len(records)} seed{'s' if len(records) > 1 else ''}"
+    lines += [
+        "",
+        f"live events vs no events: {versus('live_events', 'no_events')} ({seeds})",
+        f"update vs retrain: {versus('update', 'retrain')}, time {cell([100 * x for x in share], 1)} % ({seeds})",
     ]
-    time_share = [
-        r["arms"]["update"]["seconds"] / max(r["arms"]["retrain"]["seconds"], 1e-9) for r in records
-    ]
-    lines.append("")
-    lines.append(
-        f"update vs retrain: {metric} {cell([100 * g for g in gap], 1)} %, time {cell([100 * s for s in time_share], 1)} % "
-        f"({len(records)} seed{'s' if len(records) > 1 else ''})"
-    )
     return "\n".join(lines)
 
 
