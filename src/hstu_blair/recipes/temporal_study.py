@@ -331,9 +331,9 @@ def study_table(records: list[dict[str, Any]], metric: str = "ndcg@10") -> str:
     def versus(a: str, b: str) -> str:
         x = [r["arms"][a]["metrics"][metric] for r in records]
         y = [r["arms"][b]["metrics"][metric] for r in records]
-        gain = [100 * (p / max(q, 1e-12) - 1) for p, q in zip(x, y)]
+        gain = f"{100 * (np.mean(x) / np.mean(y) - 1):+.1f} %" if np.mean(y) > 0 else "(base 0)"
         p_value = f", paired p = {paired_test(x, y):.3f}" if len(records) > 1 else ""
-        return f"{metric} {cell(gain, 1)} %{p_value}"
+        return f"{metric} {np.mean(x):.4f} against {np.mean(y):.4f}: {gain}{p_value}"
 
     share = [r["arms"]["update"]["seconds"] / max(r["arms"]["retrain"]["seconds"], 1e-9) for r in records]
     seeds = f"{len(records)} seed{'s' if len(records) > 1 else ''}"
