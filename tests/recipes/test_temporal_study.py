@@ -84,6 +84,7 @@ def test_study_runs_four_arms_and_reports(staggered_dataset, tmp_path, capsys):
     assert main(["temporal-study", "--report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| retrain |" in out and "update vs retrain" in out and "users new since t1" in out
+    assert "| (b)/(a) (p) |" in out and f"| {record['dataset']} | {record['name']} | 1 |" in out
 
 
 def test_shipped_grid_plans_five_seeds(tmp_path, monkeypatch):

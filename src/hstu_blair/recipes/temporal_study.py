@@ -345,8 +345,37 @@ def study_table(records: list[dict[str, Any]], metric: str = "ndcg@10") -> str:
     return "\n".join(lines)
 
 
+def _ratio_p(x: list[float], y: list[float]) -> str:
+    """``mean(x) / mean(y)`` with the paired p over seeds (none for one seed)."""
+    value = f"{np.mean(x) / np.mean(y):.2f}" if np.mean(y) > 0 else "—"
+    return f"{value} ({paired_test(x, y):.3f})" if len(x) > 1 else value
+
+
+def summary_table(groups: dict[tuple[str, str], list[dict[str, Any]]], metric: str = "ndcg@10") -> str:
+    """One row per (dataset, model): the four arms' mean ``metric`` over seeds, (b) against (a) and
+    (c) against (d) as ratios of the means with paired p over seeds, and (c)'s share of (d)'s time."""
+    lines = [
+        "| dataset | model | seeds | targets | (a) no events | (b) live events | (c) update | (d) retrain "
+        "| (b)/(a) (p) | (c)/(d) (p) | (c) time / (d) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (dataset, name), records in groups.items():
+        values = {arm: [r["arms"][arm]["metrics"][metric] for r in records] for arm in ARMS}
+        share = np.mean(
+            [r["arms"]["update"]["seconds"] / max(r["arms"]["retrain"]["seconds"], 1e-9) for r in records]
+        )
+        lines.append(
+            f"| {dataset} | {name} | {len(records)} | {int(np.mean([r['targets'] for r in records]))} | "
+            + " | ".join(f"{np.mean(values[arm]):.4f}" for arm in ARMS)
+            + f" | {_ratio_p(values['live_events'], values['no_events'])}"
+            f" | {_ratio_p(values['update'], values['retrain'])} | {share:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def temporal_report(folders: list[Path]) -> str:
-    """:func:`study_table` of every ``study.json`` below ``folders`` (e.g. a grid's seeds).
+    """The studies below ``folders`` (every ``study.json``, e.g. a grid's output), grouped by dataset
+    and model: a :func:`summary_table` row each, then each group's :func:`study_table`.
 
     Raises:
         ConfigError: no ``study.json`` below them.
@@ -354,4 +383,12 @@ def temporal_report(folders: list[Path]) -> str:
     paths = sorted(p for folder in folders for p in Path(folder).rglob("study.json"))
     if not paths:
         raise ConfigError(f"no study.json under {', '.join(map(str, folders))}")
-    return study_table([json.loads(p.read_text()) for p in paths])
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for path in paths:
+        record = json.loads(path.read_text())
+        groups.setdefault((record["dataset"], record["name"]), []).append(record)
+    parts = [summary_table(groups), ""]
+    for (dataset, name), records in groups.items():
+        seeds = ", ".join(str(r["seed"]) for r in records)
+        parts += [f"### {dataset}: {name} (seeds {seeds})", "", study_table(records), ""]
+    return "\n".join(parts).rstrip() + "\n"
