@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import socket
 import subprocess
@@ -38,28 +37,10 @@ from typing import Any
 import httpx
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import machine, machine_line  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def machine() -> dict[str, Any]:
-    """CPU model, SIMD flags, core count, load average."""
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("unknown", ""):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16"]
-    return {
-        "cpu": model,
-        "flags": [f for f in wanted if f in flags],
-        "cpus": os.cpu_count(),
-        "load_avg_1min": os.getloadavg()[0],
-        "python": platform.python_version(),
-    }
 
 
 def train_run(run_dir: Path, epochs: int) -> Path:
@@ -281,9 +262,7 @@ def main() -> None:
     p.add_argument("--out", type=Path)
     args = p.parse_args()
     m = machine()
-    print(
-        f"CPU: {m['cpu']} ({m['cpus']} CPUs; flags: {', '.join(m['flags']) or 'none'}); load {m['load_avg_1min']:.1f}"
-    )
+    print(f"{machine_line(m)}; load {m['load_avg_1min']:.1f}")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         run_dir = args.run_dir or tmp / "run"
