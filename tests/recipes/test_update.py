@@ -123,3 +123,17 @@ def test_a_second_update_of_a_run_is_refused_while_one_writes(run):
     with writer_lock(run), pytest.raises(ConfigError, match="another update"):
         rollback(run)
     assert rollback(run) == (1, 0)
+
+
+def test_a_failed_update_leaves_the_run_as_it_was(run, monkeypatch):
+    """An update that fails while training leaves no staged version and no ``versions/`` behind,
+    so ``train`` still accepts the directory as an unserved run."""
+    import hstu_blair.recipes.update as update_module
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("out of memory, say")
+
+    monkeypatch.setattr(update_module, "run_epochs", fail)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        update(run, epochs=1, overrides=FAST, progress=False)
+    assert not (run / "versions").exists()

@@ -99,12 +99,15 @@ def next_version(run_dir: Path) -> int:
 def writer_lock(run_dir: Path) -> Iterator[None]:
     """Hold the run's version-writer lock (``versions/.writer.lock``, an ``flock`` the kernel
     releases when the process ends, killed or not) while a new version is made, so that two
-    ``update`` runs cannot both build version n and the second fail only at its rename.
+    ``update`` runs cannot both build version n and the second fail only at its rename. On leaving,
+    a version this process staged but did not commit is deleted, and so is a ``versions/`` that
+    the lock created and nothing else used.
 
     Raises:
         ConfigError: another process holds it (names its pid).
     """
     path = versions_dir(run_dir) / WRITER_LOCK
+    created = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         try:
@@ -123,7 +126,11 @@ def writer_lock(run_dir: Path) -> Iterator[None]:
         try:
             yield
         finally:
+            for staged in path.parent.glob(f".*.{os.getpid()}.tmp"):  # a version this process left unfinished
+                shutil.rmtree(staged, ignore_errors=True)
             handle.truncate(0)
+            if created and [p.name for p in path.parent.iterdir()] == [WRITER_LOCK]:
+                shutil.rmtree(path.parent)  # nothing was written: leave the run as it was (train accepts it)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
