@@ -16,7 +16,7 @@ Also: ``PrepareOptions``, ``load_dataset``, ``build_text_encoder``, ``TEXT_ENCOD
 ``FUSIONS``, ``FusionSpec``, ``register_fusion`` (the item fusions, :mod:`hstu_blair.models.fusions`),
 ``cold_start``, ``reproduce``, ``report``, ``compare_runs``, ``serve``, ``check_run``, ``import_events``,
 ``convert_run``, ``update`` / ``rollback`` (model versions of a run), ``LiveRecommender`` (serves the
-newest version without a restart), ``temporal_study`` / ``temporal_report``. Each is imported on first
+newest version without a restart), ``temporal_study`` / ``temporal_report`` / ``temporal_rescore``. Each is imported on first
 use (``help(hb.train)`` shows its documentation), so ``import hstu_blair`` stays light and the
 data commands never load torch.
 """
@@ -51,6 +51,7 @@ _API: dict[str, tuple[str, str]] = {
     "rollback": ("hstu_blair.training.versions", "rollback"),
     "temporal_study": ("hstu_blair.recipes.temporal_study", "temporal_study"),
     "temporal_report": ("hstu_blair.recipes.temporal_study", "temporal_report"),
+    "temporal_rescore": ("hstu_blair.recipes.temporal_study", "rescore"),
     "LiveRecommender": ("hstu_blair.serving.live", "LiveRecommender"),
     "Recommender": ("hstu_blair.serving.recommender", "Recommender"),
     "serve": ("hstu_blair.serving.app", "serve"),
@@ -87,6 +88,7 @@ __all__ = [
     "rollback",
     "temporal_study",
     "temporal_report",
+    "temporal_rescore",
     "Recommender",
     "LiveRecommender",
     "serve",
@@ -124,6 +126,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from hstu_blair.recipes.convert import convert_run
     from hstu_blair.recipes.evaluate import evaluate
     from hstu_blair.recipes.reproduce import reproduce
+    from hstu_blair.recipes.temporal_study import rescore as temporal_rescore
     from hstu_blair.recipes.temporal_study import temporal_report, temporal_study
     from hstu_blair.recipes.train import train
     from hstu_blair.recipes.update import update

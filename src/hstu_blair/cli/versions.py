@@ -114,9 +114,7 @@ def _temporal_study(args: argparse.Namespace) -> int:
         return 0
     config = hb.load_config(args.config, args.overrides)
     if args.rescore:
-        from hstu_blair.recipes.temporal_study import rescore
-
-        rescore(config, args.work_dir)
+        hb.temporal_rescore(config, args.work_dir)
         print(hb.temporal_report([Path(args.work_dir)]))
         return 0
     record = hb.temporal_study(
