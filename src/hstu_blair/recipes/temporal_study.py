@@ -245,15 +245,22 @@ def temporal_study(
         "events": len(events),
         "update_epochs": update_epochs,
         "targets": len(targets.users),
-        "target_users": targets.users,
-        "target_items": targets.items,
-        "targets_new_since_train_cutoff": targets.new,
+        **_target_fields(targets),
         "targets_skipped": targets.skipped,
         "datasets": datasets,
         "arms": {a.name: asdict(a) for a in arms},
     }
     write_json_atomic(work / "study.json", record)
     return record
+
+
+def _target_fields(targets: StudyTargets) -> dict[str, list[str] | list[int]]:
+    """What ``study.json`` keeps of each target (in the order of every arm's ``ranks``)."""
+    return {
+        "target_users": targets.users,
+        "target_items": targets.items,
+        "targets_new_since_train_cutoff": targets.new,
+    }
 
 
 def rescore(config: RunConfig, work_dir: str | Path) -> dict[str, Any]:
@@ -272,11 +279,7 @@ def rescore(config: RunConfig, work_dir: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: made with other cutoffs than {config.data.path} gives; wrong config?")
     for name, (metrics, fallback, ranks) in score_arms(work_dir, targets).items():
         record["arms"][name].update(metrics=metrics, popular_fallback=fallback, ranks=ranks)
-    record.update(
-        target_users=targets.users,
-        target_items=targets.items,
-        targets_new_since_train_cutoff=targets.new,
-    )
+    record.update(_target_fields(targets))
     write_json_atomic(path, record)
     return record
 
@@ -335,7 +338,7 @@ def study_table(records: list[dict[str, Any]], metric: str = "ndcg@10") -> str:
         p_value = f", paired p = {paired_test(x, y):.3f}" if len(records) > 1 else ""
         return f"{metric} {np.mean(x):.4f} against {np.mean(y):.4f}: {gain}{p_value}"
 
-    share = [r["arms"]["update"]["seconds"] / max(r["arms"]["retrain"]["seconds"], 1e-9) for r in records]
+    share = [_update_time_share(r) for r in records]
     seeds = f"{len(records)} seed{'s' if len(records) > 1 else ''}"
     lines += [
         "",
@@ -343,6 +346,11 @@ def study_table(records: list[dict[str, Any]], metric: str = "ndcg@10") -> str:
         f"update vs retrain: {versus('update', 'retrain')}, time {cell([100 * x for x in share], 1)} % ({seeds})",
     ]
     return "\n".join(lines)
+
+
+def _update_time_share(record: dict[str, Any]) -> float:
+    """Arm (c)'s seconds over arm (d)'s in one study."""
+    return record["arms"]["update"]["seconds"] / max(record["arms"]["retrain"]["seconds"], 1e-9)
 
 
 def _ratio_p(x: list[float], y: list[float]) -> str:
@@ -361,9 +369,7 @@ def summary_table(groups: dict[tuple[str, str], list[dict[str, Any]]], metric: s
     ]
     for (dataset, name), records in groups.items():
         values = {arm: [r["arms"][arm]["metrics"][metric] for r in records] for arm in ARMS}
-        share = np.mean(
-            [r["arms"]["update"]["seconds"] / max(r["arms"]["retrain"]["seconds"], 1e-9) for r in records]
-        )
+        share = np.mean([_update_time_share(r) for r in records])
         lines.append(
             f"| {dataset} | {name} | {len(records)} | {int(np.mean([r['targets'] for r in records]))} | "
             + " | ".join(f"{np.mean(values[arm]):.4f}" for arm in ARMS)

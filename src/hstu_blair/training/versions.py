@@ -126,7 +126,7 @@ def writer_lock(run_dir: Path) -> Iterator[None]:
         try:
             yield
         finally:
-            for staged in path.parent.glob(f".*.{os.getpid()}.tmp"):  # a version this process left unfinished
+            for staged in path.parent.glob(_staging_name("*")):  # a version this process left unfinished
                 shutil.rmtree(staged, ignore_errors=True)
             handle.truncate(0)
             if created and [p.name for p in path.parent.iterdir()] == [WRITER_LOCK]:
@@ -134,9 +134,14 @@ def writer_lock(run_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _staging_name(version: str) -> str:
+    """The name of a version this process is writing (``*`` as the version: a glob of them)."""
+    return f".{version}.{os.getpid()}.tmp"
+
+
 def staging_dir(run_dir: Path, version: int) -> Path:
     """Where version ``version`` is written before :func:`commit_version` renames it into place."""
-    path = versions_dir(run_dir) / f".{version}.{os.getpid()}.tmp"
+    path = versions_dir(run_dir) / _staging_name(str(version))
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
