@@ -99,6 +99,17 @@ def test_shipped_grids_plan(tmp_path, monkeypatch):
     assert len(runs) == 30 and not missing  # 6 models x 5 seeds; bundled data is always present
 
 
+@pytest.mark.parametrize(
+    "grid",
+    sorted(g.name for g in (ROOT / "configs/grids").glob("*.toml") if not g.name.startswith("tmp-")),
+)
+def test_every_shipped_grid_plans(grid, tmp_path, monkeypatch):
+    """Each grid parses and every entry's config loads: a run is planned or its data reported missing."""
+    monkeypatch.chdir(tmp_path)
+    runs, missing = plan_grid(ROOT / "configs/grids" / grid)
+    assert runs or missing
+
+
 def test_cold_start_grid(tiny_dataset, tmp_path):
     overrides = [
         o
