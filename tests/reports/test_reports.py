@@ -11,6 +11,7 @@ from hstu_blair.cli import main
 from hstu_blair.recipes.reproduce import plan_grid, reproduce
 from hstu_blair.reports.runs import collect
 from hstu_blair.reports.stats import mean_std, relative_gain
+from hstu_blair.reports.summary import cold_summary_markdown
 from hstu_blair.reports.tables import build_table, load_paper_results
 from tests.conftest import tiny_overrides
 
@@ -145,3 +146,29 @@ def test_extra_baselines_are_compared():
     cell = table["B"]["hr@10"]
     assert cell.gains["A"] == pytest.approx(relative_gain(0.4 / 3, 0.33 / 3))
     assert 0 < cell.p_values["A"] < 0.05 and "A" not in table["A"]["hr@10"].gains
+
+
+def test_report_tables_every_dataset_against_a_baseline(grid_runs, tmp_path):
+    _, runs, _ = grid_runs
+    assert main(["report", str(runs), "--out", str(tmp_path / "rep"), "--baseline", "SASRec"]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    section = md.split("## Every dataset against SASRec")[1]
+    (models,) = collect([runs]).values()
+    hstu, sas = ([r.metrics["hr@10"] for r in models[m]] for m in ("HSTU", "SASRec"))
+    gain = relative_gain(mean_std(hstu)[0], mean_std(sas)[0])
+    row = next(line for line in section.splitlines() if "| HSTU |" in line)
+    assert row.split(" | ")[4].strip("*").startswith(f"{gain:+.1f}%")  # HR@10 column, with its p
+    assert "| SASRec | 2 / 2 |" in section
+
+
+def test_cold_summary_ratios_and_paired_differences():
+    cold = {
+        "d": {
+            label: [{"seed": s, "cold": {"hr@50": v}} for s, v in zip((1, 2, 3), values)]
+            for label, values in {"text": (0.1, 0.2, 0.3), "sum": (0.3, 0.4, 0.6)}.items()
+        }
+    }
+    md = cold_summary_markdown(cold, ("text",))
+    sum_row = next(line for line in md.splitlines() if "| sum |" in line)
+    assert "| 0.4333 ± 0.1528 | 2.17 | **+0.2333 (0.020)** |" in sum_row  # paired over seeds 1-3
+    assert "| text | 3 | 0.2000 ± 0.1000 | 1.00 | — |" in md

@@ -31,7 +31,10 @@ def add_report(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="LABEL",
-        help="also compare every model with this one (gain, paired t-test across seeds); repeatable",
+        help=(
+            "also compare every model with this one (gain, paired t-test across seeds) and add a "
+            "table of every dataset against it (cold start: ratio and paired difference); repeatable"
+        ),
     )
     p.set_defaults(handler=_report)
 

@@ -11,6 +11,7 @@ from hstu_blair.errors import RunsNotFoundError
 from hstu_blair.reports.plots import plot_metrics, plot_validation_curves
 from hstu_blair.reports.runs import collect, collect_cold_start
 from hstu_blair.reports.stats import mean_std, paired_by_seed
+from hstu_blair.reports.summary import cold_summary_markdown, warm_summary_markdown
 from hstu_blair.reports.tables import (
     PAPER_COLUMNS,
     build_table,
@@ -42,7 +43,8 @@ def write_report(
         curve_metric: metric of the validation-curve plots.
         title: the report's heading.
         baselines: model labels to compare every other model with (gain, paired t-test across
-            seeds), besides HSTU and SASRec; in cold-start tables, the only comparisons.
+            seeds), besides HSTU and SASRec; in cold-start tables, the only comparisons. Each also
+            gets a table of every dataset against it (:mod:`hstu_blair.reports.summary`).
 
     Returns:
         The JSON payload also written to ``report.json``.
@@ -68,8 +70,11 @@ def write_report(
         )
     md.append("")
     payload: dict[str, Any] = {"columns": list(columns), "datasets": {}}
+    tables = {}
     for dataset, models in sorted(grouped.items()):
-        table = build_table(models, columns, paper.get(dataset.split(" (")[0]), tolerance, baselines)
+        table = tables[dataset] = build_table(
+            models, columns, paper.get(dataset.split(" (")[0]), tolerance, baselines
+        )
         slug = dataset.replace(" (", "-").replace(")", "")
         md.append(table_markdown(dataset, table, columns))
         protocols = sorted({r.protocol for rs in models.values() for r in rs})
@@ -88,8 +93,13 @@ def write_report(
             "table": table_json(table),
             "runs": {m: [str(r.path) for r in rs] for m, rs in models.items()},
         }
+    for base in baselines:
+        if any(base in t for t in tables.values()):
+            md.append(warm_summary_markdown(tables, base, columns))
     if cold:
         md.append(cold_start_markdown(cold, baselines=baselines))
+        if baselines:
+            md.append(cold_summary_markdown(cold, baselines))
         payload["cold_start"] = cold
     (out / "report.md").write_text("\n".join(md) + "\n")
     write_json_atomic(out / "report.json", payload)
