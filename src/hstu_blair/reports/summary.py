@@ -75,14 +75,15 @@ def cold_summary_markdown(
     ]
     for dataset, labels in sorted(cold.items()):
         values = {label: {r["seed"]: r["cold"][metric] for r in runs} for label, runs in labels.items()}
+        stats = {label: mean_std(list(by_seed.values())) for label, by_seed in values.items()}
         for label, by_seed in values.items():
-            mean, std = mean_std(list(by_seed.values()))
+            mean, std = stats[label]
             cells = []
             for base in baselines:
                 if base not in values:
                     cells += ["—", "—"]
                     continue
-                base_mean = mean_std(list(values[base].values()))[0]
+                base_mean = stats[base][0]
                 cells.append(f"{mean / base_mean:.2f}" if base_mean else "—")
                 p = paired_by_seed(by_seed, values[base]) if base != label else None
                 diff = f"{mean - base_mean:+.4f}" + (f" ({p:.3f})" if p is not None else "")
