@@ -10,6 +10,15 @@ def add_set_option(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
+def print_comparison(metrics: dict, baseline: dict, title: str) -> None:
+    """The ranking metrics of ``baseline`` beside ``metrics`` as a ratio (model / baseline)."""
+    print(f"{title}:")
+    for key, value in baseline.items():
+        if ("@" in key or key == "mrr") and isinstance(value, float) and key in metrics:
+            ratio = f"{metrics[key] / value:.2f}x" if value > 0 else "-"
+            print(f"  {key:<22} {value:.4f}   model {ratio}")
+
+
 def print_metrics(metrics: dict, title: str) -> None:
     """A titled two-column list of metric names and values."""
     print(title)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import hstu_blair as hb
-from hstu_blair.cli.common import add_set_option, print_metrics
+from hstu_blair.cli.common import add_set_option, print_comparison, print_metrics
 from hstu_blair.errors import HstuBlairError
 
 
@@ -54,6 +54,9 @@ def _train(args: argparse.Namespace) -> int:
         result.metrics,
         f"test metrics ({config.model.name}, fusion={config.model.fusion}, best epoch {result.best_epoch}):",
     )
+    popular = result.baselines.get("most_popular", {}).get("test")
+    if popular:
+        print_comparison(result.metrics, popular, "most popular items (same targets, history excluded)")
     print(f"run directory: {result.run_dir}")
     return 0
 

@@ -10,7 +10,8 @@ stop and checkpoints, read top to bottom.
   ``train.eval_every`` epochs (keeping the best weights), checkpoints every
   ``train.checkpoint_every`` epochs and stops after ``train.patience`` evaluations without
   improvement.
-- :func:`finish_run`: the test split scored with the best-validation weights.
+- :func:`finish_run`: the test split scored with the best-validation weights, beside the
+  most-popular list on the same targets (a warning when the model is not above it).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from hstu_blair.data.manifest import write_json_atomic
 from hstu_blair.data.splits import Split
 from hstu_blair.errors import ConfigError
 from hstu_blair.evaluation.evaluate import EvalOptions, evaluate_model
+from hstu_blair.evaluation.popularity import evaluate_popularity
 from hstu_blair.models.sequential import SequentialModel
-from hstu_blair.recipes.resolve import eval_options, negative_sampler
+from hstu_blair.recipes.resolve import eval_options, negative_sampler, train_item_counts
 from hstu_blair.training.batching import epoch_batches, train_batch
 from hstu_blair.training.checkpoint import (
     load_resume_state,
@@ -79,6 +81,8 @@ class Trainer:
     device: torch.device
     dist: DistInfo
     out_dir: Path
+    baselines: dict[str, Any] = field(default_factory=dict)
+    """What :func:`finish_run` scored beside the model: ``most_popular`` -> split -> metrics."""
 
 
 @dataclass
@@ -279,9 +283,39 @@ def run_epochs(trainer: Trainer, state: LoopState, epochs: int, progress: bool =
     return state
 
 
+def popularity_baseline(trainer: Trainer) -> dict[str, dict[str, Any]]:
+    """The most-popular list (training counts, the user's history excluded as for the model) on
+    the validation split (when there is one) and the test split."""
+    config, split = trainer.config, trainer.split
+    counts = train_item_counts(trainer.data, split)
+    out = {}
+    for name in ("valid", "test"):
+        if name == "valid" and split.valid is None:
+            continue
+        out[name] = evaluate_popularity(
+            trainer.data, split.targets(name), counts, config.data.max_len, trainer.options
+        )
+    return out
+
+
+def warn_below_popular(metrics: dict[str, Any], popular: dict[str, Any], monitor: str, what: str) -> bool:
+    """Log a warning when ``metrics[monitor]`` is not above the most-popular list's; True if so."""
+    if monitor not in popular or metrics[monitor] > popular[monitor]:
+        return False
+    log.warning(
+        "%s: %s %.4f is not above the most-popular list's %.4f: the model ranks no better than "
+        "training counts (too few epochs, a learning rate too high or low, or too little data)",
+        what,
+        monitor,
+        metrics[monitor],
+        popular[monitor],
+    )
+    return True
+
+
 def finish_run(trainer: Trainer, best_epoch: int) -> dict[str, float]:
     """Score the test split with the best-validation weights (loo) or the last model (reference),
-    and write ``final_metrics.json``."""
+    and write ``final_metrics.json`` with the most-popular list's metrics beside (``baselines``)."""
     config, split, out = trainer.config, trainer.split, trainer.out_dir
     if split.valid is not None and weights_path(out, "best").exists():
         load_weights(weights_path(out, "best"), trainer.model, trainer.device)
@@ -300,6 +334,9 @@ def finish_run(trainer: Trainer, best_epoch: int) -> dict[str, float]:
         trainer.dist,
     )
     if trainer.dist.is_main:
+        popular = popularity_baseline(trainer)
+        trainer.baselines["most_popular"] = popular
+        below = warn_below_popular(metrics, popular["test"], config.train.monitor, f"{out} test")
         write_json_atomic(
             out / "final_metrics.json",
             {
@@ -309,6 +346,8 @@ def finish_run(trainer: Trainer, best_epoch: int) -> dict[str, float]:
                 "selection": selection,
                 "best_epoch": best_epoch,
                 "metrics": metrics,
+                "baselines": {"most_popular": popular},
+                "below_most_popular": below,
             },
         )
     return metrics

@@ -6,7 +6,8 @@
 - ``model.json`` (architecture, item vocabulary, dataset and text store; see ``training.run_dir``)
 - ``checkpoints/best.safetensors``, ``checkpoints/last.safetensors`` (weights),
   ``checkpoints/last.resume.pt`` (optimizer and RNG state, for ``--resume``)
-- ``history.json`` (metrics of every evaluated epoch), ``final_metrics.json``
+- ``history.json`` (metrics of every evaluated epoch), ``final_metrics.json`` (with the
+  most-popular list's metrics on the same targets under ``baselines``)
 - ``tb/`` TensorBoard scalars
 """
 
@@ -61,6 +62,8 @@ class RunResult:
     best_epoch: int
     metrics: dict[str, float]
     history: list[dict[str, Any]] = field(default_factory=list)
+    baselines: dict[str, Any] = field(default_factory=dict)
+    """Scored on the same targets: ``most_popular`` -> ``valid`` / ``test`` -> metrics."""
 
 
 def default_run_dir(config: RunConfig) -> Path:
@@ -176,4 +179,10 @@ def _train(
     barrier(dist_info)
     state = run_epochs(trainer, state, config.train.epochs, progress)
     final = finish_run(trainer, state.best_epoch)
-    return RunResult(run_dir=run_dir, best_epoch=state.best_epoch, metrics=final, history=state.history)
+    return RunResult(
+        run_dir=run_dir,
+        best_epoch=state.best_epoch,
+        metrics=final,
+        history=state.history,
+        baselines=trainer.baselines,
+    )
