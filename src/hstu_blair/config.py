@@ -76,7 +76,10 @@ class ModelConfig:
     registered since); ``fusion_options``: that fusion's options (``[model.fusion_options]`` in
     TOML, ``--set model.fusion_options.text_rank=64``), checked against what the fusion declares.
     ``attn_len`` is N of SPEC §2 (positions table size and HSTU's attention divisor; the reference
-    uses max_len + 11).
+    uses max_len + 11). ``similarity``: ``cosine`` (queries and items L2-normalised, scores divided
+    by ``train.temperature``; the reference) or ``dot`` (raw dot products, the original SASRec's and
+    most libraries' SASRec). ``learned_norms`` (SASRec): LayerNorms with learned scale and shift and
+    a final LayerNorm, as the original SASRec (the reference has neither).
 
     Configs written before ``fusion_options`` had ``id_dropout``, ``text_rank`` and ``text_whiten``
     directly under ``[model]`` (options of ``residual`` only): they are still read, as that fusion's
@@ -94,6 +97,8 @@ class ModelConfig:
     dropout: float = 0.2
     input_dropout: float = 0.2
     attn_len: int | None = None
+    similarity: Literal["cosine", "dot"] = "cosine"
+    learned_norms: bool = False
 
     def resolved_attn_len(self, max_len: int) -> int:
         return self.attn_len if self.attn_len is not None else max_len + 11
@@ -112,7 +117,8 @@ class TrainConfig:
     after n evaluations without improvement of ``monitor`` (0 = never stop early). ``tf32``: TF32
     matrix products on NVIDIA GPUs. ``bf16``: bf16 autocast (GPUs, and CPUs with AVX512-BF16 or
     AMX; elsewhere emulated and slower, with a warning). ``threads``: torch threads (0 = torch's
-    choice).
+    choice). ``temperature``: the softmax temperature; default 0.05 with ``model.similarity =
+    "cosine"`` (the reference) and 1 with ``"dot"`` (:meth:`RunConfig.resolved_temperature`).
     """
 
     epochs: int = 100
@@ -121,7 +127,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     weight_decay: float = 0.0
     num_negatives: int = 128
-    temperature: float = 0.05
+    temperature: float | None = None
     negatives: Literal["shared", "per-row", "per-position"] = "per-row"
     negatives_pool: Literal["catalogue", "seen"] = "catalogue"
     bucket_by_length: bool = True
@@ -153,8 +159,34 @@ class EvalConfig:
 
 
 @dataclass
+class TuneConfig:
+    """What ``hstu-blair tune`` searches (ignored by ``train``; never written into a run's config).
+
+    ``space``: setting -> choices. A setting is a config key (``"train.lr"``,
+    ``"model.fusion_options.text_rank"``) or several keys that take one value together
+    (``"model.d_model,model.d_qk,model.d_v,model.ffn_dim"``); choices are a list (categorical) or a
+    range ``{low = 1e-4, high = 1e-2, log = true}`` (integers when both ends are integers;
+    ``step`` optional). ``metric``: the *validation* metric maximised (each trial's best epoch).
+    ``epochs`` / ``patience``: a trial's limits (default the config's ``train`` values).
+    ``pruner``: ``median`` stops a trial whose validation curve is below the median of earlier
+    trials at the same epoch (after ``startup_trials`` trials and ``warmup_epochs`` epochs), or
+    ``none``. ``seed``: the sampler's seed (TPE).
+    """
+
+    metric: str = "ndcg@10"
+    epochs: int | None = None
+    patience: int | None = None
+    pruner: Literal["median", "none"] = "median"
+    startup_trials: int = 5
+    warmup_epochs: int = 5
+    seed: int = 0
+    space: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class RunConfig:
-    """A whole run: one of each section, plus the output directory and a free-form name."""
+    """A whole run: one of each section, plus the output directory and a free-form name
+    (``tune`` is read by ``hstu-blair tune`` only)."""
 
     name: str = "run"
     out_dir: str = "runs"
@@ -163,10 +195,20 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def resolved_temperature(self) -> float:
+        """``train.temperature``, or its default for ``model.similarity`` (cosine 0.05, dot 1)."""
+        if self.train.temperature is not None:
+            return self.train.temperature
+        return COSINE_TEMPERATURE if self.model.similarity == "cosine" else 1.0
+
+
+COSINE_TEMPERATURE = 0.05
+"""The reference's temperature over cosine scores (SPEC §3)."""
 
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
@@ -174,6 +216,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
+    "tune": TuneConfig,
 }
 
 
@@ -402,6 +445,7 @@ def dump_config(config: RunConfig) -> str:
         return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     d = config.to_dict()
+    d.pop("tune")  # a search over runs, not part of one
     for key, value in d.items():
         if not isinstance(value, dict) and value is not None:
             lines.append(f"{key} = {fmt(value)}")

@@ -59,6 +59,33 @@ def test_learns_the_synthetic_order(tiny_dataset, tmp_path):
     assert result.metrics["hr@10"] > 0.5
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"model.similarity": "dot"},
+        {"model.name": "sasrec", "model.similarity": "dot", "model.learned_norms": True},
+    ],
+    ids=["hstu-dot", "sasrec-dot-learned-norms"],
+)
+def test_dot_product_models_learn_and_reload(tiny_dataset, tmp_path, extra):
+    result = _train(
+        tiny_dataset,
+        tmp_path,
+        **{"train.epochs": 30, "train.lr": 5e-3, "model.dropout": 0.0, "model.input_dropout": 0.0, **extra},
+    )
+    assert result.metrics["hr@10"] > 0.5
+    assert result.metrics["ndcg@10"] > 2 * result.baselines["most_popular"]["test"]["ndcg@10"]
+    model = json.loads((result.run_dir / "model.json").read_text())
+    assert model["architecture"]["similarity"] == "dot"
+    # the saved run scores as trained: raw dot products, not cosines
+    assert evaluate(result.run_dir, "test")["ndcg@10"] == pytest.approx(result.metrics["ndcg@10"], abs=1e-9)
+
+
+def test_learned_norms_are_sasrec_only(tiny_dataset, tmp_path):
+    with pytest.raises(ConfigError, match="learned_norms"):
+        _train(tiny_dataset, tmp_path, **{"model.learned_norms": True})
+
+
 @pytest.mark.parametrize("model", ["hstu", "sasrec"])
 def test_same_seed_same_result(tiny_dataset, tmp_path, model):
     a = _train(tiny_dataset, tmp_path, "a", **{"model.name": model})

@@ -43,6 +43,9 @@ class Architecture:
             the reference on Amazon 2023, whose timestamps it keeps in milliseconds).
         fusion_options: the fusion's options, every field of its options dataclass (what
             :func:`architecture_options` resolves; missing keys take their defaults).
+        similarity: ``cosine`` (queries and items L2-normalised; the reference) or ``dot``.
+        learned_norms: SASRec's LayerNorms with learned parameters plus a final LayerNorm (the
+            original SASRec); the reference's have none.
     """
 
     name: str
@@ -61,6 +64,8 @@ class Architecture:
     d_text: int = 0
     time_scale: int = 1
     fusion_options: dict[str, Any] = field(default_factory=dict)
+    similarity: str = "cosine"
+    learned_norms: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,6 +127,8 @@ def build_model(
     spec = get_fusion(arch.fusion)
     if spec.uses_text and text is None:
         raise ConfigError(f"model.fusion={arch.fusion!r} needs a text matrix (an embedding store)")
+    if arch.learned_norms and arch.name != "sasrec":
+        raise ConfigError(f"model.learned_norms is a SASRec option; model.name is {arch.name!r}")
     if arch.attn_len < arch.max_len + 1:
         raise ConfigError(
             f"model.attn_len={arch.attn_len} must be at least data.max_len + 1 = {arch.max_len + 1}"
@@ -145,6 +152,7 @@ def build_model(
             arch.dropout,
             arch.input_dropout,
             time_scale=arch.time_scale,
+            normalize=arch.similarity == "cosine",
         )
     else:
         backbone = SASRec(
@@ -155,5 +163,7 @@ def build_model(
             arch.ffn_dim,
             arch.dropout,
             arch.input_dropout,
+            learned_norms=arch.learned_norms,
+            normalize=arch.similarity == "cosine",
         )
-    return SequentialModel(items, backbone)
+    return SequentialModel(items, backbone, arch.similarity)

@@ -162,6 +162,8 @@ class HSTU(nn.Module):
         input_dropout: dropout on the input sum (reference ``dropout_rate``).
         num_time_buckets: largest time bucket (128; ``ts_w`` has one more weight).
         time_scale: units per second of the bucketed time differences (see :func:`time_buckets`).
+        normalize: L2-normalise the output states (cosine scores, the reference); False returns
+            them raw, for dot-product scores.
     """
 
     def __init__(
@@ -176,9 +178,11 @@ class HSTU(nn.Module):
         input_dropout: float = 0.0,
         num_time_buckets: int = 128,
         time_scale: int = 1,
+        normalize: bool = True,
     ) -> None:
         super().__init__()
         self.max_len, self.d_model = max_len, d_model
+        self.normalize = normalize
         self.num_time_buckets = num_time_buckets
         self.time_scale = time_scale
         self.input_dropout = input_dropout
@@ -202,7 +206,7 @@ class HSTU(nn.Module):
                 it are padding whatever their id (so the target may be scattered there).
 
         Returns:
-            (B, T, D) L2-normalised states; padded rows are 0.
+            (B, T, D) states, L2-normalised unless ``normalize=False``; padded rows are 0.
         """
         B, T, D = item_emb.shape
         assert self.max_len >= T, f"sequence width {T} exceeds max_len {self.max_len}"
@@ -220,4 +224,4 @@ class HSTU(nn.Module):
         causal = torch.ones(T, T, device=device, dtype=x.dtype).tril_() / self.max_len  # (T, T)
         for block in self.blocks:
             x = block(x, positions, buckets, causal) * valid  # (B, T, D)
-        return F.normalize(x, dim=-1, eps=OUTPUT_EPS)  # (B, T, D)
+        return F.normalize(x, dim=-1, eps=OUTPUT_EPS) if self.normalize else x  # (B, T, D)

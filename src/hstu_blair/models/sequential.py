@@ -1,7 +1,9 @@
 """A sequential recommender: item embeddings + a sequence model (HSTU or SASRec), scored by dot product.
 
-Queries (encoder states) and items are L2-normalised, so scores are cosines (SPEC §2.6); the
-temperature lives in the loss only.
+``similarity="cosine"`` (the reference, SPEC §2.6): queries (encoder states) and items are
+L2-normalised, so scores are cosines and the loss divides them by a temperature.
+``similarity="dot"``: both stay raw, so scores are plain dot products (the original SASRec's, and
+most SASRec implementations' logits); the loss then uses a temperature of 1.
 
 The sequence model runs on groups of rows of similar length, each trimmed to its longest row
 (``length_groups``): its outputs at real positions do not depend on the padded width, so
@@ -18,6 +20,8 @@ from torch import nn
 from hstu_blair.models.item_embedding import ItemEmbedding, unique_items
 
 ITEM_EPS = 1e-6  # clamp of the item-vector norm (reference l2_norm_eps)
+SIMILARITIES = ("cosine", "dot")
+"""How queries meet items: cosine (both L2-normalised; the reference) or a plain dot product."""
 MIN_GROUP_WIDTH = 8  # rows of length <= 8 form one group; longer rows are grouped by powers of two
 
 
@@ -54,22 +58,31 @@ class SequentialModel(nn.Module):
     Args:
         items: the item embedding (any fusion).
         backbone: an ``HSTU`` or ``SASRec`` of the same width, called as
-            ``backbone(item_emb, ids, timestamps, lengths) -> (B, T, D)`` states.
+            ``backbone(item_emb, ids, timestamps, lengths) -> (B, T, D)`` states, L2-normalised
+            for ``cosine`` and raw for ``dot``.
+        similarity: ``cosine`` (items L2-normalised) or ``dot`` (items raw).
 
     Raises:
-        ValueError: the widths differ.
+        ValueError: the widths differ, or an unknown similarity.
 
     Batch layout (all methods): ``ids`` (B, T) long right-padded with 0, ``timestamps`` (B, T+1)
     long with the next-event time at column ``lengths[b]`` (HSTU contract; SASRec ignores it),
     ``lengths`` (B,) long >= 1.
     """
 
-    def __init__(self, items: ItemEmbedding, backbone: nn.Module) -> None:
+    def __init__(self, items: ItemEmbedding, backbone: nn.Module, similarity: str = "cosine") -> None:
         super().__init__()
         if items.d_model != backbone.d_model:
             raise ValueError(f"item width {items.d_model} != sequence model width {backbone.d_model}")
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"similarity {similarity!r}; valid: {', '.join(SIMILARITIES)}")
         self.items = items
         self.backbone = backbone
+        self.similarity = similarity
+
+    def _candidates(self, raw: torch.Tensor) -> torch.Tensor:
+        """Item vectors as scored: L2-normalised for ``cosine``, raw for ``dot``."""
+        return F.normalize(raw, dim=-1, eps=ITEM_EPS) if self.similarity == "cosine" else raw
 
     def _encode_groups(
         self, item_emb: torch.Tensor, ids: torch.Tensor, timestamps: torch.Tensor, lengths: torch.Tensor
@@ -126,14 +139,14 @@ class SequentialModel(nn.Module):
     def item_vectors(
         self, ids: torch.Tensor | None = None, table: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """L2-normalised item vectors of ``ids`` (shape ``ids.shape + (D,)``), or of every id
-        0..n as (n+1, D) when ``ids`` is None (row 0 is padding; exclude it when ranking).
-        ``table``: a precomputed :meth:`item_table` to normalise instead of embedding again."""
+        """Item vectors as scored (L2-normalised for ``cosine``) of ``ids`` (shape ``ids.shape + (D,)``),
+        or of every id 0..n as (n+1, D) when ``ids`` is None (row 0 is padding; exclude it when
+        ranking). ``table``: a precomputed :meth:`item_table` to use instead of embedding again."""
         if table is not None:
             raw = table if ids is None else F.embedding(ids, table)  # (..., D)
         else:
             raw = self.items.all_items() if ids is None else self.items(ids)  # (..., D)
-        return F.normalize(raw, dim=-1, eps=ITEM_EPS)
+        return self._candidates(raw)
 
     def forward_with_items(
         self,
@@ -143,19 +156,19 @@ class SequentialModel(nn.Module):
         *extra_ids: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
         """One training forward that embeds each distinct item of ``ids`` and of every ``extra_ids``
-        tensor (positives, negatives) once: one item-embedding call and one normalisation over the
+        tensor (positives, negatives) once: one item-embedding call and one (cosine) normalisation over the
         distinct ids, then one gather per tensor. With negatives (B*R or P*R ids, most of them
         repeats) this keeps the embedding, the normalisation and their backward at catalogue size.
 
         Returns:
-            states (B, T, D) as ``forward``, then the normalised vectors of each ``extra_ids`` tensor
+            states (B, T, D) as ``forward``, then the scored vectors of each ``extra_ids`` tensor
             (``extra.shape + (D,)``), in order.
         """
         B, T = ids.shape
         all_ids = torch.cat([ids.reshape(-1), *(e.reshape(-1) for e in extra_ids)])  # (B*T + X,)
         unique_ids, inverse = unique_items(all_ids, self.items.num_items)  # (U,), (B*T + X,)
         raw = self.items.of_unique(unique_ids)  # (U, D)
-        vectors = F.normalize(raw, dim=-1, eps=ITEM_EPS)  # (U, D)
+        vectors = self._candidates(raw)  # (U, D)
         item_emb = raw.index_select(0, inverse[: B * T]).view(B, T, -1)  # (B, T, D)
         states = self._encode_groups(item_emb, ids, timestamps, lengths)  # (B, T, D)
         # one gather per tensor: their backward adds straight into (U, D), never into a

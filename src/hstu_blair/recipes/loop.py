@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,7 @@ def make_trainer(
 ) -> Trainer:
     """The objective, optimizer and negative sampler around ``model`` (already on ``device``)."""
     tc = config.train
-    objective: torch.nn.Module = NextItemLoss(model, tc.temperature)
+    objective: torch.nn.Module = NextItemLoss(model, config.resolved_temperature())
     if dist_info.enabled:
         objective = torch.nn.parallel.DistributedDataParallel(
             objective, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
@@ -249,7 +250,18 @@ def validate(
     return value
 
 
-def run_epochs(trainer: Trainer, state: LoopState, epochs: int, progress: bool = True) -> LoopState:
+EpochHook = Callable[[int, float], None]
+"""Called after each validation with the epoch and the monitored value (the tuner reports it to
+Optuna, whose pruning raises from inside the hook to stop the run)."""
+
+
+def run_epochs(
+    trainer: Trainer,
+    state: LoopState,
+    epochs: int,
+    progress: bool = True,
+    on_validate: EpochHook | None = None,
+) -> LoopState:
     """Run epochs ``state.epoch .. epochs-1`` (see the module docstring); returns the final state."""
     tc, dist = trainer.config.train, trainer.dist
     writer = SummaryWriter(str(trainer.out_dir / "tb")) if dist.is_main else None
@@ -265,6 +277,8 @@ def run_epochs(trainer: Trainer, state: LoopState, epochs: int, progress: bool =
             epochs_bar.set_postfix(
                 {tc.monitor: f"{value:.4f}", "best": f"{state.best:.4f}@{state.best_epoch}"}
             )
+            if on_validate is not None:
+                on_validate(state.epoch, value)
         if writer is not None:
             writer.add_scalar("train/epoch_loss", record["train_loss"], state.epoch)
         state.history.append(record)

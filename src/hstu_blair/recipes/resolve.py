@@ -131,6 +131,8 @@ def architecture(config: RunConfig, num_items: int, d_text: int = 0, time_scale:
         d_text=d_text,
         time_scale=time_scale,
         fusion_options=architecture_options(mc.fusion, mc.fusion_options),
+        similarity=mc.similarity,
+        learned_norms=mc.learned_norms,
     )
 
 

@@ -28,7 +28,7 @@ from hstu_blair.data.manifest import versions, write_json_atomic
 from hstu_blair.data.splits import Split
 from hstu_blair.errors import ConfigError
 from hstu_blair.models.build import build_model
-from hstu_blair.recipes.loop import LoopState, finish_run, make_trainer, run_epochs, setup_torch
+from hstu_blair.recipes.loop import EpochHook, LoopState, finish_run, make_trainer, run_epochs, setup_torch
 from hstu_blair.recipes.loop import resume as resume_loop
 from hstu_blair.recipes.resolve import (
     architecture,
@@ -106,7 +106,11 @@ def _write_run_record(
 
 
 def train(
-    config: RunConfig, run_dir: Path | None = None, resume: bool = False, progress: bool = True
+    config: RunConfig,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    on_validate: EpochHook | None = None,
 ) -> RunResult:
     """Train a model as ``config`` says, validating and checkpointing; return the test metrics.
 
@@ -122,6 +126,8 @@ def train(
         resume: continue from ``run_dir``'s last checkpoint (same final result as an
             uninterrupted run with the same seed).
         progress: show progress bars (epochs, and the batches of the current epoch).
+        on_validate: called after each validation with the epoch and the monitored value (the
+            tuner's pruning hook; an exception it raises ends the run).
 
     Raises:
         ConfigError: an invalid combination of settings, ``resume`` without a checkpoint, or a
@@ -141,7 +147,7 @@ def train(
         device = torch.device("cuda", dist_info.local_rank)
     finished = False
     try:
-        result = _train(config, run_dir, resume, progress, device, dist_info)
+        result = _train(config, run_dir, resume, progress, device, dist_info, on_validate)
         finished = True
     finally:
         teardown_distributed(dist_info, wait_for_peers=finished)
@@ -155,6 +161,7 @@ def _train(
     progress: bool,
     device: torch.device,
     dist_info: DistInfo,
+    on_validate: EpochHook | None = None,
 ) -> RunResult:
     """The body of :func:`train` inside the (optional) process group: build, (resume,) loop, test."""
     setup_torch(config.train, device)
@@ -177,7 +184,7 @@ def _train(
             _write_run_record(run_dir, config, data, split, device, dist_info.world_size, params)
             write_model_info(run_dir, arch, data, text_ref, {"protocol": split.protocol})
     barrier(dist_info)
-    state = run_epochs(trainer, state, config.train.epochs, progress)
+    state = run_epochs(trainer, state, config.train.epochs, progress, on_validate)
     final = finish_run(trainer, state.best_epoch)
     return RunResult(
         run_dir=run_dir,
