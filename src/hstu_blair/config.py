@@ -170,7 +170,8 @@ class TuneConfig:
     ``epochs`` / ``patience``: a trial's limits (default the config's ``train`` values).
     ``pruner``: ``median`` stops a trial whose validation curve is below the median of earlier
     trials at the same epoch (after ``startup_trials`` trials and ``warmup_epochs`` epochs), or
-    ``none``. ``seed``: the sampler's seed (TPE).
+    ``none``. ``seed``: the sampler's seed (TPE). ``grace_seconds``: a trial whose process has
+    been silent this long (killed) is marked failed and its settings are tried again.
     """
 
     metric: str = "ndcg@10"
@@ -180,6 +181,7 @@ class TuneConfig:
     startup_trials: int = 5
     warmup_epochs: int = 5
     seed: int = 0
+    grace_seconds: int = 90
     space: dict[str, Any] = field(default_factory=dict)
 
 

@@ -37,6 +37,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], object]] = [
     versions.add_rollback,
     versions.add_temporal_study,
     runs.add_reproduce,
+    runs.add_tune,
     reports.add_report,
     reports.add_compare,
     reports.add_select,

@@ -200,3 +200,46 @@ def _reproduce(args: argparse.Namespace) -> int:
     for line in result.missing_data:
         print(f"  missing data: {line}")
     return 0
+
+
+def add_tune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tune",
+        help="search a config's [tune] settings on validation metrics (Optuna; resumable, shareable)",
+        description=(
+            "Train one run per trial with settings drawn from CONFIG's [tune.space] (TPE sampler), score "
+            "each on the validation split only (tune.metric, default ndcg@10; the test split is never read), "
+            "prune trials whose per-epoch validation curve falls below the median of earlier trials, and stop "
+            "when the study holds --trials finished trials. The study is kept in OUT/study.sqlite3 (or "
+            "--storage postgresql://...): run the same command again after a kill to resume, or on several "
+            "machines at once to share the work. Writes OUT/best.toml (the config with the best settings), "
+            "OUT/report.md, OUT/trials.json and OUT/search.png."
+        ),
+    )
+    p.add_argument("config", type=Path, help="TOML config file with a [tune] section")
+    p.add_argument("--trials", type=int, required=True, help="finished trials the study should hold")
+    p.add_argument("--out", type=Path, help="output folder (default {out_dir}/tune-{name})")
+    p.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user:pw@host/db (default SQLite in --out)")
+    p.add_argument("--study", help="study name (default the config's name)")
+    add_set_option(p, "override a config value in every trial (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(handler=_tune)
+
+
+def _tune(args: argparse.Namespace) -> int:
+    result = hb.tune(
+        args.config,
+        args.trials,
+        out_dir=args.out,
+        storage=args.storage,
+        study_name=args.study,
+        overrides=args.overrides,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{result.finished} trials finished ({result.pruned} pruned); best validation value "
+        f"{result.best_value:.4f} with {result.best_params}"
+    )
+    print(f"best config: {result.best_config}")
+    print(f"report: {result.out_dir / 'report.md'}")
+    return 0

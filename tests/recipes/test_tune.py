@@ -1,0 +1,156 @@
+"""The tuner: a study over a config's [tune] space on validation metrics, its outputs, pruning,
+resuming after kill -9, and two processes sharing one study (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+optuna = pytest.importorskip("optuna")
+
+from hstu_blair.config import load_config  # noqa: E402
+from hstu_blair.errors import ConfigError  # noqa: E402
+from hstu_blair.recipes.tune import parse_space, tune  # noqa: E402
+from tests.conftest import tiny_overrides  # noqa: E402
+
+SPACE = """
+[tune]
+epochs = 3
+startup_trials = 2
+warmup_epochs = 1
+grace_seconds = {grace}
+
+[tune.space]
+"train.lr" = {{low = 1e-3, high = 1e-2, log = true}}
+"model.d_model,model.d_qk,model.d_v,model.ffn_dim" = [8, 16]
+"""
+
+
+def _config(tmp_path: Path, grace: int = 90) -> Path:
+    path = tmp_path / "tune.toml"
+    path.write_text('name = "tiny-tune"\n' + SPACE.format(grace=grace))
+    return path
+
+
+def test_space_is_checked():
+    with pytest.raises(ConfigError, match="empty"):
+        parse_space({})
+    with pytest.raises(ConfigError, match="unknown key"):
+        parse_space({"train.not_a_key": [1, 2]})
+    with pytest.raises(ConfigError, match="low must be below high"):
+        parse_space({"train.lr": {"low": 1e-2, "high": 1e-3}})
+    settings = parse_space(
+        {"model.d_model,model.d_qk": [8, 16], "train.lr": {"low": 1e-4, "high": 1e-2, "log": True}}
+    )
+    assert settings[0].keys == ("model.d_model", "model.d_qk") and settings[1].log
+
+
+def test_tune_writes_best_config_and_report(tiny_dataset, tmp_path):
+    config, sets = _config(tmp_path), tiny_overrides(tiny_dataset, tmp_path)
+    result = tune(config, trials=4, out_dir=tmp_path / "tune", overrides=sets, progress=False)
+    assert result.finished >= 4
+    rows = json.loads((tmp_path / "tune" / "trials.json").read_text())
+    complete = [r for r in rows if r["state"] == "complete"]
+    assert complete and max(r["value"] for r in complete) == pytest.approx(result.best_value)
+    # the value is the best *validation* epoch of the trial's run
+    best_run = next(r for r in rows if r["params"] == result.best_params and r["state"] == "complete")
+    history = json.loads((Path(best_run["run_dir"]) / "history.json").read_text())
+    assert max(h["valid"]["ndcg@10"] for h in history if "valid" in h) == pytest.approx(result.best_value)
+    best = load_config(result.best_config)
+    assert best.train.lr == pytest.approx(result.best_params["train.lr"])
+    d = result.best_params["model.d_model,model.d_qk,model.d_v,model.ffn_dim"]
+    assert (best.model.d_model, best.model.d_qk, best.model.d_v, best.model.ffn_dim) == (d, d, d, d)
+    assert "[tune]" not in result.best_config.read_text()
+    assert (tmp_path / "tune" / "report.md").read_text().count("| ") > 4
+    assert (tmp_path / "tune" / "search.png").stat().st_size > 1000
+    # asking again for the same number of trials trains nothing more
+    again = tune(config, trials=4, out_dir=tmp_path / "tune", overrides=sets, progress=False)
+    assert again.finished == result.finished
+
+
+def _tune_cmd(
+    tiny_dataset: Path, config: Path, out: Path, trials: int, storage: str | None = None
+) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "hstu_blair.cli",
+        "tune",
+        str(config),
+        "--trials",
+        str(trials),
+        "--out",
+        str(out),
+    ]
+    for override in tiny_overrides(tiny_dataset, config.parent):
+        cmd += ["--set", override]
+    return cmd + (["--storage", storage] if storage else []) + ["--no-progress"]
+
+
+def _states(storage: str, name: str = "tiny-tune") -> list[str]:
+    study = optuna.load_study(study_name=name, storage=storage)
+    return [t.state.name for t in study.get_trials(deepcopy=False)]
+
+
+@pytest.mark.slow
+def test_resumes_after_kill(tiny_dataset, tmp_path):
+    grace = 3
+    config = _config(tmp_path, grace=grace)
+    out = tmp_path / "tune"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(_tune_cmd(tiny_dataset, config, out, 4), env=env)
+    deadline = time.time() + 120
+    while not (out / "trials" / "trial-1").exists() and time.time() < deadline:  # the 2nd trial started
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    storage = f"sqlite:///{(out / 'study.sqlite3').resolve()}"
+    assert "RUNNING" in _states(storage)
+    time.sleep(grace + 1)
+    subprocess.run(_tune_cmd(tiny_dataset, config, out, 4), env=env, check=True, timeout=600)
+    states = _states(storage)
+    assert states.count("COMPLETE") + states.count("PRUNED") >= 4
+    assert "RUNNING" not in states and "FAIL" in states  # the killed trial, failed and retried
+    assert (out / "best.toml").exists()
+
+
+def _shared_study(tiny_dataset, tmp_path, storage: str) -> None:
+    config = _config(tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(_tune_cmd(tiny_dataset, config, tmp_path / f"tune-{i}", 6, storage), env=env)
+        for i in range(2)
+    ]
+    for p in procs:
+        assert p.wait(timeout=900) == 0
+    study = optuna.load_study(study_name="tiny-tune", storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert 6 <= len(finished) <= 7  # each process stops once the study holds 6
+    assert len({t.user_attrs["process"] for t in finished}) == 2  # both did some of the work
+    assert len({t.number for t in trials}) == len(trials)
+
+
+@pytest.mark.slow
+def test_two_processes_share_a_sqlite_study(tiny_dataset, tmp_path):
+    _shared_study(tiny_dataset, tmp_path, f"sqlite:///{(tmp_path / 'shared.sqlite3').resolve()}")
+
+
+@pytest.mark.slow
+def test_two_processes_share_a_postgresql_study(tiny_dataset, tmp_path):
+    url = os.environ.get("HSTU_BLAIR_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("HSTU_BLAIR_TEST_POSTGRES_URL not set: no PostgreSQL server for the shared-study test")
+    storage = url.replace("postgresql://", "postgresql+psycopg://", 1)  # the psycopg 3 driver
+    with contextlib.suppress(KeyError):  # a leftover of an interrupted earlier run
+        optuna.delete_study(study_name="tiny-tune", storage=storage)
+    _shared_study(tiny_dataset, tmp_path, storage)
+    optuna.delete_study(study_name="tiny-tune", storage=storage)
