@@ -14,7 +14,7 @@ The public API, one name per stage (the same words as the CLI)::
 
 Also: ``PrepareOptions``, ``load_dataset``, ``build_text_encoder``, ``TEXT_ENCODERS``, ``pretrain_text``, ``RunConfig``,
 ``FUSIONS``, ``FusionSpec``, ``register_fusion`` (the item fusions, :mod:`hstu_blair.models.fusions`),
-``tune``, ``cold_start``, ``reproduce``, ``report``, ``compare_runs``, ``serve``, ``check_run``, ``import_events``,
+``tune``, ``init_config`` / ``starting_config``, ``cold_start``, ``reproduce``, ``report``, ``compare_runs``, ``serve``, ``check_run``, ``import_events``,
 ``convert_run``, ``update`` / ``rollback`` (model versions of a run), ``LiveRecommender`` (serves the
 newest version without a restart), ``temporal_study`` / ``temporal_report`` / ``temporal_rescore``. Each is imported on first
 use (``help(hb.train)`` shows its documentation), so ``import hstu_blair`` stays light and the
@@ -45,6 +45,8 @@ _API: dict[str, tuple[str, str]] = {
     "train": ("hstu_blair.recipes.train", "train"),
     "evaluate": ("hstu_blair.recipes.evaluate", "evaluate"),
     "tune": ("hstu_blair.recipes.tune", "tune"),
+    "init_config": ("hstu_blair.recipes.init_config", "init_config"),
+    "starting_config": ("hstu_blair.recipes.init_config", "starting_config"),
     "cold_start": ("hstu_blair.recipes.cold_start", "cold_start"),
     "reproduce": ("hstu_blair.recipes.reproduce", "reproduce"),
     "convert_run": ("hstu_blair.recipes.convert", "convert_run"),
@@ -83,6 +85,8 @@ __all__ = [
     "train",
     "evaluate",
     "tune",
+    "init_config",
+    "starting_config",
     "cold_start",
     "reproduce",
     "convert_run",

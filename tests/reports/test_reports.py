@@ -59,7 +59,12 @@ def test_table_statistics(grid_runs):
     _, runs, _ = grid_runs
     grouped = collect([runs])
     ((dataset, models),) = grouped.items()
-    assert set(models) == {"SASRec", "HSTU"} and all(len(v) == 2 for v in models.values())
+    assert set(models) == {"most popular", "SASRec", "HSTU"} and all(len(v) == 2 for v in models.values())
+    # the popularity row is what each seed's runs recorded beside their own metrics
+    for popular in models["most popular"]:
+        final = json.loads((popular.path / "final_metrics.json").read_text())
+        assert popular.metrics["ndcg@10"] == final["baselines"]["most_popular"]["test"]["ndcg@10"]
+    models = {m: rs for m, rs in models.items() if m != "most popular"}
     table = build_table(models)
     hstu = [r.metrics["ndcg@10"] for r in models["HSTU"]]
     sas = [r.metrics["ndcg@10"] for r in models["SASRec"]]

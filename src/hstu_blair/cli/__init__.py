@@ -38,6 +38,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], object]] = [
     versions.add_temporal_study,
     runs.add_reproduce,
     runs.add_tune,
+    runs.add_init_config,
     reports.add_report,
     reports.add_compare,
     reports.add_select,

@@ -243,3 +243,27 @@ def _tune(args: argparse.Namespace) -> int:
     print(f"best config: {result.best_config}")
     print(f"report: {result.out_dir / 'report.md'}")
     return 0
+
+
+def add_init_config(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "init-config",
+        help="write a starting config for a prepared dataset, from its shape",
+        description=(
+            "Read a prepared dataset (history lengths, catalogue size, interactions per item, item text, "
+            "whether time is real) and write a run config whose every value carries a comment saying why. "
+            "Train it as it is (`hstu-blair train FILE`) or refine it with `hstu-blair tune`."
+        ),
+    )
+    p.add_argument("data_dir", type=Path, help="a prepared dataset directory (hstu-blair prepare --out)")
+    p.add_argument("--out", type=Path, help="config file to write (default: print it)")
+    p.add_argument("--name", help="the runs' name (default DATA_DIR's name + '-start')")
+    p.set_defaults(handler=_init_config)
+
+
+def _init_config(args: argparse.Namespace) -> int:
+    if args.out is None:
+        print(hb.starting_config(args.data_dir, args.name), end="")
+        return 0
+    print(f"wrote {hb.init_config(args.data_dir, args.out, args.name)}")
+    return 0

@@ -21,6 +21,8 @@ class RunRecord:
     metrics: dict[str, float]
     history: list[dict[str, Any]] = field(default_factory=list)
     protocol: str = "loo"
+    most_popular: dict[str, float] | None = None
+    """The most-popular list's test metrics on the same targets (runs made since it was recorded)."""
 
 
 def find_runs(paths: list[Path], marker: str = "final_metrics.json") -> list[Path]:
@@ -63,7 +65,8 @@ def read_run(path: Path) -> RunRecord:
     final = json.loads((path / "final_metrics.json").read_text())
     history_file = path / "history.json"
     history = json.loads(history_file.read_text()) if history_file.exists() else []
-    metrics = {k: float(v) for k, v in final["metrics"].items() if "@" in k or k == "mrr"}
+    metrics = _ranking_metrics(final["metrics"])
+    popular = final.get("baselines", {}).get("most_popular", {}).get("test")
     protocol = final.get("protocol", "loo")
     dataset = Path(config["data"]["path"]).name + ("" if protocol == "loo" else f" ({protocol})")
     return RunRecord(
@@ -74,7 +77,27 @@ def read_run(path: Path) -> RunRecord:
         metrics=metrics,
         history=history,
         protocol=protocol,
+        most_popular=_ranking_metrics(popular) if popular else None,
     )
+
+
+def _ranking_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if "@" in k or k == "mrr"}
+
+
+MOST_POPULAR = "most popular"
+"""The label of the popularity row every report table gets (from the runs' recorded baselines)."""
+
+
+def popularity_rows(models: dict[str, list[RunRecord]]) -> list[RunRecord]:
+    """The most-popular list as runs of its own, one per seed (it depends on the split only, so any
+    run of a seed gives it)."""
+    by_seed: dict[int, RunRecord] = {}
+    for runs in models.values():
+        for r in runs:
+            if r.most_popular is not None and r.seed not in by_seed:
+                by_seed[r.seed] = RunRecord(r.path, r.dataset, MOST_POPULAR, r.seed, r.most_popular, [], r.protocol)
+    return [by_seed[s] for s in sorted(by_seed)]
 
 
 def collect(paths: list[Path]) -> dict[str, dict[str, list[RunRecord]]]:
@@ -85,11 +108,15 @@ def collect(paths: list[Path]) -> dict[str, dict[str, list[RunRecord]]]:
     for dataset, models in grouped.items():
         for runs in models.values():
             runs.sort(key=lambda r: r.seed)
+        popular = popularity_rows(models)
+        if popular and MOST_POPULAR not in models:
+            models[MOST_POPULAR] = popular
         grouped[dataset] = dict(sorted(models.items(), key=lambda kv: model_order(kv[0])))
     return grouped
 
 
 def model_order(label: str) -> tuple[int, str]:
-    """Sort key: SASRec, then HSTU, then every other model by name (tables and plots agree)."""
-    rank = {"sasrec": 0, "hstu": 1}.get(label.lower(), 2)
+    """Sort key: the most-popular list, SASRec, HSTU, then every other model by name (tables and
+    plots agree)."""
+    rank = {MOST_POPULAR: -1, "sasrec": 0, "hstu": 1}.get(label.lower(), 2)
     return rank, label.lower()
