@@ -219,7 +219,9 @@ def add_tune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", type=Path, help="TOML config file with a [tune] section")
     p.add_argument("--trials", type=int, required=True, help="finished trials the study should hold")
     p.add_argument("--out", type=Path, help="output folder (default {out_dir}/tune-{name})")
-    p.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user:pw@host/db (default SQLite in --out)")
+    p.add_argument(
+        "--storage", help="Optuna storage URL, e.g. postgresql://user:pw@host/db (default SQLite in --out)"
+    )
     p.add_argument("--study", help="study name (default the config's name)")
     add_set_option(p, "override a config value in every trial (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from hstu_blair._compat import tomllib
 from hstu_blair.config import config_from_dict
 from hstu_blair.data.dataset import SequenceData
 
@@ -114,7 +115,9 @@ def _model_choices(shape: DataShape) -> list[Choice]:
                 f"{shape.text_share:.0%} of items have text: ID + Linear(text), the paper's fusion",
             )
         )
-        out.append(Choice("model.fusion_options", "text_rank", 64, "the text's top 64 PCA-whitened directions"))
+        out.append(
+            Choice("model.fusion_options", "text_rank", 64, "the text's top 64 PCA-whitened directions")
+        )
     else:
         out.append(Choice("model", "fusion", "id", "items have no text: ID embeddings only"))
     return out
@@ -180,8 +183,6 @@ def starting_config(data_dir: str | Path, name: str | None = None) -> str:
 
 
 def _check(text: str) -> None:
-    from hstu_blair._compat import tomllib
-
     config_from_dict(tomllib.loads(text), "init-config")
 
 

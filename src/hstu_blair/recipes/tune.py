@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from hstu_blair.recipes.train import train
 log = logging.getLogger(__name__)
 
 STUDY_FILE = "study.sqlite3"
+STORAGE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -136,20 +138,30 @@ def trial_overrides(params: dict[str, Any], settings: list[Setting]) -> list[str
 
 
 def _storage(url: str | None, out_dir: Path, grace_seconds: int) -> Any:
-    """Optuna's database storage with a heartbeat (a beat every third of the grace period)."""
-    import warnings
+    """Optuna's database storage with a heartbeat (a beat every third of the grace period).
 
+    Workers that start together race to create the schema of a new database; the losers see an
+    integrity or locking error and simply connect again to the schema the winner wrote."""
     import optuna
+    import sqlalchemy.exc
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     url = url or f"sqlite:///{(out_dir / STUDY_FILE).resolve()}"
-    return optuna.storages.RDBStorage(
-        url,
-        heartbeat_interval=max(1, grace_seconds // 3),
-        grace_period=grace_seconds,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
-        engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
-    )
+    for attempt in range(STORAGE_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=max(1, grace_seconds // 3),
+                grace_period=grace_seconds,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
+                engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
+            )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            if attempt == STORAGE_ATTEMPTS - 1:
+                raise
+            log.info("storage %s: schema being created by another worker; connecting again", url)
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _pruner(tc: TuneConfig) -> Any:

@@ -96,7 +96,9 @@ def popularity_rows(models: dict[str, list[RunRecord]]) -> list[RunRecord]:
     for runs in models.values():
         for r in runs:
             if r.most_popular is not None and r.seed not in by_seed:
-                by_seed[r.seed] = RunRecord(r.path, r.dataset, MOST_POPULAR, r.seed, r.most_popular, [], r.protocol)
+                by_seed[r.seed] = RunRecord(
+                    r.path, r.dataset, MOST_POPULAR, r.seed, r.most_popular, [], r.protocol
+                )
     return [by_seed[s] for s in sorted(by_seed)]
 
 
