@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +15,13 @@ DEFAULT_KCORE = {
     "xwines": 5,
     "lastfm-hetrec": 5,
     "yelp-taste": 0,
+    "user-sequences": 0,
 }
+
+ItemsWithoutText = Literal["drop", "keep", "drop-missing"]
+DEFAULT_ITEMS_WITHOUT_TEXT: dict[str, ItemsWithoutText] = {"user-sequences": "keep"}
+"""Sources whose ``items_without_text`` default is not ``drop``: published benchmark splits whose
+items must all stay for their figures to be comparable."""
 
 KcoreMode = Literal["iterative", "single-pass", "users-only"]
 ItemUniverse = Literal["interacted", "before-user-drop", "catalogue"]
@@ -49,7 +55,7 @@ REFERENCE_OPTIONS: dict[str, dict[str, object]] = {
 }
 # the other real sources have no reference preprocessing either: the same general semantics
 REFERENCE_OPTIONS.update(
-    dict.fromkeys(("xwines", "lastfm-hetrec", "yelp-taste"), REFERENCE_OPTIONS["generic"])
+    dict.fromkeys(("xwines", "lastfm-hetrec", "yelp-taste", "user-sequences"), REFERENCE_OPTIONS["generic"])
 )
 """Per source, what ``prepare --reference`` changes besides :data:`_REFERENCE_COMMON`."""
 
@@ -60,8 +66,8 @@ class PrepareOptions:
 
     Attributes:
         kcore: minimum interactions per user and per item; ``None`` = the source's default
-            (:data:`DEFAULT_KCORE`: 5 for Amazon, Steam, X-Wines and Last.fm, 0 = none for MovieLens, the
-            published Yelp sequences and generic).
+            (:data:`DEFAULT_KCORE`: 5 for Amazon, Steam, X-Wines and Last.fm, 0 = none for
+            MovieLens, the published Yelp and user-sequences sets, and generic).
         kcore_mode: ``iterative`` (until stable), ``single-pass`` (the reference's Amazon filter:
             counts taken once, then users left with fewer than ``kcore`` dropped) or ``users-only``
             (the reference's Steam filter: users with fewer than ``kcore`` interactions dropped,
@@ -80,7 +86,9 @@ class PrepareOptions:
         tie_seed: seed of ``tie_order="random"``.
         items_without_text: ``drop`` the interactions of items without text (the paper), ``keep``
             them with empty text, or ``drop-missing``: drop only those of items absent from the
-            source's item table (the reference: a metadata entry with empty fields is enough).
+            source's item table (the reference: a metadata entry with empty fields is enough);
+            ``None`` = the source's default (:data:`DEFAULT_ITEMS_WITHOUT_TEXT`: ``keep`` for
+            ``user-sequences``, ``drop`` for the others).
         duplicates: ``drop-exact`` removes repeated (user, item, timestamp) rows; ``keep`` keeps all.
         ascii_only: replace non-ASCII characters in item text with spaces (the reference's cleaning).
         text_style: ``clean`` ("title. feature, feature. category. description") or ``reference``
@@ -110,7 +118,7 @@ class PrepareOptions:
     item_universe: ItemUniverse = "interacted"
     tie_order: TieOrder = "stable"
     tie_seed: int = 0
-    items_without_text: Literal["drop", "keep", "drop-missing"] = "drop"
+    items_without_text: ItemsWithoutText | None = None
     duplicates: Literal["drop-exact", "keep"] = "drop-exact"
     ascii_only: bool = False
     text_style: Literal["clean", "reference"] = "clean"
@@ -151,6 +159,13 @@ class PrepareOptions:
         base.update(REFERENCE_OPTIONS["generic" if source is None else source])
         base.update(overrides)
         return cls(**base)  # type: ignore[arg-type]
+
+    def for_source(self, source: str) -> PrepareOptions:
+        """These options with the source-dependent defaults that are ``None`` filled in for ``source``
+        (``items_without_text``; ``kcore`` stays ``None``, read where it is applied)."""
+        if self.items_without_text is not None:
+            return self
+        return replace(self, items_without_text=DEFAULT_ITEMS_WITHOUT_TEXT.get(source, "drop"))
 
     def to_dict(self) -> dict[str, object]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -55,6 +56,30 @@ class RawDataset:
             self.items = schema.conform(self.items, schema.ITEMS_SCHEMA, "items")
         if self.reviews is not None:
             self.reviews = schema.conform(self.reviews, schema.REVIEWS_SCHEMA, "reviews")
+
+
+ORDER_ONLY_TIME = "order-only: timestamp = position in the user's sequence (0, 1, ...); no real time"
+"""``info["time"]`` of the sources whose files give only each user's order of items."""
+
+
+def order_only_interactions(sequences: Iterable[tuple[str, Sequence[object]]]) -> pl.DataFrame:
+    """(user id, item ids oldest first) pairs -> interactions whose timestamp is the position
+    in the user's sequence (0, 1, ...), rating 1.0; rows user by user, in sequence order."""
+    users: list[str] = []
+    items: list[str] = []
+    positions: list[int] = []
+    for user, seq in sequences:
+        users.extend([user] * len(seq))
+        items.extend(str(i) for i in seq)
+        positions.extend(range(len(seq)))
+    return pl.DataFrame(
+        {
+            schema.USER_ID: pl.Series(users, dtype=pl.String),
+            schema.ITEM_ID: pl.Series(items, dtype=pl.String),
+            schema.TIMESTAMP: pl.Series(positions, dtype=pl.Int64),
+            schema.RATING: pl.Series([1.0] * len(users), dtype=pl.Float32),
+        }
+    )
 
 
 def is_gzip(path: Path) -> bool:

@@ -31,7 +31,14 @@ import polars as pl
 from hstu_blair.data import schema
 from hstu_blair.data.item_text import clean_text, join_fields
 from hstu_blair.data.options import PrepareOptions
-from hstu_blair.data.sources.base import BadLines, RawDataset, find_file, read_bytes
+from hstu_blair.data.sources.base import (
+    ORDER_ONLY_TIME,
+    BadLines,
+    RawDataset,
+    find_file,
+    order_only_interactions,
+    read_bytes,
+)
 from hstu_blair.data.sources.generic import (
     Column,
     convert,
@@ -201,22 +208,10 @@ def load_yelp_taste(paths: list[Path], options: PrepareOptions) -> RawDataset:
     agreement = check_valid(test, valid, valid_path, bad)
     if agreement["disagree"]:
         removed["valid_disagrees"] += agreement["disagree"]
-    users, items, positions = [], [], []
-    for user, (_, seq) in test.items():
-        users.extend([user] * len(seq))
-        items.extend(str(i) for i in seq)
-        positions.extend(range(len(seq)))
-    interactions = pl.DataFrame(
-        {
-            schema.USER_ID: pl.Series(users, dtype=pl.String),
-            schema.ITEM_ID: pl.Series(items, dtype=pl.String),
-            schema.TIMESTAMP: pl.Series(positions, dtype=pl.Int64),
-            schema.RATING: pl.Series([1.0] * len(users), dtype=pl.Float32),
-        }
-    )
+    interactions = order_only_interactions((user, seq) for user, (_, seq) in test.items())
     catalogue = read_items(items_path, bad, removed, options.ascii_only)
     info: dict[str, object] = {
-        "time": "order-only: timestamp = position in the user's sequence (0, 1, ...); no real time",
+        "time": ORDER_ONLY_TIME,
         "sequence_from": f"{TEST_FILE}: non-zero history, then target",
         "users_at_51_cap": sum(len(seq) == HISTORY + 1 for _, seq in test.values()),
         "history_cap": f"histories longer than {HISTORY + 1} were cut to their last {HISTORY + 1} by the publishers",
