@@ -21,15 +21,12 @@ one at a time, and only items that occur in the interactions are parsed and clea
 from __future__ import annotations
 
 import csv
-import gzip
 import html
 import io
 import json
 import logging
 import re
-import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,15 +36,9 @@ import polars as pl
 from hstu_blair.data import schema
 from hstu_blair.data.item_text import field_text, join_fields
 from hstu_blair.data.options import PrepareOptions
-from hstu_blair.data.sources.base import BadLines, RawDataset, expand_inputs, open_binary, read_bytes
+from hstu_blair.data.sources.base import RawDataset, expand_inputs
+from hstu_blair.data.sources.readers import BadLines, first_line, numbered_lines, parse_json_line, read_bytes
 from hstu_blair.errors import DataFormatError, HstuBlairError
-
-try:  # orjson is several times faster on the 0.4-2 GB metadata files; json is the fallback
-    import orjson
-
-    _fast_loads: Callable[[bytes], Any] = orjson.loads
-except ImportError:  # pragma: no cover - exercised only where orjson is absent
-    _fast_loads = json.loads
 
 log = logging.getLogger(__name__)
 
@@ -84,70 +75,13 @@ def _category(path: Path) -> str:
     return name[len("meta_") :] if name.lower().startswith("meta_") else name
 
 
-def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(line_number, raw_line)`` of the non-blank lines of a plain or gzip file (1-based numbers)."""
-    number = 0
-    with open_binary(path) as fh:
-        try:
-            for number, line in enumerate(fh, start=1):
-                if line.strip():
-                    yield number, line
-        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise DataFormatError(path, f"corrupt or truncated gzip data ({exc})", line=number + 1) from None
-
-
-def _first_line(path: Path) -> bytes:
-    lines = _numbered_lines(path)
-    try:
-        return next(lines, (0, b""))[1]
-    finally:
-        lines.close()
-
-
 def _is_sample(path: Path) -> bool:
     """True when the file's first object has ``history`` (the third-party mini sample)."""
     try:
-        first = json.loads(_first_line(path).decode("utf-8"))
+        first = json.loads(first_line(path).decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         return False
     return isinstance(first, dict) and "history" in first
-
-
-def _bad_utf8_field(line: bytes) -> str | None:
-    """Top-level JSON key whose value holds the undecodable bytes, when the line still parses."""
-    try:
-        obj = json.loads(line.decode("utf-8", errors="replace"))
-    except ValueError:
-        return None
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if "\ufffd" in json.dumps(value, ensure_ascii=False) or "\ufffd" in key:
-                return key
-    return None
-
-
-def _parse_json_line(path: Path, number: int, line: bytes) -> dict[str, Any]:
-    """One JSON object from one line; encoding and syntax errors name the file, line (and field)."""
-    try:
-        obj = _fast_loads(line)
-    except ValueError:
-        try:
-            text = line.decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError as exc:
-            raise DataFormatError(
-                path,
-                f"not valid UTF-8 text ({exc.reason} at byte {exc.start})",
-                line=number,
-                field=_bad_utf8_field(line),
-            ) from None
-        try:  # json also accepts NaN / Infinity, which Python-written files may hold
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            msg = f"malformed JSON at column {exc.colno} ({exc.msg}); expected one JSON object per line"
-            raise DataFormatError(path, msg, line=number) from None
-    if not isinstance(obj, dict):
-        raise DataFormatError(path, f"expected a JSON object, found {type(obj).__name__}", line=number)
-    return obj
 
 
 def _require_str(path: Path, number: int, obj: dict[str, Any], key: str, where: str = "") -> str:
@@ -326,7 +260,7 @@ def _parse_csv_row(path: Path, number: int, raw: bytes, header: list[str]) -> tu
 def _scan_ratings_csv(path: Path, header: list[str], bad: BadLines) -> pl.DataFrame:
     """Line-by-line reading of a rating CSV: exact line numbers for every bad row (the slow path)."""
     rows = _interaction_rows()
-    for number, raw in _numbered_lines(path):
+    for number, raw in numbered_lines(path):
         if number == 1:
             continue
         try:
@@ -354,10 +288,7 @@ def read_ratings_csv_ms(path: Path, bad: BadLines) -> pl.DataFrame:
     Raises:
         DataFormatError: missing header column, or a bad row (file, line, field) unless skipping.
     """
-    try:
-        data = read_bytes(path)
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise DataFormatError(path, f"corrupt or truncated gzip data ({exc})") from None
+    data = read_bytes(path)
     header = _csv_header(path, data)
     try:
         df = pl.read_csv(io.BytesIO(data), infer_schema=False, has_header=True, columns=list(CSV_COLUMNS))
@@ -410,7 +341,7 @@ def read_reviews_jsonl(
     texts = _Rows(schema.REVIEWS_SCHEMA)
     wanted = None if items is None else {asin.encode() for asin in items}
     counts: Counter[str] = Counter(reviews_read=0, reviews_of_other_items=0) if reviews else Counter()
-    for number, line in _numbered_lines(path):
+    for number, line in numbered_lines(path):
         if not interactions and wanted is not None:
             peeked = _peek_asin(line)
             if peeked is not None and peeked not in wanted:
@@ -418,7 +349,7 @@ def read_reviews_jsonl(
                 counts["reviews_of_other_items"] += 1
                 continue
         try:
-            obj = _parse_json_line(path, number, line)
+            obj = parse_json_line(path, number, line)
             user = _require_str(path, number, obj, "user_id")
             asin = _require_str(path, number, obj, "parent_asin")
             if interactions:
@@ -488,14 +419,14 @@ def read_meta_jsonl(
     seen: set[str] = set()
     rows: dict[str, list[str]] = {schema.ITEM_ID: [], schema.TITLE: [], schema.TEXT: []}
     counts: Counter[str] = Counter(meta_lines=0, meta_lines_skipped=0)
-    for number, line in _numbered_lines(path):
+    for number, line in numbered_lines(path):
         counts["meta_lines"] += 1
         peeked = _peek_asin(line)
         if peeked is not None and peeked not in wanted:
             counts["meta_lines_skipped"] += 1
             continue
         try:
-            obj = _parse_json_line(path, number, line)
+            obj = parse_json_line(path, number, line)
             asin = _require_str(path, number, obj, "parent_asin")
         except DataFormatError as error:
             bad(error)
@@ -560,11 +491,9 @@ def read_sample(
     items: dict[str, tuple[str, str]] = {}
     records, user_ids, categories, history_items = 0, set(), set(), set()
     for path in paths:
-        for number, line in _numbered_lines(path):
+        for number, line in numbered_lines(path):
             try:
-                user_id, category, reviews = _sample_record(
-                    path, number, _parse_json_line(path, number, line)
-                )
+                user_id, category, reviews = _sample_record(path, number, parse_json_line(path, number, line))
             except DataFormatError as error:
                 bad(error)
                 continue
@@ -631,7 +560,7 @@ def _kind(path: Path) -> str:
 
 def _sniff(path: Path) -> str:
     """``ratings``, ``sample`` or ``reviews`` of an interaction file named by the user, by content."""
-    if not _first_line(path).lstrip().startswith(b"{"):
+    if not first_line(path).lstrip().startswith(b"{"):
         return "ratings"
     return "sample" if _is_sample(path) else "reviews"
 

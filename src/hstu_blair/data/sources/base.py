@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import gzip
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import polars as pl
@@ -82,52 +80,6 @@ def order_only_interactions(sequences: Iterable[tuple[str, Sequence[object]]]) -
     )
 
 
-def is_gzip(path: Path) -> bool:
-    """True when the file starts with the gzip magic bytes (whatever its name says)."""
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
-
-
-def open_binary(path: str | Path) -> IO[bytes]:
-    """Open a plain or gzip-compressed file for reading bytes; a missing file names itself."""
-    path = Path(path)
-    if not path.exists():
-        raise DataFormatError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise DataFormatError(path, "file is empty")
-    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")  # noqa: SIM115
-
-
-def read_bytes(path: str | Path) -> bytes:
-    """Whole file content, decompressed if it is gzip."""
-    with open_binary(path) as fh:
-        data = fh.read()
-    if not data.strip():
-        raise DataFormatError(path, "file is empty")
-    return data
-
-
-class BadLines:
-    """Raise on a malformed line, or (``skip=True``) count it under a reason and go on.
-
-    Args:
-        skip: count bad lines instead of raising.
-        removed: the counter that receives ``bad_lines:<file name>`` counts.
-    """
-
-    def __init__(self, skip: bool, removed: Counter[str]) -> None:
-        self.skip = skip
-        self.removed = removed
-        self.first_error: dict[str, str] = {}
-
-    def __call__(self, error: DataFormatError) -> None:
-        if not self.skip:
-            raise error
-        key = f"bad_lines:{Path(error.path).name}"
-        self.removed[key] += 1
-        self.first_error.setdefault(key, str(error))
-
-
 def find_file(paths: list[Path], *names: str) -> Path | None:
     """The first path whose file name is one of ``names`` (with or without ``.gz``), if any.
 
@@ -154,3 +106,11 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
         else:
             raise DataFormatError(p, "input path does not exist")
     return files
+
+
+def dedupe_items(items: pl.DataFrame, path: Path, removed: Counter[str]) -> pl.DataFrame:
+    """Keep the first row of each item id; count the others under ``duplicate_item_rows:<file>``."""
+    unique = items.unique(subset=[schema.ITEM_ID], keep="first", maintain_order=True)
+    if unique.height < items.height:
+        removed[f"duplicate_item_rows:{path.name}"] += items.height - unique.height
+    return unique

@@ -31,17 +31,10 @@ import polars as pl
 from hstu_blair.data import schema
 from hstu_blair.data.item_text import clean_text, join_fields
 from hstu_blair.data.options import PrepareOptions
-from hstu_blair.data.sources.base import BadLines, RawDataset, find_file
-from hstu_blair.data.sources.generic import (
-    LOC,
-    Column,
-    convert,
-    count_bad,
-    dedupe_items,
-    int_text,
-    read_tsv,
-)
+from hstu_blair.data.sources.base import RawDataset, dedupe_items, find_file
+from hstu_blair.data.sources.columns import Column, convert, int_text
 from hstu_blair.data.sources.movielens import top_tags
+from hstu_blair.data.sources.readers import LOC, BadLines, count_bad, read_tsv
 from hstu_blair.errors import DataFormatError
 
 MAX_TAGS = 10

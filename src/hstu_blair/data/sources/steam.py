@@ -64,7 +64,8 @@ import polars as pl
 from hstu_blair.data import schema
 from hstu_blair.data.item_text import field_text
 from hstu_blair.data.options import PrepareOptions
-from hstu_blair.data.sources.base import BadLines, RawDataset, find_file, open_binary
+from hstu_blair.data.sources.base import RawDataset, find_file
+from hstu_blair.data.sources.readers import BadLines, decoded_lines, line_blocks
 from hstu_blair.errors import DataFormatError
 
 log = logging.getLogger(__name__)
@@ -301,27 +302,6 @@ class _ReviewBlock:
     with_user_id: int = 0
 
 
-def _decoded_lines(block: bytes, first_line: int) -> Iterator[tuple[int, str | None, str]]:
-    """``(line number, text, "")`` for the non-blank lines of ``block``, in order.
-
-    A line that is not valid UTF-8 comes as ``(line number, None, what is wrong)``.
-    """
-    try:
-        lines: list[str] | list[bytes] = block.decode("utf-8").split("\n")
-    except UnicodeDecodeError:
-        lines = block.split(b"\n")
-    for offset, line in enumerate(lines):
-        if isinstance(line, bytes):
-            try:
-                line = line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield first_line + offset, None, f"not valid utf-8 text ({exc.reason} at byte {exc.start})"
-                continue
-        line = line.rstrip("\r\n")
-        if line.strip():
-            yield first_line + offset, line, ""
-
-
 def _id_text(value: object) -> str | None:
     """An id given as a string or an integer, as a string; ``None`` for anything else."""
     if isinstance(value, str):
@@ -342,7 +322,7 @@ def _parse_review_block(
     out = _ReviewBlock()
     keys = _REVIEW_KEYS if with_text else _REVIEW_KEYS - {"text"}  # decoding the text is the costly part
     dates: dict[str, int] = {}  # a few thousand distinct dates: parse each once
-    for number, line, problem in _decoded_lines(block, first_line):
+    for number, line, problem in decoded_lines(block, first_line):
         if line is None:
             out.bad.append((number, None, problem))
             continue
@@ -392,24 +372,6 @@ def _parse_review_block(
     return out
 
 
-def _blocks(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(number of its first line, bytes)`` of consecutive blocks of whole lines of a file."""
-    number = 1
-    carry = b""
-    with open_binary(path) as fh:
-        while chunk := fh.read(_BLOCK_BYTES):
-            data = carry + chunk
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                carry = data
-                continue
-            block, carry = data[:cut], data[cut:]
-            yield number, block
-            number += block.count(b"\n")
-    if carry:
-        yield number, carry
-
-
 def _default_workers() -> int:
     """Processes for parsing large files: the CPUs this process may use, at most 4."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -421,7 +383,7 @@ def _review_blocks(path: Path, with_text: bool, workers: int, reference: bool) -
 
     The main process reads and decompresses; at most ``2 * workers`` blocks are in flight.
     """
-    blocks = _blocks(path)
+    blocks = line_blocks(path, _BLOCK_BYTES)
     parallel = workers > 1 and path.stat().st_size >= _PARALLEL_MIN_BYTES
     if not parallel or "fork" not in multiprocessing.get_all_start_methods():
         for first, block in blocks:
@@ -537,8 +499,8 @@ def read_games(
         DataFormatError: a malformed line or an id that is not a string or integer.
     """
     games: dict[str, tuple[str, str]] = {}  # id -> (title, text), in order of first appearance
-    for first, block in _blocks(path):
-        for number, line, problem in _decoded_lines(block, first):
+    for first, block in line_blocks(path, _BLOCK_BYTES):
+        for number, line, problem in decoded_lines(block, first):
             try:
                 if line is None:
                     raise _BadRecord(problem)

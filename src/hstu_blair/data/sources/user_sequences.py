@@ -31,14 +31,13 @@ from hstu_blair.data.item_text import clean_text
 from hstu_blair.data.options import PrepareOptions
 from hstu_blair.data.sources.base import (
     ORDER_ONLY_TIME,
-    BadLines,
     RawDataset,
+    dedupe_items,
     expand_inputs,
     find_file,
     order_only_interactions,
-    read_bytes,
 )
-from hstu_blair.data.sources.generic import dedupe_items, split_lines, utf8_bytes
+from hstu_blair.data.sources.readers import BadLines, read_bytes, split_lines, utf8_bytes
 from hstu_blair.errors import DataFormatError, HstuBlairError
 
 SEQUENCES_FILE = "user_sequence.txt"

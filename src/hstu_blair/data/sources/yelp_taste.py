@@ -33,17 +33,15 @@ from hstu_blair.data.item_text import clean_text, join_fields
 from hstu_blair.data.options import PrepareOptions
 from hstu_blair.data.sources.base import (
     ORDER_ONLY_TIME,
-    BadLines,
     RawDataset,
+    dedupe_items,
     find_file,
     order_only_interactions,
-    read_bytes,
 )
-from hstu_blair.data.sources.generic import (
-    Column,
-    convert,
-    dedupe_items,
-    int_text,
+from hstu_blair.data.sources.columns import Column, convert, int_text
+from hstu_blair.data.sources.readers import (
+    BadLines,
+    read_bytes,
     read_tsv,
     split_lines,
     take_header,
