@@ -34,6 +34,7 @@ from typing import Any
 import polars as pl
 
 from hstu_blair.data import schema
+from hstu_blair.data.ids import normalize_id, normalize_ids
 from hstu_blair.data.item_text import field_text, join_fields
 from hstu_blair.data.options import PrepareOptions
 from hstu_blair.data.sources.base import RawDataset, expand_inputs
@@ -90,6 +91,12 @@ def _require_str(path: Path, number: int, obj: dict[str, Any], key: str, where: 
         found = "missing" if key not in obj else f"found {value!r}"
         raise DataFormatError(path, f"expected a non-empty string, {found}", line=number, field=where + key)
     return value
+
+
+def _require_id(path: Path, number: int, obj: dict[str, Any], key: str, where: str = "") -> str:
+    """A user or item id (:func:`~hstu_blair.data.ids.normalize_id`)."""
+    value = _require_str(path, number, obj, key, where)
+    return normalize_id(value, path=path, line=number, field=where + key)
 
 
 def _require_number(path: Path, number: int, obj: dict[str, Any], key: str, where: str = "") -> float:
@@ -241,10 +248,8 @@ def _parse_csv_row(path: Path, number: int, raw: bytes, header: list[str]) -> tu
             path, f"expected {len(header)} comma-separated fields, found {len(cells)}", number
         )
     row = dict(zip(header, cells))
-    user, item = row["user_id"].strip(), row["parent_asin"].strip()
-    for name, value in (("user_id", user), ("parent_asin", item)):
-        if not value:
-            raise DataFormatError(path, "expected a non-empty id, found ''", number, name)
+    user = normalize_id(row["user_id"], path=path, line=number, field="user_id")
+    item = normalize_id(row["parent_asin"], path=path, line=number, field="parent_asin")
     try:
         rating = float(row["rating"])
     except ValueError:
@@ -296,16 +301,12 @@ def read_ratings_csv_ms(path: Path, bad: BadLines) -> pl.DataFrame:
         return _scan_ratings_csv(path, header, bad)
     df = df.filter(~pl.all_horizontal(pl.all().is_null()))  # blank lines
     out = df.select(
-        pl.col("user_id").str.strip_chars().alias(schema.USER_ID),
-        pl.col("parent_asin").str.strip_chars().alias(schema.ITEM_ID),
+        pl.col("user_id").map_batches(normalize_ids, return_dtype=pl.String).alias(schema.USER_ID),
+        pl.col("parent_asin").map_batches(normalize_ids, return_dtype=pl.String).alias(schema.ITEM_ID),
         pl.col("timestamp").str.strip_chars().cast(pl.Int64, strict=False).alias(schema.TIMESTAMP),
         pl.col("rating").str.strip_chars().cast(pl.Float32, strict=False).alias(schema.RATING),
     )
-    invalid = out.select(
-        pl.any_horizontal(pl.all().is_null())
-        | (pl.col(schema.USER_ID) == "")
-        | (pl.col(schema.ITEM_ID) == "")
-    ).to_series()
+    invalid = out.select(pl.any_horizontal(pl.all().is_null())).to_series()
     if invalid.any():
         return _scan_ratings_csv(path, header, bad)
     return out
@@ -350,8 +351,8 @@ def read_reviews_jsonl(
                 continue
         try:
             obj = parse_json_line(path, number, line)
-            user = _require_str(path, number, obj, "user_id")
-            asin = _require_str(path, number, obj, "parent_asin")
+            user = _require_id(path, number, obj, "user_id")
+            asin = _require_id(path, number, obj, "parent_asin")
             if interactions:
                 inter.append(
                     user,
@@ -427,7 +428,7 @@ def read_meta_jsonl(
             continue
         try:
             obj = parse_json_line(path, number, line)
-            asin = _require_str(path, number, obj, "parent_asin")
+            asin = _require_id(path, number, obj, "parent_asin")
         except DataFormatError as error:
             bad(error)
             continue
@@ -452,7 +453,7 @@ def _sample_record(
     path: Path, number: int, obj: dict[str, Any]
 ) -> tuple[str, str, list[tuple[str, int, float, Any]]]:
     """``(user_id, category, [(parent_asin, timestamp_ms, rating, review), ...])``, held-out review last."""
-    user_id = _require_str(path, number, obj, "user_id")
+    user_id = _require_id(path, number, obj, "user_id")
     category = _require_str(path, number, obj, "category")
     history, heldout = obj.get("history"), obj.get("heldout")
     if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
@@ -462,7 +463,7 @@ def _sample_record(
     named = [(f"history[{i}].", review) for i, review in enumerate(history)] + [("heldout.", heldout)]
     reviews = [
         (
-            _require_str(path, number, review, "parent_asin", where),
+            _require_id(path, number, review, "parent_asin", where),
             _require_ms(path, number, review, "timestamp_ms", where),
             _require_number(path, number, review, "rating", where),
             review,

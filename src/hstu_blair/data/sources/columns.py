@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from hstu_blair.data.ids import normalize_ids
 from hstu_blair.data.sources.readers import LOC, BadLines, Table, count_bad
 from hstu_blair.errors import DataFormatError, HstuBlairError
 
@@ -59,8 +60,10 @@ def _no_nan(expr: pl.Expr) -> pl.Expr:
 
 
 def int_text(column: str) -> pl.Expr:
-    """A text column of integer ids -> the same text where it is an integer, else null."""
-    return pl.when(pl.col(column).cast(pl.Int64, strict=False).is_not_null()).then(pl.col(column))
+    """A text column of integer ids -> the integer text, without surrounding whitespace (the id rule of
+    :mod:`hstu_blair.data.ids`), where it is an integer; else null."""
+    text = pl.col(column).str.strip_chars()
+    return pl.when(text.cast(pl.Int64, strict=False).is_not_null()).then(text)
 
 
 def number(column: str, dtype: pl.DataType) -> pl.Expr:
@@ -75,12 +78,12 @@ def _type_error(table: Table, column: str, dtype: pl.DataType, expected: str) ->
 
 
 def id_column(table: Table, column: str) -> Column:
-    """External id column -> text (strings stripped; integers and integral floats as integer text)."""
+    """External id column -> text (strings by :func:`~hstu_blair.data.ids.normalize_ids`, refused ids
+    null; integers and integral floats as integer text)."""
     dtype = table.frame.schema[column]
     col = pl.col(column)
     if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
-        text = col.cast(pl.String).str.strip_chars()
-        expr = pl.when(text != "").then(text)
+        expr = col.cast(pl.String).map_batches(normalize_ids, return_dtype=pl.String)
     elif dtype.is_integer():
         expr = col.cast(pl.String)
     elif dtype.is_float():
@@ -92,7 +95,7 @@ def id_column(table: Table, column: str) -> Column:
         )
     else:
         raise _type_error(table, column, dtype, "string or integer ids")
-    return Column(column, expr, "an id (text or integer)")
+    return Column(column, expr, "an id (text without invisible or control characters, or an integer)")
 
 
 _DIVISOR = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}

@@ -62,6 +62,7 @@ from pathlib import Path
 import polars as pl
 
 from hstu_blair.data import schema
+from hstu_blair.data.ids import check_id
 from hstu_blair.data.item_text import field_text
 from hstu_blair.data.options import PrepareOptions
 from hstu_blair.data.sources.base import RawDataset, find_file
@@ -339,6 +340,10 @@ def _parse_review_block(
             got = f"got {record['product_id']!r}" if "product_id" in record else "missing"
             out.bad.append((number, "product_id", f"expected the game id as a non-empty string ({got})"))
             continue
+        item, problem = check_id(item)
+        if problem:
+            out.bad.append((number, "product_id", problem))
+            continue
         date = record.get("date")
         if not isinstance(date, str):
             got = f"got {date!r}" if "date" in record else "missing"
@@ -363,6 +368,10 @@ def _parse_review_block(
             continue
         if not isinstance(user, str):
             out.bad.append((number, "username", f"expected a string, got {type(user).__name__}"))
+            continue
+        user, problem = check_id(user)
+        if problem:
+            out.bad.append((number, "username", problem))
             continue
         out.users.append(user)
         out.items.append(item)
@@ -516,13 +525,17 @@ def read_games(
                 removed["games_without_id"] += 1
                 continue
             item = _id_text(raw_id)
+            name = "id" if game.get("id") else "item_id"
             if item is None:
-                name = "id" if game.get("id") else "item_id"
                 bad(
                     DataFormatError(
                         path, f"expected a string or integer id, got {raw_id!r}", line=number, field=name
                     )
                 )
+                continue
+            item, problem = check_id(item)
+            if problem:
+                bad(DataFormatError(path, problem, line=number, field=name))
                 continue
             if item in games:
                 removed["duplicate_game_ids"] += 1

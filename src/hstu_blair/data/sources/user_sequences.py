@@ -27,6 +27,7 @@ from pathlib import Path
 import polars as pl
 
 from hstu_blair.data import schema
+from hstu_blair.data.ids import normalize_id
 from hstu_blair.data.item_text import clean_text
 from hstu_blair.data.options import PrepareOptions
 from hstu_blair.data.sources.base import (
@@ -57,6 +58,10 @@ def read_user_lines(path: Path, bad: BadLines) -> dict[str, tuple[int, list[str]
     for loc, text in split_lines(path, data).frame.iter_rows():
         user, *items = text.split()
         try:
+            user = normalize_id(user, path=path, line=loc, field="user_id")
+            items = [
+                normalize_id(item, path=path, line=loc, field=f"item[{i}]") for i, item in enumerate(items)
+            ]
             if not items:
                 raise DataFormatError(
                     path, f"user {user!r} has no item; expected 'USER_ID ITEM_ID ITEM_ID ...'", line=loc
@@ -87,11 +92,14 @@ def read_item_table(path: Path, bad: BadLines, removed: Counter[str], ascii_only
     ids, texts = [], []
     for loc, line in split_lines(path, data).frame.iter_rows():
         item, tab, text = line.partition("\t")
-        if not tab or not item.strip():
-            field = "text" if item.strip() else "item_id"
-            bad(DataFormatError(path, "expected 'ITEM_ID<TAB>text'", line=loc, field=field))
+        try:
+            if not tab:
+                raise DataFormatError(path, "expected 'ITEM_ID<TAB>text'", line=loc, field="text")
+            item = normalize_id(item, path=path, line=loc, field="item_id")
+        except DataFormatError as exc:
+            bad(exc)
             continue
-        ids.append(item.strip())
+        ids.append(item)
         texts.append(clean_text(text, ascii_only))
     items = pl.DataFrame(
         {

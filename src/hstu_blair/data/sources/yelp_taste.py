@@ -29,6 +29,7 @@ from pathlib import Path
 import polars as pl
 
 from hstu_blair.data import schema
+from hstu_blair.data.ids import normalize_id
 from hstu_blair.data.item_text import clean_text, join_fields
 from hstu_blair.data.options import PrepareOptions
 from hstu_blair.data.sources.base import (
@@ -77,7 +78,7 @@ def read_sequences(path: Path, bad: BadLines) -> dict[str, tuple[int, list[int]]
                     f"expected the user id, {HISTORY} history ids and the target ({HISTORY + 2} tab-separated fields), found {len(fields)}",
                     line=loc,
                 )
-            user = fields[0].strip()
+            user = normalize_id(fields[0], path=path, line=loc, field="user_id")
             ids = []
             for i, value in enumerate(fields[1:]):
                 name = "target" if i == HISTORY else f"seq[{i}]"
@@ -103,10 +104,10 @@ def read_sequences(path: Path, bad: BadLines) -> dict[str, tuple[int, list[int]]
                 raise DataFormatError(
                     path, "target is 0 (padding); expected an item id", line=loc, field="target"
                 )
-            if not user or user in out:
+            if user in out:
                 raise DataFormatError(
                     path,
-                    f"user id {user!r} is empty or repeated (first on line {out[user][0] if user in out else loc})",
+                    f"user id {user!r} is repeated (first on line {out[user][0]})",
                     line=loc,
                     field="user_id",
                 )
