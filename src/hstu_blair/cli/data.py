@@ -86,8 +86,9 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
         choices=["drop", "keep", "drop-missing"],
         default=None,
         help=(
-            "drop interactions of items lacking text (the paper; the default except for user-sequences), "
-            "keep them with empty text (the default for user-sequences, whose published splits keep "
+            "drop interactions of items lacking text (the paper; the default except for user-sequences "
+            "and recbole), "
+            "keep them with empty text (the default for user-sequences and recbole, whose published splits keep "
             "every item), or drop only items missing from the item table (the reference)"
         ),
     )

@@ -16,10 +16,11 @@ DEFAULT_KCORE = {
     "lastfm-hetrec": 5,
     "yelp-taste": 0,
     "user-sequences": 0,
+    "recbole": 0,
 }
 
 ItemsWithoutText = Literal["drop", "keep", "drop-missing"]
-DEFAULT_ITEMS_WITHOUT_TEXT: dict[str, ItemsWithoutText] = {"user-sequences": "keep"}
+DEFAULT_ITEMS_WITHOUT_TEXT: dict[str, ItemsWithoutText] = {"user-sequences": "keep", "recbole": "keep"}
 """Sources whose ``items_without_text`` default is not ``drop``: published benchmark splits whose
 items must all stay for their figures to be comparable."""
 
@@ -55,7 +56,9 @@ REFERENCE_OPTIONS: dict[str, dict[str, object]] = {
 }
 # the other real sources have no reference preprocessing either: the same general semantics
 REFERENCE_OPTIONS.update(
-    dict.fromkeys(("xwines", "lastfm-hetrec", "yelp-taste", "user-sequences"), REFERENCE_OPTIONS["generic"])
+    dict.fromkeys(
+        ("xwines", "lastfm-hetrec", "yelp-taste", "user-sequences", "recbole"), REFERENCE_OPTIONS["generic"]
+    )
 )
 """Per source, what ``prepare --reference`` changes besides :data:`_REFERENCE_COMMON`."""
 
@@ -67,7 +70,7 @@ class PrepareOptions:
     Attributes:
         kcore: minimum interactions per user and per item; ``None`` = the source's default
             (:data:`DEFAULT_KCORE`: 5 for Amazon, Steam, X-Wines and Last.fm, 0 = none for
-            MovieLens, the published Yelp and user-sequences sets, and generic).
+            MovieLens, the published Yelp, user-sequences and recbole sets, and generic).
         kcore_mode: ``iterative`` (until stable), ``single-pass`` (the reference's Amazon filter:
             counts taken once, then users left with fewer than ``kcore`` dropped) or ``users-only``
             (the reference's Steam filter: users with fewer than ``kcore`` interactions dropped,
@@ -88,7 +91,7 @@ class PrepareOptions:
             them with empty text, or ``drop-missing``: drop only those of items absent from the
             source's item table (the reference: a metadata entry with empty fields is enough);
             ``None`` = the source's default (:data:`DEFAULT_ITEMS_WITHOUT_TEXT`: ``keep`` for
-            ``user-sequences``, ``drop`` for the others).
+            ``user-sequences`` and ``recbole``, published splits; ``drop`` for the others).
         duplicates: ``drop-exact`` removes repeated (user, item, timestamp) rows; ``keep`` keeps all.
         ascii_only: replace non-ASCII characters in item text with spaces (the reference's cleaning).
         text_style: ``clean`` ("title. feature, feature. category. description") or ``reference``

@@ -32,6 +32,7 @@ SOURCES: dict[str, str] = {
     "lastfm-hetrec": "hstu_blair.data.sources.lastfm:load_lastfm",
     "yelp-taste": "hstu_blair.data.sources.yelp_taste:load_yelp_taste",
     "user-sequences": "hstu_blair.data.sources.user_sequences:load_user_sequences",
+    "recbole": "hstu_blair.data.sources.recbole:load_recbole",
     "ml-latest-small": "hstu_blair.data.sources.movielens:load_bundled_ml_latest_small",
 }
 """Source name -> ``module:function`` of its loader. Every loader is called as
