@@ -106,7 +106,10 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
         "--skip-bad-lines",
         action="store_true",
         default=None,
-        help="count malformed lines in the manifest instead of stopping at the first",
+        help=(
+            "skip malformed lines instead of stopping at the first: counted in the manifest, each "
+            "(file, line, field, reason) in bad_lines.jsonl"
+        ),
     )
     p.add_argument(
         "--no-reviews",

@@ -103,7 +103,8 @@ class PrepareOptions:
             parses as the reference does (quotes replaced, then ``json.loads``): lines that then
             fail are dropped and counted (``reference_unparseable_lines:<file>``), and the values
             are the ones that parse gives.
-        skip_bad_lines: count malformed lines in the manifest instead of failing on the first.
+        skip_bad_lines: skip malformed lines instead of failing on the first: counted in the
+            manifest's ``removed``, each (file, line, field, reason) in ``bad_lines.jsonl``.
         name: dataset name recorded in the manifest (default: detected from the files).
         interactions_file, items_file, reviews_file: override recognition by published file name.
         user_column, item_column, timestamp_column, rating_column: generic interaction columns.

@@ -648,6 +648,7 @@ def load_amazon2023(paths: list[Path], options: PrepareOptions) -> RawDataset:
             reviews=reviews if options.with_reviews else None,
             files=list(files.sample),
             removed=removed,
+            bad_lines=bad.records,
             info=info,
         )
 
@@ -703,6 +704,7 @@ def load_amazon2023(paths: list[Path], options: PrepareOptions) -> RawDataset:
         reviews=reviews,
         files=read_files,
         removed=removed,
+        bad_lines=bad.records,
         info=info,
         source_times=source_times,
     )

@@ -29,6 +29,8 @@ class RawDataset:
         removed: rows the loader itself dropped, by reason (bad lines when skipping, rows
             lacking a required field...). Never silently empty: a loader that drops counts.
         info: anything else worth recording in the manifest (detected variant, original unit).
+        bad_lines: every line skipped with ``skip_bad_lines`` (``file``, ``line``, ``field``,
+            ``reason``), written beside the manifest as ``bad_lines.jsonl``.
         source_times: (N,) the interactions' timestamps in the unit of the source files, when
             ``timestamp`` (seconds) lost precision (Amazon 2023 rating CSV: milliseconds); the
             reference sorts on these (``tie_order="reference"``). ``None``: ``timestamp`` is exact.
@@ -42,6 +44,7 @@ class RawDataset:
     files: list[Path] = field(default_factory=list)
     removed: Counter[str] = field(default_factory=Counter)
     info: dict[str, object] = field(default_factory=dict)
+    bad_lines: list[dict[str, object]] = field(default_factory=list)
     source_times: np.ndarray | None = None
 
     def __post_init__(self) -> None:

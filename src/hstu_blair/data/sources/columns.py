@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -43,14 +44,17 @@ def convert(
     failed = pl.any_horizontal([pl.col(o).is_null() for o in out.values()])
     n_bad = frame.select(failed.sum()).item()
     if n_bad:
-        row = frame.filter(failed).row(0, named=True)
-        spec = next(columns[name] for name in columns if row[out[name]] is None)
-        value = row[spec.source]
-        if value is None or (isinstance(value, str) and not value.strip()):
-            message = f"missing value (expected {spec.expected})"
-        else:
-            message = f"expected {spec.expected}, found {_show(value)}"
-        count_bad(bad, table.error(row[LOC], message, field=spec.source), n_bad)
+
+        def error_of(row: dict[str, Any]) -> DataFormatError:
+            spec = next(columns[name] for name in columns if row[out[name]] is None)
+            value = row[spec.source]
+            if value is None or (isinstance(value, str) and not value.strip()):
+                message = f"missing value (expected {spec.expected})"
+            else:
+                message = f"expected {spec.expected}, found {_show(value)}"
+            return table.error(row[LOC], message, field=spec.source)
+
+        count_bad(bad, frame.filter(failed), error_of)
         frame = frame.filter(~failed)
     return frame.select([pl.col(o).alias(name) for name, o in out.items()] + list(keep or []))
 

@@ -135,5 +135,6 @@ def load_generic(paths: list[Path], options: PrepareOptions) -> RawDataset:
         items=items,
         files=files,
         removed=removed,
+        bad_lines=bad.records,
         info=info,
     )

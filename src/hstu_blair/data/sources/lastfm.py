@@ -123,11 +123,16 @@ def load_lastfm(paths: list[Path], options: PrepareOptions) -> RawDataset:
     names, tags_encoding = read_tag_names(tags_path, bad)
     unknown = tagged.filter(~pl.col("tag_id").is_in(list(names)))
     if unknown.height:
-        row = unknown.row(0, named=True)
-        error = DataFormatError(
-            tagged_path, f"tag id {row['tag_id']} is not in {tags_path.name}", line=row[LOC], field="tagID"
+        count_bad(
+            bad,
+            unknown,
+            lambda row: DataFormatError(
+                tagged_path,
+                f"tag id {row['tag_id']} is not in {tags_path.name}",
+                line=row[LOC],
+                field="tagID",
+            ),
         )
-        count_bad(bad, error, unknown.height)
         tagged = tagged.filter(pl.col("tag_id").is_in(list(names)))
     first = first_tags(tagged)
     removed["later_tags_same_artist"] += tagged.height - first.height
@@ -176,5 +181,6 @@ def load_lastfm(paths: list[Path], options: PrepareOptions) -> RawDataset:
         reviews=tag_texts if options.with_reviews else None,
         files=[tagged_path, artists_path, tags_path],
         removed=removed,
+        bad_lines=bad.records,
         info=info,
     )

@@ -339,6 +339,7 @@ def load_movielens(paths: list[Path], options: PrepareOptions) -> RawDataset:
         reviews=tags if (tags is not None and options.with_reviews) else None,
         files=[p for p in read if p is not None],
         removed=removed,
+        bad_lines=bad.records,
         info=info,
     )
 

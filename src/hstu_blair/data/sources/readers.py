@@ -73,24 +73,32 @@ def read_bytes(path: str | Path) -> bytes:
 
 
 class BadLines:
-    """Raise on a malformed line, or (``skip=True``) count it under a reason and go on.
+    """Raise on a malformed line, or (``skip=True``) count it under a reason, record it and go on.
 
     Args:
         skip: count bad lines instead of raising.
         removed: the counter that receives ``bad_lines:<file name>`` counts.
+
+    Attributes:
+        records: every skipped line, ``{"file", "line", "field", "reason"}`` (the dataset's
+            ``bad_lines.jsonl``).
+        first_error: the first error message per ``bad_lines:<file name>`` key.
     """
 
     def __init__(self, skip: bool, removed: Counter[str]) -> None:
         self.skip = skip
         self.removed = removed
         self.first_error: dict[str, str] = {}
+        self.records: list[dict[str, object]] = []
 
     def __call__(self, error: DataFormatError) -> None:
         if not self.skip:
             raise error
-        key = f"bad_lines:{Path(error.path).name}"
+        name = Path(error.path).name
+        key = f"bad_lines:{name}"
         self.removed[key] += 1
         self.first_error.setdefault(key, str(error))
+        self.records.append({"file": name, "line": error.line, "field": error.field, "reason": error.reason})
 
 
 LOC = "_loc"
@@ -123,10 +131,13 @@ class Table:
         return DataFormatError(self.path, message, line=loc, field=field)
 
 
-def count_bad(bad: BadLines, error: DataFormatError, n: int) -> None:
-    """Raise ``error`` (the first of ``n`` bad records of one file), or count all ``n`` when skipping."""
-    bad(error)  # raises unless skipping; counts one
-    bad.removed[f"bad_lines:{Path(error.path).name}"] += n - 1
+def count_bad(
+    bad: BadLines, rows: pl.DataFrame, error_of: Callable[[dict[str, Any]], DataFormatError]
+) -> None:
+    """Raise the error of the first of ``rows`` (bad records of one file), or, when skipping, count
+    and record each one (``error_of`` makes a record's error from its row)."""
+    for row in rows.iter_rows(named=True):
+        bad(error_of(row))
 
 
 def require_columns(table: Table, wanted: list[str], line: int | None = None) -> None:
@@ -233,11 +244,14 @@ def split_fields(lines: Table, sep: str, names: list[str], bad: BadLines, data: 
     frame = lines.frame.with_columns(n_fields.alias("_n"))
     wrong = frame.filter(pl.col("_n") != len(names))
     if wrong.height:
-        row = wrong.row(0, named=True)
-        found = row["_n"]
-        missing = names[found] if found < len(names) else None
-        message = f"expected {len(names)} fields separated by {sep!r}, found {found}"
-        count_bad(bad, lines.error(row[LOC], message, field=missing), wrong.height)
+
+        def error_of(row: dict[str, Any]) -> DataFormatError:
+            found = row["_n"]
+            missing = names[found] if found < len(names) else None
+            message = f"expected {len(names)} fields separated by {sep!r}, found {found}"
+            return lines.error(row[LOC], message, field=missing)
+
+        count_bad(bad, wrong, error_of)
         frame = frame.filter(pl.col("_n") == len(names))
     if data is not None and not wrong.height and len(sep.encode()) == 1 and b'"' not in data:
         fields = _csv_fields(data, sep, names, frame[LOC])

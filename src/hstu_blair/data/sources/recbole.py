@@ -41,8 +41,10 @@ sequences), so this source's defaults change nothing: no k-core, and items witho
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -130,6 +132,13 @@ def _number_problems(table: Table, field: AtomicField) -> pl.Expr:
     return parts.list.eval(pl.element().cast(pl.Float64, strict=False).is_null()).list.any()
 
 
+def _number_error(table: Table, field: AtomicField) -> Callable[[dict[str, Any]], DataFormatError]:
+    expected = "a number" if field.type == "float" else "space-separated numbers"
+    return lambda row: table.error(
+        row[LOC], f"expected {expected} (type {field.type}), found {row[field.name]!r}", field=field.name
+    )
+
+
 def check_numbers(atomic: AtomicFile, bad: BadLines) -> AtomicFile:
     """Report (or count and drop) the rows whose ``float`` / ``float_seq`` fields do not parse."""
     for field in atomic.fields.values():
@@ -138,10 +147,7 @@ def check_numbers(atomic: AtomicFile, bad: BadLines) -> AtomicFile:
         frame = atomic.table.frame
         wrong = frame.filter(_number_problems(atomic.table, field))
         if wrong.height:
-            row = wrong.row(0, named=True)
-            expected = "a number" if field.type == "float" else "space-separated numbers"
-            message = f"expected {expected} (type {field.type}), found {row[field.name]!r}"
-            count_bad(bad, atomic.table.error(row[LOC], message, field=field.name), wrong.height)
+            count_bad(bad, wrong, _number_error(atomic.table, field))
             atomic.table.frame = frame.filter(~pl.col(LOC).is_in(wrong[LOC].implode()))
     return atomic
 
@@ -591,5 +597,6 @@ def load_recbole(paths: list[Path], options: PrepareOptions) -> RawDataset:
         items=items,
         files=files.all,
         removed=removed,
+        bad_lines=bad.records,
         info=info,
     )

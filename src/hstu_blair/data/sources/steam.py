@@ -618,5 +618,6 @@ def load_steam(paths: list[Path], options: PrepareOptions) -> RawDataset:
         reviews=reviews,
         files=files,
         removed=removed,
+        bad_lines=bad.records,
         info=info,
     )

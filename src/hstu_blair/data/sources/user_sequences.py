@@ -170,5 +170,6 @@ def load_user_sequences(paths: list[Path], options: PrepareOptions) -> RawDatase
         items=catalogue,
         files=[sequences_path] + ([items_path] if items_path is not None else []),
         removed=removed,
+        bad_lines=bad.records,
         info=info,
     )

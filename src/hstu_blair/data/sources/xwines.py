@@ -206,5 +206,6 @@ def load_xwines(paths: list[Path], options: PrepareOptions) -> RawDataset:
         items=items,
         files=files,
         removed=removed,
+        bad_lines=bad.records,
         info=info,
     )

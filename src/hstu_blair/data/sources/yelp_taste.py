@@ -225,5 +225,6 @@ def load_yelp_taste(paths: list[Path], options: PrepareOptions) -> RawDataset:
         items=catalogue,
         files=[test_path, valid_path, items_path],
         removed=removed,
+        bad_lines=bad.records,
         info=info,
     )
