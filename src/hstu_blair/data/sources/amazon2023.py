@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from hstu_blair.data import schema
@@ -315,6 +316,19 @@ def read_ratings_csv_ms(path: Path, bad: BadLines) -> pl.DataFrame:
 # ---- raw reviews JSONL -----------------------------------------------------------------------------
 
 
+def _parse_review(
+    path: Path, number: int, line: bytes, with_event: bool
+) -> tuple[dict[str, Any], str, str, tuple[int, float] | None]:
+    """(the review object, user id, item id, and with ``with_event`` its (timestamp in ms, rating))."""
+    obj = parse_json_line(path, number, line)
+    user = _require_id(path, number, obj, "user_id")
+    asin = _require_id(path, number, obj, "parent_asin")
+    if not with_event:
+        return obj, user, asin, None
+    event = (_require_ms(path, number, obj, "timestamp"), _require_number(path, number, obj, "rating"))
+    return obj, user, asin, event
+
+
 def read_reviews_jsonl(
     path: Path,
     bad: BadLines,
@@ -350,19 +364,12 @@ def read_reviews_jsonl(
                 counts["reviews_of_other_items"] += 1
                 continue
         try:
-            obj = parse_json_line(path, number, line)
-            user = _require_id(path, number, obj, "user_id")
-            asin = _require_id(path, number, obj, "parent_asin")
-            if interactions:
-                inter.append(
-                    user,
-                    asin,
-                    _require_ms(path, number, obj, "timestamp"),
-                    _require_number(path, number, obj, "rating"),
-                )
+            obj, user, asin, event = _parse_review(path, number, line, interactions)
         except DataFormatError as error:
             bad(error)
             continue
+        if event is not None:
+            inter.append(user, asin, *event)
         if reviews:
             counts["reviews_read"] += 1
             if items is not None and asin not in items:
@@ -605,6 +612,67 @@ def find_amazon_files(paths: list[Path], options: PrepareOptions) -> AmazonFiles
     return files
 
 
+def _load_sample(
+    files: AmazonFiles, options: PrepareOptions, bad: BadLines, info: dict[str, object]
+) -> RawDataset:
+    """The third-party mini sample (it cannot be mixed with the published files)."""
+    if files.ratings or files.meta or files.reviews:
+        raise HstuBlairError(
+            "the mini sample cannot be mixed with published Amazon files; pass them separately"
+        )
+    interactions, items, reviews, sample_info = read_sample(files.sample, options, bad)
+    info.update(variant="mini-sample", has_metadata=True, **sample_info)
+    return RawDataset(
+        name=options.name or SAMPLE_NAME,
+        source="amazon2023",
+        interactions=interactions,
+        items=items,
+        reviews=reviews if options.with_reviews else None,
+        files=list(files.sample),
+        removed=bad.removed,
+        bad_lines=bad.records,
+        info=info,
+    )
+
+
+def _read_interactions(
+    files: AmazonFiles, options: PrepareOptions, bad: BadLines, info: dict[str, object]
+) -> tuple[pl.DataFrame, pl.DataFrame | None, np.ndarray | None]:
+    """(interactions in seconds, reviews read along or ``None``, the rating CSV's milliseconds or
+    ``None``) from the rating CSV when there is one, else from the raw reviews."""
+    if files.ratings is not None:
+        interactions_ms = read_ratings_csv_ms(files.ratings, bad)
+        if options.drop_first_data_row and interactions_ms.height:
+            interactions_ms = interactions_ms.slice(1)  # the reference's read_csv(header=1) bug
+            bad.removed["first_data_row"] += 1
+        info["variant"] = "5core-rating-csv"
+        return _to_seconds(interactions_ms), None, interactions_ms[schema.TIMESTAMP].to_numpy()
+    if options.drop_first_data_row:
+        log.warning("amazon2023: drop_first_data_row applies to a rating CSV only; nothing dropped")
+    assert files.reviews is not None
+    interactions, reviews, counts = read_reviews_jsonl(
+        files.reviews, bad, interactions=True, reviews=options.with_reviews, ascii_only=options.ascii_only
+    )
+    assert interactions is not None
+    info["variant"] = "raw-reviews"
+    info.update(counts)
+    return interactions, reviews, None
+
+
+def _read_metadata(
+    files: AmazonFiles, needed: set[str], options: PrepareOptions, bad: BadLines, info: dict[str, object]
+) -> pl.DataFrame | None:
+    """The items of ``needed`` from ``meta_<Category>.jsonl``, or ``None`` without that file."""
+    info["has_metadata"] = files.meta is not None
+    if files.meta is None:
+        log.warning("amazon2023: no metadata file (meta_<Category>.jsonl) given; items have no text")
+        return None
+    items, counts = read_meta_jsonl(files.meta, needed, options, bad, bad.removed)
+    info.update(counts)
+    info["items_without_metadata"] = len(needed) - items.height
+    return items
+
+
 def load_amazon2023(paths: list[Path], options: PrepareOptions) -> RawDataset:
     """Read Amazon Reviews 2023 files into canonical raw tables (no filtering).
 
@@ -626,32 +694,13 @@ def load_amazon2023(paths: list[Path], options: PrepareOptions) -> RawDataset:
         HstuBlairError: no interaction file among the inputs, or ambiguous inputs.
     """
     files = find_amazon_files(paths, options)
-    removed: Counter[str] = Counter()
-    bad = BadLines(options.skip_bad_lines, removed)
+    bad = BadLines(options.skip_bad_lines, Counter())
     info: dict[str, object] = {"source_timestamp_unit": "ms", "text_style": options.text_style}
     if files.ignored:
         info["ignored_files"] = [p.name for p in files.ignored]
         log.info("amazon2023: ignoring unrecognised files %s", info["ignored_files"])
-
     if files.sample:
-        if files.ratings or files.meta or files.reviews:
-            raise HstuBlairError(
-                "the mini sample cannot be mixed with published Amazon files; pass them separately"
-            )
-        interactions, items, reviews, sample_info = read_sample(files.sample, options, bad)
-        info.update(variant="mini-sample", has_metadata=True, **sample_info)
-        return RawDataset(
-            name=options.name or SAMPLE_NAME,
-            source="amazon2023",
-            interactions=interactions,
-            items=items,
-            reviews=reviews if options.with_reviews else None,
-            files=list(files.sample),
-            removed=removed,
-            bad_lines=bad.records,
-            info=info,
-        )
-
+        return _load_sample(files, options, bad, info)
     source = files.ratings or files.reviews
     if source is None:
         given = ", ".join(p.name for p in expand_inputs(paths)) or "none"
@@ -659,26 +708,8 @@ def load_amazon2023(paths: list[Path], options: PrepareOptions) -> RawDataset:
             f"no Amazon Reviews 2023 interaction file among the inputs ({given}); expected <Category>.csv "
             "(5-core rating_only), <Category>.jsonl (raw reviews) or the mini sample"
         )
+    interactions, reviews, source_times = _read_interactions(files, options, bad, info)
     read_files = [source]
-    reviews = None
-    source_times = None
-    if files.ratings is not None:
-        interactions_ms = read_ratings_csv_ms(files.ratings, bad)
-        if options.drop_first_data_row and interactions_ms.height:
-            interactions_ms = interactions_ms.slice(1)  # the reference's read_csv(header=1) bug
-            removed["first_data_row"] += 1
-        source_times = interactions_ms[schema.TIMESTAMP].to_numpy()
-        interactions = _to_seconds(interactions_ms)
-        info["variant"] = "5core-rating-csv"
-    else:
-        if options.drop_first_data_row:
-            log.warning("amazon2023: drop_first_data_row applies to a rating CSV only; nothing dropped")
-        interactions, reviews, counts = read_reviews_jsonl(
-            source, bad, interactions=True, reviews=options.with_reviews, ascii_only=options.ascii_only
-        )
-        info["variant"] = "raw-reviews"
-        info.update(counts)
-    assert interactions is not None
     needed = set(interactions[schema.ITEM_ID].unique().to_list())
     if files.ratings is not None and files.reviews is not None and options.with_reviews:
         _, reviews, counts = read_reviews_jsonl(
@@ -686,16 +717,8 @@ def load_amazon2023(paths: list[Path], options: PrepareOptions) -> RawDataset:
         )
         info.update(counts)
         read_files.append(files.reviews)
-
-    items = None
-    info["has_metadata"] = files.meta is not None
-    if files.meta is not None:
-        items, counts = read_meta_jsonl(files.meta, needed, options, bad, removed)
-        info.update(counts)
-        info["items_without_metadata"] = len(needed) - items.height
-        read_files.append(files.meta)
-    else:
-        log.warning("amazon2023: no metadata file (meta_<Category>.jsonl) given; items have no text")
+    items = _read_metadata(files, needed, options, bad, info)
+    read_files += [files.meta] if files.meta is not None else []
     return RawDataset(
         name=options.name or _category(source),
         source="amazon2023",
@@ -703,7 +726,7 @@ def load_amazon2023(paths: list[Path], options: PrepareOptions) -> RawDataset:
         items=items,
         reviews=reviews,
         files=read_files,
-        removed=removed,
+        removed=bad.removed,
         bad_lines=bad.records,
         info=info,
         source_times=source_times,
