@@ -312,6 +312,48 @@ def _id_text(value: object) -> str | None:
     return None
 
 
+def _review_item_time_text(
+    record: dict[str, object], with_text: bool, dates: dict[str, int]
+) -> tuple[str, int, str]:
+    """(game id, review time in seconds, text) of one review record; raises :class:`_BadRecord`.
+
+    ``dates`` caches the parsed dates (a few thousand distinct ones: each is parsed once).
+    """
+    item = _id_text(record.get("product_id"))
+    if not item:
+        got = f"got {record['product_id']!r}" if "product_id" in record else "missing"
+        raise _BadRecord(f"expected the game id as a non-empty string ({got})", "product_id")
+    item, problem = check_id(item)
+    if problem:
+        raise _BadRecord(problem, "product_id")
+    date = record.get("date")
+    if not isinstance(date, str):
+        got = f"got {date!r}" if "date" in record else "missing"
+        raise _BadRecord(f"expected a date string like '2017-12-17' ({got})", "date")
+    if date not in dates:
+        try:
+            dates[date] = parse_date(date)
+        except ValueError as exc:
+            raise _BadRecord(str(exc), "date") from None
+    text = record.get("text", "")
+    if with_text and not isinstance(text, str):
+        raise _BadRecord(f"expected a string, got {type(text).__name__}", "text")
+    return item, dates[date], text if isinstance(text, str) else ""
+
+
+def _review_user(record: dict[str, object]) -> str | None:
+    """The reviewer's id, or ``None`` for a review without a username; raises :class:`_BadRecord`."""
+    user = record.get("username")
+    if user is None or user == "":
+        return None
+    if not isinstance(user, str):
+        raise _BadRecord(f"expected a string, got {type(user).__name__}", "username")
+    user, problem = check_id(user)
+    if problem:
+        raise _BadRecord(problem, "username")
+    return user
+
+
 def _parse_review_block(
     first_line: int, block: bytes, with_text: bool, reference: bool = False
 ) -> _ReviewBlock:
@@ -322,56 +364,24 @@ def _parse_review_block(
     """
     out = _ReviewBlock()
     keys = _REVIEW_KEYS if with_text else _REVIEW_KEYS - {"text"}  # decoding the text is the costly part
-    dates: dict[str, int] = {}  # a few thousand distinct dates: parse each once
+    dates: dict[str, int] = {}
     for number, line, problem in decoded_lines(block, first_line):
         if line is None:
             out.bad.append((number, None, problem))
             continue
         try:
             record = _record(line, keys, reference)
+            if record is None:
+                out.removed[UNPARSEABLE] += 1
+                continue
+            item, stamp, text = _review_item_time_text(record, with_text, dates)
+            out.with_user_id += "user_id" in record
+            user = _review_user(record)
         except _BadRecord as exc:
             out.bad.append((number, exc.field, str(exc)))
             continue
-        if record is None:
-            out.removed[UNPARSEABLE] += 1
-            continue
-        item = _id_text(record.get("product_id"))
-        if not item:
-            got = f"got {record['product_id']!r}" if "product_id" in record else "missing"
-            out.bad.append((number, "product_id", f"expected the game id as a non-empty string ({got})"))
-            continue
-        item, problem = check_id(item)
-        if problem:
-            out.bad.append((number, "product_id", problem))
-            continue
-        date = record.get("date")
-        if not isinstance(date, str):
-            got = f"got {date!r}" if "date" in record else "missing"
-            out.bad.append((number, "date", f"expected a date string like '2017-12-17' ({got})"))
-            continue
-        stamp = dates.get(date)
-        if stamp is None:
-            try:
-                stamp = dates[date] = parse_date(date)
-            except ValueError as exc:
-                out.bad.append((number, "date", str(exc)))
-                continue
-        text = record.get("text", "")
-        if with_text and not isinstance(text, str):
-            out.bad.append((number, "text", f"expected a string, got {type(text).__name__}"))
-            continue
-        user = record.get("username")
-        if "user_id" in record:
-            out.with_user_id += 1
-        if user is None or user == "":
+        if user is None:
             out.removed["reviews_without_username"] += 1
-            continue
-        if not isinstance(user, str):
-            out.bad.append((number, "username", f"expected a string, got {type(user).__name__}"))
-            continue
-        user, problem = check_id(user)
-        if problem:
-            out.bad.append((number, "username", problem))
             continue
         out.users.append(user)
         out.items.append(item)
@@ -484,6 +494,38 @@ def reference_game_text(game: dict[str, object]) -> str:
     return " | ".join(fields)
 
 
+def _game_id(
+    game: dict[str, object], path: Path, number: int, bad: BadLines, removed: Counter[str]
+) -> str | None:
+    """The game's id (``id``, or ``item_id`` when that is falsy: the reference's choice), or ``None``
+    for a game without one (counted) or with a bad one (reported or counted)."""
+    raw_id = game.get("id") or game.get("item_id")
+    if raw_id is None or raw_id == "":
+        removed["games_without_id"] += 1
+        return None
+    item = _id_text(raw_id)
+    name = "id" if game.get("id") else "item_id"
+    if item is None:
+        bad(
+            DataFormatError(path, f"expected a string or integer id, got {raw_id!r}", line=number, field=name)
+        )
+        return None
+    item, problem = check_id(item)
+    if problem:
+        bad(DataFormatError(path, problem, line=number, field=name))
+        return None
+    return item
+
+
+def _game_title_text(game: dict[str, object], ascii_only: bool, reference_text: bool) -> tuple[str, str]:
+    """(title, text) of one game: cleaned fields joined with " | ", or the reference's text."""
+    title = field_text(game.get("app_name") or game.get("title"), ascii_only)
+    if reference_text:
+        return title, reference_game_text(game)
+    parts = [title] + [field_text(game.get(name), ascii_only) for name in GAME_TEXT_FIELDS[1:]]
+    return title, " | ".join(p for p in parts if p)
+
+
 def read_games(
     path: Path,
     ascii_only: bool,
@@ -520,33 +562,14 @@ def read_games(
             if game is None:
                 removed[f"{UNPARSEABLE}:{path.name}"] += 1
                 continue
-            raw_id = game.get("id") or game.get("item_id")  # the reference's choice: a falsy id -> item_id
-            if raw_id is None or raw_id == "":
-                removed["games_without_id"] += 1
-                continue
-            item = _id_text(raw_id)
-            name = "id" if game.get("id") else "item_id"
+            item = _game_id(game, path, number, bad, removed)
             if item is None:
-                bad(
-                    DataFormatError(
-                        path, f"expected a string or integer id, got {raw_id!r}", line=number, field=name
-                    )
-                )
-                continue
-            item, problem = check_id(item)
-            if problem:
-                bad(DataFormatError(path, problem, line=number, field=name))
                 continue
             if item in games:
                 removed["duplicate_game_ids"] += 1
                 if not reference_text:
                     continue
-            title = field_text(game.get("app_name") or game.get("title"), ascii_only)
-            if reference_text:
-                text = reference_game_text(game)
-            else:
-                parts = [title] + [field_text(game.get(name), ascii_only) for name in GAME_TEXT_FIELDS[1:]]
-                text = " | ".join(p for p in parts if p)
+            title, text = _game_title_text(game, ascii_only, reference_text)
             games[item] = (title, text)
     return pl.DataFrame(
         {
@@ -592,14 +615,8 @@ def load_steam(paths: list[Path], options: PrepareOptions) -> RawDataset:
     )
     items = None
     if games_path is not None:
-        items = read_games(
-            Path(games_path),
-            options.ascii_only,
-            bad,
-            removed,
-            reference_parse=reference,
-            reference_text=options.text_style == "reference",
-        )
+        reference_text = options.text_style == "reference"
+        items = read_games(Path(games_path), options.ascii_only, bad, removed, reference, reference_text)
     else:
         log.warning("steam: no %s(.gz) among the inputs; items will have no text", GAMES_FILE)
     files = [Path(reviews_path)] + ([Path(games_path)] if games_path is not None else [])
