@@ -79,7 +79,17 @@ def test_legacy_model_keys_are_the_residual_options(tmp_path):
 @pytest.mark.parametrize("name", ["hstu-text-residual", "hstu-text", "hstu-text-sum", "hstu-text-gated"])
 def test_shipped_configs_load(name):
     root = Path(__file__).resolve().parents[1] / "configs"
-    for dataset in ("ml-100k", "ml-latest-small", "xwines", "lastfm", "yelp", "amazon-mini"):
+    for dataset in (
+        "ml-100k",
+        "ml-latest-small",
+        "xwines",
+        "lastfm",
+        "yelp",
+        "amazon-mini",
+        "sports",
+        "scientific",
+        "games",
+    ):
         config = load_config(root / dataset / f"{name}.toml")
         if name == "hstu-text-residual":
             assert config.model.fusion_options == {"id_dropout": 0.1, "text_rank": 64}

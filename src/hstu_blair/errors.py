@@ -26,6 +26,7 @@ class DataFormatError(HstuBlairError, ValueError):
         self.path = str(path)
         self.line = line
         self.field = field
+        self.reason = message
         where = self.path + (f":{line}" if line is not None else "")
         if field is not None:
             where += f" (field {field!r})"

@@ -22,7 +22,8 @@ from hstu_blair.data.sources.amazon2023 import (
     read_ratings_csv,
     reference_item_text,
 )
-from hstu_blair.data.sources.base import BadLines, RawDataset
+from hstu_blair.data.sources.base import RawDataset
+from hstu_blair.data.sources.readers import BadLines
 from hstu_blair.errors import DataFormatError, HstuBlairError
 from tests.conftest import FIXTURES, shared_dataset
 

@@ -5,12 +5,54 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from hstu_blair.data.dataset import load_dataset
 from hstu_blair.data.download import download, list_downloads
-from hstu_blair.data.options import PrepareOptions
+from hstu_blair.data.options import OptionDoc, PrepareOptions
 from hstu_blair.data.prepare import SOURCES, prepare
 from hstu_blair.data.summary import format_summary, summarize
+
+FLAG_NAMES = {
+    "interactions_file": "--interactions",
+    "items_file": "--items",
+    "reviews_file": "--reviews",
+    "user_column": "--user-col",
+    "item_column": "--item-col",
+    "timestamp_column": "--time-col",
+    "rating_column": "--rating-col",
+    "item_id_column": "--item-id-col",
+    "text_columns": "--text-cols",
+    "title_column": "--title-col",
+    "with_reviews": "--no-reviews",
+    "tag_text": "--no-tag-text",
+}
+"""Flags not spelled ``--<field-name>``; every other :class:`PrepareOptions` field is ``--field-name``."""
+FILE_AND_COLUMN_OPTIONS = tuple(FLAG_NAMES)[:10] + ("timestamp_unit",)
+"""The options listed under "file overrides and columns" in ``--help``."""
+
+
+_METAVARS = {Path: "PATH", int: "N"}
+
+
+def _add_option(group: argparse._ActionsContainer, option: OptionDoc) -> None:
+    """One ``prepare`` flag made from an option's type, allowed values, default and docstring."""
+    flag = FLAG_NAMES.get(option.name, "--" + option.name.replace("_", "-"))
+    text = option.help.replace("%", "%%")
+    kwargs: dict[str, Any] = {"dest": option.name, "default": None}
+    if option.kind is bool:
+        kwargs["action"] = "store_false" if option.default else "store_true"
+        text = f"turns off what is on by default: {text}" if option.default else text
+    elif option.kind is list:
+        kwargs.update(nargs="+", metavar="NAME")
+    else:
+        kwargs["type"] = option.kind
+        kwargs["metavar"] = None if option.choices else _METAVARS.get(option.kind, "NAME")
+        if option.choices:
+            kwargs["choices"] = list(option.choices)
+        if option.default is not None:
+            text += f" (default: {option.default})"
+    group.add_argument(flag, help=text, **kwargs)
 
 
 def add_prepare(sub: argparse._SubParsersAction) -> None:
@@ -37,104 +79,9 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
             "tie order, text and file quirks; options given explicitly still win"
         ),
     )
-    p.add_argument(
-        "--kcore",
-        type=int,
-        default=None,
-        help="min interactions per user and item (default: 5 for amazon2023/steam/xwines/lastfm-hetrec, none otherwise)",
-    )
-    p.add_argument(
-        "--kcore-mode",
-        choices=["iterative", "single-pass", "users-only"],
-        default=None,
-        help="iterative k-core (default), the reference's single pass (Amazon), or users only (its Steam)",
-    )
-    p.add_argument(
-        "--item-universe",
-        choices=["interacted", "before-user-drop", "catalogue"],
-        default=None,
-        help=(
-            "items written (candidates and negatives): those with interactions (default), also the "
-            "items of users the single-pass k-core drops last (the reference's Amazon), or the whole "
-            "item table (the reference's MovieLens)"
-        ),
-    )
-    p.add_argument(
-        "--tie-order",
-        choices=["stable", "random", "reference"],
-        default=None,
-        help=(
-            "order of a user's interactions with equal timestamps: file order (default), random "
-            "(--tie-seed), or the reference's unstable sort (numpy-version and CPU dependent)"
-        ),
-    )
-    p.add_argument("--tie-seed", type=int, default=None, help="seed of --tie-order random (default 0)")
-    p.add_argument(
-        "--drop-first-data-row",
-        action="store_true",
-        default=None,
-        help="drop the first data row of an Amazon rating CSV, as the reference's header=1 does",
-    )
-    p.add_argument(
-        "--steam-parse",
-        choices=["exact", "reference"],
-        default=None,
-        help="read Steam lines exactly (default) or as the reference's quote-replacing fix does (drops lines)",
-    )
-    p.add_argument(
-        "--items-without-text",
-        choices=["drop", "keep", "drop-missing"],
-        default=None,
-        help=(
-            "drop interactions of items lacking text (default, the paper), keep them with empty text, "
-            "or drop only items missing from the item table (the reference)"
-        ),
-    )
-    p.add_argument(
-        "--duplicates",
-        choices=["drop-exact", "keep"],
-        default=None,
-        help="drop repeated (user, item, timestamp) rows (default) or keep them",
-    )
-    p.add_argument(
-        "--ascii-only", action="store_true", default=None, help="replace non-ASCII text with spaces"
-    )
-    p.add_argument("--text-style", choices=["clean", "reference"], default=None)
-    p.add_argument(
-        "--skip-bad-lines",
-        action="store_true",
-        default=None,
-        help="count malformed lines in the manifest instead of stopping at the first",
-    )
-    p.add_argument(
-        "--no-reviews",
-        dest="with_reviews",
-        action="store_false",
-        default=None,
-        help="do not keep review/tag texts (used by pretrain-text)",
-    )
-    p.add_argument(
-        "--no-tag-text",
-        dest="tag_text",
-        action="store_false",
-        default=None,
-        help="lastfm-hetrec: item text from the artist name only, without users' tags (they leak later events)",
-    )
-    p.add_argument("--name", help="dataset name recorded in the manifest")
-    g = p.add_argument_group("file overrides and generic columns")
-    g.add_argument(
-        "--interactions", dest="interactions_file", type=Path, help="the interactions/ratings file"
-    )
-    g.add_argument("--items", dest="items_file", type=Path, help="the item metadata/catalogue file")
-    g.add_argument("--reviews", dest="reviews_file", type=Path, help="the review-text file")
-    g.add_argument("--user-col", dest="user_column")
-    g.add_argument("--item-col", dest="item_column")
-    g.add_argument("--time-col", dest="timestamp_column")
-    g.add_argument("--rating-col", dest="rating_column", help="'none' for implicit feedback (rating 1)")
-    g.add_argument("--item-id-col", dest="item_id_column", help="item id column of the item table")
-    g.add_argument("--text-cols", dest="text_columns", nargs="+", help="text columns of the item table")
-    g.add_argument("--title-col", dest="title_column")
-    g.add_argument("--timestamp-unit", choices=["s", "ms", "us", "ns", "iso"], default=None)
+    files = p.add_argument_group("file overrides and columns")
+    for option in PrepareOptions.describe():
+        _add_option(files if option.name in FILE_AND_COLUMN_OPTIONS else p, option)
     p.set_defaults(handler=_prepare)
 
 

@@ -7,6 +7,8 @@ Directory contract (``FORMAT_VERSION`` 2, documented in docs/dataset-format.md):
 - ``sequences.parquet``: ``user_idx`` 0..m-1, ``user_id`` (external), lists ``item_idx``,
   ``timestamp`` (s), ``rating``
 - ``reviews.parquet`` (optional): ``user_id``, ``item_idx``, ``text``
+- ``bad_lines.jsonl`` (only when ``skip_bad_lines`` skipped lines): one JSON object per skipped line,
+  ``file``, ``line``, ``field``, ``reason``; the manifest's ``bad_lines`` gives its count
 
 Version 1 directories (``raw_id``, ``raw_user_id``, ``item_ids``... columns) are read too.
 """
@@ -36,6 +38,7 @@ MANIFEST = "manifest.json"
 ITEMS = "items.parquet"
 SEQUENCES = "sequences.parquet"
 REVIEWS = "reviews.parquet"
+BAD_LINES = "bad_lines.jsonl"
 
 
 def _sorted_ids(values: pl.Series) -> pl.Series:
@@ -76,6 +79,104 @@ def _simd_features() -> list[str]:
     return [str(name) for name in (*simd.get("baseline", ()), *simd.get("found", ()))]
 
 
+def _vocabularies(kept: pl.DataFrame, universe: pl.Series | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(item vocabulary, indices 1..n, of the kept items and ``universe``; user vocabulary, 0..m-1)."""
+    item_ids = kept[schema.ITEM_ID] if universe is None else pl.concat([universe, kept[schema.ITEM_ID]])
+    item_vocab = _vocab(item_ids.alias(schema.ITEM_ID), schema.ITEM_IDX, 1).with_columns(
+        pl.col(schema.ITEM_IDX).cast(pl.Int32)
+    )
+    user_vocab = _vocab(kept[schema.USER_ID], schema.USER_IDX, 0).with_columns(
+        pl.col(schema.USER_IDX).cast(pl.Int32)
+    )
+    return item_vocab, user_vocab
+
+
+def _write_items(
+    raw: RawDataset, item_vocab: pl.DataFrame, removed: dict[str, dict[str, int]], out: Path
+) -> pl.DataFrame:
+    """``items.parquet``: the vocabulary's items with the source's title and text ("" where none);
+    counts the catalogue's items that got no index under ``removed.catalogue``."""
+    if raw.items is not None:
+        catalogue = raw.items.unique(subset=[schema.ITEM_ID], keep="first", maintain_order=True)
+        unused = catalogue.height - catalogue.join(item_vocab, on=schema.ITEM_ID, how="semi").height
+        removed.setdefault("catalogue", {})["items_without_interactions"] = unused
+        items = item_vocab.join(catalogue, on=schema.ITEM_ID, how="left")
+    else:
+        items = item_vocab.with_columns(
+            pl.lit(None, pl.String).alias(schema.TITLE), pl.lit(None, pl.String).alias(schema.TEXT)
+        )
+    items = (
+        items.with_columns(pl.col(schema.TITLE).fill_null(""), pl.col(schema.TEXT).fill_null(""))
+        .sort(schema.ITEM_IDX)
+        .select(schema.ITEM_IDX, schema.ITEM_ID, schema.TITLE, schema.TEXT)
+    )
+    items = schema.conform(items, schema.PREPARED_ITEMS_SCHEMA, "items")
+    items.write_parquet(out / ITEMS)
+    return items
+
+
+def _write_sequences(
+    kept: pl.DataFrame,
+    item_vocab: pl.DataFrame,
+    user_vocab: pl.DataFrame,
+    tie_keys: np.ndarray,
+    options: dict[str, Any],
+    out: Path,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """``sequences.parquet``: each user's interactions by (timestamp, tie key); returns the
+    sequences and the manifest's tie report."""
+    assert tie_keys.shape == (kept.height,), "one tie key per kept interaction"
+    ordered = (
+        kept.with_columns(pl.Series("_tie", tie_keys, dtype=pl.Int64))
+        .join(item_vocab, on=schema.ITEM_ID, how="left")
+        .join(user_vocab, on=schema.USER_ID, how="left")
+        .sort([schema.USER_IDX, schema.TIMESTAMP, "_tie"])
+    )
+    ties = _tie_report(ordered, options)
+    sequences = ordered.group_by(schema.USER_IDX, maintain_order=True).agg(
+        pl.col(schema.USER_ID).first(),
+        pl.col(schema.ITEM_IDX),
+        pl.col(schema.TIMESTAMP),
+        pl.col(schema.RATING),
+    )
+    sequences = schema.conform(sequences, schema.SEQUENCES_SCHEMA, "sequences")
+    sequences.write_parquet(out / SEQUENCES)
+    return sequences, ties
+
+
+def _write_reviews(raw: RawDataset, item_vocab: pl.DataFrame, out: Path) -> int:
+    """``reviews.parquet`` (reviews of kept items with non-blank text, in source order); their count.
+
+    Streamed to the file: the text column (GBs for Steam) is never copied by a join, a strip or a
+    filter in memory. A stale file is removed when there are no reviews.
+    """
+    if raw.reviews is None or not raw.reviews.height:
+        (out / REVIEWS).unlink(missing_ok=True)
+        return 0
+    item_idx = pl.col(schema.ITEM_ID).replace_strict(
+        item_vocab[schema.ITEM_ID], item_vocab[schema.ITEM_IDX], default=None, return_dtype=pl.Int32
+    )
+    (
+        raw.reviews.lazy()
+        .select(schema.USER_ID, item_idx.alias(schema.ITEM_IDX), schema.TEXT)
+        .filter(pl.col(schema.ITEM_IDX).is_not_null() & pl.col(schema.TEXT).str.contains(r"\S"))
+        .sink_parquet(out / REVIEWS)
+    )
+    return pl.scan_parquet(out / REVIEWS).select(pl.len()).collect().item()
+
+
+def _write_bad_lines(raw: RawDataset, out: Path) -> dict[str, Any] | None:
+    """``bad_lines.jsonl``: every line skipped with ``skip_bad_lines``, one JSON object each (``file``,
+    ``line``, ``field``, ``reason``); the manifest's ``bad_lines`` entry, or ``None`` (stale file removed)."""
+    if not raw.bad_lines:
+        (out / BAD_LINES).unlink(missing_ok=True)
+        return None
+    with open(out / BAD_LINES, "w", encoding="utf-8") as fh:
+        for record in raw.bad_lines:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return {"count": len(raw.bad_lines), "file": BAD_LINES}
+
+
 def write_dataset(
     raw: RawDataset,
     kept: pl.DataFrame,
@@ -102,67 +203,12 @@ def write_dataset(
         tie_keys: (len(kept),) integers ordering one user's interactions with equal timestamps.
     """
     out.mkdir(parents=True, exist_ok=True)
-    item_ids = kept[schema.ITEM_ID] if universe is None else pl.concat([universe, kept[schema.ITEM_ID]])
-    item_vocab = _vocab(item_ids.alias(schema.ITEM_ID), schema.ITEM_IDX, 1).with_columns(
-        pl.col(schema.ITEM_IDX).cast(pl.Int32)
-    )
-    user_vocab = _vocab(kept[schema.USER_ID], schema.USER_IDX, 0).with_columns(
-        pl.col(schema.USER_IDX).cast(pl.Int32)
-    )
-
-    if raw.items is not None:
-        catalogue = raw.items.unique(subset=[schema.ITEM_ID], keep="first", maintain_order=True)
-        unused = catalogue.height - catalogue.join(item_vocab, on=schema.ITEM_ID, how="semi").height
-        removed.setdefault("catalogue", {})["items_without_interactions"] = unused
-        items = item_vocab.join(catalogue, on=schema.ITEM_ID, how="left")
-    else:
-        items = item_vocab.with_columns(
-            pl.lit(None, pl.String).alias(schema.TITLE), pl.lit(None, pl.String).alias(schema.TEXT)
-        )
-    items = (
-        items.with_columns(pl.col(schema.TITLE).fill_null(""), pl.col(schema.TEXT).fill_null(""))
-        .sort(schema.ITEM_IDX)
-        .select(schema.ITEM_IDX, schema.ITEM_ID, schema.TITLE, schema.TEXT)
-    )
-    items = schema.conform(items, schema.PREPARED_ITEMS_SCHEMA, "items")
-    items.write_parquet(out / ITEMS)
-
-    if tie_keys is None:
-        tie_keys = np.arange(kept.height)
-    assert tie_keys.shape == (kept.height,), "one tie key per kept interaction"
-    ordered = (
-        kept.with_columns(pl.Series("_tie", tie_keys, dtype=pl.Int64))
-        .join(item_vocab, on=schema.ITEM_ID, how="left")
-        .join(user_vocab, on=schema.USER_ID, how="left")
-        .sort([schema.USER_IDX, schema.TIMESTAMP, "_tie"])
-    )
-    ties = _tie_report(ordered, options)
-    sequences = ordered.group_by(schema.USER_IDX, maintain_order=True).agg(
-        pl.col(schema.USER_ID).first(),
-        pl.col(schema.ITEM_IDX),
-        pl.col(schema.TIMESTAMP),
-        pl.col(schema.RATING),
-    )
-    sequences = schema.conform(sequences, schema.SEQUENCES_SCHEMA, "sequences")
-    sequences.write_parquet(out / SEQUENCES)
-
-    n_reviews = 0
-    if raw.reviews is not None and raw.reviews.height:
-        # Reviews of kept items with non-blank text, in source order. Streamed to the file: the
-        # text column (GBs for Steam) is never copied by a join, a strip or a filter in memory.
-        item_idx = pl.col(schema.ITEM_ID).replace_strict(
-            item_vocab[schema.ITEM_ID], item_vocab[schema.ITEM_IDX], default=None, return_dtype=pl.Int32
-        )
-        (
-            raw.reviews.lazy()
-            .select(schema.USER_ID, item_idx.alias(schema.ITEM_IDX), schema.TEXT)
-            .filter(pl.col(schema.ITEM_IDX).is_not_null() & pl.col(schema.TEXT).str.contains(r"\S"))
-            .sink_parquet(out / REVIEWS)
-        )
-        n_reviews = pl.scan_parquet(out / REVIEWS).select(pl.len()).collect().item()
-    elif (out / REVIEWS).exists():
-        (out / REVIEWS).unlink()
-
+    item_vocab, user_vocab = _vocabularies(kept, universe)
+    items = _write_items(raw, item_vocab, removed, out)
+    tie_keys = np.arange(kept.height) if tie_keys is None else tie_keys
+    sequences, ties = _write_sequences(kept, item_vocab, user_vocab, tie_keys, options, out)
+    n_reviews = _write_reviews(raw, item_vocab, out)
+    bad_lines = _write_bad_lines(raw, out)
     n_users, n_items, n_inter = sequences.height, items.height, kept.height
     manifest = {
         "format_version": schema.FORMAT_VERSION,
@@ -178,6 +224,7 @@ def write_dataset(
         "timestamp_unit": "s",
         "ties": ties,
         "removed": removed,
+        **({"bad_lines": bad_lines} if bad_lines else {}),
         "info": raw.info,
         "options": options,
         "files": file_records() if file_records else [file_record(Path(p)) for p in raw.files],

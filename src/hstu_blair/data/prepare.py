@@ -31,6 +31,8 @@ SOURCES: dict[str, str] = {
     "xwines": "hstu_blair.data.sources.xwines:load_xwines",
     "lastfm-hetrec": "hstu_blair.data.sources.lastfm:load_lastfm",
     "yelp-taste": "hstu_blair.data.sources.yelp_taste:load_yelp_taste",
+    "user-sequences": "hstu_blair.data.sources.user_sequences:load_user_sequences",
+    "recbole": "hstu_blair.data.sources.recbole:load_recbole",
     "ml-latest-small": "hstu_blair.data.sources.movielens:load_bundled_ml_latest_small",
 }
 """Source name -> ``module:function`` of its loader. Every loader is called as
@@ -73,6 +75,7 @@ def filter_rows(raw: RawDataset, options: PrepareOptions) -> Filtered:
     Raises:
         EmptyDatasetError: when a filter leaves no interaction, naming the filter.
     """
+    options = options.for_source(raw.source)
     df = raw.interactions
     removed: dict[str, dict[str, int]] = {}
     if raw.removed:
@@ -143,6 +146,7 @@ def item_universe(raw: RawDataset, filtered: Filtered, options: PrepareOptions) 
     text when ``items_without_text="drop"``), else of its interactions (the reference's
     MovieLens candidates, SPEC §1.2); plus the interacted items in both cases.
     """
+    options = options.for_source(raw.source)
     if options.item_universe == "interacted":
         return None
     if options.item_universe == "before-user-drop":
@@ -228,6 +232,7 @@ def prepare_raw(
         out: output directory.
         file_records: see :func:`~hstu_blair.data.dataset.write_dataset`.
     """
+    options = options.for_source(raw.source)
     filtered = filter_rows(raw, options)
     kept = raw.interactions.filter(pl.Series(filtered.kept))
     write_dataset(

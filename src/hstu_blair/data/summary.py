@@ -34,6 +34,7 @@ def summarize(data: SequenceData) -> dict[str, Any]:
         "reviews": data.manifest.get("num_reviews", 0),
         "eval_users": {"loo": len(split.test), "skipped": split.skipped},
         "removed": data.manifest.get("removed", {}),
+        "bad_lines": data.manifest.get("bad_lines", {}),
     }
 
 
@@ -61,6 +62,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         "  percentiles " + "  ".join(f"p{p} {sl[f'p{p}']:.0f}" for p in PERCENTILES),
         f"eval users    {s['eval_users']['loo']:,} (leave-one-out; {skipped_in_words(s['eval_users']['skipped'])})",
         _ties_line(s["ties"]),
+        *_bad_lines_line(s.get("bad_lines", {})),
         "filter report (what each step removed):",
     ]
     if not s["removed"]:
@@ -79,3 +81,13 @@ def _ties_line(ties: dict[str, Any]) -> str:
         f"ties          {ties.get('interactions', 0):,} interactions in {ties.get('groups', 0):,} "
         f"same-time groups, order: {ties.get('order', 'stable')}"
     )
+
+
+def _bad_lines_line(bad_lines: dict[str, Any]) -> list[str]:
+    """The line on input lines skipped with ``--skip-bad-lines`` (none when nothing was skipped)."""
+    if not bad_lines:
+        return []
+    return [
+        f"bad lines     {bad_lines['count']:,} skipped (--skip-bad-lines): file, line, field and "
+        f"reason of each in {bad_lines['file']}"
+    ]

@@ -21,33 +21,26 @@ one at a time, and only items that occur in the interactions are parsed and clea
 from __future__ import annotations
 
 import csv
-import gzip
 import html
 import io
 import json
 import logging
 import re
-import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from hstu_blair.data import schema
+from hstu_blair.data.ids import normalize_id, normalize_ids
 from hstu_blair.data.item_text import field_text, join_fields
 from hstu_blair.data.options import PrepareOptions
-from hstu_blair.data.sources.base import BadLines, RawDataset, expand_inputs, open_binary, read_bytes
+from hstu_blair.data.sources.base import RawDataset, expand_inputs
+from hstu_blair.data.sources.readers import BadLines, first_line, numbered_lines, parse_json_line, read_bytes
 from hstu_blair.errors import DataFormatError, HstuBlairError
-
-try:  # orjson is several times faster on the 0.4-2 GB metadata files; json is the fallback
-    import orjson
-
-    _fast_loads: Callable[[bytes], Any] = orjson.loads
-except ImportError:  # pragma: no cover - exercised only where orjson is absent
-    _fast_loads = json.loads
 
 log = logging.getLogger(__name__)
 
@@ -84,70 +77,13 @@ def _category(path: Path) -> str:
     return name[len("meta_") :] if name.lower().startswith("meta_") else name
 
 
-def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(line_number, raw_line)`` of the non-blank lines of a plain or gzip file (1-based numbers)."""
-    number = 0
-    with open_binary(path) as fh:
-        try:
-            for number, line in enumerate(fh, start=1):
-                if line.strip():
-                    yield number, line
-        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise DataFormatError(path, f"corrupt or truncated gzip data ({exc})", line=number + 1) from None
-
-
-def _first_line(path: Path) -> bytes:
-    lines = _numbered_lines(path)
-    try:
-        return next(lines, (0, b""))[1]
-    finally:
-        lines.close()
-
-
 def _is_sample(path: Path) -> bool:
     """True when the file's first object has ``history`` (the third-party mini sample)."""
     try:
-        first = json.loads(_first_line(path).decode("utf-8"))
+        first = json.loads(first_line(path).decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         return False
     return isinstance(first, dict) and "history" in first
-
-
-def _bad_utf8_field(line: bytes) -> str | None:
-    """Top-level JSON key whose value holds the undecodable bytes, when the line still parses."""
-    try:
-        obj = json.loads(line.decode("utf-8", errors="replace"))
-    except ValueError:
-        return None
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if "\ufffd" in json.dumps(value, ensure_ascii=False) or "\ufffd" in key:
-                return key
-    return None
-
-
-def _parse_json_line(path: Path, number: int, line: bytes) -> dict[str, Any]:
-    """One JSON object from one line; encoding and syntax errors name the file, line (and field)."""
-    try:
-        obj = _fast_loads(line)
-    except ValueError:
-        try:
-            text = line.decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError as exc:
-            raise DataFormatError(
-                path,
-                f"not valid UTF-8 text ({exc.reason} at byte {exc.start})",
-                line=number,
-                field=_bad_utf8_field(line),
-            ) from None
-        try:  # json also accepts NaN / Infinity, which Python-written files may hold
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            msg = f"malformed JSON at column {exc.colno} ({exc.msg}); expected one JSON object per line"
-            raise DataFormatError(path, msg, line=number) from None
-    if not isinstance(obj, dict):
-        raise DataFormatError(path, f"expected a JSON object, found {type(obj).__name__}", line=number)
-    return obj
 
 
 def _require_str(path: Path, number: int, obj: dict[str, Any], key: str, where: str = "") -> str:
@@ -156,6 +92,12 @@ def _require_str(path: Path, number: int, obj: dict[str, Any], key: str, where: 
         found = "missing" if key not in obj else f"found {value!r}"
         raise DataFormatError(path, f"expected a non-empty string, {found}", line=number, field=where + key)
     return value
+
+
+def _require_id(path: Path, number: int, obj: dict[str, Any], key: str, where: str = "") -> str:
+    """A user or item id (:func:`~hstu_blair.data.ids.normalize_id`)."""
+    value = _require_str(path, number, obj, key, where)
+    return normalize_id(value, path=path, line=number, field=where + key)
 
 
 def _require_number(path: Path, number: int, obj: dict[str, Any], key: str, where: str = "") -> float:
@@ -307,10 +249,8 @@ def _parse_csv_row(path: Path, number: int, raw: bytes, header: list[str]) -> tu
             path, f"expected {len(header)} comma-separated fields, found {len(cells)}", number
         )
     row = dict(zip(header, cells))
-    user, item = row["user_id"].strip(), row["parent_asin"].strip()
-    for name, value in (("user_id", user), ("parent_asin", item)):
-        if not value:
-            raise DataFormatError(path, "expected a non-empty id, found ''", number, name)
+    user = normalize_id(row["user_id"], path=path, line=number, field="user_id")
+    item = normalize_id(row["parent_asin"], path=path, line=number, field="parent_asin")
     try:
         rating = float(row["rating"])
     except ValueError:
@@ -326,7 +266,7 @@ def _parse_csv_row(path: Path, number: int, raw: bytes, header: list[str]) -> tu
 def _scan_ratings_csv(path: Path, header: list[str], bad: BadLines) -> pl.DataFrame:
     """Line-by-line reading of a rating CSV: exact line numbers for every bad row (the slow path)."""
     rows = _interaction_rows()
-    for number, raw in _numbered_lines(path):
+    for number, raw in numbered_lines(path):
         if number == 1:
             continue
         try:
@@ -354,10 +294,7 @@ def read_ratings_csv_ms(path: Path, bad: BadLines) -> pl.DataFrame:
     Raises:
         DataFormatError: missing header column, or a bad row (file, line, field) unless skipping.
     """
-    try:
-        data = read_bytes(path)
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise DataFormatError(path, f"corrupt or truncated gzip data ({exc})") from None
+    data = read_bytes(path)
     header = _csv_header(path, data)
     try:
         df = pl.read_csv(io.BytesIO(data), infer_schema=False, has_header=True, columns=list(CSV_COLUMNS))
@@ -365,22 +302,31 @@ def read_ratings_csv_ms(path: Path, bad: BadLines) -> pl.DataFrame:
         return _scan_ratings_csv(path, header, bad)
     df = df.filter(~pl.all_horizontal(pl.all().is_null()))  # blank lines
     out = df.select(
-        pl.col("user_id").str.strip_chars().alias(schema.USER_ID),
-        pl.col("parent_asin").str.strip_chars().alias(schema.ITEM_ID),
+        pl.col("user_id").map_batches(normalize_ids, return_dtype=pl.String).alias(schema.USER_ID),
+        pl.col("parent_asin").map_batches(normalize_ids, return_dtype=pl.String).alias(schema.ITEM_ID),
         pl.col("timestamp").str.strip_chars().cast(pl.Int64, strict=False).alias(schema.TIMESTAMP),
         pl.col("rating").str.strip_chars().cast(pl.Float32, strict=False).alias(schema.RATING),
     )
-    invalid = out.select(
-        pl.any_horizontal(pl.all().is_null())
-        | (pl.col(schema.USER_ID) == "")
-        | (pl.col(schema.ITEM_ID) == "")
-    ).to_series()
+    invalid = out.select(pl.any_horizontal(pl.all().is_null())).to_series()
     if invalid.any():
         return _scan_ratings_csv(path, header, bad)
     return out
 
 
 # ---- raw reviews JSONL -----------------------------------------------------------------------------
+
+
+def _parse_review(
+    path: Path, number: int, line: bytes, with_event: bool
+) -> tuple[dict[str, Any], str, str, tuple[int, float] | None]:
+    """(the review object, user id, item id, and with ``with_event`` its (timestamp in ms, rating))."""
+    obj = parse_json_line(path, number, line)
+    user = _require_id(path, number, obj, "user_id")
+    asin = _require_id(path, number, obj, "parent_asin")
+    if not with_event:
+        return obj, user, asin, None
+    event = (_require_ms(path, number, obj, "timestamp"), _require_number(path, number, obj, "rating"))
+    return obj, user, asin, event
 
 
 def read_reviews_jsonl(
@@ -410,7 +356,7 @@ def read_reviews_jsonl(
     texts = _Rows(schema.REVIEWS_SCHEMA)
     wanted = None if items is None else {asin.encode() for asin in items}
     counts: Counter[str] = Counter(reviews_read=0, reviews_of_other_items=0) if reviews else Counter()
-    for number, line in _numbered_lines(path):
+    for number, line in numbered_lines(path):
         if not interactions and wanted is not None:
             peeked = _peek_asin(line)
             if peeked is not None and peeked not in wanted:
@@ -418,19 +364,12 @@ def read_reviews_jsonl(
                 counts["reviews_of_other_items"] += 1
                 continue
         try:
-            obj = _parse_json_line(path, number, line)
-            user = _require_str(path, number, obj, "user_id")
-            asin = _require_str(path, number, obj, "parent_asin")
-            if interactions:
-                inter.append(
-                    user,
-                    asin,
-                    _require_ms(path, number, obj, "timestamp"),
-                    _require_number(path, number, obj, "rating"),
-                )
+            obj, user, asin, event = _parse_review(path, number, line, interactions)
         except DataFormatError as error:
             bad(error)
             continue
+        if event is not None:
+            inter.append(user, asin, *event)
         if reviews:
             counts["reviews_read"] += 1
             if items is not None and asin not in items:
@@ -488,15 +427,15 @@ def read_meta_jsonl(
     seen: set[str] = set()
     rows: dict[str, list[str]] = {schema.ITEM_ID: [], schema.TITLE: [], schema.TEXT: []}
     counts: Counter[str] = Counter(meta_lines=0, meta_lines_skipped=0)
-    for number, line in _numbered_lines(path):
+    for number, line in numbered_lines(path):
         counts["meta_lines"] += 1
         peeked = _peek_asin(line)
         if peeked is not None and peeked not in wanted:
             counts["meta_lines_skipped"] += 1
             continue
         try:
-            obj = _parse_json_line(path, number, line)
-            asin = _require_str(path, number, obj, "parent_asin")
+            obj = parse_json_line(path, number, line)
+            asin = _require_id(path, number, obj, "parent_asin")
         except DataFormatError as error:
             bad(error)
             continue
@@ -521,7 +460,7 @@ def _sample_record(
     path: Path, number: int, obj: dict[str, Any]
 ) -> tuple[str, str, list[tuple[str, int, float, Any]]]:
     """``(user_id, category, [(parent_asin, timestamp_ms, rating, review), ...])``, held-out review last."""
-    user_id = _require_str(path, number, obj, "user_id")
+    user_id = _require_id(path, number, obj, "user_id")
     category = _require_str(path, number, obj, "category")
     history, heldout = obj.get("history"), obj.get("heldout")
     if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
@@ -531,7 +470,7 @@ def _sample_record(
     named = [(f"history[{i}].", review) for i, review in enumerate(history)] + [("heldout.", heldout)]
     reviews = [
         (
-            _require_str(path, number, review, "parent_asin", where),
+            _require_id(path, number, review, "parent_asin", where),
             _require_ms(path, number, review, "timestamp_ms", where),
             _require_number(path, number, review, "rating", where),
             review,
@@ -560,11 +499,9 @@ def read_sample(
     items: dict[str, tuple[str, str]] = {}
     records, user_ids, categories, history_items = 0, set(), set(), set()
     for path in paths:
-        for number, line in _numbered_lines(path):
+        for number, line in numbered_lines(path):
             try:
-                user_id, category, reviews = _sample_record(
-                    path, number, _parse_json_line(path, number, line)
-                )
+                user_id, category, reviews = _sample_record(path, number, parse_json_line(path, number, line))
             except DataFormatError as error:
                 bad(error)
                 continue
@@ -631,7 +568,7 @@ def _kind(path: Path) -> str:
 
 def _sniff(path: Path) -> str:
     """``ratings``, ``sample`` or ``reviews`` of an interaction file named by the user, by content."""
-    if not _first_line(path).lstrip().startswith(b"{"):
+    if not first_line(path).lstrip().startswith(b"{"):
         return "ratings"
     return "sample" if _is_sample(path) else "reviews"
 
@@ -675,6 +612,67 @@ def find_amazon_files(paths: list[Path], options: PrepareOptions) -> AmazonFiles
     return files
 
 
+def _load_sample(
+    files: AmazonFiles, options: PrepareOptions, bad: BadLines, info: dict[str, object]
+) -> RawDataset:
+    """The third-party mini sample (it cannot be mixed with the published files)."""
+    if files.ratings or files.meta or files.reviews:
+        raise HstuBlairError(
+            "the mini sample cannot be mixed with published Amazon files; pass them separately"
+        )
+    interactions, items, reviews, sample_info = read_sample(files.sample, options, bad)
+    info.update(variant="mini-sample", has_metadata=True, **sample_info)
+    return RawDataset(
+        name=options.name or SAMPLE_NAME,
+        source="amazon2023",
+        interactions=interactions,
+        items=items,
+        reviews=reviews if options.with_reviews else None,
+        files=list(files.sample),
+        removed=bad.removed,
+        bad_lines=bad.records,
+        info=info,
+    )
+
+
+def _read_interactions(
+    files: AmazonFiles, options: PrepareOptions, bad: BadLines, info: dict[str, object]
+) -> tuple[pl.DataFrame, pl.DataFrame | None, np.ndarray | None]:
+    """(interactions in seconds, reviews read along or ``None``, the rating CSV's milliseconds or
+    ``None``) from the rating CSV when there is one, else from the raw reviews."""
+    if files.ratings is not None:
+        interactions_ms = read_ratings_csv_ms(files.ratings, bad)
+        if options.drop_first_data_row and interactions_ms.height:
+            interactions_ms = interactions_ms.slice(1)  # the reference's read_csv(header=1) bug
+            bad.removed["first_data_row"] += 1
+        info["variant"] = "5core-rating-csv"
+        return _to_seconds(interactions_ms), None, interactions_ms[schema.TIMESTAMP].to_numpy()
+    if options.drop_first_data_row:
+        log.warning("amazon2023: drop_first_data_row applies to a rating CSV only; nothing dropped")
+    assert files.reviews is not None
+    interactions, reviews, counts = read_reviews_jsonl(
+        files.reviews, bad, interactions=True, reviews=options.with_reviews, ascii_only=options.ascii_only
+    )
+    assert interactions is not None
+    info["variant"] = "raw-reviews"
+    info.update(counts)
+    return interactions, reviews, None
+
+
+def _read_metadata(
+    files: AmazonFiles, needed: set[str], options: PrepareOptions, bad: BadLines, info: dict[str, object]
+) -> pl.DataFrame | None:
+    """The items of ``needed`` from ``meta_<Category>.jsonl``, or ``None`` without that file."""
+    info["has_metadata"] = files.meta is not None
+    if files.meta is None:
+        log.warning("amazon2023: no metadata file (meta_<Category>.jsonl) given; items have no text")
+        return None
+    items, counts = read_meta_jsonl(files.meta, needed, options, bad, bad.removed)
+    info.update(counts)
+    info["items_without_metadata"] = len(needed) - items.height
+    return items
+
+
 def load_amazon2023(paths: list[Path], options: PrepareOptions) -> RawDataset:
     """Read Amazon Reviews 2023 files into canonical raw tables (no filtering).
 
@@ -696,31 +694,13 @@ def load_amazon2023(paths: list[Path], options: PrepareOptions) -> RawDataset:
         HstuBlairError: no interaction file among the inputs, or ambiguous inputs.
     """
     files = find_amazon_files(paths, options)
-    removed: Counter[str] = Counter()
-    bad = BadLines(options.skip_bad_lines, removed)
+    bad = BadLines(options.skip_bad_lines, Counter())
     info: dict[str, object] = {"source_timestamp_unit": "ms", "text_style": options.text_style}
     if files.ignored:
         info["ignored_files"] = [p.name for p in files.ignored]
         log.info("amazon2023: ignoring unrecognised files %s", info["ignored_files"])
-
     if files.sample:
-        if files.ratings or files.meta or files.reviews:
-            raise HstuBlairError(
-                "the mini sample cannot be mixed with published Amazon files; pass them separately"
-            )
-        interactions, items, reviews, sample_info = read_sample(files.sample, options, bad)
-        info.update(variant="mini-sample", has_metadata=True, **sample_info)
-        return RawDataset(
-            name=options.name or SAMPLE_NAME,
-            source="amazon2023",
-            interactions=interactions,
-            items=items,
-            reviews=reviews if options.with_reviews else None,
-            files=list(files.sample),
-            removed=removed,
-            info=info,
-        )
-
+        return _load_sample(files, options, bad, info)
     source = files.ratings or files.reviews
     if source is None:
         given = ", ".join(p.name for p in expand_inputs(paths)) or "none"
@@ -728,26 +708,8 @@ def load_amazon2023(paths: list[Path], options: PrepareOptions) -> RawDataset:
             f"no Amazon Reviews 2023 interaction file among the inputs ({given}); expected <Category>.csv "
             "(5-core rating_only), <Category>.jsonl (raw reviews) or the mini sample"
         )
+    interactions, reviews, source_times = _read_interactions(files, options, bad, info)
     read_files = [source]
-    reviews = None
-    source_times = None
-    if files.ratings is not None:
-        interactions_ms = read_ratings_csv_ms(files.ratings, bad)
-        if options.drop_first_data_row and interactions_ms.height:
-            interactions_ms = interactions_ms.slice(1)  # the reference's read_csv(header=1) bug
-            removed["first_data_row"] += 1
-        source_times = interactions_ms[schema.TIMESTAMP].to_numpy()
-        interactions = _to_seconds(interactions_ms)
-        info["variant"] = "5core-rating-csv"
-    else:
-        if options.drop_first_data_row:
-            log.warning("amazon2023: drop_first_data_row applies to a rating CSV only; nothing dropped")
-        interactions, reviews, counts = read_reviews_jsonl(
-            source, bad, interactions=True, reviews=options.with_reviews, ascii_only=options.ascii_only
-        )
-        info["variant"] = "raw-reviews"
-        info.update(counts)
-    assert interactions is not None
     needed = set(interactions[schema.ITEM_ID].unique().to_list())
     if files.ratings is not None and files.reviews is not None and options.with_reviews:
         _, reviews, counts = read_reviews_jsonl(
@@ -755,16 +717,8 @@ def load_amazon2023(paths: list[Path], options: PrepareOptions) -> RawDataset:
         )
         info.update(counts)
         read_files.append(files.reviews)
-
-    items = None
-    info["has_metadata"] = files.meta is not None
-    if files.meta is not None:
-        items, counts = read_meta_jsonl(files.meta, needed, options, bad, removed)
-        info.update(counts)
-        info["items_without_metadata"] = len(needed) - items.height
-        read_files.append(files.meta)
-    else:
-        log.warning("amazon2023: no metadata file (meta_<Category>.jsonl) given; items have no text")
+    items = _read_metadata(files, needed, options, bad, info)
+    read_files += [files.meta] if files.meta is not None else []
     return RawDataset(
         name=options.name or _category(source),
         source="amazon2023",
@@ -772,7 +726,8 @@ def load_amazon2023(paths: list[Path], options: PrepareOptions) -> RawDataset:
         items=items,
         reviews=reviews,
         files=read_files,
-        removed=removed,
+        removed=bad.removed,
+        bad_lines=bad.records,
         info=info,
         source_times=source_times,
     )

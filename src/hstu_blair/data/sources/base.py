@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import gzip
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import polars as pl
@@ -30,6 +29,8 @@ class RawDataset:
         removed: rows the loader itself dropped, by reason (bad lines when skipping, rows
             lacking a required field...). Never silently empty: a loader that drops counts.
         info: anything else worth recording in the manifest (detected variant, original unit).
+        bad_lines: every line skipped with ``skip_bad_lines`` (``file``, ``line``, ``field``,
+            ``reason``), written beside the manifest as ``bad_lines.jsonl``.
         source_times: (N,) the interactions' timestamps in the unit of the source files, when
             ``timestamp`` (seconds) lost precision (Amazon 2023 rating CSV: milliseconds); the
             reference sorts on these (``tie_order="reference"``). ``None``: ``timestamp`` is exact.
@@ -43,6 +44,7 @@ class RawDataset:
     files: list[Path] = field(default_factory=list)
     removed: Counter[str] = field(default_factory=Counter)
     info: dict[str, object] = field(default_factory=dict)
+    bad_lines: list[dict[str, object]] = field(default_factory=list)
     source_times: np.ndarray | None = None
 
     def __post_init__(self) -> None:
@@ -57,50 +59,28 @@ class RawDataset:
             self.reviews = schema.conform(self.reviews, schema.REVIEWS_SCHEMA, "reviews")
 
 
-def is_gzip(path: Path) -> bool:
-    """True when the file starts with the gzip magic bytes (whatever its name says)."""
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
+ORDER_ONLY_TIME = "order-only: timestamp = position in the user's sequence (0, 1, ...); no real time"
+"""``info["time"]`` of the sources whose files give only each user's order of items."""
 
 
-def open_binary(path: str | Path) -> IO[bytes]:
-    """Open a plain or gzip-compressed file for reading bytes; a missing file names itself."""
-    path = Path(path)
-    if not path.exists():
-        raise DataFormatError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise DataFormatError(path, "file is empty")
-    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")  # noqa: SIM115
-
-
-def read_bytes(path: str | Path) -> bytes:
-    """Whole file content, decompressed if it is gzip."""
-    with open_binary(path) as fh:
-        data = fh.read()
-    if not data.strip():
-        raise DataFormatError(path, "file is empty")
-    return data
-
-
-class BadLines:
-    """Raise on a malformed line, or (``skip=True``) count it under a reason and go on.
-
-    Args:
-        skip: count bad lines instead of raising.
-        removed: the counter that receives ``bad_lines:<file name>`` counts.
-    """
-
-    def __init__(self, skip: bool, removed: Counter[str]) -> None:
-        self.skip = skip
-        self.removed = removed
-        self.first_error: dict[str, str] = {}
-
-    def __call__(self, error: DataFormatError) -> None:
-        if not self.skip:
-            raise error
-        key = f"bad_lines:{Path(error.path).name}"
-        self.removed[key] += 1
-        self.first_error.setdefault(key, str(error))
+def order_only_interactions(sequences: Iterable[tuple[str, Sequence[object]]]) -> pl.DataFrame:
+    """(user id, item ids oldest first) pairs -> interactions whose timestamp is the position
+    in the user's sequence (0, 1, ...), rating 1.0; rows user by user, in sequence order."""
+    users: list[str] = []
+    items: list[str] = []
+    positions: list[int] = []
+    for user, seq in sequences:
+        users.extend([user] * len(seq))
+        items.extend(str(i) for i in seq)
+        positions.extend(range(len(seq)))
+    return pl.DataFrame(
+        {
+            schema.USER_ID: pl.Series(users, dtype=pl.String),
+            schema.ITEM_ID: pl.Series(items, dtype=pl.String),
+            schema.TIMESTAMP: pl.Series(positions, dtype=pl.Int64),
+            schema.RATING: pl.Series([1.0] * len(users), dtype=pl.Float32),
+        }
+    )
 
 
 def find_file(paths: list[Path], *names: str) -> Path | None:
@@ -129,3 +109,11 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
         else:
             raise DataFormatError(p, "input path does not exist")
     return files
+
+
+def dedupe_items(items: pl.DataFrame, path: Path, removed: Counter[str]) -> pl.DataFrame:
+    """Keep the first row of each item id; count the others under ``duplicate_item_rows:<file>``."""
+    unique = items.unique(subset=[schema.ITEM_ID], keep="first", maintain_order=True)
+    if unique.height < items.height:
+        removed[f"duplicate_item_rows:{path.name}"] += items.height - unique.height
+    return unique

@@ -31,17 +31,10 @@ import polars as pl
 from hstu_blair.data import schema
 from hstu_blair.data.item_text import clean_text, join_fields
 from hstu_blair.data.options import PrepareOptions
-from hstu_blair.data.sources.base import BadLines, RawDataset, find_file
-from hstu_blair.data.sources.generic import (
-    LOC,
-    Column,
-    convert,
-    count_bad,
-    dedupe_items,
-    int_text,
-    read_tsv,
-)
+from hstu_blair.data.sources.base import RawDataset, dedupe_items, find_file
+from hstu_blair.data.sources.columns import Column, convert, int_text
 from hstu_blair.data.sources.movielens import top_tags
+from hstu_blair.data.sources.readers import LOC, BadLines, count_bad, read_tsv
 from hstu_blair.errors import DataFormatError
 
 MAX_TAGS = 10
@@ -101,6 +94,44 @@ def artist_text(name: str, tags: list[str], ascii_only: bool = False) -> str:
     return join_fields([name, "Tags: " + ", ".join(cleaned) if cleaned else ""])
 
 
+def _known_tags(
+    tagged: pl.DataFrame, names: dict[str, str], tagged_path: Path, tags_path: Path, bad: BadLines
+) -> pl.DataFrame:
+    """The tag assignments whose tag id is in ``tags.dat``; the others are reported (or counted)."""
+    unknown = tagged.filter(~pl.col("tag_id").is_in(list(names)))
+    if unknown.height:
+        count_bad(
+            bad,
+            unknown,
+            lambda row: DataFormatError(
+                tagged_path,
+                f"tag id {row['tag_id']} is not in {tags_path.name}",
+                line=row[LOC],
+                field="tagID",
+            ),
+        )
+    return tagged.filter(pl.col("tag_id").is_in(list(names)))
+
+
+def read_artists(
+    path: Path, tags_of: dict[str, list[str]], bad: BadLines, removed: Counter[str], ascii_only: bool
+) -> pl.DataFrame:
+    """``artists.dat`` -> items: title = the artist's name, text = name + its top tags (``tags_of``)."""
+    artists, _ = read_tsv(path, ARTISTS_HEADER, bad)
+    rows = convert(
+        artists, {schema.ITEM_ID: Column("id", int_text("id"), "an integer artist id")}, bad, keep=["name"]
+    )
+    titles = [clean_text(n or "", ascii_only) for n in rows["name"].to_list()]
+    texts = [
+        artist_text(title, tags_of.get(item, []), ascii_only)
+        for item, title in zip(rows[schema.ITEM_ID], titles)
+    ]
+    items = rows.select(
+        schema.ITEM_ID, pl.Series(schema.TITLE, titles, pl.String), pl.Series(schema.TEXT, texts, pl.String)
+    )
+    return dedupe_items(items, path, removed)
+
+
 def load_lastfm(paths: list[Path], options: PrepareOptions) -> RawDataset:
     """Read Last.fm HetRec 2011 (see the module docstring).
 
@@ -125,47 +156,21 @@ def load_lastfm(paths: list[Path], options: PrepareOptions) -> RawDataset:
     tags_path = find_file(search, TAGS_FILE) or tagged_path.parent / TAGS_FILE
     removed: Counter[str] = Counter()
     bad = BadLines(options.skip_bad_lines, removed)
-
     tagged = read_tagged(tagged_path, bad)
     names, tags_encoding = read_tag_names(tags_path, bad)
-    unknown = tagged.filter(~pl.col("tag_id").is_in(list(names)))
-    if unknown.height:
-        row = unknown.row(0, named=True)
-        error = DataFormatError(
-            tagged_path, f"tag id {row['tag_id']} is not in {tags_path.name}", line=row[LOC], field="tagID"
-        )
-        count_bad(bad, error, unknown.height)
-        tagged = tagged.filter(pl.col("tag_id").is_in(list(names)))
+    tagged = _known_tags(tagged, names, tagged_path, tags_path, bad)
     first = first_tags(tagged)
     removed["later_tags_same_artist"] += tagged.height - first.height
     interactions = first.select(
         schema.USER_ID, schema.ITEM_ID, schema.TIMESTAMP, pl.lit(1.0, pl.Float32).alias(schema.RATING)
     )
-
     tag_texts = tagged.select(
         schema.USER_ID,
         schema.ITEM_ID,
         pl.col("tag_id").replace_strict(names, return_dtype=pl.String).alias(schema.TEXT),
     )
     tags_of = top_tags(tag_texts, MAX_TAGS) if options.tag_text else {}
-    artists, _ = read_tsv(artists_path, ARTISTS_HEADER, bad)
-    rows = convert(
-        artists, {schema.ITEM_ID: Column("id", int_text("id"), "an integer artist id")}, bad, keep=["name"]
-    )
-    titles = [clean_text(n or "", options.ascii_only) for n in rows["name"].to_list()]
-    texts = [
-        artist_text(title, tags_of.get(item, []), options.ascii_only)
-        for item, title in zip(rows[schema.ITEM_ID], titles)
-    ]
-    items = dedupe_items(
-        rows.select(
-            schema.ITEM_ID,
-            pl.Series(schema.TITLE, titles, pl.String),
-            pl.Series(schema.TEXT, texts, pl.String),
-        ),
-        artists_path,
-        removed,
-    )
+    items = read_artists(artists_path, tags_of, bad, removed, options.ascii_only)
     info: dict[str, object] = {
         "interaction": "first tag assignment per (user, artist)",
         "time_resolution": "day/month/year (month in practice: day = 1 in ~98% of rows); ties in file order",
@@ -183,5 +188,6 @@ def load_lastfm(paths: list[Path], options: PrepareOptions) -> RawDataset:
         reviews=tag_texts if options.with_reviews else None,
         files=[tagged_path, artists_path, tags_path],
         removed=removed,
+        bad_lines=bad.records,
         info=info,
     )

@@ -42,16 +42,9 @@ import polars as pl
 from hstu_blair.data import schema
 from hstu_blair.data.item_text import clean_text, join_fields
 from hstu_blair.data.options import PrepareOptions
-from hstu_blair.data.sources.base import BadLines, RawDataset, find_file, open_binary, read_bytes
-from hstu_blair.data.sources.generic import (
-    Column,
-    convert,
-    dedupe_items,
-    int_text,
-    number,
-    read_delimited,
-    read_headerless,
-)
+from hstu_blair.data.sources.base import RawDataset, dedupe_items, find_file
+from hstu_blair.data.sources.columns import Column, convert, int_text, number
+from hstu_blair.data.sources.readers import BadLines, open_binary, read_bytes, read_delimited, read_headerless
 from hstu_blair.errors import DataFormatError, HstuBlairError
 
 log = logging.getLogger(__name__)
@@ -346,6 +339,7 @@ def load_movielens(paths: list[Path], options: PrepareOptions) -> RawDataset:
         reviews=tags if (tags is not None and options.with_reviews) else None,
         files=[p for p in read if p is not None],
         removed=removed,
+        bad_lines=bad.records,
         info=info,
     )
 

@@ -62,9 +62,11 @@ from pathlib import Path
 import polars as pl
 
 from hstu_blair.data import schema
+from hstu_blair.data.ids import check_id
 from hstu_blair.data.item_text import field_text
 from hstu_blair.data.options import PrepareOptions
-from hstu_blair.data.sources.base import BadLines, RawDataset, find_file, open_binary
+from hstu_blair.data.sources.base import RawDataset, find_file
+from hstu_blair.data.sources.readers import BadLines, decoded_lines, line_blocks
 from hstu_blair.errors import DataFormatError
 
 log = logging.getLogger(__name__)
@@ -301,27 +303,6 @@ class _ReviewBlock:
     with_user_id: int = 0
 
 
-def _decoded_lines(block: bytes, first_line: int) -> Iterator[tuple[int, str | None, str]]:
-    """``(line number, text, "")`` for the non-blank lines of ``block``, in order.
-
-    A line that is not valid UTF-8 comes as ``(line number, None, what is wrong)``.
-    """
-    try:
-        lines: list[str] | list[bytes] = block.decode("utf-8").split("\n")
-    except UnicodeDecodeError:
-        lines = block.split(b"\n")
-    for offset, line in enumerate(lines):
-        if isinstance(line, bytes):
-            try:
-                line = line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield first_line + offset, None, f"not valid utf-8 text ({exc.reason} at byte {exc.start})"
-                continue
-        line = line.rstrip("\r\n")
-        if line.strip():
-            yield first_line + offset, line, ""
-
-
 def _id_text(value: object) -> str | None:
     """An id given as a string or an integer, as a string; ``None`` for anything else."""
     if isinstance(value, str):
@@ -329,6 +310,48 @@ def _id_text(value: object) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
+
+
+def _review_item_time_text(
+    record: dict[str, object], with_text: bool, dates: dict[str, int]
+) -> tuple[str, int, str]:
+    """(game id, review time in seconds, text) of one review record; raises :class:`_BadRecord`.
+
+    ``dates`` caches the parsed dates (a few thousand distinct ones: each is parsed once).
+    """
+    item = _id_text(record.get("product_id"))
+    if not item:
+        got = f"got {record['product_id']!r}" if "product_id" in record else "missing"
+        raise _BadRecord(f"expected the game id as a non-empty string ({got})", "product_id")
+    item, problem = check_id(item)
+    if problem:
+        raise _BadRecord(problem, "product_id")
+    date = record.get("date")
+    if not isinstance(date, str):
+        got = f"got {date!r}" if "date" in record else "missing"
+        raise _BadRecord(f"expected a date string like '2017-12-17' ({got})", "date")
+    if date not in dates:
+        try:
+            dates[date] = parse_date(date)
+        except ValueError as exc:
+            raise _BadRecord(str(exc), "date") from None
+    text = record.get("text", "")
+    if with_text and not isinstance(text, str):
+        raise _BadRecord(f"expected a string, got {type(text).__name__}", "text")
+    return item, dates[date], text if isinstance(text, str) else ""
+
+
+def _review_user(record: dict[str, object]) -> str | None:
+    """The reviewer's id, or ``None`` for a review without a username; raises :class:`_BadRecord`."""
+    user = record.get("username")
+    if user is None or user == "":
+        return None
+    if not isinstance(user, str):
+        raise _BadRecord(f"expected a string, got {type(user).__name__}", "username")
+    user, problem = check_id(user)
+    if problem:
+        raise _BadRecord(problem, "username")
+    return user
 
 
 def _parse_review_block(
@@ -341,48 +364,24 @@ def _parse_review_block(
     """
     out = _ReviewBlock()
     keys = _REVIEW_KEYS if with_text else _REVIEW_KEYS - {"text"}  # decoding the text is the costly part
-    dates: dict[str, int] = {}  # a few thousand distinct dates: parse each once
-    for number, line, problem in _decoded_lines(block, first_line):
+    dates: dict[str, int] = {}
+    for number, line, problem in decoded_lines(block, first_line):
         if line is None:
             out.bad.append((number, None, problem))
             continue
         try:
             record = _record(line, keys, reference)
+            if record is None:
+                out.removed[UNPARSEABLE] += 1
+                continue
+            item, stamp, text = _review_item_time_text(record, with_text, dates)
+            out.with_user_id += "user_id" in record
+            user = _review_user(record)
         except _BadRecord as exc:
             out.bad.append((number, exc.field, str(exc)))
             continue
-        if record is None:
-            out.removed[UNPARSEABLE] += 1
-            continue
-        item = _id_text(record.get("product_id"))
-        if not item:
-            got = f"got {record['product_id']!r}" if "product_id" in record else "missing"
-            out.bad.append((number, "product_id", f"expected the game id as a non-empty string ({got})"))
-            continue
-        date = record.get("date")
-        if not isinstance(date, str):
-            got = f"got {date!r}" if "date" in record else "missing"
-            out.bad.append((number, "date", f"expected a date string like '2017-12-17' ({got})"))
-            continue
-        stamp = dates.get(date)
-        if stamp is None:
-            try:
-                stamp = dates[date] = parse_date(date)
-            except ValueError as exc:
-                out.bad.append((number, "date", str(exc)))
-                continue
-        text = record.get("text", "")
-        if with_text and not isinstance(text, str):
-            out.bad.append((number, "text", f"expected a string, got {type(text).__name__}"))
-            continue
-        user = record.get("username")
-        if "user_id" in record:
-            out.with_user_id += 1
-        if user is None or user == "":
+        if user is None:
             out.removed["reviews_without_username"] += 1
-            continue
-        if not isinstance(user, str):
-            out.bad.append((number, "username", f"expected a string, got {type(user).__name__}"))
             continue
         out.users.append(user)
         out.items.append(item)
@@ -390,24 +389,6 @@ def _parse_review_block(
         if with_text:
             out.texts.append(text)
     return out
-
-
-def _blocks(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(number of its first line, bytes)`` of consecutive blocks of whole lines of a file."""
-    number = 1
-    carry = b""
-    with open_binary(path) as fh:
-        while chunk := fh.read(_BLOCK_BYTES):
-            data = carry + chunk
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                carry = data
-                continue
-            block, carry = data[:cut], data[cut:]
-            yield number, block
-            number += block.count(b"\n")
-    if carry:
-        yield number, carry
 
 
 def _default_workers() -> int:
@@ -421,7 +402,7 @@ def _review_blocks(path: Path, with_text: bool, workers: int, reference: bool) -
 
     The main process reads and decompresses; at most ``2 * workers`` blocks are in flight.
     """
-    blocks = _blocks(path)
+    blocks = line_blocks(path, _BLOCK_BYTES)
     parallel = workers > 1 and path.stat().st_size >= _PARALLEL_MIN_BYTES
     if not parallel or "fork" not in multiprocessing.get_all_start_methods():
         for first, block in blocks:
@@ -513,6 +494,38 @@ def reference_game_text(game: dict[str, object]) -> str:
     return " | ".join(fields)
 
 
+def _game_id(
+    game: dict[str, object], path: Path, number: int, bad: BadLines, removed: Counter[str]
+) -> str | None:
+    """The game's id (``id``, or ``item_id`` when that is falsy: the reference's choice), or ``None``
+    for a game without one (counted) or with a bad one (reported or counted)."""
+    raw_id = game.get("id") or game.get("item_id")
+    if raw_id is None or raw_id == "":
+        removed["games_without_id"] += 1
+        return None
+    item = _id_text(raw_id)
+    name = "id" if game.get("id") else "item_id"
+    if item is None:
+        bad(
+            DataFormatError(path, f"expected a string or integer id, got {raw_id!r}", line=number, field=name)
+        )
+        return None
+    item, problem = check_id(item)
+    if problem:
+        bad(DataFormatError(path, problem, line=number, field=name))
+        return None
+    return item
+
+
+def _game_title_text(game: dict[str, object], ascii_only: bool, reference_text: bool) -> tuple[str, str]:
+    """(title, text) of one game: cleaned fields joined with " | ", or the reference's text."""
+    title = field_text(game.get("app_name") or game.get("title"), ascii_only)
+    if reference_text:
+        return title, reference_game_text(game)
+    parts = [title] + [field_text(game.get(name), ascii_only) for name in GAME_TEXT_FIELDS[1:]]
+    return title, " | ".join(p for p in parts if p)
+
+
 def read_games(
     path: Path,
     ascii_only: bool,
@@ -537,8 +550,8 @@ def read_games(
         DataFormatError: a malformed line or an id that is not a string or integer.
     """
     games: dict[str, tuple[str, str]] = {}  # id -> (title, text), in order of first appearance
-    for first, block in _blocks(path):
-        for number, line, problem in _decoded_lines(block, first):
+    for first, block in line_blocks(path, _BLOCK_BYTES):
+        for number, line, problem in decoded_lines(block, first):
             try:
                 if line is None:
                     raise _BadRecord(problem)
@@ -549,29 +562,14 @@ def read_games(
             if game is None:
                 removed[f"{UNPARSEABLE}:{path.name}"] += 1
                 continue
-            raw_id = game.get("id") or game.get("item_id")  # the reference's choice: a falsy id -> item_id
-            if raw_id is None or raw_id == "":
-                removed["games_without_id"] += 1
-                continue
-            item = _id_text(raw_id)
+            item = _game_id(game, path, number, bad, removed)
             if item is None:
-                name = "id" if game.get("id") else "item_id"
-                bad(
-                    DataFormatError(
-                        path, f"expected a string or integer id, got {raw_id!r}", line=number, field=name
-                    )
-                )
                 continue
             if item in games:
                 removed["duplicate_game_ids"] += 1
                 if not reference_text:
                     continue
-            title = field_text(game.get("app_name") or game.get("title"), ascii_only)
-            if reference_text:
-                text = reference_game_text(game)
-            else:
-                parts = [title] + [field_text(game.get(name), ascii_only) for name in GAME_TEXT_FIELDS[1:]]
-                text = " | ".join(p for p in parts if p)
+            title, text = _game_title_text(game, ascii_only, reference_text)
             games[item] = (title, text)
     return pl.DataFrame(
         {
@@ -617,14 +615,8 @@ def load_steam(paths: list[Path], options: PrepareOptions) -> RawDataset:
     )
     items = None
     if games_path is not None:
-        items = read_games(
-            Path(games_path),
-            options.ascii_only,
-            bad,
-            removed,
-            reference_parse=reference,
-            reference_text=options.text_style == "reference",
-        )
+        reference_text = options.text_style == "reference"
+        items = read_games(Path(games_path), options.ascii_only, bad, removed, reference, reference_text)
     else:
         log.warning("steam: no %s(.gz) among the inputs; items will have no text", GAMES_FILE)
     files = [Path(reviews_path)] + ([Path(games_path)] if games_path is not None else [])
@@ -643,5 +635,6 @@ def load_steam(paths: list[Path], options: PrepareOptions) -> RawDataset:
         reviews=reviews,
         files=files,
         removed=removed,
+        bad_lines=bad.records,
         info=info,
     )

@@ -29,17 +29,9 @@ import polars as pl
 from hstu_blair.data import schema
 from hstu_blair.data.item_text import clean_text, field_text, join_fields
 from hstu_blair.data.options import PrepareOptions
-from hstu_blair.data.sources.base import BadLines, RawDataset, expand_inputs
-from hstu_blair.data.sources.generic import (
-    LOC,
-    Column,
-    Table,
-    convert,
-    dedupe_items,
-    int_text,
-    number,
-    read_delimited,
-)
+from hstu_blair.data.sources.base import RawDataset, dedupe_items, expand_inputs
+from hstu_blair.data.sources.columns import Column, convert, int_text, number
+from hstu_blair.data.sources.readers import LOC, BadLines, Table, read_delimited
 from hstu_blair.errors import DataFormatError, HstuBlairError
 
 RATINGS_HEADER = ["RatingID", "UserID", "WineID", "Vintage", "Rating", "Date"]
@@ -214,5 +206,6 @@ def load_xwines(paths: list[Path], options: PrepareOptions) -> RawDataset:
         items=items,
         files=files,
         removed=removed,
+        bad_lines=bad.records,
         info=info,
     )

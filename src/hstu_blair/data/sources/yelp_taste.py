@@ -29,14 +29,20 @@ from pathlib import Path
 import polars as pl
 
 from hstu_blair.data import schema
+from hstu_blair.data.ids import normalize_id
 from hstu_blair.data.item_text import clean_text, join_fields
 from hstu_blair.data.options import PrepareOptions
-from hstu_blair.data.sources.base import BadLines, RawDataset, find_file, read_bytes
-from hstu_blair.data.sources.generic import (
-    Column,
-    convert,
+from hstu_blair.data.sources.base import (
+    ORDER_ONLY_TIME,
+    RawDataset,
     dedupe_items,
-    int_text,
+    find_file,
+    order_only_interactions,
+)
+from hstu_blair.data.sources.columns import Column, convert, int_text
+from hstu_blair.data.sources.readers import (
+    BadLines,
+    read_bytes,
     read_tsv,
     split_lines,
     take_header,
@@ -72,7 +78,7 @@ def read_sequences(path: Path, bad: BadLines) -> dict[str, tuple[int, list[int]]
                     f"expected the user id, {HISTORY} history ids and the target ({HISTORY + 2} tab-separated fields), found {len(fields)}",
                     line=loc,
                 )
-            user = fields[0].strip()
+            user = normalize_id(fields[0], path=path, line=loc, field="user_id")
             ids = []
             for i, value in enumerate(fields[1:]):
                 name = "target" if i == HISTORY else f"seq[{i}]"
@@ -98,10 +104,10 @@ def read_sequences(path: Path, bad: BadLines) -> dict[str, tuple[int, list[int]]
                 raise DataFormatError(
                     path, "target is 0 (padding); expected an item id", line=loc, field="target"
                 )
-            if not user or user in out:
+            if user in out:
                 raise DataFormatError(
                     path,
-                    f"user id {user!r} is empty or repeated (first on line {out[user][0] if user in out else loc})",
+                    f"user id {user!r} is repeated (first on line {out[user][0]})",
                     line=loc,
                     field="user_id",
                 )
@@ -201,22 +207,10 @@ def load_yelp_taste(paths: list[Path], options: PrepareOptions) -> RawDataset:
     agreement = check_valid(test, valid, valid_path, bad)
     if agreement["disagree"]:
         removed["valid_disagrees"] += agreement["disagree"]
-    users, items, positions = [], [], []
-    for user, (_, seq) in test.items():
-        users.extend([user] * len(seq))
-        items.extend(str(i) for i in seq)
-        positions.extend(range(len(seq)))
-    interactions = pl.DataFrame(
-        {
-            schema.USER_ID: pl.Series(users, dtype=pl.String),
-            schema.ITEM_ID: pl.Series(items, dtype=pl.String),
-            schema.TIMESTAMP: pl.Series(positions, dtype=pl.Int64),
-            schema.RATING: pl.Series([1.0] * len(users), dtype=pl.Float32),
-        }
-    )
+    interactions = order_only_interactions((user, seq) for user, (_, seq) in test.items())
     catalogue = read_items(items_path, bad, removed, options.ascii_only)
     info: dict[str, object] = {
-        "time": "order-only: timestamp = position in the user's sequence (0, 1, ...); no real time",
+        "time": ORDER_ONLY_TIME,
         "sequence_from": f"{TEST_FILE}: non-zero history, then target",
         "users_at_51_cap": sum(len(seq) == HISTORY + 1 for _, seq in test.values()),
         "history_cap": f"histories longer than {HISTORY + 1} were cut to their last {HISTORY + 1} by the publishers",
@@ -231,5 +225,6 @@ def load_yelp_taste(paths: list[Path], options: PrepareOptions) -> RawDataset:
         items=catalogue,
         files=[test_path, valid_path, items_path],
         removed=removed,
+        bad_lines=bad.records,
         info=info,
     )
