@@ -97,7 +97,7 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
             "Binds 127.0.0.1 unless --host says otherwise. Items added with POST /items and events "
             "posted to /events are committed to the run's store (RUN_DIR/store.sqlite, or --store) "
             "before the reply, and used by every process serving the same store from its next request "
-            "on; an added_items.jsonl of earlier versions is imported on the first start. Damaged "
+            "on. Damaged "
             "records are set aside (counted in /healthz, listed by `hstu-blair check`), never stopping "
             "the server. Serves the run's current model version and switches to a new one written by "
             "`hstu-blair update` (or `rollback`) without a restart: loaded in the background, swapped "

@@ -21,10 +21,10 @@ from hstu_blair.data.splits import Split
 from hstu_blair.errors import ConfigError
 from hstu_blair.evaluation.evaluate import REFERENCE_MAX_RANK, REFERENCE_MISS_RANK, EvalOptions
 from hstu_blair.models.build import Architecture, architecture_options
+from hstu_blair.run.model_files import TextStoreRef
 from hstu_blair.text.embed import embed_dataset
 from hstu_blair.text.store import load_embeddings, store_path
 from hstu_blair.training.negatives import NegativeSampler
-from hstu_blair.training.run_dir import TextStoreRef
 
 log = logging.getLogger(__name__)
 

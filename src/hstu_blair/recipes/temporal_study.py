@@ -46,8 +46,8 @@ from hstu_blair.recipes.resolve import ensure_dataset, ensure_text, text_store
 from hstu_blair.recipes.train import train
 from hstu_blair.recipes.update import update
 from hstu_blair.reports.stats import mean_std, paired_test
+from hstu_blair.run.model_files import load_trained
 from hstu_blair.serving.recommender import Recommender
-from hstu_blair.training.run_dir import load_trained
 
 log = logging.getLogger(__name__)
 

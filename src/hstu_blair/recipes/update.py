@@ -42,10 +42,10 @@ from hstu_blair.models.build import build_model
 from hstu_blair.recipes.loop import LoopState, finish_run, make_trainer, run_epochs, setup_torch
 from hstu_blair.recipes.resolve import resolve_device, train_item_counts
 from hstu_blair.recipes.resolve import split as resolve_split
-from hstu_blair.serving.store import STORE_FILE, ItemRecord, Store
-from hstu_blair.training.distributed import DistInfo
-from hstu_blair.training.run_dir import TextStoreRef, load_trained, save_added_text, write_model_info
-from hstu_blair.training.versions import (
+from hstu_blair.run.layout import config_path, is_run_dir, store_path, update_info_path
+from hstu_blair.run.model_files import TextStoreRef, load_trained, save_added_text, write_model_info
+from hstu_blair.run.store import ItemRecord, Store
+from hstu_blair.run.versions import (
     commit_version,
     next_version,
     prune,
@@ -53,6 +53,7 @@ from hstu_blair.training.versions import (
     staging_dir,
     writer_lock,
 )
+from hstu_blair.training.distributed import DistInfo
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +117,15 @@ def update(
 
     Raises:
         ConfigError: not a run directory, bad overrides, ``keep`` < 1, another ``update`` of the
-            run in progress (:func:`~hstu_blair.training.versions.writer_lock`), or a store that
+            run in progress (:func:`~hstu_blair.run.versions.writer_lock`), or a store that
             does not match the served version.
     """
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     if keep < 1:
         raise ConfigError(f"--keep must be at least 1, got {keep}")
-    if not (run_dir / "config.toml").is_file():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.toml)")
+    if not is_run_dir(run_dir):
+        raise ConfigError(f"{run_dir} is not a run directory (no {config_path(run_dir).name})")
     with writer_lock(run_dir):
         return _refresh(run_dir, epochs, keep, overrides, store, progress, t0)
 
@@ -139,7 +140,7 @@ def _refresh(
     t0: float,
 ) -> UpdateResult:
     """:func:`update`'s work, under the run's writer lock."""
-    config = load_config(run_dir / "config.toml", overrides)
+    config = load_config(config_path(run_dir), overrides)
     epochs = max(1, config.train.epochs // 4) if epochs is None else epochs
     if epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {epochs}")
@@ -152,7 +153,7 @@ def _refresh(
     items_text = model.items.text
     records: list[ItemRecord] = []
     events: list[tuple[str, str, int]] = []
-    if store is not None or (run_dir / STORE_FILE).exists():  # no store yet: nothing was added
+    if store is not None or store_path(run_dir).exists():  # no store yet: nothing was added
         stored = Store.for_run(run_dir, store)
         try:
             if items_text is not None:
@@ -210,7 +211,7 @@ def _refresh(
     write_model_info(out, arch, served.data, text_ref, extra, item_ids)
     seconds = time.perf_counter() - t0
     write_json_atomic(
-        out / "update.json",
+        update_info_path(out),
         {
             "base_version": served.version,
             "epochs": epochs,

@@ -15,9 +15,9 @@ from pathlib import Path
 import polars as pl
 
 from hstu_blair.errors import DataFormatError
+from hstu_blair.run.model_files import read_model_info
+from hstu_blair.run.store import Store
 from hstu_blair.serving.recommender import ServingError, check_item_id
-from hstu_blair.serving.store import Store
-from hstu_blair.training.run_dir import read_model_info
 
 COLUMNS = ("user_id", "item_id", "timestamp")
 TIME_LIMIT = 2**40

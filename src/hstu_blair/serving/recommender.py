@@ -16,14 +16,13 @@ laid out as in training: column ``L`` holds the query time) and then answered in
 encoder call for all queries of a batch, then one top-k search over the item vectors.
 
 Added items and users' events are kept in the run's store (a database, by default
-``RUN_DIR/store.sqlite``; see :mod:`hstu_blair.serving.store`), committed before ``add_items`` /
+``RUN_DIR/store.sqlite``; see :mod:`hstu_blair.run.store`), committed before ``add_items`` /
 ``add_events`` return: loading the run reads it, and every recommender on the same store (other
 processes included) picks up the others' items in :meth:`Recommender.sync`, assigning the same
 indices in the same order; events are read from the store at each query. A damaged stored item
 never stops serving: it is set aside (moved to the store's ``set_aside`` table when it can be
-written, skipped otherwise), counted in ``describe()["set_aside"]`` and logged once. An item log
-of earlier versions (``added_items.jsonl``) is imported on first load. ``persist=False`` keeps
-added items and events in memory only.
+written, skipped otherwise), counted in ``describe()["set_aside"]`` and logged once.
+``persist=False`` keeps added items and events in memory only.
 """
 
 from __future__ import annotations
@@ -46,13 +45,13 @@ from hstu_blair.data import schema
 from hstu_blair.errors import HstuBlairError, UnknownIdError
 from hstu_blair.models.fusions import FUSIONS
 from hstu_blair.models.item_embedding import ItemEmbedding
+from hstu_blair.run.layout import STORE_FILE, store_path
+from hstu_blair.run.model_files import TrainedModel, load_trained
+from hstu_blair.run.store import DamagedRecord, DuplicateIdsError, ItemRecord, Store, StoreError
 from hstu_blair.serving.index import ItemIndex, build_index, index_recall
-from hstu_blair.serving.legacy_log import LEGACY_LOG, read_legacy_log
-from hstu_blair.serving.store import STORE_FILE, DuplicateIdsError, ItemRecord, SetAside, Store, StoreError
 from hstu_blair.text.encoders import TextEncoder
 from hstu_blair.text.registry import build_text_encoder, encoder_for_store
 from hstu_blair.training.batching import QueryBatch, query_batch
-from hstu_blair.training.run_dir import TrainedModel, load_trained
 
 _LOG = logging.getLogger(__name__)
 
@@ -77,13 +76,8 @@ class StoreWriteError(ServingError):
     database server): the server's fault, not the request's."""
 
 
-ItemLogError = StoreWriteError
-"""The name of :class:`StoreWriteError` before the store replaced the item log."""
-
-
 __all__ = [
     "DuplicateItemError",
-    "ItemLogError",
     "PreparedQuery",
     "Query",
     "Recommendation",
@@ -184,7 +178,7 @@ class Recommender:
     """Recommendations from a trained run, in external ids.
 
     Args:
-        run: a loaded run (see :func:`hstu_blair.training.run_dir.load_trained`).
+        run: a loaded run (see :func:`hstu_blair.run.model_files.load_trained`).
         encoder: text encoder for :meth:`add_item` (default: the encoder that wrote the run's
             embedding store, built on first use).
         index: ``exact`` (brute force, default) or a FAISS index for large catalogues
@@ -244,7 +238,6 @@ class Recommender:
         self._skipped: set[int] = set()  # seqs of damaged items skipped while serving
         self._set_aside = 0
         if self.can_add_items:
-            self._import_legacy_log()
             self._load_items()
         self._set_aside = len(self.store.set_aside_records()) + len(self._skipped)
 
@@ -264,7 +257,7 @@ class Recommender:
         try:
             return Store.for_run(self.run.run_dir, location)
         except StoreError as exc:
-            if location is None and not (Path(self.run.run_dir) / STORE_FILE).exists():
+            if location is None and not store_path(self.run.run_dir).exists():
                 # a read-only run directory without a store: nothing to read, nothing can be written
                 _LOG.warning("%s: serving without a store (writes are refused)", exc)
                 self._writable = False
@@ -276,29 +269,12 @@ class Recommender:
         assert self.model.items.text is not None
         return int(self.model.items.text.shape[1])
 
-    def _import_legacy_log(self) -> None:
-        """Import ``RUN_DIR/added_items.jsonl`` of earlier versions once: every readable item kept,
-        every damaged or duplicate line set aside."""
-        path = Path(self.run.run_dir) / LEGACY_LOG
-        key = f"imported:{LEGACY_LOG}"
-        if not path.is_file() or self.store.read_only or self.store.get_meta(key) is not None:
-            return
-        records, aside = read_legacy_log(path, self._d_text, self._item_idx)
-        if self.store.import_items(key, records, aside):
-            _LOG.info(
-                "imported %d items from %s into the store (%d lines set aside)",
-                len(records),
-                path,
-                len(aside),
-            )
-            self._log_set_aside(aside)
-
     def _load_items(self) -> None:
         """Read every stored item; damaged ones are moved to ``set_aside`` (when writable)."""
         damaged = self._catch_up()
         if damaged and not self.store.read_only:
             try:
-                self.store.set_aside_items(damaged)
+                self.store.move_items_aside(damaged)
                 self._skipped -= {seq for seq, _ in damaged}
             except StoreError as exc:
                 _LOG.warning("cannot move damaged items aside: %s", exc)
@@ -885,7 +861,7 @@ class Recommender:
             self._catch_up()
             return self.num_items - before
 
-    def _catch_up(self) -> list[tuple[int, SetAside]]:
+    def _catch_up(self) -> list[tuple[int, DamagedRecord]]:
         """Apply the items stored after the last read (under the lock); returns the damaged ones."""
         if not self.can_add_items:
             return []
@@ -896,7 +872,7 @@ class Recommender:
             assert r.seq is not None
             if r.item_id in self._item_idx:
                 why = f"item id {r.item_id!r} is already in the catalogue"
-                damaged.append((r.seq, SetAside(f"items seq {r.seq}", why, r.item_id.encode())))
+                damaged.append((r.seq, DamagedRecord(f"items seq {r.seq}", why, r.item_id.encode())))
             else:
                 good.append(r)
         self._apply(good)
@@ -910,7 +886,7 @@ class Recommender:
         return damaged
 
     @staticmethod
-    def _log_set_aside(records: Sequence[SetAside]) -> None:
+    def _log_set_aside(records: Sequence[DamagedRecord]) -> None:
         for r in records:
             _LOG.warning(
                 "set aside %s: %s (kept in the store's set_aside table; other records are served)",
