@@ -59,7 +59,7 @@ class LiveRecommender:
         first = Recommender.load(run_dir, **options)
 
         def load_current() -> Recommender:
-            shared = {"encoder": live.current._encoder, "store": live.current.store}
+            shared = {"encoder": live.current.growth.encoder, "store": live.current.store}
             return Recommender.load(run_dir, **{**options, **shared})
 
         live = cls(first, load_current)

@@ -7,7 +7,7 @@
 ``POST /events`` answers 201 only once the whole batch is committed to the store; an event naming
 an item not in the catalogue answers 422 naming every such id, and nothing of the batch is stored.
 Ids of users and items the model does not know must be in canonical form
-(:func:`~hstu_blair.serving.recommender.check_item_id`), so that every stored user can be asked
+(:func:`~hstu_blair.serving.ids.check_new_id`), so that every stored user can be asked
 for as ``/users/{user_id}``. Recommendations for a user rank after their training history plus
 their stored events (ordered by timestamp); a user with neither gets the most popular training
 items. Limits: ``max_events`` per body, ``max_k``, and the body limit of ``/events``
