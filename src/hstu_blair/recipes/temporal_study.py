@@ -42,7 +42,7 @@ from hstu_blair.data.manifest import write_json_atomic
 from hstu_blair.data.splits import make_temporal_split
 from hstu_blair.errors import ConfigError
 from hstu_blair.evaluation.metrics import metrics_from_ranks
-from hstu_blair.recipes.resolve import ensure_dataset, ensure_text, text_store
+from hstu_blair.recipes.resolve import ensure_dataset, ensure_text, text_store, uses_text
 from hstu_blair.recipes.train import train
 from hstu_blair.recipes.update import update
 from hstu_blair.reports.stats import mean_std, paired_test
@@ -187,7 +187,7 @@ def temporal_study(
     full = ensure_dataset(config)
     targets = study_targets(full, train_quantile, events_quantile)
     text = config.text
-    if config.model.fusion != "id":
+    if uses_text(config):
         ensure_text(config, full, progress)  # the full catalogue's store serves both truncated datasets
         text = replace(text, embeddings=str(text_store(config, full).resolve()))
 
