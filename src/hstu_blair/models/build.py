@@ -8,7 +8,9 @@ fusion registry (:mod:`hstu_blair.models.fusions`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -85,6 +87,12 @@ class Architecture:
             )
         return cls(**values)
 
+
+ARCHITECTURE_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {f.name: f.default for f in fields(Architecture) if f.default is not MISSING}
+)
+"""The model sizes' defaults, in one place: :class:`Architecture`'s (the run config's
+``ModelConfig`` reads them from here; a ``model.json`` without a size gets them too)."""
 
 LEGACY_RESIDUAL_KEYS = ("id_dropout", "text_rank", "text_whiten")
 """Top-level architecture and ``[model]`` keys of runs and configs made before ``fusion_options``."""

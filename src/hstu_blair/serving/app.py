@@ -60,7 +60,7 @@ from hstu_blair.serving.http.limits import RequestGuard
 from hstu_blair.serving.http.metrics import Metrics, MetricsMiddleware
 from hstu_blair.serving.http.routes import events, items, recommend, service
 from hstu_blair.serving.http.schemas import validation_error_response
-from hstu_blair.serving.limits import Limits
+from hstu_blair.serving.limits import BATCH_WINDOW_MS, HOST, MAX_BATCH, PORT, Limits
 from hstu_blair.serving.live import LiveRecommender
 from hstu_blair.serving.recommender import Recommender, ServingError
 
@@ -74,8 +74,8 @@ API_KEY_ENV = "HSTU_BLAIR_API_KEY"
 
 def create_app(
     recommender: Recommender | LiveRecommender,
-    batch_window_ms: float = 2.0,
-    max_batch: int = 64,
+    batch_window_ms: float = BATCH_WINDOW_MS,
+    max_batch: int = MAX_BATCH,
     api_key: str | None = None,
     limits: Limits | None = None,
     **limit_values: Any,
@@ -191,14 +191,14 @@ def exposure_warning(host: str, api_key: str | None) -> str | None:
 
 def serve(
     run_dir: str | Path,
-    host: str = "127.0.0.1",
-    port: int = 8000,
+    host: str = HOST,
+    port: int = PORT,
     checkpoint: str = "best",
     device: str = "cpu",
     index: str = "exact",
     max_k: int | None = None,
-    batch_window_ms: float = 2.0,
-    max_batch: int = 64,
+    batch_window_ms: float = BATCH_WINDOW_MS,
+    max_batch: int = MAX_BATCH,
     log_level: str = "info",
     threads: int | None = None,
     api_key: str | None = None,

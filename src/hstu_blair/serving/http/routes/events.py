@@ -23,7 +23,7 @@ from fastapi import Query as QueryParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from hstu_blair.serving.http.context import ServingContext
-from hstu_blair.serving.http.limits import printable, unprocessable
+from hstu_blair.serving.http.limits import check_k, printable, unprocessable
 from hstu_blair.serving.http.schemas import Item, Text
 from hstu_blair.serving.recommender import ServingError, StoreWriteError, UnknownIdError
 
@@ -79,8 +79,7 @@ def router(ctx: ServingContext) -> APIRouter:
         user_id: str, k: int = QueryParam(10, ge=1), exclude_seen: bool = True
     ) -> UserRecommendations:
         """The best ``k`` items after the user's training history plus stored events."""
-        if k > limits.max_k:
-            raise unprocessable(("query", "k"), f"k={k} is above the limit of {limits.max_k} (max_k)")
+        check_k(limits, k, ("query",))
         rec = ctx.recommender  # one model version for the whole request
         result = await ctx.offload(rec.recommend_user, user_id, k, exclude_seen, "popular")
         items = [Item(item_id=r.item_id, score=r.score, title=r.title) for r in result]

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from hstu_blair.errors import HstuBlairError
 from hstu_blair.serving.http.context import ServingContext
-from hstu_blair.serving.http.limits import unprocessable
+from hstu_blair.serving.http.limits import check_k, unprocessable
 from hstu_blair.serving.http.routes.recommend import to_response
 from hstu_blair.serving.http.schemas import NewItem, RecommendResponse
 from hstu_blair.serving.recommender import (
@@ -85,8 +85,7 @@ def router(ctx: ServingContext) -> APIRouter:
     @api.get("/similar")
     async def similar(item_id: str, k: int = QueryParam(10, ge=1)) -> RecommendResponse:
         """Items whose vectors are closest (cosine) to ``item_id``'s."""
-        if k > ctx.limits.max_k:
-            raise unprocessable(("query", "k"), f"k={k} is above the limit of {ctx.limits.max_k} (max_k)")
+        check_k(ctx.limits, k, ("query",))
         rec = ctx.recommender
         if not rec.has_item(item_id):
             raise unprocessable(("query", "item_id"), f"unknown item id: {item_id!r}", "unknown_id")
