@@ -50,7 +50,7 @@ _API: dict[str, tuple[str, str]] = {
     "update": ("hstu_blair.recipes.update", "update"),
     "rollback": ("hstu_blair.run.versions", "rollback"),
     "temporal_study": ("hstu_blair.recipes.temporal_study", "temporal_study"),
-    "temporal_report": ("hstu_blair.recipes.temporal_study", "temporal_report"),
+    "temporal_report": ("hstu_blair.reports.temporal", "temporal_report"),
     "temporal_rescore": ("hstu_blair.recipes.temporal_study", "rescore"),
     "LiveRecommender": ("hstu_blair.serving.live", "LiveRecommender"),
     "Recommender": ("hstu_blair.serving.recommender", "Recommender"),
@@ -127,11 +127,12 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from hstu_blair.recipes.evaluate import evaluate
     from hstu_blair.recipes.reproduce import reproduce
     from hstu_blair.recipes.temporal_study import rescore as temporal_rescore
-    from hstu_blair.recipes.temporal_study import temporal_report, temporal_study
+    from hstu_blair.recipes.temporal_study import temporal_study
     from hstu_blair.recipes.train import train
     from hstu_blair.recipes.update import update
     from hstu_blair.reports.report import write_report as report
     from hstu_blair.reports.selection import select_default
+    from hstu_blair.reports.temporal import temporal_report
     from hstu_blair.run.check import check_run
     from hstu_blair.run.versions import rollback
     from hstu_blair.serving.app import serve

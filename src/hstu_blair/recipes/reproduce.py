@@ -40,6 +40,7 @@ from hstu_blair.errors import ConfigError
 from hstu_blair.recipes.cold_start import cold_start
 from hstu_blair.recipes.temporal_study import temporal_study
 from hstu_blair.recipes.train import train
+from hstu_blair.reports.temporal import STUDY_FILE
 from hstu_blair.run.layout import cold_start_path, final_metrics_path, resume_path
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class GridRun:
     @property
     def done_marker(self) -> Path:
         if self.temporal is not None:
-            return self.run_dir / "study.json"
+            return self.run_dir / STUDY_FILE
         if self.cold_start_share is None:
             return final_metrics_path(self.run_dir)
         return cold_start_path(self.run_dir / "run")

@@ -207,6 +207,14 @@ def _write_model_files(
     write_model_info(out, arch, served.data, text_ref, extra, item_ids)
 
 
+def _epochs(trained: int, epochs: int | None) -> int:
+    """Epochs to train: ``epochs``, default a quarter of the run's (at least 1)."""
+    epochs = max(1, trained // 4) if epochs is None else epochs
+    if epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {epochs}")
+    return epochs
+
+
 def _refresh(
     run_dir: Path,
     epochs: int | None,
@@ -218,9 +226,7 @@ def _refresh(
 ) -> UpdateResult:
     """:func:`update`'s work, under the run's writer lock: read, grow, train, write, publish."""
     config = load_config(config_path(run_dir), overrides)
-    epochs = max(1, config.train.epochs // 4) if epochs is None else epochs
-    if epochs < 1:
-        raise ConfigError(f"--epochs must be at least 1, got {epochs}")
+    epochs = _epochs(config.train.epochs, epochs)
     device = resolve_device(config.train.device)
     setup_torch(config.train, device)
     served = load_trained(run_dir, "best", device)
