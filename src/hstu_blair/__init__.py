@@ -36,7 +36,7 @@ _API: dict[str, tuple[str, str]] = {
     "embed": ("hstu_blair.text.embed", "embed_dataset"),
     "build_text_encoder": ("hstu_blair.text.registry", "build_text_encoder"),
     "TEXT_ENCODERS": ("hstu_blair.text.registry", "TEXT_ENCODERS"),
-    "pretrain_text": ("hstu_blair.text.pretrain", "pretrain_text"),
+    "pretrain_text": ("hstu_blair.recipes.pretrain_text", "pretrain_text"),
     "RunConfig": ("hstu_blair.config", "RunConfig"),
     "FUSIONS": ("hstu_blair.models.fusions", "FUSIONS"),
     "FusionSpec": ("hstu_blair.models.fusions", "FusionSpec"),
@@ -125,6 +125,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from hstu_blair.recipes.compare import compare_runs, comparison_markdown
     from hstu_blair.recipes.convert import convert_run
     from hstu_blair.recipes.evaluate import evaluate
+    from hstu_blair.recipes.pretrain_text import pretrain_text
     from hstu_blair.recipes.reproduce import reproduce
     from hstu_blair.recipes.temporal_study import rescore as temporal_rescore
     from hstu_blair.recipes.temporal_study import temporal_study
@@ -140,5 +141,4 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from hstu_blair.serving.live import LiveRecommender
     from hstu_blair.serving.recommender import Recommender
     from hstu_blair.text.embed import embed_dataset as embed
-    from hstu_blair.text.pretrain import pretrain_text
     from hstu_blair.text.registry import TEXT_ENCODERS, build_text_encoder
