@@ -132,6 +132,22 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         default="exact",
         help="top-k search: exact (default) or FAISS for large catalogues (faiss = faiss-ivf)",
     )
+    _add_limit_args(p)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument(
+        "--api-key",
+        metavar="TOKEN",
+        help="token the write routes (POST /items, POST /events, DELETE /users/ID) require as 'Authorization: Bearer TOKEN' (default: $HSTU_BLAIR_API_KEY; "
+        "prefer the variable, a flag shows in the process list)",
+    )
+    p.add_argument("--store", help=STORE_HELP)
+    p.set_defaults(handler=run_serve)
+    return p
+
+
+def _add_limit_args(p: argparse.ArgumentParser) -> None:
+    """The request limits, body sizes, worker threads and batching of ``serve``."""
     defaults = Limits()
     for field, help_text in LIMIT_FLAGS.items():
         p.add_argument(
@@ -167,17 +183,6 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         default=MAX_BATCH,
         help=f"most requests per model call (default {MAX_BATCH}; 1 = no batching)",
     )
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    p.add_argument(
-        "--api-key",
-        metavar="TOKEN",
-        help="token the write routes (POST /items, POST /events, DELETE /users/ID) require as 'Authorization: Bearer TOKEN' (default: $HSTU_BLAIR_API_KEY; "
-        "prefer the variable, a flag shows in the process list)",
-    )
-    p.add_argument("--store", help=STORE_HELP)
-    p.set_defaults(handler=run_serve)
-    return p
 
 
 def _size(n: int) -> str:

@@ -23,6 +23,25 @@ from hstu_blair.serving.recommender import (
 )
 
 
+def _existing(rec: Recommender, body: NewItem) -> JSONResponse:
+    """200 with the item when it is there with the same text and title (a retried add), else 409."""
+    if not rec.is_same_item(body.item_id, body.text, body.title):
+        raise HTTPException(
+            409, detail=f"item id {body.item_id!r} is already in the catalogue with another text or title"
+        )
+    return JSONResponse(rec.item(body.item_id), status_code=200)
+
+
+def _refuse_id_only(rec: Recommender) -> None:
+    """400 for an add to a run without a text path."""
+    if not rec.can_add_items:
+        raise HTTPException(
+            400,
+            detail=f"this run's model is ID-only (fusion {rec.fusion!r}): items cannot be added "
+            f"at run time; serve a run trained with model.fusion = {fusions_for_new_items()}",
+        )
+
+
 def router(ctx: ServingContext) -> APIRouter:
     """The item routes over ``ctx``."""
     api = APIRouter(tags=["items"])
@@ -42,14 +61,6 @@ def router(ctx: ServingContext) -> APIRouter:
             raise HTTPException(404, detail=f"unknown item id: {item_id!r}")
         return rec.item(item_id)
 
-    def existing(rec: Recommender, body: NewItem) -> JSONResponse:
-        """200 with the item when it is there with the same text and title (a retried add), else 409."""
-        if not rec.is_same_item(body.item_id, body.text, body.title):
-            raise HTTPException(
-                409, detail=f"item id {body.item_id!r} is already in the catalogue with another text or title"
-            )
-        return JSONResponse(rec.item(body.item_id), status_code=200)
-
     @api.post(
         "/items",
         status_code=201,
@@ -63,18 +74,13 @@ def router(ctx: ServingContext) -> APIRouter:
         be in canonical form (no surrounding whitespace, no control characters). Needs the API key
         if one is set."""
         rec = ctx.recommender
-        if not rec.can_add_items:
-            raise HTTPException(
-                400,
-                detail=f"this run's model is ID-only (fusion {rec.fusion!r}): items cannot be added "
-                f"at run time; serve a run trained with model.fusion = {fusions_for_new_items()}",
-            )
+        _refuse_id_only(rec)
         if rec.has_item(body.item_id):
-            return existing(rec, body)
+            return _existing(rec, body)
         try:
             return await ctx.offload(rec.add_item, body.item_id, body.text, body.title)
         except DuplicateItemError:  # added by another process since the check above (now caught up)
-            return existing(rec, body)
+            return _existing(rec, body)
         except StoreWriteError as exc:
             raise HTTPException(503, detail=str(exc)) from None
         except ServingError as exc:
