@@ -75,10 +75,7 @@ class Architecture:
         options as top-level keys (``id_dropout``, ``text_rank``, ``text_whiten``); they are read as
         its ``fusion_options`` (other fusions ignored them, and still do).
         """
-        values = dict(values)
-        legacy = {key: values.pop(key) for key in LEGACY_RESIDUAL_KEYS if key in values}
-        if legacy and values.get("fusion") == "residual" and "fusion_options" not in values:
-            values["fusion_options"] = legacy
+        values = upgrade_architecture_keys(values)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -96,6 +93,17 @@ ARCHITECTURE_DEFAULTS: Mapping[str, Any] = MappingProxyType(
 
 LEGACY_RESIDUAL_KEYS = ("id_dropout", "text_rank", "text_whiten")
 """Top-level architecture and ``[model]`` keys of runs and configs made before ``fusion_options``."""
+
+
+def upgrade_architecture_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a ``model.json`` architecture with the ``residual`` fusion's options of runs made
+    before ``fusion_options`` (:data:`LEGACY_RESIDUAL_KEYS` at the top level) moved into it (other
+    fusions ignored those keys, and still do)."""
+    values = dict(values)
+    legacy = {key: values.pop(key) for key in LEGACY_RESIDUAL_KEYS if key in values}
+    if legacy and values.get("fusion") == "residual" and "fusion_options" not in values:
+        values["fusion_options"] = legacy
+    return values
 
 
 def architecture_options(fusion: str, options: dict[str, Any] | None = None) -> dict[str, Any]:

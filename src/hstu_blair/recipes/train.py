@@ -3,7 +3,7 @@
 ``train(config)`` returns a :class:`RunResult` and leaves a run directory:
 
 - ``config.toml`` (the fully resolved config), ``run.json`` (versions, device, dataset hashes)
-- ``model.json`` (architecture, item vocabulary, dataset and text store; see ``training.run_dir``)
+- ``model.json`` (architecture, item vocabulary, dataset and text store; see ``run.model_files``)
 - ``checkpoints/best.safetensors``, ``checkpoints/last.safetensors`` (weights),
   ``checkpoints/last.resume.pt`` (optimizer and RNG state, for ``--resume``)
 - ``history.json`` (metrics of every evaluated epoch), ``final_metrics.json``
