@@ -139,7 +139,7 @@ def recommendations(url: str, users: list[str], n: int) -> dict[str, Any]:
 
 READER = """
 import sys, time
-from hstu_blair.serving.store import Store
+from hstu_blair.run.store import Store
 store, n = Store(sys.argv[1]), int(sys.argv[2])
 head = store.item_head()
 print("ready", flush=True)
@@ -155,7 +155,7 @@ def visibility(location: str, n: int) -> dict[str, Any]:
     """Delay between a write call in one process and another process's poll seeing its commit
     (measured from the call's start: an upper bound that includes the write itself; the reader can
     see the commit before the writer's call has returned)."""
-    from hstu_blair.serving.store import ItemRecord, Store
+    from hstu_blair.run.store import ItemRecord, Store
 
     path = location
     writer = Store(path)

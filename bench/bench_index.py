@@ -53,7 +53,7 @@ def trained_run(run_dir: Path) -> dict[str, Any]:
         rec = Recommender.load(run_dir, index=name)
         out[name] = {
             "recall@10": round(rec.index_recall(queries, k=10), 4),
-            "ms_per_64": search_ms(rec._index, vectors[:64]),
+            "ms_per_64": search_ms(rec.scorer.index, vectors[:64]),
         }
     return out
 

@@ -81,7 +81,7 @@ def train_run(out: Path, epochs: int) -> Path:
 
 def histories(run_dir: Path, n: int, seed: int = 0) -> list[list[str]]:
     """``n`` request histories: windows of real users' sequences, 1..200 items, as raw ids."""
-    from hstu_blair.training.run_dir import load_trained
+    from hstu_blair.run.model_files import load_trained
 
     data = load_trained(run_dir).data
     rng = random.Random(seed)
@@ -338,7 +338,7 @@ async def with_big_batches(
 
 def stall_check(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """p50/p99 of small requests alone and while maximum-size batches run, and the server's RSS."""
-    from hstu_blair.training.run_dir import load_trained
+    from hstu_blair.run.model_files import load_trained
 
     rng = random.Random(2)
     item_ids = [str(i) for i in load_trained(run_dir).data.item_ids[1:]]

@@ -242,7 +242,7 @@ def postgres_schema(tag: str) -> Iterator[str]:
 
     import sqlalchemy as sa
 
-    from hstu_blair.serving.store import store_url
+    from hstu_blair.run.store import store_url
 
     url = os.environ.get(POSTGRES_URL_ENV)
     if not url:

@@ -36,7 +36,7 @@ _API: dict[str, tuple[str, str]] = {
     "embed": ("hstu_blair.text.embed", "embed_dataset"),
     "build_text_encoder": ("hstu_blair.text.registry", "build_text_encoder"),
     "TEXT_ENCODERS": ("hstu_blair.text.registry", "TEXT_ENCODERS"),
-    "pretrain_text": ("hstu_blair.text.pretrain", "pretrain_text"),
+    "pretrain_text": ("hstu_blair.recipes.pretrain_text", "pretrain_text"),
     "RunConfig": ("hstu_blair.config", "RunConfig"),
     "FUSIONS": ("hstu_blair.models.fusions", "FUSIONS"),
     "FusionSpec": ("hstu_blair.models.fusions", "FusionSpec"),
@@ -51,14 +51,14 @@ _API: dict[str, tuple[str, str]] = {
     "reproduce": ("hstu_blair.recipes.reproduce", "reproduce"),
     "convert_run": ("hstu_blair.recipes.convert", "convert_run"),
     "update": ("hstu_blair.recipes.update", "update"),
-    "rollback": ("hstu_blair.training.versions", "rollback"),
+    "rollback": ("hstu_blair.run.versions", "rollback"),
     "temporal_study": ("hstu_blair.recipes.temporal_study", "temporal_study"),
-    "temporal_report": ("hstu_blair.recipes.temporal_study", "temporal_report"),
+    "temporal_report": ("hstu_blair.reports.temporal", "temporal_report"),
     "temporal_rescore": ("hstu_blair.recipes.temporal_study", "rescore"),
     "LiveRecommender": ("hstu_blair.serving.live", "LiveRecommender"),
     "Recommender": ("hstu_blair.serving.recommender", "Recommender"),
     "serve": ("hstu_blair.serving.app", "serve"),
-    "check_run": ("hstu_blair.serving.check", "check_run"),
+    "check_run": ("hstu_blair.run.check", "check_run"),
     "import_events": ("hstu_blair.serving.events_import", "import_events"),
     "report": ("hstu_blair.reports.report", "write_report"),
     "compare_runs": ("hstu_blair.recipes.compare", "compare_runs"),
@@ -131,19 +131,20 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from hstu_blair.recipes.compare import compare_runs, comparison_markdown
     from hstu_blair.recipes.convert import convert_run
     from hstu_blair.recipes.evaluate import evaluate
+    from hstu_blair.recipes.pretrain_text import pretrain_text
     from hstu_blair.recipes.reproduce import reproduce
     from hstu_blair.recipes.temporal_study import rescore as temporal_rescore
-    from hstu_blair.recipes.temporal_study import temporal_report, temporal_study
+    from hstu_blair.recipes.temporal_study import temporal_study
     from hstu_blair.recipes.train import train
     from hstu_blair.recipes.update import update
     from hstu_blair.reports.report import write_report as report
     from hstu_blair.reports.selection import select_default
+    from hstu_blair.reports.temporal import temporal_report
+    from hstu_blair.run.check import check_run
+    from hstu_blair.run.versions import rollback
     from hstu_blair.serving.app import serve
-    from hstu_blair.serving.check import check_run
     from hstu_blair.serving.events_import import import_events
     from hstu_blair.serving.live import LiveRecommender
     from hstu_blair.serving.recommender import Recommender
     from hstu_blair.text.embed import embed_dataset as embed
-    from hstu_blair.text.pretrain import pretrain_text
     from hstu_blair.text.registry import TEXT_ENCODERS, build_text_encoder
-    from hstu_blair.training.versions import rollback

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from hstu_blair._compat import tomllib
 from hstu_blair.errors import ConfigError
+from hstu_blair.models.build import ARCHITECTURE_DEFAULTS
 from hstu_blair.models.fusions import get_fusion
 
 
@@ -88,17 +89,17 @@ class ModelConfig:
     name: Literal["hstu", "sasrec"] = "hstu"
     fusion: str = "id"
     fusion_options: dict[str, Any] = field(default_factory=dict)
-    d_model: int = 50
-    num_blocks: int = 2
-    num_heads: int = 1
-    d_qk: int = 50
-    d_v: int = 50
-    ffn_dim: int = 50
-    dropout: float = 0.2
-    input_dropout: float = 0.2
+    d_model: int = ARCHITECTURE_DEFAULTS["d_model"]
+    num_blocks: int = ARCHITECTURE_DEFAULTS["num_blocks"]
+    num_heads: int = ARCHITECTURE_DEFAULTS["num_heads"]
+    d_qk: int = ARCHITECTURE_DEFAULTS["d_qk"]
+    d_v: int = ARCHITECTURE_DEFAULTS["d_v"]
+    ffn_dim: int = ARCHITECTURE_DEFAULTS["ffn_dim"]
+    dropout: float = ARCHITECTURE_DEFAULTS["dropout"]
+    input_dropout: float = ARCHITECTURE_DEFAULTS["input_dropout"]
     attn_len: int | None = None
-    similarity: Literal["cosine", "dot"] = "cosine"
-    learned_norms: bool = False
+    similarity: Literal["cosine", "dot"] = ARCHITECTURE_DEFAULTS["similarity"]
+    learned_norms: bool = ARCHITECTURE_DEFAULTS["learned_norms"]
 
     def resolved_attn_len(self, max_len: int) -> int:
         return self.attn_len if self.attn_len is not None else max_len + 11

@@ -14,10 +14,10 @@ from hstu_blair.errors import ConfigError
 from hstu_blair.evaluation.evaluate import rank_targets
 from hstu_blair.evaluation.metrics import metrics_from_ranks
 from hstu_blair.recipes.cold_start import as_served, cold_start
+from hstu_blair.run.model_files import load_trained
 from hstu_blair.serving.recommender import Recommender
 from hstu_blair.text.store import StoreManifest, save_embeddings
 from hstu_blair.training.batching import eval_batch
-from hstu_blair.training.run_dir import load_trained
 from tests.conftest import HashEncoder, tiny_overrides
 
 

@@ -12,7 +12,8 @@ from hstu_blair.cli import main
 from hstu_blair.config import load_config
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.recipes.reproduce import plan_grid
-from hstu_blair.recipes.temporal_study import ARMS, rescore, study_targets, temporal_study
+from hstu_blair.recipes.temporal_study import rescore, study_targets, temporal_study
+from hstu_blair.reports.temporal import ARMS
 from tests.conftest import make_raw, synthetic_rows, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,9 @@ from hstu_blair.errors import ConfigError, DataFormatError
 from hstu_blair.recipes.convert import convert_run
 from hstu_blair.recipes.evaluate import evaluate
 from hstu_blair.recipes.train import train
+from hstu_blair.run.layout import resume_path, weights_path
+from hstu_blair.run.model_files import load_trained
 from hstu_blair.serving.recommender import Recommender
-from hstu_blair.training.run_dir import load_trained, resume_path, weights_path
 
 
 class Payload:

@@ -12,9 +12,10 @@ import torch
 from hstu_blair.cli import main
 from hstu_blair.errors import ConfigError
 from hstu_blair.recipes.update import update
+from hstu_blair.run.layout import pointer_path
+from hstu_blair.run.model_files import load_trained
+from hstu_blair.run.versions import current_version, list_versions, rollback, writer_lock
 from hstu_blair.serving.recommender import Recommender
-from hstu_blair.training.run_dir import load_trained
-from hstu_blair.training.versions import current_version, list_versions, pointer_path, rollback, writer_lock
 from tests.conftest import HashEncoder
 
 LATER = 2_000_000_000

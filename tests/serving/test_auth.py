@@ -139,4 +139,4 @@ def test_serve_help_documents_the_token():
     sub = parser.add_subparsers(dest="command")
     text = " ".join(add_serve_parser(sub).format_help().split())
     assert "--api-key TOKEN" in text and API_KEY_ENV in text and "Authorization: Bearer" in text
-    assert "added_items.jsonl" in text
+    assert "RUN_DIR/store.sqlite" in text

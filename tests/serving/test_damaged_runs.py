@@ -17,8 +17,8 @@ import pytest
 
 from hstu_blair.cli import main
 from hstu_blair.errors import DataFormatError, HstuBlairError
+from hstu_blair.run.versions import commit_version, publish, staging_dir
 from hstu_blair.serving.recommender import Recommender
-from hstu_blair.training.versions import commit_version, publish, staging_dir
 from tests.conftest import HashEncoder
 from tests.serving.rss import peak_rss_growth
 

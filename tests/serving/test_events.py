@@ -13,9 +13,10 @@ from fastapi.testclient import TestClient
 
 from hstu_blair.cli import main
 from hstu_blair.errors import UnknownIdError
+from hstu_blair.run.layout import STORE_FILE
+from hstu_blair.run.store import Store
 from hstu_blair.serving.app import create_app
 from hstu_blair.serving.recommender import Query, Recommender, ServingError
-from hstu_blair.serving.store import STORE_FILE, Store
 from tests.conftest import HashEncoder
 
 KEY = "events-token"

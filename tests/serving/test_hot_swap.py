@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from hstu_blair.recipes.update import update
+from hstu_blair.run.model_files import load_trained
+from hstu_blair.run.versions import rollback
 from hstu_blair.serving.app import create_app
 from hstu_blair.serving.live import LiveRecommender
 from hstu_blair.serving.recommender import Recommender
-from hstu_blair.training.run_dir import load_trained
-from hstu_blair.training.versions import rollback
 from tests.conftest import HashEncoder, running_server
 
 LATER = 2_000_000_000

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hstu_blair.serving.app import create_app
-from hstu_blair.serving.recommender import Recommender, ServingError, check_item_id
+from hstu_blair.serving.recommender import Recommender, ServingError, check_new_id
 from tests.conftest import HashEncoder, running_server
 
 KEY = "ids-token"
@@ -35,7 +35,7 @@ def test_ids_outside_the_canonical_form_are_422(served, item_id):
     response = client.post("/items", json={"item_id": item_id, "text": "some words"}, headers=AUTH)
     assert response.status_code == 422, response.text
     with pytest.raises(ServingError):
-        check_item_id(item_id)
+        check_new_id(item_id)
 
 
 def test_every_accepted_id_can_be_fetched(text_run, copy_run):

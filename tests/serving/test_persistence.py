@@ -12,9 +12,10 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from hstu_blair.run.layout import STORE_FILE
+from hstu_blair.run.store import Store
 from hstu_blair.serving.app import create_app
 from hstu_blair.serving.recommender import DuplicateItemError, Recommender, StoreWriteError
-from hstu_blair.serving.store import STORE_FILE, Store
 from tests.conftest import HashEncoder
 
 

@@ -124,7 +124,7 @@ def test_bad_queries(rec):
     with pytest.raises(ServingError, match="empty"):
         rec.recommend([])
     with pytest.raises(ServingError, match="exactly one"):
-        rec.prepare(Query(history=["i1"], user_id="u1"))
+        rec.build_query(Query(history=["i1"], user_id="u1"))
     with pytest.raises(ServingError, match="2 timestamps for 1"):
         rec.recommend(["i1"], timestamps=[1, 2])
     with pytest.raises(ServingError, match="outside"):

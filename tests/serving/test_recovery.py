@@ -1,25 +1,21 @@
-"""Damaged records never stop serving and never cost other records: an old item log is imported
-keeping every readable item, damaged lines and rows are set aside (counted in /healthz and
-/metrics), and ``hstu-blair check`` reports it all with its exit status."""
+"""Damaged records never stop serving and never cost other records: damaged store rows are set
+aside (counted in /healthz and /metrics, logged once), and ``hstu-blair check`` reports it all
+with its exit status."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from hstu_blair.cli import main
+from hstu_blair.run.layout import STORE_FILE
+from hstu_blair.run.store import Store, items
 from hstu_blair.serving.app import create_app
-from hstu_blair.serving.legacy_log import LEGACY_LOG, encode_legacy_record
 from hstu_blair.serving.recommender import Recommender
-from hstu_blair.serving.store import STORE_FILE, Store, items
-from tests.conftest import HASH_DIM, HashEncoder
-
-GROUP = 100  # items per add call in the generated log
+from tests.conftest import HashEncoder
 
 
 @pytest.fixture
@@ -27,81 +23,12 @@ def run(text_run, copy_run) -> Path:
     return copy_run(text_run)
 
 
-def _legacy_log(run: Path, n: int) -> list[bytes]:
-    """An old-format log of ``n`` items in groups of GROUP; returns its lines."""
-    vectors = np.random.default_rng(0).standard_normal((n, HASH_DIM)).astype(np.float32)  # (n, d_text)
-    lines = [
-        encode_legacy_record(
-            i, i % GROUP, min(GROUP, n - i // GROUP * GROUP), f"old-{i}", "", f"text {i}", vectors[i]
-        )
-        for i in range(n)
-    ]
-    (run / LEGACY_LOG).write_bytes(b"".join(lines))
-    return lines
-
-
 def _check(run: Path, capsys) -> tuple[int, str]:
     code = main(["check", str(run)])
     return code, capsys.readouterr().out
 
 
-@pytest.mark.parametrize("text_run", ["text"], indirect=True)
-def test_a_flipped_byte_in_line_5000_of_6000_costs_that_item_only(run, capsys, caplog):
-    lines = _legacy_log(run, 6000)
-    damaged = bytearray(lines[4999])
-    damaged[damaged.index(b"text 4999")] ^= 0x01  # "text" -> "uext": the checksum no longer matches
-    (run / LEGACY_LOG).write_bytes(b"".join([*lines[:4999], bytes(damaged), *lines[5000:]]))
-    code, out = _check(run, capsys)
-    assert code == 1 and f"{LEGACY_LOG}:5000: unreadable record: checksum mismatch" in out
-    assert "5999 items" in out
-
-    rec = Recommender.load(run, encoder=HashEncoder())
-    assert rec.num_items == 40 + 5999 and not rec.has_item("old-4999")
-    assert rec.has_item("old-4998") and rec.has_item("old-5000") and rec.has_item("old-5999")
-    assert rec.describe()["set_aside"] == 1
-    assert caplog.text.count(f"set aside {LEGACY_LOG}:5000") == 1  # logged once
-    with TestClient(create_app(rec)) as client:
-        assert client.get("/healthz").json()["set_aside"] == 1
-        assert "hstu_blair_store_set_aside 1.0" in client.get("/metrics").text
-        got = client.post("/recommend", json={"history": ["old-5000", "i1"], "k": 5})
-        assert got.status_code == 200 and len(got.json()["items"]) == 5
-    records = Store(run / STORE_FILE).set_aside_records()
-    assert [(r["source"], r["reason"]) for r in records] == [
-        (f"{LEGACY_LOG}:5000", "unreadable record: checksum mismatch")
-    ]
-    again = Recommender.load(run)  # imported once: nothing imported or set aside twice
-    assert again.num_items == 40 + 5999 and again.describe()["set_aside"] == 1
-    code, out = _check(run, capsys)
-    assert code == 1 and f"set aside: {LEGACY_LOG}:5000" in out and "items" in out
-
-
-def test_a_duplicated_or_torn_last_line_is_set_aside(run, capsys):
-    lines = _legacy_log(run, 3)
-    (run / LEGACY_LOG).write_bytes(b"".join([*lines, lines[-1], lines[0][:50]]))
-    rec = Recommender.load(run, encoder=HashEncoder())
-    assert [rec.has_item(f"old-{i}") for i in range(3)] == [True, True, True]
-    assert rec.num_items == 43 and rec.describe()["set_aside"] == 2
-    reasons = [r["reason"] for r in Store(run / STORE_FILE).set_aside_records()]
-    assert reasons == [
-        "duplicate of line 3 (item id 'old-2')",
-        "torn last line (a write cut short; never acknowledged)",
-    ]
-    assert _check(run, capsys)[0] == 1
-
-
-def test_imported_items_keep_their_vectors_and_the_old_order(run):
-    lines = _legacy_log(run, 5)
-    rec = Recommender.load(run, encoder=HashEncoder())
-    expected = np.stack(
-        [np.frombuffer(__import__("base64").b64decode(json.loads(x)["vector"]), "<f4") for x in lines]
-    )
-    got = Store(run / STORE_FILE).read_items(0, HASH_DIM)[0]
-    assert [r.item_id for r in got] == [f"old-{i}" for i in range(5)]
-    assert np.stack([r.vector for r in got]).tobytes() == expected.tobytes()
-    assert [x["item_id"] for x in rec.search_items("old-", limit=10)] == [f"old-{i}" for i in range(5)]
-
-
-def test_a_damaged_row_in_the_store_is_set_aside_and_the_rest_served(run, capsys):
+def test_a_damaged_row_in_the_store_is_set_aside_and_the_rest_served(run, capsys, caplog):
     Recommender.load(run, encoder=HashEncoder()).add_items(["s1", "s2", "s3"], ["one", "two", "three"])
     store = Store(run / STORE_FILE)
     with store.engine.begin() as conn:
@@ -111,7 +38,12 @@ def test_a_damaged_row_in_the_store_is_set_aside_and_the_rest_served(run, capsys
     rec = Recommender.load(run, encoder=HashEncoder())
     assert rec.has_item("s1") and rec.has_item("s3") and not rec.has_item("s2")
     assert rec.describe()["set_aside"] == 1 and store.item_ids() == ["s1", "s3"]
+    assert caplog.text.count("set aside items seq 2") == 1  # logged once
     with TestClient(create_app(rec)) as client:  # the id is free again: it can be added anew
+        assert client.get("/healthz").json()["set_aside"] == 1
+        assert "hstu_blair_store_set_aside 1.0" in client.get("/metrics").text
+        got = client.post("/recommend", json={"history": ["s3", "i1"], "k": 5})
+        assert got.status_code == 200 and len(got.json()["items"]) == 5
         assert client.post("/items", json={"item_id": "s2", "text": "two"}).status_code == 201
     code, out = _check(run, capsys)
     assert code == 1 and "set aside: items seq" in out

@@ -21,8 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hstu_blair.run.layout import STORE_FILE
+from hstu_blair.run.store import Store
 from hstu_blair.serving.app import API_KEY_ENV
-from hstu_blair.serving.store import STORE_FILE, Store
 
 KEY = "restart-test-token"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from hstu_blair.serving import store as store_module
-from hstu_blair.serving.store import (
+from hstu_blair.run import store as store_module
+from hstu_blair.run.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
     DuplicateIdsError,
@@ -142,8 +142,8 @@ def test_damaged_rows_are_reported_and_moved_aside(store_location):
     good, damaged = store.read_items(0, DIM)
     assert [r.item_id for r in good] == ["good1", "good2"]
     assert [r.reason for _, r in damaged] == [f"vector has 7 bytes, expected {4 * DIM}", "checksum mismatch"]
-    store.set_aside_items(damaged)
-    store.set_aside_items(damaged)  # twice (two processes at once): moved once
+    store.move_items_aside(damaged)
+    store.move_items_aside(damaged)  # twice (two processes at once): moved once
     assert [r["reason"] for r in store.set_aside_records()] == [r.reason for _, r in damaged]
     assert store.item_ids() == ["good1", "good2"] and store.read_items(0, DIM)[1] == []
     assert store.counts()["set_aside"] == 2

@@ -12,7 +12,8 @@ import torch
 
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.errors import DataFormatError
-from hstu_blair.text.pretrain import pretrain_text, review_pairs, symmetric_info_nce
+from hstu_blair.recipes.pretrain_text import pretrain_text
+from hstu_blair.text.pretrain import review_pairs, symmetric_info_nce
 from hstu_blair.text.registry import build_text_encoder
 
 from .conftest import CORPUS, write_tiny_dataset

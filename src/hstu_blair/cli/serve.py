@@ -10,7 +10,17 @@ import hstu_blair as hb
 from hstu_blair.cli.store import STORE_HELP
 from hstu_blair.errors import HstuBlairError
 from hstu_blair.serving import INDEXES
-from hstu_blair.serving.limits import BODY_BYTES, KIB, MIB, Limits, parse_size
+from hstu_blair.serving.limits import (
+    BATCH_WINDOW_MS,
+    BODY_BYTES,
+    HOST,
+    KIB,
+    MAX_BATCH,
+    MIB,
+    PORT,
+    Limits,
+    parse_size,
+)
 
 
 def add_recommend_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -97,7 +107,7 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
             "Binds 127.0.0.1 unless --host says otherwise. Items added with POST /items and events "
             "posted to /events are committed to the run's store (RUN_DIR/store.sqlite, or --store) "
             "before the reply, and used by every process serving the same store from its next request "
-            "on; an added_items.jsonl of earlier versions is imported on the first start. Damaged "
+            "on. Damaged "
             "records are set aside (counted in /healthz, listed by `hstu-blair check`), never stopping "
             "the server. Serves the run's current model version and switches to a new one written by "
             "`hstu-blair update` (or `rollback`) without a restart: loaded in the background, swapped "
@@ -112,8 +122,8 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         ),
     )
     p.add_argument("run_dir", type=Path, help="run directory written by `hstu-blair train`")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--host", default=HOST, help=f"address to bind (default {HOST})")
+    p.add_argument("--port", type=int, default=PORT, help=f"port (default {PORT})")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument(
@@ -122,6 +132,22 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         default="exact",
         help="top-k search: exact (default) or FAISS for large catalogues (faiss = faiss-ivf)",
     )
+    _add_limit_args(p)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument(
+        "--api-key",
+        metavar="TOKEN",
+        help="token the write routes (POST /items, POST /events, DELETE /users/ID) require as 'Authorization: Bearer TOKEN' (default: $HSTU_BLAIR_API_KEY; "
+        "prefer the variable, a flag shows in the process list)",
+    )
+    p.add_argument("--store", help=STORE_HELP)
+    p.set_defaults(handler=run_serve)
+    return p
+
+
+def _add_limit_args(p: argparse.ArgumentParser) -> None:
+    """The request limits, body sizes, worker threads and batching of ``serve``."""
     defaults = Limits()
     for field, help_text in LIMIT_FLAGS.items():
         p.add_argument(
@@ -146,20 +172,17 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         help="threads that prepare and score requests off the event loop (default %(default)s)",
     )
     p.add_argument(
-        "--batch-window-ms", type=float, default=2.0, help="wait for concurrent requests to batch (default 2)"
+        "--batch-window-ms",
+        type=float,
+        default=BATCH_WINDOW_MS,
+        help=f"wait for concurrent requests to batch (default {BATCH_WINDOW_MS:g})",
     )
-    p.add_argument("--max-batch", type=int, default=64, help="most requests per model call (1 = no batching)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument(
-        "--api-key",
-        metavar="TOKEN",
-        help="token the write routes (POST /items, POST /events, DELETE /users/ID) require as 'Authorization: Bearer TOKEN' (default: $HSTU_BLAIR_API_KEY; "
-        "prefer the variable, a flag shows in the process list)",
+        "--max-batch",
+        type=int,
+        default=MAX_BATCH,
+        help=f"most requests per model call (default {MAX_BATCH}; 1 = no batching)",
     )
-    p.add_argument("--store", help=STORE_HELP)
-    p.set_defaults(handler=run_serve)
-    return p
 
 
 def _size(n: int) -> str:

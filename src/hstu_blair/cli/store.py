@@ -24,7 +24,7 @@ def add_check_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
             "(keys, types and sizes; safetensors headers against file sizes, tensor names and "
             "shapes against the architecture), the dataset and text store the model "
             "names, and the store (schema version, counts of added items, events and users, damaged "
-            "rows, records set aside, an added_items.jsonl still to import). Exit status: 0 healthy, "
+            "rows, records set aside). Exit status: 0 healthy, "
             "1 records set aside or damaged (the run is served without them), 2 unusable."
         ),
     )

@@ -8,7 +8,9 @@ fusion registry (:mod:`hstu_blair.models.fusions`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -78,10 +80,7 @@ class Architecture:
         options as top-level keys (``id_dropout``, ``text_rank``, ``text_whiten``); they are read as
         its ``fusion_options`` (other fusions ignored them, and still do).
         """
-        values = dict(values)
-        legacy = {key: values.pop(key) for key in LEGACY_RESIDUAL_KEYS if key in values}
-        if legacy and values.get("fusion") == "residual" and "fusion_options" not in values:
-            values["fusion_options"] = legacy
+        values = upgrade_architecture_keys(values)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -91,8 +90,25 @@ class Architecture:
         return cls(**values)
 
 
+ARCHITECTURE_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {f.name: f.default for f in fields(Architecture) if f.default is not MISSING}
+)
+"""The model sizes' defaults, in one place: :class:`Architecture`'s (the run config's
+``ModelConfig`` reads them from here; a ``model.json`` without a size gets them too)."""
+
 LEGACY_RESIDUAL_KEYS = ("id_dropout", "text_rank", "text_whiten")
 """Top-level architecture and ``[model]`` keys of runs and configs made before ``fusion_options``."""
+
+
+def upgrade_architecture_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a ``model.json`` architecture with the ``residual`` fusion's options of runs made
+    before ``fusion_options`` (:data:`LEGACY_RESIDUAL_KEYS` at the top level) moved into it (other
+    fusions ignored those keys, and still do)."""
+    values = dict(values)
+    legacy = {key: values.pop(key) for key in LEGACY_RESIDUAL_KEYS if key in values}
+    if legacy and values.get("fusion") == "residual" and "fusion_options" not in values:
+        values["fusion_options"] = legacy
+    return values
 
 
 def architecture_options(fusion: str, options: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -30,9 +30,10 @@ from hstu_blair.config import RunConfig
 from hstu_blair.data.holdout import cold_targets, pick_cold_items, write_warm_dataset
 from hstu_blair.data.manifest import write_json_atomic
 from hstu_blair.evaluation.evaluate import evaluate_model
-from hstu_blair.recipes.resolve import ensure_dataset, ensure_text, eval_options, text_store
+from hstu_blair.recipes.resolve import ensure_dataset, ensure_text, eval_options, text_store, uses_text
 from hstu_blair.recipes.train import train
-from hstu_blair.training.run_dir import TrainedModel, load_trained
+from hstu_blair.run.layout import cold_start_path
+from hstu_blair.run.model_files import TrainedModel, load_trained
 
 
 def cold_start(
@@ -60,7 +61,7 @@ def cold_start(
     cfg.data.path = str(warm.path)
     cfg.data.source = None
     cfg.train.negatives_pool = "seen"
-    if cfg.model.fusion != "id" and not cfg.text.embeddings:
+    if uses_text(cfg) and not cfg.text.embeddings:
         ensure_text(config, data, progress)  # the full catalogue's store (cold items' text included)
         cfg.text.embeddings = str(text_store(config, data))
     result = train(cfg, run_dir=work_dir / "run", progress=progress)
@@ -83,8 +84,8 @@ def cold_start(
         "model": cfg.model.name,
         "fusion": cfg.model.fusion,
     }
-    write_json_atomic(result.run_dir / "cold_start.json", payload)
-    return json.loads((result.run_dir / "cold_start.json").read_text())
+    write_json_atomic(cold_start_path(result.run_dir), payload)
+    return json.loads(cold_start_path(result.run_dir).read_text())
 
 
 def as_served(trained: TrainedModel, cold_items: np.ndarray) -> TrainedModel:

@@ -15,6 +15,7 @@ from hstu_blair.recipes.evaluate import evaluate
 from hstu_blair.reports.runs import read_run
 from hstu_blair.reports.stats import mean_std, paired_test
 from hstu_blair.reports.tables import PAPER_COLUMNS as METRICS
+from hstu_blair.run.layout import FINAL_METRICS
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,12 @@ def metrics_by_seed(folder: Path, overrides: list[str] | None = None) -> dict[in
         RunsNotFoundError: no finished run below ``folder``.
     """
     out = {}
-    for final in sorted(Path(folder).rglob("final_metrics.json")):
+    for final in sorted(Path(folder).rglob(FINAL_METRICS)):
         run = read_run(final.parent)
         metrics = evaluate(run.path, "test", overrides=overrides) if overrides else run.metrics
         out[run.seed] = {k: float(metrics[k]) for k in METRICS if k in metrics}
     if not out:
-        raise RunsNotFoundError(f"no finished runs (final_metrics.json) under {folder}")
+        raise RunsNotFoundError(f"no finished runs ({FINAL_METRICS}) under {folder}")
     return out
 
 

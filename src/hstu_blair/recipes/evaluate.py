@@ -10,8 +10,9 @@ from hstu_blair.errors import ConfigError
 from hstu_blair.evaluation.evaluate import evaluate_model
 from hstu_blair.recipes.resolve import eval_options
 from hstu_blair.recipes.resolve import split as resolve_split
+from hstu_blair.run.layout import config_path, is_run_dir
+from hstu_blair.run.model_files import load_trained
 from hstu_blair.training.allocator import retain_freed_memory
-from hstu_blair.training.run_dir import load_trained
 
 
 def evaluate(
@@ -43,9 +44,9 @@ def evaluate(
             raise ConfigError(
                 f"override {text!r}: only eval.* keys and data.temporal_targets can be changed when re-evaluating"
             )
-    if not (run_dir / "config.toml").exists():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.toml)")
-    config = load_config(run_dir / "config.toml", overrides)
+    if not is_run_dir(run_dir):
+        raise ConfigError(f"{run_dir} is not a run directory (no {config_path(run_dir).name})")
+    config = load_config(config_path(run_dir), overrides)
     trained = load_trained(run_dir, checkpoint, device)
     targets = resolve_split(config, trained.data).targets(split)
     return evaluate_model(

@@ -37,6 +37,7 @@ from hstu_blair.evaluation.evaluate import EvalOptions, evaluate_model
 from hstu_blair.evaluation.popularity import evaluate_popularity
 from hstu_blair.models.sequential import SequentialModel
 from hstu_blair.recipes.resolve import eval_options, negative_sampler, train_item_counts
+from hstu_blair.run.layout import final_metrics_path, history_path, resume_path, weights_path
 from hstu_blair.training.batching import epoch_batches, train_batch
 from hstu_blair.training.checkpoint import (
     load_resume_state,
@@ -50,7 +51,6 @@ from hstu_blair.training.distributed import DistInfo, barrier, mean_across
 from hstu_blair.training.negatives import NegativeSampler
 from hstu_blair.training.objective import NextItemLoss
 from hstu_blair.training.precision import autocast_for
-from hstu_blair.training.run_dir import resume_path, weights_path
 from hstu_blair.training.step import train_step
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def save_checkpoint(trainer: Trainer, state: LoopState) -> None:
             "progress": asdict(state),
         },
     )
-    write_json_atomic(out / "history.json", state.history)
+    write_json_atomic(history_path(out), state.history)
 
 
 def resume(trainer: Trainer) -> LoopState:
@@ -352,7 +352,7 @@ def finish_run(trainer: Trainer, best_epoch: int) -> dict[str, float]:
         trainer.baselines["most_popular"] = popular
         below = warn_below_popular(metrics, popular["test"], config.train.monitor, f"{out} test")
         write_json_atomic(
-            out / "final_metrics.json",
+            final_metrics_path(out),
             {
                 "split": "test",
                 "protocol": split.protocol,

@@ -40,7 +40,8 @@ from hstu_blair.errors import ConfigError
 from hstu_blair.recipes.cold_start import cold_start
 from hstu_blair.recipes.temporal_study import temporal_study
 from hstu_blair.recipes.train import train
-from hstu_blair.training.run_dir import resume_path
+from hstu_blair.reports.temporal import STUDY_FILE
+from hstu_blair.run.layout import cold_start_path, final_metrics_path, resume_path
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +58,10 @@ class GridRun:
     @property
     def done_marker(self) -> Path:
         if self.temporal is not None:
-            return self.run_dir / "study.json"
+            return self.run_dir / STUDY_FILE
         if self.cold_start_share is None:
-            return self.run_dir / "final_metrics.json"
-        return self.run_dir / "run" / "cold_start.json"
+            return final_metrics_path(self.run_dir)
+        return cold_start_path(self.run_dir / "run")
 
 
 @dataclass

@@ -21,10 +21,11 @@ from hstu_blair.data.splits import Split
 from hstu_blair.errors import ConfigError
 from hstu_blair.evaluation.evaluate import REFERENCE_MAX_RANK, REFERENCE_MISS_RANK, EvalOptions
 from hstu_blair.models.build import Architecture, architecture_options
+from hstu_blair.models.fusions import get_fusion
+from hstu_blair.run.model_files import TextStoreRef
 from hstu_blair.text.embed import embed_dataset
 from hstu_blair.text.store import load_embeddings, store_path
 from hstu_blair.training.negatives import NegativeSampler
-from hstu_blair.training.run_dir import TextStoreRef
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +76,18 @@ def text_store(config: RunConfig, data: SequenceData) -> Path:
     )
 
 
+def uses_text(config: RunConfig) -> bool:
+    """Whether the run's fusion reads item texts (asked of the fusion, :class:`FusionSpec`)."""
+    return get_fusion(config.model.fusion).uses_text
+
+
 def ensure_text(
     config: RunConfig, data: SequenceData, progress: bool = True
 ) -> tuple[torch.Tensor | None, TextStoreRef | None]:
     """The (n+1, d_text) text matrix of a text-fused run and a reference to its store (None, None
     for ID-only models). The dataset's store for ``text.encoder`` is computed first when missing;
     an explicit ``text.embeddings`` file must exist."""
-    if config.model.fusion == "id":
+    if not uses_text(config):
         return None, None
     path = text_store(config, data)
     if not path.exists() and not config.text.embeddings:

@@ -16,7 +16,7 @@ Training uses the config's settings with the ``loo`` protocol on the truncated d
 under ``work_dir``). A test user without any interaction before t1 gets the most popular items in
 (a) (a new user, as the service answers one). Reported per arm: HR@k and NDCG@k over the top
 ``max(ks)`` items, each target's rank (so that users with a history before t1 and users new since
-then can be told apart, :func:`study_table`), and the wall time of what the arm adds (training,
+then can be told apart, :func:`~hstu_blair.reports.temporal.study_table`), and the wall time of what the arm adds (training,
 event ingest, update). Every arm is scored from what the study saved (:func:`score_arms`), so a
 finished study can be scored again (``rescore``) without training anything.
 """
@@ -42,16 +42,15 @@ from hstu_blair.data.manifest import write_json_atomic
 from hstu_blair.data.splits import make_temporal_split
 from hstu_blair.errors import ConfigError
 from hstu_blair.evaluation.metrics import metrics_from_ranks
-from hstu_blair.recipes.resolve import ensure_dataset, ensure_text, text_store
+from hstu_blair.recipes.resolve import ensure_dataset, ensure_text, text_store, uses_text
 from hstu_blair.recipes.train import train
 from hstu_blair.recipes.update import update
-from hstu_blair.reports.stats import mean_std, paired_test
+from hstu_blair.reports.temporal import STUDY_FILE
+from hstu_blair.run.model_files import load_trained
 from hstu_blair.serving.recommender import Recommender
-from hstu_blair.training.run_dir import load_trained
 
 log = logging.getLogger(__name__)
 
-ARMS = ("no_events", "live_events", "update", "retrain")
 HR_KS = (10, 50)
 NDCG_KS = (10, 50)
 
@@ -155,6 +154,44 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return value, time.perf_counter() - t0
 
 
+def _clear_unfinished(work: Path) -> None:
+    """Create ``work``; an interrupted study in it (runs but no record) is removed, to start again whole."""
+    work.mkdir(parents=True, exist_ok=True)
+    stale = [p for p in (work / "run-a", work / "run-d") if p.exists()]
+    if stale and not (work / STUDY_FILE).exists():
+        log.warning(
+            "%s: an unfinished study; removing %s and starting again", work, ", ".join(p.name for p in stale)
+        )
+        for path in stale:
+            shutil.rmtree(path)
+
+
+def _truncated_datasets(full: SequenceData, targets: StudyTargets, work: Path) -> dict[str, Any]:
+    """The dataset cut before t1 (arms a-c train on it) and before t2 (arm d), saved in ``work``."""
+    datasets: dict[str, Any] = {}
+    for tag, cutoff in (
+        ("before_train_cutoff", targets.train_cutoff),
+        ("before_events_cutoff", targets.events_cutoff),
+    ):
+        part, dropped = truncate_before(full, cutoff, f"{full.name}<{cutoff}")
+        saved = save_dataset(part, work / f"data-{tag}")
+        datasets[tag] = {
+            "path": str(saved.path),
+            "interactions": saved.num_interactions,
+            "users_dropped": dropped,
+        }
+    return datasets
+
+
+def _window_events(full: SequenceData, targets: StudyTargets) -> list[tuple[str, str, int]]:
+    """The interactions in [t1, t2) as ``(user_id, item_id, timestamp)`` events, in time order."""
+    t = full.time_seq
+    window = np.flatnonzero((t >= targets.train_cutoff) & (t < targets.events_cutoff))  # (M,) flat positions
+    window = window[np.argsort(t[window], kind="stable")]
+    user_of = np.repeat(full.sequences[schema.USER_ID].to_numpy(), full.lengths)  # (N,)
+    return [(str(user_of[i]), str(full.item_ids[full.item_seq[i]]), int(t[i])) for i in window]
+
+
 def temporal_study(
     config: RunConfig,
     work_dir: str | Path,
@@ -174,38 +211,23 @@ def temporal_study(
 
     Returns:
         The ``study.json`` record: cutoffs, targets, and per arm its metrics and seconds.
+
+    Longer than 60 lines with its documented arguments; the body reads as the four arms in order,
+    each step a call.
     """
     work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    stale = [p for p in (work / "run-a", work / "run-d") if p.exists()]
-    if stale and not (work / "study.json").exists():  # an interrupted study: start it again whole
-        log.warning(
-            "%s: an unfinished study; removing %s and starting again", work, ", ".join(p.name for p in stale)
-        )
-        for path in stale:
-            shutil.rmtree(path)
+    _clear_unfinished(work)
     full = ensure_dataset(config)
     targets = study_targets(full, train_quantile, events_quantile)
     text = config.text
-    if config.model.fusion != "id":
+    if uses_text(config):
         ensure_text(config, full, progress)  # the full catalogue's store serves both truncated datasets
         text = replace(text, embeddings=str(text_store(config, full).resolve()))
 
     def config_for(data_dir: Path) -> RunConfig:
         return replace(config, data=replace(config.data, path=str(data_dir), protocol="loo"), text=text)
 
-    datasets: dict[str, Any] = {}
-    for tag, cutoff in (
-        ("before_train_cutoff", targets.train_cutoff),
-        ("before_events_cutoff", targets.events_cutoff),
-    ):
-        part, dropped = truncate_before(full, cutoff, f"{full.name}<{cutoff}")
-        saved = save_dataset(part, work / f"data-{tag}")
-        datasets[tag] = {
-            "path": str(saved.path),
-            "interactions": saved.num_interactions,
-            "users_dropped": dropped,
-        }
+    datasets = _truncated_datasets(full, targets, work)
     seconds: dict[str, float] = {}
 
     result, seconds["no_events"] = _timed(
@@ -213,11 +235,7 @@ def temporal_study(
             config_for(work / "data-before_train_cutoff"), run_dir=work / "run-a", progress=progress
         )
     )
-    t = full.time_seq
-    window = np.flatnonzero((t >= targets.train_cutoff) & (t < targets.events_cutoff))  # (M,) flat positions
-    window = window[np.argsort(t[window], kind="stable")]
-    user_of = np.repeat(full.sequences[schema.USER_ID].to_numpy(), full.lengths)  # (N,)
-    events = [(str(user_of[i]), str(full.item_ids[full.item_seq[i]]), int(t[i])) for i in window]
+    events = _window_events(full, targets)
     with Recommender(load_trained(result.run_dir)) as rec:
         _, seconds["live_events"] = _timed(
             lambda: [rec.add_events(events[i : i + 5000]) for i in range(0, len(events), 5000)]
@@ -250,7 +268,7 @@ def temporal_study(
         "datasets": datasets,
         "arms": {a.name: asdict(a) for a in arms},
     }
-    write_json_atomic(work / "study.json", record)
+    write_json_atomic(work / STUDY_FILE, record)
     return record
 
 
@@ -270,7 +288,7 @@ def rescore(config: RunConfig, work_dir: str | Path) -> dict[str, Any]:
     Raises:
         ConfigError: ``work_dir`` holds no finished study, or one of another dataset or cut.
     """
-    path = Path(work_dir) / "study.json"
+    path = Path(work_dir) / STUDY_FILE
     if not path.is_file():
         raise ConfigError(f"{path}: no finished study to score again")
     record = json.loads(path.read_text())
@@ -282,119 +300,3 @@ def rescore(config: RunConfig, work_dir: str | Path) -> dict[str, Any]:
     record.update(_target_fields(targets))
     write_json_atomic(path, record)
     return record
-
-
-def _ndcg10(ranks: list[int | None], keep: list[int]) -> float:
-    """NDCG@10 of the targets ``keep`` from their top-k ranks (NaN when ``keep`` is empty)."""
-    gains = [0.0 if ranks[i] is None or ranks[i] > 10 else 1 / np.log2(ranks[i] + 1) for i in keep]
-    return float(np.mean(gains)) if gains else float("nan")
-
-
-def study_table(records: list[dict[str, Any]], metric: str = "ndcg@10") -> str:
-    """A markdown table of study records (seeds of one config): per arm the mean ± std over seeds
-    of ``hr@10``, ``ndcg@10`` (also split into users with a history before t1 and users new since
-    then, where ranks were recorded) and the seconds; then (b) against (a) and (c) against (d),
-    with paired t-tests over seeds."""
-
-    def cell(values: list[float], digits: int = 4) -> str:
-        values = [v for v in values if not np.isnan(v)]
-        if not values:
-            return "—"
-        if len(values) == 1:
-            return f"{values[0]:.{digits}f}"
-        m, s = mean_std(values)
-        return f"{m:.{digits}f} ± {s:.{digits}f}"
-
-    def group(arm: str, new: bool) -> list[float]:
-        out = []
-        for r in records:
-            ranks = r["arms"][arm].get("ranks")
-            if ranks is None or "targets_new_since_train_cutoff" not in r:
-                continue
-            fresh = set(r["targets_new_since_train_cutoff"])
-            out.append(_ndcg10(ranks, [i for i in range(len(ranks)) if (i in fresh) == new]))
-        return out
-
-    n_new = [len(r.get("targets_new_since_train_cutoff", [])) for r in records]
-    lines = [
-        f"targets per seed: {cell([float(r['targets']) for r in records], 0)} "
-        f"(new since t1: {cell([float(n) for n in n_new], 0)}); events: {cell([float(r['events']) for r in records], 0)}",
-        "",
-        "| arm | hr@10 | ndcg@10 | ndcg@10, users known at t1 | ndcg@10, users new since t1 | seconds |",
-        "|---|---|---|---|---|---|",
-    ]
-    for arm in ARMS:
-        rows = [r["arms"][arm] for r in records]
-        lines.append(
-            f"| {arm} | {cell([x['metrics']['hr@10'] for x in rows])} | "
-            f"{cell([x['metrics'][metric] for x in rows])} | {cell(group(arm, False))} | "
-            f"{cell(group(arm, True))} | {cell([x['seconds'] for x in rows], 1)} |"
-        )
-
-    def versus(a: str, b: str) -> str:
-        x = [r["arms"][a]["metrics"][metric] for r in records]
-        y = [r["arms"][b]["metrics"][metric] for r in records]
-        gain = f"{100 * (np.mean(x) / np.mean(y) - 1):+.1f} %" if np.mean(y) > 0 else "(base 0)"
-        p_value = f", paired p = {paired_test(x, y):.3f}" if len(records) > 1 else ""
-        return f"{metric} {np.mean(x):.4f} against {np.mean(y):.4f}: {gain}{p_value}"
-
-    share = [_update_time_share(r) for r in records]
-    seeds = f"{len(records)} seed{'s' if len(records) > 1 else ''}"
-    lines += [
-        "",
-        f"live events vs no events: {versus('live_events', 'no_events')} ({seeds})",
-        f"update vs retrain: {versus('update', 'retrain')}, time {cell([100 * x for x in share], 1)} % ({seeds})",
-    ]
-    return "\n".join(lines)
-
-
-def _update_time_share(record: dict[str, Any]) -> float:
-    """Arm (c)'s seconds over arm (d)'s in one study."""
-    return record["arms"]["update"]["seconds"] / max(record["arms"]["retrain"]["seconds"], 1e-9)
-
-
-def _ratio_p(x: list[float], y: list[float]) -> str:
-    """``mean(x) / mean(y)`` with the paired p over seeds (none for one seed)."""
-    value = f"{np.mean(x) / np.mean(y):.2f}" if np.mean(y) > 0 else "—"
-    return f"{value} ({paired_test(x, y):.3f})" if len(x) > 1 else value
-
-
-def summary_table(groups: dict[tuple[str, str], list[dict[str, Any]]], metric: str = "ndcg@10") -> str:
-    """One row per (dataset, model): the four arms' mean ``metric`` over seeds, (b) against (a) and
-    (c) against (d) as ratios of the means with paired p over seeds, and (c)'s share of (d)'s time."""
-    lines = [
-        "| dataset | model | seeds | targets | (a) no events | (b) live events | (c) update | (d) retrain "
-        "| (b)/(a) (p) | (c)/(d) (p) | (c) time / (d) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for (dataset, name), records in groups.items():
-        values = {arm: [r["arms"][arm]["metrics"][metric] for r in records] for arm in ARMS}
-        share = np.mean([_update_time_share(r) for r in records])
-        lines.append(
-            f"| {dataset} | {name} | {len(records)} | {int(np.mean([r['targets'] for r in records]))} | "
-            + " | ".join(f"{np.mean(values[arm]):.4f}" for arm in ARMS)
-            + f" | {_ratio_p(values['live_events'], values['no_events'])}"
-            f" | {_ratio_p(values['update'], values['retrain'])} | {share:.2f} |"
-        )
-    return "\n".join(lines)
-
-
-def temporal_report(folders: list[Path]) -> str:
-    """The studies below ``folders`` (every ``study.json``, e.g. a grid's output), grouped by dataset
-    and model: a :func:`summary_table` row each, then each group's :func:`study_table`.
-
-    Raises:
-        ConfigError: no ``study.json`` below them.
-    """
-    paths = sorted(p for folder in folders for p in Path(folder).rglob("study.json"))
-    if not paths:
-        raise ConfigError(f"no study.json under {', '.join(map(str, folders))}")
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for path in paths:
-        record = json.loads(path.read_text())
-        groups.setdefault((record["dataset"], record["name"]), []).append(record)
-    parts = [summary_table(groups), ""]
-    for (dataset, name), records in groups.items():
-        seeds = ", ".join(str(r["seed"]) for r in records)
-        parts += [f"### {dataset}: {name} (seeds {seeds})", "", study_table(records), ""]
-    return "\n".join(parts).rstrip() + "\n"

@@ -3,7 +3,7 @@
 ``train(config)`` returns a :class:`RunResult` and leaves a run directory:
 
 - ``config.toml`` (the fully resolved config), ``run.json`` (versions, device, dataset hashes)
-- ``model.json`` (architecture, item vocabulary, dataset and text store; see ``training.run_dir``)
+- ``model.json`` (architecture, item vocabulary, dataset and text store; see ``run.model_files``)
 - ``checkpoints/best.safetensors``, ``checkpoints/last.safetensors`` (weights),
   ``checkpoints/last.resume.pt`` (optimizer and RNG state, for ``--resume``)
 - ``history.json`` (metrics of every evaluated epoch), ``final_metrics.json`` (with the
@@ -41,6 +41,8 @@ from hstu_blair.recipes.resolve import (
 from hstu_blair.recipes.resolve import (
     split as resolve_split,
 )
+from hstu_blair.run.layout import config_path, run_info_path, store_path, versions_dir
+from hstu_blair.run.model_files import write_model_info
 from hstu_blair.training.allocator import retain_freed_memory
 from hstu_blair.training.distributed import (
     DistInfo,
@@ -48,8 +50,6 @@ from hstu_blair.training.distributed import (
     setup_distributed,
     teardown_distributed,
 )
-from hstu_blair.training.run_dir import STORE_FILE, write_model_info
-from hstu_blair.training.versions import VERSIONS
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +82,9 @@ def _write_run_record(
     params: int,
 ) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(dump_config(config))
+    config_path(run_dir).write_text(dump_config(config))
     write_json_atomic(
-        run_dir / "run.json",
+        run_info_path(run_dir),
         {
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "device": str(device),
@@ -134,7 +134,7 @@ def train(
             ``run_dir`` a server already uses (model versions or a store) without ``resume``.
     """
     if run_dir is not None and not resume:
-        served = [p for p in (Path(run_dir) / VERSIONS, Path(run_dir) / STORE_FILE) if p.exists()]
+        served = [p for p in (versions_dir(run_dir), store_path(run_dir)) if p.exists()]
         if served:
             raise ConfigError(
                 f"{run_dir} holds {', '.join(p.name for p in served)} of a served run: training into it "

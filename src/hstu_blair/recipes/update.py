@@ -34,18 +34,27 @@ import torch
 
 from hstu_blair.config import load_config
 from hstu_blair.data import schema
+from hstu_blair.data.dataset import SequenceData
 from hstu_blair.data.derive import AppendReport, append_events
 from hstu_blair.data.manifest import write_json_atomic
+from hstu_blair.data.splits import Split
 from hstu_blair.errors import ConfigError
 from hstu_blair.evaluation.evaluate import evaluate_model
-from hstu_blair.models.build import build_model
+from hstu_blair.models.build import Architecture, build_model
+from hstu_blair.models.sequential import SequentialModel
 from hstu_blair.recipes.loop import LoopState, finish_run, make_trainer, run_epochs, setup_torch
 from hstu_blair.recipes.resolve import resolve_device, train_item_counts
 from hstu_blair.recipes.resolve import split as resolve_split
-from hstu_blair.serving.store import STORE_FILE, ItemRecord, Store
-from hstu_blair.training.distributed import DistInfo
-from hstu_blair.training.run_dir import TextStoreRef, load_trained, save_added_text, write_model_info
-from hstu_blair.training.versions import (
+from hstu_blair.run.layout import config_path, is_run_dir, store_path, update_info_path
+from hstu_blair.run.model_files import (
+    TextStoreRef,
+    TrainedModel,
+    load_trained,
+    save_added_text,
+    write_model_info,
+)
+from hstu_blair.run.store import ItemRecord, Store
+from hstu_blair.run.versions import (
     commit_version,
     next_version,
     prune,
@@ -53,6 +62,7 @@ from hstu_blair.training.versions import (
     staging_dir,
     writer_lock,
 )
+from hstu_blair.training.distributed import DistInfo
 
 log = logging.getLogger(__name__)
 
@@ -116,17 +126,93 @@ def update(
 
     Raises:
         ConfigError: not a run directory, bad overrides, ``keep`` < 1, another ``update`` of the
-            run in progress (:func:`~hstu_blair.training.versions.writer_lock`), or a store that
+            run in progress (:func:`~hstu_blair.run.versions.writer_lock`), or a store that
             does not match the served version.
     """
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     if keep < 1:
         raise ConfigError(f"--keep must be at least 1, got {keep}")
-    if not (run_dir / "config.toml").is_file():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.toml)")
+    if not is_run_dir(run_dir):
+        raise ConfigError(f"{run_dir} is not a run directory (no {config_path(run_dir).name})")
     with writer_lock(run_dir):
         return _refresh(run_dir, epochs, keep, overrides, store, progress, t0)
+
+
+def _read_store(
+    run_dir: Path, store: str | Path | None, served: TrainedModel
+) -> tuple[list[ItemRecord], list[tuple[str, str, int]]]:
+    """The store's items (for a model with a text path) and events; none without a store yet."""
+    if store is None and not store_path(run_dir).exists():  # no store yet: nothing was added
+        return [], []
+    stored = Store.for_run(run_dir, store)
+    try:
+        text = served.model.items.text
+        records = (
+            []
+            if text is None
+            else _stored_items(stored, int(text.shape[1]), served.info, served.data.num_items)
+        )
+        return records, stored.all_events()
+    finally:
+        stored.close()
+
+
+def _training_data(
+    served: TrainedModel, records: list[ItemRecord], events: list[tuple[str, str, int]]
+) -> tuple[SequenceData, AppendReport]:
+    """The run's dataset with the stored events appended and the stored items in its catalogue."""
+    new_items = pl.DataFrame(
+        {
+            schema.ITEM_ID: [r.item_id for r in records],
+            schema.TITLE: [r.title or r.item_id for r in records],
+            schema.TEXT: [r.text for r in records],
+        },
+        schema={schema.ITEM_ID: pl.String, schema.TITLE: pl.String, schema.TEXT: pl.String},
+    )
+    return append_events(served.data, events, new_items)
+
+
+def _grown_model(
+    served: TrainedModel, records: list[ItemRecord], data: SequenceData, split: Split, device: torch.device
+) -> tuple[SequentialModel, Architecture]:
+    """The served model grown by the stored items it does not hold yet, as serving grows it for an
+    added item (text row appended, no ID part), with the new data's training counts."""
+    model = served.model
+    grow = records[served.arch.num_items - served.data.num_items :]
+    if grow:
+        rows = torch.from_numpy(np.stack([r.vector for r in grow]))  # (m, d_text)
+        model.items.add_text_items(rows.to(device))
+    arch = dataclasses.replace(served.arch, num_items=data.num_items)
+    text = None if model.items.text is None else model.items.text.detach().cpu()
+    fresh = build_model(arch, text, train_item_counts(data, split))
+    state = model.state_dict()
+    for key, value in fresh.state_dict().items():
+        if key.endswith("train_counts"):  # the counts of the new training data, for id_min_count
+            state[key] = value
+    fresh.load_state_dict(state)
+    return fresh.to(device), arch
+
+
+def _write_model_files(
+    out: Path, served: TrainedModel, arch: Architecture, records: list[ItemRecord], extra: dict[str, Any]
+) -> None:
+    """``model.json`` of the new version (its item ids: the dataset's, then the stored items) and
+    the stored items' text rows."""
+    if records:
+        extra["added_text"] = save_added_text(out, torch.from_numpy(np.stack([r.vector for r in records])))
+    text_ref = None if served.info["text_store"] is None else TextStoreRef(**served.info["text_store"])
+    n_data = served.data.num_items
+    item_ids = [*served.info["item_ids"][:n_data], *(r.item_id for r in records)]
+    write_model_info(out, arch, served.data, text_ref, extra, item_ids)
+
+
+def _epochs(trained: int, epochs: int | None) -> int:
+    """Epochs to train: ``epochs``, default a quarter of the run's (at least 1)."""
+    epochs = max(1, trained // 4) if epochs is None else epochs
+    if epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {epochs}")
+    return epochs
 
 
 def _refresh(
@@ -138,60 +224,23 @@ def _refresh(
     progress: bool,
     t0: float,
 ) -> UpdateResult:
-    """:func:`update`'s work, under the run's writer lock."""
-    config = load_config(run_dir / "config.toml", overrides)
-    epochs = max(1, config.train.epochs // 4) if epochs is None else epochs
-    if epochs < 1:
-        raise ConfigError(f"--epochs must be at least 1, got {epochs}")
+    """:func:`update`'s work, under the run's writer lock: read, grow, train, write, publish."""
+    config = load_config(config_path(run_dir), overrides)
+    epochs = _epochs(config.train.epochs, epochs)
     device = resolve_device(config.train.device)
     setup_torch(config.train, device)
-
     served = load_trained(run_dir, "best", device)
-    model = served.model
-    n_data = served.data.num_items
-    items_text = model.items.text
-    records: list[ItemRecord] = []
-    events: list[tuple[str, str, int]] = []
-    if store is not None or (run_dir / STORE_FILE).exists():  # no store yet: nothing was added
-        stored = Store.for_run(run_dir, store)
-        try:
-            if items_text is not None:
-                records = _stored_items(stored, int(items_text.shape[1]), served.info, n_data)
-            events = stored.all_events()
-        finally:
-            stored.close()
-    new_items = pl.DataFrame(
-        {
-            schema.ITEM_ID: [r.item_id for r in records],
-            schema.TITLE: [r.title or r.item_id for r in records],
-            schema.TEXT: [r.text for r in records],
-        },
-        schema={schema.ITEM_ID: pl.String, schema.TITLE: pl.String, schema.TEXT: pl.String},
-    )
-    data, added = append_events(served.data, events, new_items)
+    records, events = _read_store(run_dir, store, served)
+    data, added = _training_data(served, records, events)
     split = resolve_split(config, data)
-
-    grow = records[served.arch.num_items - n_data :]
-    if grow:  # as serving adds an item: text row appended, no ID part
-        rows = torch.from_numpy(np.stack([r.vector for r in grow]))  # (m, d_text)
-        model.items.add_text_items(rows.to(device))
-    arch = dataclasses.replace(served.arch, num_items=data.num_items)
-    text = None if model.items.text is None else model.items.text.detach().cpu()
-    fresh = build_model(arch, text, train_item_counts(data, split))
-    state = model.state_dict()
-    for key, value in fresh.state_dict().items():
-        if key.endswith("train_counts"):  # the counts of the new training data, for id_min_count
-            state[key] = value
-    fresh.load_state_dict(state)
-    fresh.to(device)
-    del model
+    model, arch = _grown_model(served, records, data, split, device)
 
     version = next_version(run_dir)
     out = staging_dir(run_dir, version)
-    trainer = make_trainer(config, data, split, fresh, device, DistInfo(), out)
+    trainer = make_trainer(config, data, split, model, device, DistInfo(), out)
     monitor = "valid" if split.valid is not None else "test"
     before = evaluate_model(
-        fresh, data, split.targets(monitor), config.data.max_len, trainer.options, device, DistInfo()
+        model, data, split.targets(monitor), config.data.max_len, trainer.options, device, DistInfo()
     )[config.train.monitor]
     loop = run_epochs(trainer, LoopState(), epochs, progress)
     metrics = finish_run(trainer, loop.best_epoch)
@@ -203,14 +252,10 @@ def _refresh(
         "store_items": len(records),
         "store_events": len(events),
     }
-    if records:
-        extra["added_text"] = save_added_text(out, torch.from_numpy(np.stack([r.vector for r in records])))
-    text_ref = None if served.info["text_store"] is None else TextStoreRef(**served.info["text_store"])
-    item_ids = [*served.info["item_ids"][:n_data], *(r.item_id for r in records)]
-    write_model_info(out, arch, served.data, text_ref, extra, item_ids)
+    _write_model_files(out, served, arch, records, extra)
     seconds = time.perf_counter() - t0
     write_json_atomic(
-        out / "update.json",
+        update_info_path(out),
         {
             "base_version": served.version,
             "epochs": epochs,

@@ -51,6 +51,8 @@ def write_report(
 
     Raises:
         ValueError: no finished run was found.
+
+    Longer than 60 lines with its documented arguments; the body writes one table after another.
     """
     grouped = collect(runs)
     cold = collect_cold_start(runs)

@@ -8,6 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from hstu_blair._compat import tomllib
+from hstu_blair.run.layout import (
+    COLD_START,
+    FINAL_METRICS,
+    cold_start_path,
+    config_path,
+    final_metrics_path,
+    history_path,
+)
 
 
 @dataclass
@@ -25,7 +33,7 @@ class RunRecord:
     """The most-popular list's test metrics on the same targets (runs made since it was recorded)."""
 
 
-def find_runs(paths: list[Path], marker: str = "final_metrics.json") -> list[Path]:
+def find_runs(paths: list[Path], marker: str = FINAL_METRICS) -> list[Path]:
     """Run directories holding ``marker`` given directly or found below ``paths``.
 
     Cold-start runs (holding ``cold_start.json``) follow another protocol and are only returned
@@ -37,17 +45,15 @@ def find_runs(paths: list[Path], marker: str = "final_metrics.json") -> list[Pat
         candidates = (
             [p] if (p / marker).exists() else sorted(q.parent for q in p.rglob(marker)) if p.is_dir() else []
         )
-        found.extend(
-            c for c in candidates if marker == "cold_start.json" or not (c / "cold_start.json").exists()
-        )
+        found.extend(c for c in candidates if marker == COLD_START or not cold_start_path(c).exists())
     return found
 
 
 def collect_cold_start(paths: list[Path]) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """``{dataset: {label: [cold_start.json payloads sorted by seed]}}``."""
     grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for run in find_runs(paths, "cold_start.json"):
-        payload = json.loads((run / "cold_start.json").read_text())
+    for run in find_runs(paths, COLD_START):
+        payload = json.loads(cold_start_path(run).read_text())
         grouped.setdefault(payload.get("dataset", "?"), {}).setdefault(
             payload.get("label", payload["fusion"]), []
         ).append(payload)
@@ -61,9 +67,9 @@ def read_run(path: Path) -> RunRecord:
     """Read a run directory: dataset = basename of ``data.path`` (with the protocol in brackets when
     it is not ``loo``, so runs of different protocols never share a table), model = the config's
     ``name``."""
-    config = tomllib.loads((path / "config.toml").read_text())
-    final = json.loads((path / "final_metrics.json").read_text())
-    history_file = path / "history.json"
+    config = tomllib.loads(config_path(path).read_text())
+    final = json.loads(final_metrics_path(path).read_text())
+    history_file = history_path(path)
     history = json.loads(history_file.read_text()) if history_file.exists() else []
     metrics = _ranking_metrics(final["metrics"])
     popular = final.get("baselines", {}).get("most_popular", {}).get("test")

@@ -29,6 +29,7 @@ from hstu_blair.data.manifest import read_json_file
 from hstu_blair.errors import DataFormatError
 from hstu_blair.reports.runs import collect, collect_cold_start
 from hstu_blair.reports.stats import mean_std
+from hstu_blair.run.layout import final_metrics_path
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def _validation_by_model(runs: list[Path], metric: str) -> dict[str, dict[str, l
         for model, records in models.items():
             values = []
             for r in records:
-                final = read_json_file(r.path / "final_metrics.json")
+                final = read_json_file(final_metrics_path(r.path))
                 v = best_validation(r.history, final.get("best_epoch"), metric)
                 if v is not None:
                     values.append(v)

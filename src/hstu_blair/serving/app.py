@@ -60,7 +60,7 @@ from hstu_blair.serving.http.limits import RequestGuard
 from hstu_blair.serving.http.metrics import Metrics, MetricsMiddleware
 from hstu_blair.serving.http.routes import events, items, recommend, service
 from hstu_blair.serving.http.schemas import validation_error_response
-from hstu_blair.serving.limits import Limits
+from hstu_blair.serving.limits import BATCH_WINDOW_MS, HOST, MAX_BATCH, PORT, Limits
 from hstu_blair.serving.live import LiveRecommender
 from hstu_blair.serving.recommender import Recommender, ServingError
 
@@ -74,8 +74,8 @@ API_KEY_ENV = "HSTU_BLAIR_API_KEY"
 
 def create_app(
     recommender: Recommender | LiveRecommender,
-    batch_window_ms: float = 2.0,
-    max_batch: int = 64,
+    batch_window_ms: float = BATCH_WINDOW_MS,
+    max_batch: int = MAX_BATCH,
     api_key: str | None = None,
     limits: Limits | None = None,
     **limit_values: Any,
@@ -113,7 +113,7 @@ def create_app(
     live = recommender if isinstance(recommender, LiveRecommender) else LiveRecommender(recommender)
     metrics = Metrics()
     metrics.items.set_function(lambda: live.current.num_items)
-    metrics.set_aside.set_function(lambda: live.current.set_aside)
+    metrics.set_aside.set_function(lambda: live.current.records_set_aside)
     ctx = ServingContext(live, limits, auth, metrics, batch_window_ms / 1000, max_batch)
     ctx.health.update(version_swaps=lambda: live.swaps, failed_version_loads=lambda: live.failed_loads)
 
@@ -191,14 +191,14 @@ def exposure_warning(host: str, api_key: str | None) -> str | None:
 
 def serve(
     run_dir: str | Path,
-    host: str = "127.0.0.1",
-    port: int = 8000,
+    host: str = HOST,
+    port: int = PORT,
     checkpoint: str = "best",
     device: str = "cpu",
     index: str = "exact",
     max_k: int | None = None,
-    batch_window_ms: float = 2.0,
-    max_batch: int = 64,
+    batch_window_ms: float = BATCH_WINDOW_MS,
+    max_batch: int = MAX_BATCH,
     log_level: str = "info",
     threads: int | None = None,
     api_key: str | None = None,
@@ -221,6 +221,9 @@ def serve(
 
     Raises:
         ServingError: ``api_key`` is an empty string.
+
+    Longer than 60 lines with this docstring and its 14 arguments (the ``serve`` CLI flags); the body
+    only loads, builds the app and runs it.
     """
     if api_key is None:
         api_key = os.environ.get(API_KEY_ENV) or None

@@ -15,12 +15,12 @@ from pathlib import Path
 import polars as pl
 
 from hstu_blair.errors import DataFormatError
-from hstu_blair.serving.recommender import ServingError, check_item_id
-from hstu_blair.serving.store import Store
-from hstu_blair.training.run_dir import read_model_info
+from hstu_blair.run.model_files import read_model_info
+from hstu_blair.run.store import Store
+from hstu_blair.serving.errors import ServingError
+from hstu_blair.serving.ids import TIME_LIMIT, check_new_id
 
 COLUMNS = ("user_id", "item_id", "timestamp")
-TIME_LIMIT = 2**40
 
 
 def read_events(path: str | Path) -> list[tuple[str, str, int]]:
@@ -70,7 +70,7 @@ def read_events(path: str | Path) -> list[tuple[str, str, int]]:
     users = frame["user_id"].to_list()
     for n, user in enumerate(users):  # the form POST /events and GET /users/{id} accept
         try:
-            check_item_id(user, "user_id")
+            check_new_id(user, "user_id")
         except ServingError as exc:
             raise DataFormatError(path, str(exc), first_line + n, "user_id") from None
     return list(zip(users, frame["item_id"].to_list(), frame["timestamp"].to_list()))

@@ -16,6 +16,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 KIB, MIB = 1024, 1024 * 1024
+
+HOST = "127.0.0.1"
+"""Where ``serve`` binds by default (loopback)."""
+PORT = 8000
+BATCH_WINDOW_MS = 2.0
+"""How long a request waits for concurrent ones to share its model call."""
+MAX_BATCH = 64
+"""Most queries in one model call."""
 BODY_BYTES: Mapping[str, int] = MappingProxyType(
     {"/recommend": 1 * MIB, "/recommend/batch": 8 * MIB, "/items": 1 * MIB, "/events": 8 * MIB}
 )

@@ -6,7 +6,7 @@
     live.check()                # between requests: one stat() of the version pointer
 
 ``hstu-blair update`` (and ``rollback``) replace the run's version pointer (a file renamed over the
-old one, :mod:`hstu_blair.training.versions`). :meth:`LiveRecommender.check` compares the pointer's
+old one, :mod:`hstu_blair.run.versions`). :meth:`LiveRecommender.check` compares the pointer's
 inode and mtime with the ones it loaded; when they changed it loads the new version completely in
 a background thread (model, item vectors, index, the store's items) while requests keep being
 answered by the old one, then replaces the one reference :attr:`current` holds. A request that
@@ -23,8 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hstu_blair.run.versions import pointer_signature
 from hstu_blair.serving.recommender import Recommender
-from hstu_blair.training.versions import pointer_signature
 
 _LOG = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class LiveRecommender:
         first = Recommender.load(run_dir, **options)
 
         def load_current() -> Recommender:
-            shared = {"encoder": live.current._encoder, "store": live.current.store}
+            shared = {"encoder": live.current.growth.encoder, "store": live.current.store}
             return Recommender.load(run_dir, **{**options, **shared})
 
         live = cls(first, load_current)

@@ -10,32 +10,31 @@
     rec.sync()                                   # items other processes added since
 
 Ids that cross this API are external ids (``item_id``, ``user_id``); the model's item indices
-(``item_idx``) stay inside. A query is prepared (ids mapped, history truncated to the most recent
-``max_len`` items, timestamps
-laid out as in training: column ``L`` holds the query time) and then answered in a batch: one
-encoder call for all queries of a batch, then one top-k search over the item vectors.
+(``item_idx``) stay inside. A query is built (ids mapped, timestamps checked) and then answered in
+a batch: one encoder call for all queries of a batch, then one top-k search over the item vectors.
 
-Added items and users' events are kept in the run's store (a database, by default
-``RUN_DIR/store.sqlite``; see :mod:`hstu_blair.serving.store`), committed before ``add_items`` /
-``add_events`` return: loading the run reads it, and every recommender on the same store (other
-processes included) picks up the others' items in :meth:`Recommender.sync`, assigning the same
-indices in the same order; events are read from the store at each query. A damaged stored item
-never stops serving: it is set aside (moved to the store's ``set_aside`` table when it can be
-written, skipped otherwise), counted in ``describe()["set_aside"]`` and logged once. An item log
-of earlier versions (``added_items.jsonl``) is imported on first load. ``persist=False`` keeps
-added items and events in memory only.
+A ``Recommender`` composes parts that each do one job, and keeps none of their state itself:
+
+- :class:`~hstu_blair.serving.scorer.Scorer`: the model, its item vectors and the top-k index;
+- :class:`~hstu_blair.serving.catalogue.Catalogue`: item ids, titles and texts by item index;
+- :class:`~hstu_blair.serving.growth.CatalogueGrowth`: items added at run time (by text, or by
+  other processes through the store);
+- :class:`~hstu_blair.serving.events.UserEvents`: users' events and histories;
+- :class:`~hstu_blair.serving.store_link.StoreLink`: the run's store (a database, by default
+  ``RUN_DIR/store.sqlite``) as this recommender sees it: what it has read, what it set aside.
+
+Added items and events are committed to the store before ``add_items`` / ``add_events`` return:
+loading the run reads it, and every recommender on the same store (other processes included) picks
+up the others' items in :meth:`Recommender.sync`, assigning the same indices in the same order;
+events are read from the store at each query. A damaged stored item never stops serving: it is set
+aside (moved to the store's ``set_aside`` table when it can be written, skipped otherwise), counted
+in ``describe()["set_aside"]`` and logged once. ``persist=False`` keeps added items and events in
+memory only.
 """
 
 from __future__ import annotations
 
-import errno
-import logging
-import os
-import threading
-import time
-import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,47 +42,22 @@ import numpy as np
 import torch
 
 from hstu_blair.data import schema
-from hstu_blair.errors import HstuBlairError, UnknownIdError
-from hstu_blair.models.fusions import FUSIONS
-from hstu_blair.models.item_embedding import ItemEmbedding
-from hstu_blair.serving.index import ItemIndex, build_index, index_recall
-from hstu_blair.serving.legacy_log import LEGACY_LOG, read_legacy_log
-from hstu_blair.serving.store import STORE_FILE, DuplicateIdsError, ItemRecord, SetAside, Store, StoreError
+from hstu_blair.errors import UnknownIdError
+from hstu_blair.models.sequential import SequentialModel
+from hstu_blair.run.model_files import TrainedModel, load_trained
+from hstu_blair.run.store import Store
+from hstu_blair.serving.catalogue import Catalogue
+from hstu_blair.serving.errors import DuplicateItemError, ServingError, StoreWriteError
+from hstu_blair.serving.events import UserEvents
+from hstu_blair.serving.growth import CatalogueGrowth, fusions_for_new_items
+from hstu_blair.serving.ids import check_k, check_new_id, check_time
+from hstu_blair.serving.queries import PreparedQuery, Query, Recommendation, Recommendations, history_times
+from hstu_blair.serving.scorer import Scorer
+from hstu_blair.serving.store_link import StoreLink
 from hstu_blair.text.encoders import TextEncoder
-from hstu_blair.text.registry import build_text_encoder, encoder_for_store
-from hstu_blair.training.batching import QueryBatch, query_batch
-from hstu_blair.training.run_dir import TrainedModel, load_trained
-
-_LOG = logging.getLogger(__name__)
-
-TIME_LIMIT = 2**40
-"""Timestamps (seconds) must lie in [-TIME_LIMIT, TIME_LIMIT] so time differences cannot overflow."""
-
-
-class ServingError(HstuBlairError, ValueError):
-    """A query or an item the recommender cannot serve (empty history, bad timestamps, ...)."""
-
-
-class DuplicateItemError(ServingError):
-    """New item ids that are already in the catalogue (``ids``)."""
-
-    def __init__(self, ids: list[str]) -> None:
-        self.ids = ids
-        super().__init__(f"item ids must be new; already in the catalogue: {ids}")
-
-
-class StoreWriteError(ServingError):
-    """The store cannot be written (a read-only run directory, a full disk, an unreachable
-    database server): the server's fault, not the request's."""
-
-
-ItemLogError = StoreWriteError
-"""The name of :class:`StoreWriteError` before the store replaced the item log."""
-
 
 __all__ = [
     "DuplicateItemError",
-    "ItemLogError",
     "PreparedQuery",
     "Query",
     "Recommendation",
@@ -92,99 +66,19 @@ __all__ = [
     "ServingError",
     "StoreWriteError",
     "UnknownIdError",
-    "check_item_id",
+    "check_new_id",
+    "fusions_for_new_items",
 ]
 
-
-@dataclass(frozen=True)
-class Recommendation:
-    """One recommended item: external id, score (cosine of query and item vector), title."""
-
-    item_id: str
-    score: float
-    title: str
-
-
-class Recommendations(list):
-    """A best-first ``list[Recommendation]``; ``skipped`` holds the unknown history ids that
-    ``skip_unknown=True`` left out (in input order)."""
-
-    def __init__(self, items: Sequence[Recommendation] = (), skipped: Sequence[str] = ()) -> None:
-        super().__init__(items)
-        self.skipped: list[str] = list(skipped)
-
-
-@dataclass(frozen=True)
-class Query:
-    """One recommendation request: a ``history`` of item ids (oldest first) or a known ``user_id``.
-
-    ``timestamps``: seconds, one per history item (default: 1 s apart, ending now).
-    ``query_time``: when the recommendation is for (default: the last history timestamp).
-    ``skip_unknown``: leave unknown history ids out instead of raising ``UnknownIdError``.
-    """
-
-    history: Sequence[str] | None = None
-    user_id: str | None = None
-    timestamps: Sequence[int] | None = None
-    query_time: int | None = None
-    k: int = 10
-    exclude_seen: bool = True
-    skip_unknown: bool = False
-
-
-@dataclass(frozen=True)
-class PreparedQuery:
-    """A validated query in item indices, ready for a batch (see :meth:`Recommender.prepare`).
-
-    The history is whole: the model reads its last ``max_len`` items, and with ``exclude_seen``
-    none of its items is recommended (``batching.query_batch`` decides both, as in evaluation)."""
-
-    ids: np.ndarray  # (L,) int64 item indices (item_idx), oldest first
-    times: np.ndarray  # (L,) int64 seconds
-    query_time: int
-    exclude_seen: bool
-    k: int
-    skipped: tuple[str, ...] = ()
-
-
-def append_text_items(items: ItemEmbedding, text_rows: torch.Tensor) -> None:
-    """``items.add_text_items`` with serving errors (an ID-only run cannot add items)."""
-    if items.text is None:
-        raise _id_only_error(items.fusion_name)
-    try:
-        items.add_text_items(text_rows)
-    except ValueError as exc:
-        raise ServingError(f"{exc}: use the encoder the run was trained with") from None
-
-
-def fusions_for_new_items() -> str:
-    """The registered fusions that can add items by text, those trained for it first (for messages)."""
-    trained = [s.name for s in FUSIONS.values() if s.uses_text and s.ranks_without_id_row(s.make_options())]
-    others = [s.name for s in FUSIONS.values() if s.uses_text and s.name not in trained]
-    return ", ".join(trained) + " (trained for it)" + (f", or {', '.join(others)}" if others else "")
-
-
-def _id_only_error(fusion: str) -> ServingError:
-    return ServingError(
-        f"this run's model uses fusion {fusion!r} (ID-only): it has no text path, so items cannot "
-        f"be added at run time; train with model.fusion = {fusions_for_new_items()}"
-    )
-
-
-def _build_text_encoder(run: TrainedModel, device: str) -> TextEncoder:
-    """The encoder that made the run's text matrix: rebuilt (and checked) from the store's recorded
-    fingerprint, else built by the encoder name the store recorded."""
-    store = run.info["text_store"]
-    if store.get("fingerprint"):
-        return encoder_for_store(store["path"], device=device)
-    return build_text_encoder(store["encoder"], device=device)
+AnyQuery = Query | PreparedQuery | Sequence[str]
+"""What the batch methods take: a ``Query``, a ``PreparedQuery`` or a plain history of item ids."""
 
 
 class Recommender:
     """Recommendations from a trained run, in external ids.
 
     Args:
-        run: a loaded run (see :func:`hstu_blair.training.run_dir.load_trained`).
+        run: a loaded run (see :func:`hstu_blair.run.model_files.load_trained`).
         encoder: text encoder for :meth:`add_item` (default: the encoder that wrote the run's
             embedding store, built on first use).
         index: ``exact`` (brute force, default) or a FAISS index for large catalogues
@@ -211,97 +105,19 @@ class Recommender:
         self.run = run
         self.version = run.version
         """The model version served (0: the trained run; see ``hstu-blair update``)."""
-        self.model = run.model.eval()
-        self.max_len = run.arch.max_len
-        self.device = next(self.model.parameters()).device
         self.index_name = index
-        self._encoder = encoder
-        self._lock = threading.RLock()
-        self._warned_new_items = False
-        self._table: torch.Tensor | None = None  # the encoder's input vectors, see _input_table
-        self.model_calls = 0
-        """Encoder forward passes so far (one per batch); the HTTP layer reports it."""
         items = run.data.items
-        self._item_ids: list[str] = ["", *items[schema.ITEM_ID].to_list()]  # index 0 = padding
-        self._titles: list[str] = ["", *items[schema.TITLE].to_list()]
-        self._texts: list[str] = ["", *items[schema.TEXT].to_list()]
-        self._item_idx: dict[str, int] = {item_id: i for i, item_id in enumerate(self._item_ids) if i}
-        self._lower_titles = [t.lower() for t in self._titles]
-        with torch.inference_mode():
-            self._vectors = self.model.item_vectors().float()  # (N+1, D)
-        self._index: ItemIndex = build_index(index, self._vectors)
-        self._trained_items = self.num_items
+        self.catalogue = Catalogue(
+            items[schema.ITEM_ID].to_list(), items[schema.TITLE].to_list(), items[schema.TEXT].to_list()
+        )
+        self.scorer = Scorer(run.model, run.arch.max_len, index)
+        self.link = StoreLink(run.run_dir, store, persist)
+        self.growth = CatalogueGrowth(self.catalogue, self.scorer, self.link, run.info, run.version, encoder)
+        self.events = UserEvents(run.data, self.catalogue, self.link)
         self._popularity: np.ndarray | None = None  # (N+1,) training interactions per item
-        self._writable = True  # False: a read-only run directory without a store, served from memory
-        self._owns_store = not isinstance(store, Store)
-        if isinstance(store, Store):  # shared, e.g. by the versions a LiveRecommender swaps
-            self.store = store
-        else:
-            self.store = self._open_store(store) if persist else Store("sqlite://")
-        """Added items and events (an in-memory database with ``persist=False``)."""
-        self._store_seq = 0  # the highest item seq read from the store
-        self._store_head = 0  # the store's max(seq) when last looked at
-        self._skipped: set[int] = set()  # seqs of damaged items skipped while serving
-        self._set_aside = 0
         if self.can_add_items:
-            self._import_legacy_log()
-            self._load_items()
-        self._set_aside = len(self.store.set_aside_records()) + len(self._skipped)
-
-    def close(self) -> None:
-        """Close the store's connections if this recommender opened it (a store passed in belongs
-        to its caller). Also on leaving a ``with Recommender.load(...) as rec:`` block."""
-        if self._owns_store:
-            self.store.close()
-
-    def __enter__(self) -> Recommender:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _open_store(self, location: str | Path | None) -> Store:
-        try:
-            return Store.for_run(self.run.run_dir, location)
-        except StoreError as exc:
-            if location is None and not (Path(self.run.run_dir) / STORE_FILE).exists():
-                # a read-only run directory without a store: nothing to read, nothing can be written
-                _LOG.warning("%s: serving without a store (writes are refused)", exc)
-                self._writable = False
-                return Store("sqlite://")
-            raise
-
-    @property
-    def _d_text(self) -> int:
-        assert self.model.items.text is not None
-        return int(self.model.items.text.shape[1])
-
-    def _import_legacy_log(self) -> None:
-        """Import ``RUN_DIR/added_items.jsonl`` of earlier versions once: every readable item kept,
-        every damaged or duplicate line set aside."""
-        path = Path(self.run.run_dir) / LEGACY_LOG
-        key = f"imported:{LEGACY_LOG}"
-        if not path.is_file() or self.store.read_only or self.store.get_meta(key) is not None:
-            return
-        records, aside = read_legacy_log(path, self._d_text, self._item_idx)
-        if self.store.import_items(key, records, aside):
-            _LOG.info(
-                "imported %d items from %s into the store (%d lines set aside)",
-                len(records),
-                path,
-                len(aside),
-            )
-            self._log_set_aside(aside)
-
-    def _load_items(self) -> None:
-        """Read every stored item; damaged ones are moved to ``set_aside`` (when writable)."""
-        damaged = self._catch_up()
-        if damaged and not self.store.read_only:
-            try:
-                self.store.set_aside_items(damaged)
-                self._skipped -= {seq for seq, _ in damaged}
-            except StoreError as exc:
-                _LOG.warning("cannot move damaged items aside: %s", exc)
+            self.growth.load_stored()
+        self.link.count_set_aside()
 
     @classmethod
     def load(
@@ -335,11 +151,44 @@ class Recommender:
         run = load_trained(run_dir, checkpoint, device)
         return cls(run, encoder=encoder, index=index, persist=persist, store=store)
 
-    # ---- catalogue ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the store's connections if this recommender opened it (a store passed in belongs
+        to its caller). Also on leaving a ``with Recommender.load(...) as rec:`` block."""
+        self.link.close()
+
+    def __enter__(self) -> Recommender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- what is served ----------------------------------------------------------------------
+    @property
+    def model(self) -> SequentialModel:
+        return self.scorer.model
+
+    @property
+    def max_len(self) -> int:
+        return self.scorer.max_len
+
+    @property
+    def device(self) -> torch.device:
+        return self.scorer.device
+
+    @property
+    def store(self) -> Store:
+        """Added items and events (an in-memory database with ``persist=False``)."""
+        return self.link.store
+
+    @property
+    def model_calls(self) -> int:
+        """Encoder forward passes so far (one per batch); the HTTP layer reports it."""
+        return self.scorer.model_calls
+
     @property
     def num_items(self) -> int:
         """Items that can be recommended (the trained catalogue plus added items)."""
-        return len(self._item_ids) - 1
+        return len(self.catalogue)
 
     @property
     def fusion(self) -> str:
@@ -348,10 +197,36 @@ class Recommender:
     @property
     def can_add_items(self) -> bool:
         """Whether :meth:`add_item` works (the model's fusion has a text path)."""
-        return self.model.items.text is not None
+        return self.growth.can_add_items
 
+    @property
+    def records_set_aside(self) -> int:
+        """Damaged records kept out of service (in the store's ``set_aside`` table, or skipped)."""
+        return self.link.records_set_aside
+
+    def describe(self) -> dict[str, Any]:
+        """What is being served: run, model, fusion, catalogue size, index."""
+        return {
+            "run_dir": str(self.run.run_dir),
+            "checkpoint": self.run.checkpoint,
+            "version": self.version,
+            "model": self.run.arch.name,
+            "fusion": self.fusion,
+            "dataset": self.run.data.name,
+            "num_items": self.num_items,
+            "num_users": self.run.data.num_users,
+            "max_len": self.max_len,
+            "index": self.index_name,
+            "can_add_items": self.can_add_items,
+            "added_items": self.num_items - self.catalogue.trained,
+            "store": self.store.describe(),
+            "store_schema": self.store.version,
+            "set_aside": self.records_set_aside,
+        }
+
+    # ---- the catalogue -------------------------------------------------------------------------
     def has_item(self, item_id: str) -> bool:
-        return str(item_id) in self._item_idx
+        return item_id in self.catalogue
 
     def item(self, item_id: str) -> dict[str, str]:
         """``{"item_id", "title", "text"}`` of an item.
@@ -359,43 +234,31 @@ class Recommender:
         Raises:
             UnknownIdError: not in the catalogue.
         """
-        idx = self._item_indices([item_id], skip_unknown=False)[0][0]
-        return {"item_id": self._item_ids[idx], "title": self._titles[idx], "text": self._texts[idx]}
+        return self.catalogue.item(self._index_of(item_id))
 
     def search_items(self, query: str, limit: int = 20) -> list[dict[str, str]]:
         """Items whose title or item id contains ``query`` (case-insensitive), title prefix matches
         first, then catalogue order; each ``{"item_id", "title"}``."""
-        q = query.strip().lower()
-        prefix, inside = [], []
-        for i in range(1, len(self._item_ids)):
-            title = self._lower_titles[i]
-            if title.startswith(q) or self._item_ids[i].lower() == q:
-                prefix.append(i)
-            elif q in title or q in self._item_ids[i].lower():
-                inside.append(i)
-            if len(prefix) >= limit:
-                break
-        return [{"item_id": self._item_ids[i], "title": self._titles[i]} for i in (prefix + inside)[:limit]]
+        return self.catalogue.search(query, limit)
 
-    def _item_indices(
-        self, item_ids: Sequence[str], skip_unknown: bool
-    ) -> tuple[list[int], list[int], list[str]]:
-        """Indices of the known item ids, their positions in ``item_ids``, and the unknown item ids
-        (raises unless ``skip_unknown``)."""
-        known, positions, unknown = [], [], []
-        for pos, item_id in enumerate(item_ids):
-            idx = self._item_idx.get(str(item_id))
-            if idx is None:
-                unknown.append(str(item_id))
-            else:
-                known.append(idx)
-                positions.append(pos)
-        if unknown and not skip_unknown:
-            raise UnknownIdError("item", unknown)
-        return known, positions, unknown
+    def item_vectors(self, item_ids: Sequence[str]) -> torch.Tensor:
+        """(m, D) L2-normalised vectors of items (what recommendations are scored against).
 
-    # ---- queries -----------------------------------------------------------------------------
-    def prepare(self, query: Query) -> PreparedQuery:
+        Raises:
+            UnknownIdError: ids not in the catalogue.
+        """
+        return self.scorer.item_vectors(self.catalogue.indices(item_ids, skip_unknown=False)[0])
+
+    def is_same_item(self, item_id: str, text: str, title: str = "") -> bool:
+        """Whether ``item_id`` is in the catalogue with this text and title (an add repeated by a
+        client that lost the reply: the HTTP layer answers it 200, not 409)."""
+        return self.catalogue.is_same_item(item_id, text, title)
+
+    def _index_of(self, item_id: str) -> int:
+        return self.catalogue.indices([item_id], skip_unknown=False)[0][0]
+
+    # ---- queries -------------------------------------------------------------------------------
+    def build_query(self, query: Query) -> PreparedQuery:
         """Validate ``query`` and turn it into item indices (cheap; no model call).
 
         Raises:
@@ -406,8 +269,7 @@ class Recommender:
         self.sync()  # items other processes added to the run directory are known before ids are mapped
         if (query.history is None) == (query.user_id is None):
             raise ServingError("give exactly one of history (item ids) or user_id")
-        if isinstance(query.k, bool) or not isinstance(query.k, int) or query.k < 1:
-            raise ServingError(f"k must be a positive integer, got {query.k!r}")
+        check_k(query.k)
         skipped: list[str] = []
         if query.user_id is not None:
             ids, times, known_user = self.user_history(str(query.user_id))
@@ -417,53 +279,28 @@ class Recommender:
             if isinstance(query.history, str):
                 raise ServingError("history must be a list of item ids, not one string")
             history = list(query.history)
-            known, positions, skipped = self._item_indices(history, query.skip_unknown)
+            known, positions, skipped = self.catalogue.indices(history, query.skip_unknown)
             ids = np.asarray(known, dtype=np.int64)  # (L,)
-            times = self._history_times(len(history), query.timestamps, positions)  # (L,)
+            times = history_times(len(history), query.timestamps, positions)  # (L,)
         if ids.size == 0:
             what = "all its item ids are unknown" if skipped else "it is empty"
             raise ServingError(f"cannot recommend from this history: {what}")
         query_time = (
-            int(times[-1]) if query.query_time is None else _check_time(query.query_time, "query_time")
+            int(times[-1]) if query.query_time is None else check_time(query.query_time, "query_time")
         )
         return PreparedQuery(ids, times, query_time, bool(query.exclude_seen), query.k, tuple(skipped))
 
     def user_history(self, user_id: str) -> tuple[np.ndarray, np.ndarray, bool]:
-        """A user's history: their training interactions and stored events, ordered by time (ties:
-        training first, then events in the order stored). Stored events on items no longer in the
-        catalogue (set aside) are left out.
+        """A user's training interactions and stored events, by time (see
+        :meth:`UserEvents.history`): (L,) item indices, (L,) timestamps, whether training knows them."""
+        return self.events.history(user_id)
 
-        Returns:
-            (L,) int64 item indices, (L,) int64 timestamps, and whether the training data knows
-            the user.
-        """
-        try:
-            user: int | None = self.run.data.user_index(user_id)
-        except UnknownIdError:
-            user = None
-        if user is None:
-            ids, times = np.zeros(0, np.int64), np.zeros(0, np.int64)
-        else:
-            ids = self.run.data.user_items(user).astype(np.int64)  # (L0,)
-            times = self.run.data.user_times(user).astype(np.int64)  # (L0,)
-        stored_ids, stored_times = self.store.user_events(user_id)  # (L1,)
-        if stored_ids:
-            known, positions, _ = self._item_indices(stored_ids, skip_unknown=True)
-            ids = np.concatenate([ids, np.asarray(known, np.int64)])
-            times = np.concatenate([times, stored_times[positions]])
-            order = np.argsort(times, kind="stable")
-            ids, times = ids[order], times[order]
-        return ids, times, user is not None
-
-    def _history_times(self, n: int, timestamps: Sequence[int] | None, kept: list[int]) -> np.ndarray:
-        """Times of the kept history positions: the given ones, or 1 s apart ending now."""
-        if timestamps is None:
-            now = int(time.time())
-            return now - np.arange(len(kept) - 1, -1, -1, dtype=np.int64)
-        if isinstance(timestamps, (str, bytes)) or len(timestamps) != n:
-            raise ServingError(f"got {len(timestamps)} timestamps for {n} history items")
-        checked = [_check_time(t, f"timestamps[{i}]") for i, t in enumerate(timestamps)]
-        return np.asarray(checked, dtype=np.int64)[kept]
+    def _build_any(self, q: AnyQuery, k: int, exclude_seen: bool, skip_unknown: bool) -> PreparedQuery:
+        if isinstance(q, PreparedQuery):
+            return q
+        if not isinstance(q, Query):
+            q = Query(history=q, k=k, exclude_seen=exclude_seen, skip_unknown=skip_unknown)
+        return self.build_query(q)
 
     def recommend(
         self,
@@ -486,7 +323,7 @@ class Recommender:
             skip_unknown: leave unknown ids out (listed in ``result.skipped``) instead of raising.
 
         Raises:
-            UnknownIdError: unknown ids (unless ``skip_unknown``); ServingError: see :meth:`prepare`.
+            UnknownIdError: unknown ids (unless ``skip_unknown``); ServingError: see :meth:`build_query`.
         """
         query = Query(history, None, timestamps, query_time, k, exclude_seen, skip_unknown)
         return self.recommend_batch([query])[0]
@@ -522,21 +359,19 @@ class Recommender:
     def popular(self, k: int = 10) -> Recommendations:
         """The ``k`` items with the most training interactions (what a user without history gets);
         score = the item's share of all training interactions."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ServingError(f"k must be a positive integer, got {k!r}")
+        check_k(k)
         if self._popularity is None:
             data = self.run.data
             counts = np.bincount(data.item_seq, minlength=data.num_items + 1).astype(np.float64)  # (N+1,)
             counts[0] = -1.0  # padding
             self._popularity = counts / max(1, data.num_interactions)
         order = np.argsort(-self._popularity, kind="stable")[:k]
-        return Recommendations(
-            [Recommendation(self._item_ids[i], float(self._popularity[i]), self._titles[i]) for i in order]
-        )
+        ids, titles = self.catalogue.item_ids, self.catalogue.titles
+        return Recommendations([Recommendation(ids[i], float(self._popularity[i]), titles[i]) for i in order])
 
     def recommend_batch(
         self,
-        queries: Sequence[Query | PreparedQuery | Sequence[str]] = (),
+        queries: Sequence[AnyQuery] = (),
         users: Sequence[str] = (),
         k: int = 10,
         exclude_seen: bool = True,
@@ -555,84 +390,20 @@ class Recommender:
         """
         self.sync()
         everything = [*queries, *(Query(user_id=str(u), k=k, exclude_seen=exclude_seen) for u in users)]
-        prepared = [self._prepare_any(q, k, exclude_seen, skip_unknown) for q in everything]
+        prepared = [self._build_any(q, k, exclude_seen, skip_unknown) for q in everything]
         if not prepared:
             return []
-        batch = self._collate(prepared)
-        with self._lock, torch.inference_mode():
-            self.model_calls += 1
-            queries_vec = self.model.query_vectors(
-                batch.ids, batch.timestamps, batch.lengths, self._input_table()
-            ).float()  # (B, D)
-            k = max(p.k for p in prepared)
-            values, indices = self._index.search(queries_vec, k, batch.exclude)  # (B, k)
-        return [
-            self._results(v, i, p.k, p.skipped)
-            for v, i, p in zip(values.tolist(), indices.tolist(), prepared)
-        ]
+        values, indices = self.scorer.top_k(prepared)
+        return [self.catalogue.results(v, i, p.k, p.skipped) for v, i, p in zip(values, indices, prepared)]
 
-    def _input_table(self) -> torch.Tensor:
-        """The raw vectors of every item, the encoder's inputs (as evaluation computes them once),
-        recomputed when items were added since (call under the lock, in inference mode)."""
-        if self._table is None or self._table.shape[0] != self.model.items.num_items + 1:
-            self._table = self.model.item_table()  # (N+1, D)
-        return self._table
-
-    def _prepare_any(
-        self, q: Query | PreparedQuery | Sequence[str], k: int, exclude_seen: bool, skip_unknown: bool
-    ) -> PreparedQuery:
-        if isinstance(q, PreparedQuery):
-            return q
-        if not isinstance(q, Query):
-            q = Query(history=q, k=k, exclude_seen=exclude_seen, skip_unknown=skip_unknown)
-        return self.prepare(q)
-
-    def encode(self, queries: Sequence[Query | PreparedQuery | Sequence[str]]) -> torch.Tensor:
+    def encode(self, queries: Sequence[AnyQuery]) -> torch.Tensor:
         """(B, D) L2-normalised query vectors of histories or queries (what items are scored against)."""
-        prepared = [self._prepare_any(q, 1, False, False) for q in queries]
-        batch = self._collate(prepared)
-        with self._lock, torch.inference_mode():
-            self.model_calls += 1
-            table = self._input_table()
-            return self.model.query_vectors(
-                batch.ids, batch.timestamps, batch.lengths, table
-            ).float()  # (B, D)
+        return self.scorer.query_vectors([self._build_any(q, 1, False, False) for q in queries])
 
-    def index_recall(self, queries: Sequence[Query | PreparedQuery | Sequence[str]], k: int = 10) -> float:
+    def index_recall(self, queries: Sequence[AnyQuery], k: int = 10) -> float:
         """Recall@k of this recommender's index against exact search on ``queries`` (1.0 for ``exact``):
         the mean fraction of each exact top-k that the index returns (no exclusions)."""
-        with self._lock:
-            return index_recall(self._index, self._vectors, self.encode(queries), k)
-
-    def _collate(self, prepared: list[PreparedQuery]) -> QueryBatch:
-        """The batch of queries, built by the same function evaluation uses (``query_batch``):
-        the last ``max_len`` history items, the query time after them, the whole history excluded
-        (rows with ``exclude_seen=False`` exclude nothing)."""
-        sizes = np.array([p.ids.size for p in prepared], np.int64)  # (B,)
-        ends = np.cumsum(sizes)
-        batch = query_batch(
-            np.concatenate([p.ids for p in prepared]),
-            np.concatenate([p.times for p in prepared]),
-            ends - sizes,
-            ends,
-            np.array([p.query_time for p in prepared], np.int64),
-            self.max_len,
-            "history",
-        )
-        keep_seen = [b for b, p in enumerate(prepared) if not p.exclude_seen]
-        if keep_seen and batch.exclude is not None:
-            batch.exclude[keep_seen] = 0
-        return batch.to(self.device)
-
-    def _results(
-        self, values: list[float], indices: list[int], k: int, skipped: Sequence[str]
-    ) -> Recommendations:
-        items = [
-            Recommendation(self._item_ids[i], float(v), self._titles[i])
-            for v, i in zip(values[:k], indices[:k])
-            if i != 0
-        ]
-        return Recommendations(items, skipped)
+        return self.scorer.recall(self.encode(queries), k)
 
     def similar_items(self, item_id: str, k: int = 10) -> Recommendations:
         """The ``k`` items whose vectors have the highest cosine with ``item_id``'s (itself excluded).
@@ -640,14 +411,10 @@ class Recommender:
         Raises:
             UnknownIdError: not in the catalogue.
         """
-        idx = self._item_indices([item_id], skip_unknown=False)[0][0]
-        with self._lock:
-            query = self._vectors[idx : idx + 1]  # (1, D)
-            exclude = torch.tensor([[idx]], device=self._vectors.device)  # (1, 1)
-            values, indices = self._index.search(query, k, exclude)  # (1, k)
-        return self._results(values[0].tolist(), indices[0].tolist(), k, ())
+        values, indices = self.scorer.similar(self._index_of(item_id), k)
+        return self.catalogue.results(values, indices, k)
 
-    # ---- cold start ----------------------------------------------------------------------------
+    # ---- adding items --------------------------------------------------------------------------
     def add_item(self, item_id: str, text: str, title: str = "") -> dict[str, str]:
         """Add an item at run time; it is recommendable (and usable in histories) at once.
 
@@ -679,130 +446,7 @@ class Recommender:
         titles = [t or "" for t in titles] if titles is not None else [""] * len(item_ids)
         if not len(item_ids) == len(texts) == len(titles):
             raise ServingError(f"got {len(item_ids)} ids, {len(texts)} texts and {len(titles)} titles")
-        if not self.can_add_items:
-            raise _id_only_error(self.fusion)
-        item_ids = [str(r) for r in item_ids]
-        self._check_new_ids(item_ids)
-        if not self.model.items.ranks_items_without_id_row and not self._warned_new_items:
-            self._warned_new_items = True
-            _LOG.warning(
-                "this run's %r fusion was not trained to rank items without an ID part: added items "
-                "are ranked by their text with no ID part; fusions trained for it: %s "
-                "(docs/results.md, cold-start items)",
-                self.fusion,
-                fusions_for_new_items(),
-            )
-        if not all(isinstance(t, str) and t.strip() for t in texts):
-            raise ServingError("every new item needs a non-empty text")
-        for what, values in (("item id", item_ids), ("text", texts), ("title", titles)):
-            _check_unicode(what, values)
-        self._check_writable()  # before encoding
-        rows = self._embed(list(texts)).numpy()  # (m, d_text), slow: outside the lock
-        d_text = self._d_text
-        if rows.shape != (len(item_ids), d_text):
-            raise ServingError(
-                f"the encoder returned vectors of shape {rows.shape}; expected ({len(item_ids)}, {d_text}): "
-                "use the encoder the run was trained with"
-            )
-        if not np.isfinite(rows).all():
-            raise ServingError("the text encoder returned non-finite values (NaN or inf)")
-        records = [ItemRecord(*item, rows[i]) for i, item in enumerate(zip(item_ids, titles, texts))]
-        with self._lock:
-            self._catch_up()  # ids other processes took since the last request are refused
-            self._check_new_ids(item_ids)
-            try:
-                self.store.add_items(records)
-            except DuplicateIdsError as exc:  # taken since the catch-up (another process)
-                self._catch_up()
-                raise DuplicateItemError(exc.ids) from None
-            except StoreError as exc:
-                raise self._write_failure(exc) from exc
-            self._catch_up()  # applies ours, after anything committed before them
-
-    def _check_writable(self) -> None:
-        """Refuse a write to a store that cannot take it (a read-only SQLite file or directory)."""
-        path = self.store.sqlite_path
-        if not self._writable:
-            raise StoreWriteError(
-                f"cannot write: the run directory {self.run.run_dir} is not writable and has no "
-                f"{STORE_FILE}; name a writable store (--store), or load the run with persist=False"
-            )
-        if self.store.read_only or (path is not None and not os.access(path.parent, os.W_OK)):
-            raise self._write_failure(PermissionError(errno.EACCES, "no write access"))
-
-    def _write_failure(self, exc: Exception) -> StoreWriteError:
-        why = getattr(exc, "strerror", None) or str(exc)
-        path = self.store.sqlite_path
-        if path is not None and (isinstance(exc, PermissionError) or self.store.read_only):
-            problem = f"the run directory {path.parent} is not writable ({why})"
-        else:
-            problem = f"writing to the store {self.store.describe()} failed ({why})"
-        return StoreWriteError(
-            f"cannot write: {problem}. Added items and events are kept in the run's store so that "
-            "restarts and other server processes see them: make it writable, or load the run "
-            "with persist=False to keep them in memory only"
-        )
-
-    def _check_new_ids(self, item_ids: list[str]) -> None:
-        for item_id in item_ids:
-            check_item_id(item_id)
-        if len(set(item_ids)) != len(item_ids):
-            raise ServingError(f"item ids must be distinct, got {item_ids}")
-        taken = [r for r in item_ids if r in self._item_idx]
-        if taken:
-            raise DuplicateItemError(taken)
-
-    def is_same_item(self, item_id: str, text: str, title: str = "") -> bool:
-        """Whether ``item_id`` is in the catalogue with this text and title (an add repeated by a
-        client that lost the reply: the HTTP layer answers it 200, not 409)."""
-        idx = self._item_idx.get(item_id)
-        return idx is not None and self._texts[idx] == text and self._titles[idx] == (title or item_id)
-
-    def _embed(self, texts: list[str]) -> torch.Tensor:
-        if self._encoder is None:
-            self._encoder = _build_text_encoder(self.run, str(self.device))
-        rows = np.asarray(self._encoder.encode(texts, batch_size=32), dtype=np.float32)
-        return torch.from_numpy(rows)  # (m, d_text)
-
-    def _apply(self, records: list[ItemRecord]) -> None:
-        """Append items to the model's text matrix, the item vectors, the index and the catalogue
-        (under ``self._lock``). Vectors are computed batch by batch, as the items were added, so
-        every process gives the same vectors bit for bit."""
-        if not records:
-            return
-        first = len(self._item_ids)
-        in_model = max(0, min(len(records), self.model.items.num_items + 1 - first))
-        if in_model:  # items a refreshed version was trained with: already in the model and its vectors
-            expected = self.run.info["item_ids"][first - 1 : first - 1 + in_model]
-            if [r.item_id for r in records[:in_model]] != expected:
-                raise StoreError(
-                    f"the store {self.store.describe()} does not hold the added items model version "
-                    f"{self.version} was trained with, in its order; serve it with the store it was trained with"
-                )
-        self._extend_model(records[in_model:], first + in_model)
-        for offset, r in enumerate(records):
-            title = r.title or r.item_id
-            self._item_idx[r.item_id] = first + offset
-            self._item_ids.append(r.item_id)
-            self._texts.append(r.text)
-            self._titles.append(title)
-            self._lower_titles.append(title.lower())
-
-    def _extend_model(self, records: list[ItemRecord], first: int) -> None:
-        """Append new items to the model's text matrix, the item vectors and the index."""
-        if not records:
-            return
-        rows = torch.from_numpy(np.stack([r.vector for r in records]))  # (m, d_text)
-        with torch.inference_mode():
-            append_text_items(self.model.items, rows.to(self.device))
-            parts, start = [], first
-            for size in _batch_sizes(records):
-                new = torch.arange(start, start + size, device=self.device)  # (g,)
-                parts.append(self.model.item_vectors(new).float())  # (g, D)
-                start += size
-            vectors = torch.cat(parts)  # (m, D)
-            self._vectors = torch.cat([self._vectors, vectors])
-            self._index.add(vectors)
+        self.growth.add([str(r) for r in item_ids], texts, titles)
 
     # ---- users' events -------------------------------------------------------------------------
     def add_events(self, events: Sequence[tuple[str, str, int]]) -> int:
@@ -818,34 +462,7 @@ class Recommender:
             StoreWriteError: the store cannot be written.
         """
         self.sync()
-        rows: list[tuple[str, str, int]] = []
-        unknown: list[str] = []
-        for n, event in enumerate(events):
-            if len(event) != 3:
-                raise ServingError(f"events[{n}]: expected (user_id, item_id, timestamp), got {event!r}")
-            user_id, item_id, timestamp = str(event[0]), str(event[1]), event[2]
-            if not self._is_training_user(user_id):  # new users: ids in canonical form
-                check_item_id(user_id, f"events[{n}].user_id")
-            _check_unicode(f"events[{n}].user_id", [user_id])
-            if item_id not in self._item_idx:
-                check_item_id(item_id, f"events[{n}].item_id")  # a malformed id is named as such
-                unknown.append(item_id)
-            rows.append((user_id, item_id, _check_time(timestamp, f"events[{n}].timestamp")))
-        if unknown:
-            raise UnknownIdError("item", list(dict.fromkeys(unknown)))
-        self._check_writable()
-        try:
-            self.store.add_events(rows)
-        except StoreError as exc:
-            raise self._write_failure(exc) from exc
-        return len(rows)
-
-    def _is_training_user(self, user_id: str) -> bool:
-        try:
-            self.run.data.user_index(user_id)
-        except UnknownIdError:
-            return False
-        return True
+        return self.events.add(events)
 
     def forget_user(self, user_id: str) -> int:
         """Delete a user's stored events (their training history is part of the model and stays).
@@ -856,18 +473,14 @@ class Recommender:
         Raises:
             StoreWriteError: the store cannot be written.
         """
-        self._check_writable()
-        try:
-            return self.store.forget_user(str(user_id))
-        except StoreError as exc:
-            raise self._write_failure(exc) from exc
+        return self.events.forget(user_id)
 
     # ---- the store shared with other processes -------------------------------------------------
     def stale(self) -> bool:
         """Whether items were added to the store since this recommender last read it (one cheap
         query; call :meth:`sync` to catch up). Events need no catching up: they are read at
         each query."""
-        return self.can_add_items and self.store.item_head() != self._store_head
+        return self.can_add_items and self.link.stale()
 
     def sync(self) -> int:
         """Catch up with items other recommenders (other processes) added to the store.
@@ -880,128 +493,7 @@ class Recommender:
         """
         if not self.stale():
             return 0
-        with self._lock:
+        with self.scorer.lock:
             before = self.num_items
-            self._catch_up()
+            self.growth.catch_up()
             return self.num_items - before
-
-    def _catch_up(self) -> list[tuple[int, SetAside]]:
-        """Apply the items stored after the last read (under the lock); returns the damaged ones."""
-        if not self.can_add_items:
-            return []
-        head = self.store.item_head()
-        records, damaged = self.store.read_items(self._store_seq, self._d_text)
-        good: list[ItemRecord] = []
-        for r in records:
-            assert r.seq is not None
-            if r.item_id in self._item_idx:
-                why = f"item id {r.item_id!r} is already in the catalogue"
-                damaged.append((r.seq, SetAside(f"items seq {r.seq}", why, r.item_id.encode())))
-            else:
-                good.append(r)
-        self._apply(good)
-        new = [(seq, r) for seq, r in damaged if seq not in self._skipped]
-        self._skipped.update(seq for seq, _ in new)
-        self._set_aside += len(new)
-        self._log_set_aside([r for _, r in new])
-        seqs = [r.seq for r in records if r.seq is not None] + [seq for seq, _ in damaged]
-        self._store_seq = max([self._store_seq, *seqs])
-        self._store_head = max(head, self._store_seq)
-        return damaged
-
-    @staticmethod
-    def _log_set_aside(records: Sequence[SetAside]) -> None:
-        for r in records:
-            _LOG.warning(
-                "set aside %s: %s (kept in the store's set_aside table; other records are served)",
-                r.source,
-                r.reason,
-            )
-
-    @property
-    def set_aside(self) -> int:
-        """Damaged records kept out of service (in the store's ``set_aside`` table, or skipped)."""
-        return self._set_aside
-
-    def item_vectors(self, item_ids: Sequence[str]) -> torch.Tensor:
-        """(m, D) L2-normalised vectors of items (what recommendations are scored against).
-
-        Raises:
-            UnknownIdError: ids not in the catalogue.
-        """
-        known = self._item_indices(item_ids, skip_unknown=False)[0]
-        return self._vectors[torch.tensor(known, dtype=torch.long, device=self._vectors.device)].clone()
-
-    def describe(self) -> dict[str, Any]:
-        """What is being served: run, model, fusion, catalogue size, index."""
-        return {
-            "run_dir": str(self.run.run_dir),
-            "checkpoint": self.run.checkpoint,
-            "version": self.version,
-            "model": self.run.arch.name,
-            "fusion": self.fusion,
-            "dataset": self.run.data.name,
-            "num_items": self.num_items,
-            "num_users": self.run.data.num_users,
-            "max_len": self.max_len,
-            "index": self.index_name,
-            "can_add_items": self.can_add_items,
-            "added_items": self.num_items - self._trained_items,
-            "store": self.store.describe(),
-            "store_schema": self.store.version,
-            "set_aside": self.set_aside,
-        }
-
-
-def _batch_sizes(records: Sequence[ItemRecord]) -> list[int]:
-    """Sizes of the runs of consecutive records added by one call (same ``batch``)."""
-    sizes: list[int] = []
-    for i, r in enumerate(records):
-        if i and r.batch == records[i - 1].batch and r.batch:
-            sizes[-1] += 1
-        else:
-            sizes.append(1)
-    return sizes
-
-
-# ---- item ids: the canonical form of new ids -------------------------------------------------------
-def check_item_id(item_id: str, what: str = "item id") -> str:
-    """``item_id`` if it is in canonical form, the form every new item id (and the id of a user
-    first seen in events) must have: a non-empty string without surrounding whitespace, without
-    control characters (Unicode category Cc: newlines, tabs, NUL, DEL, ...) and other than ``.``
-    and ``..`` (which URLs cannot carry as a path segment). Such an id can be fetched as
-    ``GET /items/{id}`` (``/users/{id}/recommendations``), percent-encoded.
-
-    Args:
-        item_id: the id.
-        what: how messages name it (``item id``, ``events[3].user_id``).
-
-    Raises:
-        ServingError: not in canonical form (the message says why).
-    """
-    if not isinstance(item_id, str) or not item_id:
-        raise ServingError(f"{what}: must be a non-empty string, got {item_id!r}")
-    if item_id != item_id.strip():
-        raise ServingError(f"{what} {item_id!r} has surrounding whitespace; send it without")
-    if any(unicodedata.category(c) == "Cc" for c in item_id):
-        raise ServingError(f"{what} {item_id!r} holds a control character (newline, tab, NUL, ...)")
-    if item_id in (".", ".."):
-        raise ServingError(f"{what} {item_id!r} cannot be a URL path segment")
-    return item_id
-
-
-def _check_unicode(what: str, values: Sequence[str]) -> None:
-    """Reject strings UTF-8 cannot encode (lone surrogates): they cannot be stored."""
-    for value in values:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ServingError(f"{what} {value!r} is not valid Unicode (a lone surrogate)") from None
-
-
-def _check_time(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ServingError(f"{name} must be an integer number of seconds, got {value!r}")
-    if not -TIME_LIMIT <= int(value) <= TIME_LIMIT:
-        raise ServingError(f"{name}={value} is outside [-2**40, 2**40] seconds")
-    return int(value)

@@ -207,6 +207,9 @@ def embed_dataset(
         EncoderError: the encoder cannot load or failed (nothing is written then, finished chunks
             are kept for the next run).
         DataFormatError: ``empty_text="error"`` and some text is empty.
+
+    Longer than 60 lines with its documented arguments; the body is one job (texts in, one
+    store out).
     """
     started = time.perf_counter()
     enc = resolve_encoder(encoder, max_tokens, dimensions)

@@ -11,17 +11,17 @@ Leakage: reviews exist for every interaction, test-period ones included. With ``
 used; the pairs removed (held-out interactions, pairs that are no interaction at all) are counted
 in the training record.
 
-A small random part of the pairs is held out; recall@1 of the true item text among the held-out
-items' texts, given the review, is reported before and after training. The result is a
-sentence-transformers folder: ``build_text_encoder("st:<out>")`` loads it (for a BLaIR/``hf:`` base
-also ``hf:<out>``), and ``pretrain.json`` beside it records the run.
+Here are the components (pairs, the trainable encoder, the loss, recall@1, one epoch); the recipe
+that runs them, :func:`hstu_blair.recipes.pretrain_text.pretrain_text`, holds a small random part of
+the pairs out (recall@1 of the true item text among the held-out items' texts, given the review,
+before and after training) and writes a sentence-transformers folder: ``build_text_encoder("st:<out>")``
+loads it (for a BLaIR/``hf:`` base also ``hf:<out>``), and ``pretrain.json`` beside it records the run.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from hstu_blair._version import __version__
 from hstu_blair.data import schema
 from hstu_blair.data.dataset import REVIEWS, SequenceData
-from hstu_blair.data.manifest import versions, write_json_atomic
 from hstu_blair.errors import DataFormatError
-from hstu_blair.text.encoders import HFEncoder, SentenceTransformerEncoder, pick_device
+from hstu_blair.text.encoders import HFEncoder, SentenceTransformerEncoder
 from hstu_blair.text.registry import build_text_encoder
 
 log = logging.getLogger(__name__)
@@ -192,143 +190,67 @@ def recall_at_1(
 
 
 # ---- training -------------------------------------------------------------------------------------------
-def pretrain_text(
-    data: SequenceData,
-    base_encoder: str,
-    out: Path,
-    epochs: int = 1,
-    batch_size: int = 32,
-    lr: float = 2e-5,
-    temperature: float = 0.05,
-    max_pairs: int | None = None,
-    seed: int = 0,
-    max_tokens: int = 128,
-    train_only: bool = True,
-    valid_fraction: float = 0.1,
-    max_valid: int = 1000,
-    device: str | None = None,
-    progress: bool = True,
-) -> Path:
-    """Fine-tune ``base_encoder`` on (review, item text) pairs of ``data`` with symmetric InfoNCE.
+@dataclass
+class ReviewPairs:
+    """Training pairs in the arrays a step reads: ``texts[i]`` (the review) belongs with item
+    ``item_ids[i]`` (its text ``item_text[item_ids[i]]``); ``review_key[i]`` is the same for the
+    same review text (such pairs are not each other's negatives)."""
 
-    Args:
-        data: prepared dataset with reviews or tags.
-        base_encoder: ``minilm``, ``blair-base``, ``st:<...>`` or ``hf:<...>``.
-        out: output folder (a sentence-transformers model + ``pretrain.json``).
-        epochs: passes over the training pairs.
-        batch_size: pairs per step (each pair's partner texts are its in-batch negatives).
-        lr: AdamW learning rate (linear warm-up over 10% of the steps, then linear decay).
-        temperature: InfoNCE temperature (BLaIR: 0.05).
-        max_pairs: use at most this many pairs (a seeded random subset).
-        seed: seeds shuffling, the validation hold-out and torch.
-        max_tokens: truncation of both texts during training (the saved model keeps its own limit).
-        train_only: only pairs whose interaction is in the training part of the loo split.
-        valid_fraction, max_valid: size of the held-out pairs for recall@1.
-        device: default a GPU when present.
-        progress: show a progress bar.
+    texts: list[str]
+    item_ids: np.ndarray  # (P,) int64 item indices
+    item_text: dict[int, str]
+    review_key: np.ndarray  # (P,) int64
 
-    Returns:
-        ``out``.
+    @classmethod
+    def of(cls, pairs: pl.DataFrame) -> ReviewPairs:
+        """From :func:`review_pairs`' table."""
+        texts = pairs[schema.TEXT].to_list()
+        item_ids = pairs[schema.ITEM_IDX].to_numpy().astype(np.int64)
+        item_text = dict(zip(item_ids.tolist(), pairs["item_text"].to_list(), strict=True))
+        review_key = np.unique(np.array(texts, dtype=object), return_inverse=True)[1]
+        return cls(texts, item_ids, item_text, review_key)
 
-    Raises:
-        DataFormatError: the dataset has no review table.
-        ValueError: fewer than 4 usable pairs.
-    """
-    started = time.perf_counter()
-    out = Path(out)
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    pairs, counts = review_pairs(data, train_only=train_only)
-    order = rng.permutation(pairs.height)
-    if max_pairs is not None and pairs.height > max_pairs:
-        counts["over_max_pairs"] = pairs.height - max_pairs
-        order = order[:max_pairs]
-    if order.shape[0] < 4:
-        raise ValueError(
-            f"{data.path}: only {order.shape[0]} usable review pairs (counts: {counts}); need at least 4"
-        )
-    n_valid = max(2, min(max_valid, int(order.shape[0] * valid_fraction)))
-    texts = pairs[schema.TEXT].to_list()
-    item_ids = pairs[schema.ITEM_IDX].to_numpy().astype(np.int64)
-    item_text = dict(zip(item_ids.tolist(), pairs["item_text"].to_list(), strict=True))
-    valid, train = order[:n_valid], order[n_valid:]
-    review_key = np.unique(np.array(texts, dtype=object), return_inverse=True)[
-        1
-    ]  # same review text -> same key
 
-    dev = pick_device(device)
-    model, original_max_len = load_trainable(base_encoder, dev, max_tokens)
-    valid_texts, valid_items = [texts[i] for i in valid], item_ids[valid]
-    before = recall_at_1(model, valid_texts, valid_items, item_text, dev)
-    log.info(
-        "pretrain-text: %d train / %d valid pairs; valid recall@1 before %.4f", len(train), n_valid, before
-    )
-
-    steps_per_epoch = max(1, len(train) // batch_size)
-    total = steps_per_epoch * epochs
+def warmup_schedule(
+    model: Any, lr: float, total: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (weight decay 0.01) with a linear warm-up over 10% of ``total`` steps, then linear decay."""
     warmup = max(1, total // 10)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
     )
-    losses: list[float] = []
-    skipped = max(0, len(train) - steps_per_epoch * batch_size)  # the last partial batch of each epoch
-    with tqdm(total=total, unit="step", desc="pretrain-text", disable=not progress) as bar:
-        for _ in range(epochs):
-            model.train()
-            shuffled = rng.permutation(train)
-            epoch_loss = []
-            for start in range(0, steps_per_epoch * batch_size, batch_size):
-                batch = shuffled[start : start + batch_size]  # (B,) pair indices
-                ids = torch.as_tensor(item_ids[batch], device=dev)  # (B,)
-                keys = torch.as_tensor(review_key[batch], device=dev)  # (B,)
-                same = (ids[:, None] == ids[None, :]) | (keys[:, None] == keys[None, :])  # (B, B)
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                    r = _embed(model, [texts[i] for i in batch], dev)  # (B, D)
-                    d = _embed(model, [item_text[int(i)] for i in item_ids[batch]], dev)  # (B, D)
-                loss = symmetric_info_nce(r.float(), d.float(), same, temperature)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                schedule.step()
-                epoch_loss.append(loss.item())
-                bar.update(1)
-                bar.set_postfix(loss=f"{epoch_loss[-1]:.3f}")
-            losses.append(float(np.mean(epoch_loss)) if epoch_loss else float("nan"))
+    return optimizer, schedule
 
-    after = recall_at_1(model, valid_texts, valid_items, item_text, dev)
-    log.info("pretrain-text: valid recall@1 %.4f -> %.4f", before, after)
-    model.max_seq_length = original_max_len
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(str(out))
-    record = {
-        "encoder": f"st:{out}",
-        "base_encoder": base_encoder,
-        "dataset": str(data.path),
-        "dataset_hash": data.data_hash,
-        "train_only": train_only,
-        "counts": {**counts, "train_pairs": len(train), "valid_pairs": n_valid},
-        "pairs_skipped_per_epoch": skipped,
-        "epochs": epochs,
-        "steps": total,
-        "batch_size": batch_size,
-        "lr": lr,
-        "temperature": temperature,
-        "max_tokens": max_tokens,
-        "seed": seed,
-        "loss_per_epoch": losses,
-        "valid": {
-            "pairs": n_valid,
-            "candidates": int(np.unique(valid_items).shape[0]),
-            "recall@1_before": before,
-            "recall@1_after": after,
-        },
-        "device": str(dev),
-        "seconds": round(time.perf_counter() - started, 2),
-        "package_version": __version__,
-        "versions": versions(),
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    write_json_atomic(out / RECORD, record)
-    return out
+
+def train_epoch(
+    model: Any,
+    pairs: ReviewPairs,
+    batches: list[np.ndarray],
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LambdaLR,
+    temperature: float,
+    device: torch.device,
+    bar: tqdm,
+) -> float:
+    """One pass over ``batches`` (each (B,) pair indices) with :func:`symmetric_info_nce`; returns
+    the mean loss (NaN without batches)."""
+    model.train()
+    losses = []
+    for batch in batches:
+        ids = torch.as_tensor(pairs.item_ids[batch], device=device)  # (B,)
+        keys = torch.as_tensor(pairs.review_key[batch], device=device)  # (B,)
+        same = (ids[:, None] == ids[None, :]) | (keys[:, None] == keys[None, :])  # (B, B)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            r = _embed(model, [pairs.texts[i] for i in batch], device)  # (B, D)
+            d = _embed(model, [pairs.item_text[int(i)] for i in pairs.item_ids[batch]], device)  # (B, D)
+        loss = symmetric_info_nce(r.float(), d.float(), same, temperature)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    return float(np.mean(losses)) if losses else float("nan")

@@ -93,6 +93,9 @@ def build_text_encoder(
         ConfigError: an unknown name (the message lists the valid ones) or an option that does
             not apply to this encoder.
         EncoderError: the model cannot be loaded (missing package, not downloaded, no API key).
+
+    Longer than 60 lines with this docstring, which documents every encoder name; the body is one
+    lookup per name form.
     """
     base, _, query = name.partition("?")
     options = _parse_options(name, query)

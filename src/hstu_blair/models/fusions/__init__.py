@@ -1,18 +1,22 @@
 """Item fusions, one module each, and their registry (:mod:`.registry`).
 
 Importing this package registers the built-in fusions in this order: ``id``, ``sum``, ``text``,
-``gated``, ``residual``. A new fusion is one module that calls :func:`register_fusion`.
+``gated``, ``residual``, then the fusions other packages declare in the entry point group
+``hstu_blair.fusions`` (:func:`load_plugin_fusions`). A new fusion is one module that calls
+:func:`register_fusion` (or, in another package, exposes a :class:`FusionSpec` as an entry point).
 """
 
 import importlib
 
 from hstu_blair.models.fusions.registry import (
+    ENTRY_POINT_GROUP,
     FUSIONS,
     FusionSpec,
     NoOptions,
     describe_fusions,
     fusion_names,
     get_fusion,
+    load_plugin_fusions,
     register_fusion,
 )
 
@@ -21,14 +25,17 @@ BUILTIN_FUSIONS = ("id", "sum", "text", "gated", "residual")
 
 for _module in BUILTIN_FUSIONS:
     importlib.import_module(f"{__name__}.{_module}")
+load_plugin_fusions()
 
 __all__ = [
     "BUILTIN_FUSIONS",
+    "ENTRY_POINT_GROUP",
     "FUSIONS",
     "FusionSpec",
     "NoOptions",
     "describe_fusions",
     "fusion_names",
     "get_fusion",
+    "load_plugin_fusions",
     "register_fusion",
 ]

@@ -9,11 +9,23 @@ Options dataclasses: every field has a default and a one-line doc (``field(metad
 and a type of ``int``, ``float``, ``bool`` or ``str``; a ``check()`` method may reject bad values
 (raise ``ValueError`` naming the option). :meth:`FusionSpec.options` builds them from a plain dict:
 an unknown option is an error listing the valid ones, a value of the wrong type names the option.
+
+Fusions of other packages are found through the entry point group ``hstu_blair.fusions``
+(:func:`load_plugin_fusions`): a package declares, in its ``pyproject.toml``,
+
+    [project.entry-points."hstu_blair.fusions"]
+    my-fusion = "my_package.my_fusion:SPEC"
+
+(a :class:`FusionSpec`, or a module that registers its fusion when imported); the registry loads
+them when the package's fusions are first imported, and again when a name is not found, so the
+config, the CLI and serving accept the fusion like a built-in one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
+import logging
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +34,11 @@ from typing import Any
 from torch import nn
 
 from hstu_blair.errors import ConfigError
+
+_LOG = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "hstu_blair.fusions"
+"""The entry point group through which other packages declare fusions."""
 
 
 @dataclass(frozen=True)
@@ -137,10 +154,40 @@ def get_fusion(name: str) -> FusionSpec:
     Raises:
         ConfigError: unknown name; the message lists the registered fusions.
     """
+    if name not in FUSIONS:
+        load_plugin_fusions()  # a plugin installed (or put on the path) since the first look
     spec = FUSIONS.get(name)
     if spec is None:
         raise ConfigError(f"unknown fusion {name!r}; valid fusions: {', '.join(FUSIONS)}")
     return spec
+
+
+_LOADED: set[str] = set()  # entry points loaded already ("name=value")
+
+
+def load_plugin_fusions() -> list[str]:
+    """Register the fusions other packages declare in the entry point group ``hstu_blair.fusions``
+    (each entry point loaded once). An entry point that cannot be loaded is logged and skipped,
+    so one broken plugin never stops the others or the built-in fusions.
+
+    Returns:
+        The names of the entry points loaded by this call.
+    """
+    loaded = []
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        key = f"{entry.name}={entry.value}"
+        if key in _LOADED:
+            continue
+        _LOADED.add(key)
+        try:
+            value = entry.load()
+            if isinstance(value, FusionSpec):
+                register_fusion(value)
+        except Exception as exc:  # a plugin's own import errors, or a name clash
+            _LOG.warning("fusion plugin %s (%s) is not loaded: %s", entry.name, entry.value, exc)
+            continue
+        loaded.append(entry.name)
+    return loaded
 
 
 def describe_fusions() -> str:

@@ -15,7 +15,7 @@ import anyio.to_thread
 from hstu_blair.serving.http.auth import WriteAuth
 from hstu_blair.serving.http.batcher import MicroBatcher
 from hstu_blair.serving.http.metrics import Metrics
-from hstu_blair.serving.limits import Limits
+from hstu_blair.serving.limits import BATCH_WINDOW_MS, MAX_BATCH, Limits
 from hstu_blair.serving.live import LiveRecommender
 from hstu_blair.serving.recommender import PreparedQuery, Recommendations, Recommender
 
@@ -46,8 +46,8 @@ class ServingContext:
     auth: WriteAuth
     metrics: Metrics
     batcher: MicroBatcher[tuple[Recommender, PreparedQuery], Recommendations] = field(init=False)
-    batch_window_s: float = 0.002
-    max_batch: int = 64
+    batch_window_s: float = BATCH_WINDOW_MS / 1000
+    max_batch: int = MAX_BATCH
     health: dict[str, Callable[[], Any]] = field(default_factory=dict)
     private_health: dict[str, Callable[[], Any]] = field(default_factory=dict)
 

@@ -26,12 +26,17 @@ from hstu_blair.serving.http.metrics import Metrics
 from hstu_blair.serving.limits import Limits
 
 
+def check_k(limits: Limits, k: int, loc: tuple[str | int, ...] = ("body",)) -> None:
+    """422 when ``k`` is above ``max_k`` (``loc``: where the request holds it)."""
+    if k > limits.max_k:
+        raise unprocessable((*loc, "k"), f"k={k} is above the limit of {limits.max_k} (max_k)")
+
+
 def check_query(
     limits: Limits, k: int, history: Sequence[Any] | None, loc: tuple[str | int, ...] = ("body",)
 ) -> None:
     """422 when one query's ``k`` or history length is above its limit."""
-    if k > limits.max_k:
-        raise unprocessable((*loc, "k"), f"k={k} is above the limit of {limits.max_k} (max_k)")
+    check_k(limits, k, loc)
     if history is not None and len(history) > limits.max_history:
         raise unprocessable(
             (*loc, "history"),

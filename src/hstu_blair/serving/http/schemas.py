@@ -59,7 +59,7 @@ class BatchResponse(BaseModel):
 
 
 class NewItem(BaseModel):
-    """An item to add. ``item_id`` must be in canonical form (see ``recommender.check_item_id``):
+    """An item to add. ``item_id`` must be in canonical form (see ``serving.ids.check_new_id``):
     no surrounding whitespace, no control characters."""
 
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)

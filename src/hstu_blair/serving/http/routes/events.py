@@ -7,7 +7,7 @@
 ``POST /events`` answers 201 only once the whole batch is committed to the store; an event naming
 an item not in the catalogue answers 422 naming every such id, and nothing of the batch is stored.
 Ids of users and items the model does not know must be in canonical form
-(:func:`~hstu_blair.serving.recommender.check_item_id`), so that every stored user can be asked
+(:func:`~hstu_blair.serving.ids.check_new_id`), so that every stored user can be asked
 for as ``/users/{user_id}``. Recommendations for a user rank after their training history plus
 their stored events (ordered by timestamp); a user with neither gets the most popular training
 items. Limits: ``max_events`` per body, ``max_k``, and the body limit of ``/events``
@@ -23,7 +23,7 @@ from fastapi import Query as QueryParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from hstu_blair.serving.http.context import ServingContext
-from hstu_blair.serving.http.limits import printable, unprocessable
+from hstu_blair.serving.http.limits import check_k, printable, unprocessable
 from hstu_blair.serving.http.schemas import Item, Text
 from hstu_blair.serving.recommender import ServingError, StoreWriteError, UnknownIdError
 
@@ -79,8 +79,7 @@ def router(ctx: ServingContext) -> APIRouter:
         user_id: str, k: int = QueryParam(10, ge=1), exclude_seen: bool = True
     ) -> UserRecommendations:
         """The best ``k`` items after the user's training history plus stored events."""
-        if k > limits.max_k:
-            raise unprocessable(("query", "k"), f"k={k} is above the limit of {limits.max_k} (max_k)")
+        check_k(limits, k, ("query",))
         rec = ctx.recommender  # one model version for the whole request
         result = await ctx.offload(rec.recommend_user, user_id, k, exclude_seen, "popular")
         items = [Item(item_id=r.item_id, score=r.score, title=r.title) for r in result]

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from hstu_blair.errors import HstuBlairError
 from hstu_blair.serving.http.context import ServingContext
-from hstu_blair.serving.http.limits import unprocessable
+from hstu_blair.serving.http.limits import check_k, unprocessable
 from hstu_blair.serving.http.routes.recommend import to_response
 from hstu_blair.serving.http.schemas import NewItem, RecommendResponse
 from hstu_blair.serving.recommender import (
@@ -21,6 +21,25 @@ from hstu_blair.serving.recommender import (
     StoreWriteError,
     fusions_for_new_items,
 )
+
+
+def _existing(rec: Recommender, body: NewItem) -> JSONResponse:
+    """200 with the item when it is there with the same text and title (a retried add), else 409."""
+    if not rec.is_same_item(body.item_id, body.text, body.title):
+        raise HTTPException(
+            409, detail=f"item id {body.item_id!r} is already in the catalogue with another text or title"
+        )
+    return JSONResponse(rec.item(body.item_id), status_code=200)
+
+
+def _refuse_id_only(rec: Recommender) -> None:
+    """400 for an add to a run without a text path."""
+    if not rec.can_add_items:
+        raise HTTPException(
+            400,
+            detail=f"this run's model is ID-only (fusion {rec.fusion!r}): items cannot be added "
+            f"at run time; serve a run trained with model.fusion = {fusions_for_new_items()}",
+        )
 
 
 def router(ctx: ServingContext) -> APIRouter:
@@ -42,14 +61,6 @@ def router(ctx: ServingContext) -> APIRouter:
             raise HTTPException(404, detail=f"unknown item id: {item_id!r}")
         return rec.item(item_id)
 
-    def existing(rec: Recommender, body: NewItem) -> JSONResponse:
-        """200 with the item when it is there with the same text and title (a retried add), else 409."""
-        if not rec.is_same_item(body.item_id, body.text, body.title):
-            raise HTTPException(
-                409, detail=f"item id {body.item_id!r} is already in the catalogue with another text or title"
-            )
-        return JSONResponse(rec.item(body.item_id), status_code=200)
-
     @api.post(
         "/items",
         status_code=201,
@@ -63,18 +74,13 @@ def router(ctx: ServingContext) -> APIRouter:
         be in canonical form (no surrounding whitespace, no control characters). Needs the API key
         if one is set."""
         rec = ctx.recommender
-        if not rec.can_add_items:
-            raise HTTPException(
-                400,
-                detail=f"this run's model is ID-only (fusion {rec.fusion!r}): items cannot be added "
-                f"at run time; serve a run trained with model.fusion = {fusions_for_new_items()}",
-            )
+        _refuse_id_only(rec)
         if rec.has_item(body.item_id):
-            return existing(rec, body)
+            return _existing(rec, body)
         try:
             return await ctx.offload(rec.add_item, body.item_id, body.text, body.title)
         except DuplicateItemError:  # added by another process since the check above (now caught up)
-            return existing(rec, body)
+            return _existing(rec, body)
         except StoreWriteError as exc:
             raise HTTPException(503, detail=str(exc)) from None
         except ServingError as exc:
@@ -85,8 +91,7 @@ def router(ctx: ServingContext) -> APIRouter:
     @api.get("/similar")
     async def similar(item_id: str, k: int = QueryParam(10, ge=1)) -> RecommendResponse:
         """Items whose vectors are closest (cosine) to ``item_id``'s."""
-        if k > ctx.limits.max_k:
-            raise unprocessable(("query", "k"), f"k={k} is above the limit of {ctx.limits.max_k} (max_k)")
+        check_k(ctx.limits, k, ("query",))
         rec = ctx.recommender
         if not rec.has_item(item_id):
             raise unprocessable(("query", "item_id"), f"unknown item id: {item_id!r}", "unknown_id")

@@ -55,7 +55,7 @@ def prepare(recommender: Recommender, body: RecommendRequest, loc: tuple[str | i
         body.skip_unknown,
     )
     try:
-        return recommender.prepare(query)
+        return recommender.build_query(query)
     except UnknownIdError as exc:
         field = "user_id" if exc.kind == "user" else "history"
         ids = [printable(i) for i in exc.ids[:100]]

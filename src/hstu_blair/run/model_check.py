@@ -20,7 +20,7 @@ import torch
 from safetensors import safe_open
 
 from hstu_blair.errors import ConfigError, DataFormatError
-from hstu_blair.models.build import LEGACY_RESIDUAL_KEYS, Architecture, build_model
+from hstu_blair.models.build import Architecture, build_model, upgrade_architecture_keys
 from hstu_blair.models.fusions import get_fusion
 from hstu_blair.models.fusions.common import ShapeDependsOnText
 
@@ -58,6 +58,9 @@ def check_model_info(path: Path, info: dict[str, Any]) -> Architecture:
     Raises:
         DataFormatError: a missing key, a value of the wrong type, a size out of range, or
             ``num_items`` different from the number of item ids.
+
+    Longer than 60 lines with this docstring: one check after another, each naming its field, read
+    top to bottom.
     """
     for key in ("architecture", "dataset", "item_ids"):
         if key not in info:
@@ -69,10 +72,7 @@ def check_model_info(path: Path, info: dict[str, Any]) -> Architecture:
     item_ids = _expect(path, info["item_ids"], list, "item_ids", "a list of item ids")
     if not all(isinstance(i, str) for i in item_ids):
         raise DataFormatError(path, "expected every item id to be a string", field="item_ids")
-    values = dict(values)
-    legacy = {key: values.pop(key) for key in LEGACY_RESIDUAL_KEYS if key in values}
-    if legacy and values.get("fusion") == "residual" and "fusion_options" not in values:
-        values["fusion_options"] = legacy  # written before fusion_options (Architecture.from_dict)
+    values = upgrade_architecture_keys(values)  # written before fusion_options
     known = {f.name: f for f in fields(Architecture)}
     unknown = sorted(set(values) - set(known))
     if unknown:

@@ -10,12 +10,15 @@ A run directory's model is plain data, loadable without executing anything:
 - ``checkpoints/last.resume.pt``: optimizer and RNG state for ``--resume`` (``weights_only`` load).
 
 A run refreshed by ``hstu-blair update`` holds further model versions under ``versions/<n>/``
-(see :mod:`hstu_blair.training.versions`): the same files, plus ``added_text.safetensors``, the
+(see :mod:`hstu_blair.run.versions`): the same files, plus ``added_text.safetensors``, the
 text rows of the items added at run time that the version was trained with (appended to the run's
 text store, checked by sha256). Loading a run loads the version its pointer names.
 
 Run directories written before these files existed hold pickled ``*.pt`` checkpoints; they are
-never unpickled here. ``hstu-blair convert-run`` converts them explicitly.
+never unpickled here. ``hstu-blair convert-run`` converts them explicitly
+(:mod:`hstu_blair.run.convert`, asked here only to word the error when ``model.json`` is missing).
+
+File names and paths come from :mod:`hstu_blair.run.layout`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -33,28 +36,22 @@ from hstu_blair.data.manifest import read_json_file, versions, write_json_atomic
 from hstu_blair.errors import ConfigError, DataFormatError
 from hstu_blair.models.build import Architecture, build_model
 from hstu_blair.models.sequential import SequentialModel
+from hstu_blair.run.convert import earlier_layout
+from hstu_blair.run.layout import (
+    CHECKPOINT_NAMES,
+    Checkpoint,
+    added_text_path,
+    checkpoints_dir,
+    model_info_path,
+    version_dir,
+    weights_path,
+)
+from hstu_blair.run.model_check import check_model_info, check_weights
+from hstu_blair.run.versions import current_version
 from hstu_blair.text.store import StoreManifest, load_embeddings
 from hstu_blair.training.checkpoint import load_weights
-from hstu_blair.training.run_check import check_model_info, check_weights
-from hstu_blair.training.versions import current_version, version_dir
 
-MODEL_INFO = "model.json"
 MODEL_FORMAT_VERSION = 1
-CHECKPOINTS = "checkpoints"
-ADDED_TEXT = "added_text.safetensors"
-STORE_FILE = "store.sqlite"
-"""File name of the default SQLite store (serving's items and events) inside a run directory."""
-Checkpoint = Literal["best", "last"]
-
-
-def weights_path(run_dir: Path, checkpoint: Checkpoint) -> Path:
-    """``checkpoints/best.safetensors`` or ``checkpoints/last.safetensors``."""
-    return Path(run_dir) / CHECKPOINTS / f"{checkpoint}.safetensors"
-
-
-def resume_path(run_dir: Path) -> Path:
-    """``checkpoints/last.resume.pt``: optimizer and RNG state for ``--resume``."""
-    return Path(run_dir) / CHECKPOINTS / "last.resume.pt"
 
 
 def matrix_sha256(matrix: torch.Tensor) -> str:
@@ -96,7 +93,7 @@ def write_model_info(
     """Write ``model.json`` (see the module docstring); ``item_ids`` defaults to the dataset's
     catalogue (a refreshed version lists the items added at run time after it)."""
     write_json_atomic(
-        Path(run_dir) / MODEL_INFO,
+        model_info_path(run_dir),
         {
             "format": "hstu-blair-model",
             "format_version": MODEL_FORMAT_VERSION,
@@ -107,7 +104,7 @@ def write_model_info(
                 "data_hash": data.data_hash,
             },
             "text_store": None if text is None else text.__dict__,
-            "weights": {c: str(weights_path(Path("."), c)) for c in ("best", "last")},
+            "weights": {c: str(weights_path(Path("."), c)) for c in CHECKPOINT_NAMES},
             "versions": versions(),
             **(extra or {}),
             "item_ids": data.items["item_id"].to_list() if item_ids is None else item_ids,
@@ -123,16 +120,9 @@ def read_model_info(run_dir: Path) -> dict[str, Any]:
             convert it).
         DataFormatError: not JSON, not an object, or of another format version.
     """
-    run_dir = Path(run_dir)
-    path = run_dir / MODEL_INFO
+    path = model_info_path(run_dir)
     if not path.exists():
-        if list((run_dir / CHECKPOINTS).glob("*.pt")):
-            raise ConfigError(
-                f"{run_dir} was written by hstu-blair 0.1: its checkpoints are pickles, which are not "
-                "loaded because unpickling can execute code. Convert it once with `hstu-blair convert-run "
-                f"{run_dir}` (reads only tensors and plain values, never code), then load it again."
-            )
-        raise ConfigError(f"{run_dir} is not a run directory (no {MODEL_INFO})")
+        raise ConfigError(earlier_layout(run_dir) or f"{run_dir} is not a run directory (no {path.name})")
     info = read_json_file(path)
     if info.get("format_version") != MODEL_FORMAT_VERSION:
         raise DataFormatError(path, f"model format_version {info.get('format_version')!r} is not supported")
@@ -165,8 +155,9 @@ def save_added_text(model_dir: Path, rows: torch.Tensor) -> dict[str, Any]:
     """Write the (m, d_text) text rows of added items; returns the ``added_text`` record of
     ``model.json``."""
     rows = rows.detach().to(torch.float32).contiguous().cpu()
-    save_file({"rows": rows}, str(Path(model_dir) / ADDED_TEXT))
-    return {"file": ADDED_TEXT, "rows": int(rows.shape[0]), "sha256": matrix_sha256(rows)}
+    path = added_text_path(model_dir)
+    save_file({"rows": rows}, str(path))
+    return {"file": path.name, "rows": int(rows.shape[0]), "sha256": matrix_sha256(rows)}
 
 
 def _model_text(
@@ -228,11 +219,13 @@ def load_trained(
     version = current_version(run_dir) if version is None else version
     model_dir = version_dir(run_dir, version)
     info = read_model_info(model_dir)
-    arch = check_model_info(model_dir / MODEL_INFO, info)
+    arch = check_model_info(model_info_path(model_dir), info)
     name = checkpoint if weights_path(model_dir, checkpoint).exists() else "last"
     if not weights_path(model_dir, name).exists():
-        raise ConfigError(f"{model_dir}: no weights in {model_dir / CHECKPOINTS}")
-    check_weights(weights_path(model_dir, name), arch, model_dir / MODEL_INFO)  # before allocating anything
+        raise ConfigError(f"{model_dir}: no weights in {checkpoints_dir(model_dir)}")
+    check_weights(
+        weights_path(model_dir, name), arch, model_info_path(model_dir)
+    )  # before allocating anything
     path = Path(data_path) if data_path else Path(info["dataset"]["path"])
     data = SequenceData.load(path)
     if info["dataset"]["data_hash"] != data.data_hash:

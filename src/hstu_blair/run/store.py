@@ -1,18 +1,10 @@
-"""The service's database: items added at run time, users' events, and records set aside.
+"""The store of a run: items added at run time, users' events, and records set aside.
 
 A thin layer over SQLAlchemy Core. The default is one SQLite file per run directory
-(``RUN_DIR/store.sqlite``: WAL journal, ``synchronous=FULL``, so a commit is on disk when it
-returns); any other path, or a PostgreSQL URL (``postgresql://user:pass@host/db``, driver
-psycopg) with the same schema, can be named instead. Tables:
-
-- ``items``: ``seq`` (the order items were added; every process gives them indices in this order),
-  ``item_id`` (unique), ``title``, ``text``, ``dim``, ``vector`` (``dim`` little-endian float32,
-  so a restart needs no encoder), ``sha256`` (of the other fields), ``batch`` (items added by one
-  call share it: their model vectors are computed together), ``added_at``.
-- ``events``: ``seq``, ``user_id``, ``item_id``, ``timestamp`` (seconds), indexed by user.
-- ``set_aside``: damaged records kept out of service (``source``, ``reason``, the raw ``record``).
-- ``store_meta``: key/value facts (which legacy files were imported).
-- ``schema_version``: the migrations applied (see :data:`MIGRATIONS`), applied in order at open.
+(``RUN_DIR/store.sqlite``, :func:`hstu_blair.run.layout.store_location`: WAL journal,
+``synchronous=FULL``, so a commit is on disk when it returns); any other path, or a PostgreSQL URL
+(``postgresql://user:pass@host/db``, driver psycopg) with the same schema
+(:mod:`hstu_blair.run.store_schema`), can be named instead.
 
 Several processes share one store: writes are transactions (SQLite serialises them; PostgreSQL
 item inserts take a table lock so ``seq`` order is commit order), and a reader learns of other
@@ -22,14 +14,12 @@ processes' items by comparing ``max(seq)`` with what it read (:meth:`Store.item_
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +30,21 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from hstu_blair.errors import HstuBlairError
-from hstu_blair.training.run_dir import STORE_FILE
+from hstu_blair.run.layout import store_location
+from hstu_blair.run.store_schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    events,
+    item_digest,
+    item_problem,
+    items,
+    row_record,
+    schema_version,
+    schema_version_of,
+    set_aside_table,
+)
 
 log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 2
-"""The schema this code writes (the number of migrations)."""
 
 
 class StoreError(HstuBlairError, ValueError):
@@ -76,81 +75,12 @@ class ItemRecord:
 
 
 @dataclass(frozen=True)
-class SetAside:
+class DamagedRecord:
     """A damaged record kept out of service: where it came from, why, and its raw content."""
 
     source: str
     reason: str
     record: bytes
-
-
-def item_digest(item_id: str, title: str, text: str, vector: bytes) -> str:
-    """sha256 of an item's fields (what the ``sha256`` column holds)."""
-    head = json.dumps([item_id, title, text], ensure_ascii=True).encode("ascii")
-    return hashlib.sha256(head + b"\0" + vector).hexdigest()
-
-
-# ---- schema and migrations -------------------------------------------------------------------
-metadata = sa.MetaData()
-SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite's rowid alias must be INTEGER
-schema_version = sa.Table(
-    "schema_version",
-    metadata,
-    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("applied_at", sa.Float, nullable=False),
-)
-store_meta = sa.Table(
-    "store_meta",
-    metadata,
-    sa.Column("key", sa.String(200), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-items = sa.Table(
-    "items",
-    metadata,
-    sa.Column("seq", SEQ, primary_key=True, autoincrement=True),
-    sa.Column("item_id", sa.Text, nullable=False, unique=True),
-    sa.Column("title", sa.Text, nullable=False),
-    sa.Column("text", sa.Text, nullable=False),
-    sa.Column("dim", sa.Integer, nullable=False),
-    sa.Column("vector", sa.LargeBinary, nullable=False),
-    sa.Column("sha256", sa.String(64), nullable=False),
-    sa.Column("batch", sa.String(64), nullable=False),
-    sa.Column("added_at", sa.Float, nullable=False),
-)
-set_aside = sa.Table(
-    "set_aside",
-    metadata,
-    sa.Column("seq", SEQ, primary_key=True, autoincrement=True),
-    sa.Column("source", sa.Text, nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("record", sa.LargeBinary, nullable=False),
-    sa.Column("set_aside_at", sa.Float, nullable=False),
-)
-events = sa.Table(
-    "events",
-    metadata,
-    sa.Column("seq", SEQ, primary_key=True, autoincrement=True),
-    sa.Column("user_id", sa.Text, nullable=False),
-    sa.Column("item_id", sa.Text, nullable=False),
-    sa.Column("timestamp", sa.BigInteger, nullable=False),
-    sa.Index("events_by_user", "user_id", "timestamp"),
-)
-
-
-def _v1(conn: Connection) -> None:
-    """Items added at run time, the set-aside records, store facts."""
-    for table in (store_meta, items, set_aside):
-        table.create(conn)
-
-
-def _v2(conn: Connection) -> None:
-    """Users' events."""
-    events.create(conn)
-
-
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
-"""Migration ``i`` takes the schema from version ``i`` to ``i + 1``; never edit one once released."""
 
 
 # ---- opening -----------------------------------------------------------------------------------
@@ -248,8 +178,7 @@ class Store:
     def for_run(cls, run_dir: str | Path, location: str | Path | None = None) -> Store:
         """The store of a run directory: ``location``, else ``RUN_DIR/store.sqlite``. A SQLite file
         in a directory that cannot be written is opened read-only."""
-        if location is None:
-            location = Path(run_dir) / STORE_FILE
+        location = store_location(run_dir, location)
         url = store_url(location)
         if url.startswith("sqlite:///"):
             path = Path(url.split("///", 1)[1])
@@ -308,12 +237,12 @@ class Store:
     def _migrate(self) -> int:
         if self.read_only:
             with self._read() as conn:
-                version = _version(conn, create=False)
+                version = schema_version_of(conn, create=False)
         else:
             with self._write() as conn:
                 if self.backend == "postgresql":  # one process migrates; the others wait and see it done
                     conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7263141)")
-                version = _version(conn, create=True)
+                version = schema_version_of(conn, create=True)
                 if version > SCHEMA_VERSION:
                     raise StoreError(
                         f"the store {self.describe()} has schema version {version}; this hstu-blair knows "
@@ -332,10 +261,6 @@ class Store:
         return version
 
     # ---- facts ---------------------------------------------------------------------------------
-    def get_meta(self, key: str) -> str | None:
-        with self._read() as conn:
-            return conn.execute(sa.select(store_meta.c.value).where(store_meta.c.key == key)).scalar()
-
     def counts(self) -> dict[str, int]:
         """Rows per table: items, events, users (with events), set_aside."""
         with self._read() as conn:
@@ -347,7 +272,7 @@ class Store:
                 "items": count(items),
                 "events": count(events),
                 "users": count(sa.select(events.c.user_id).distinct().subquery()),
-                "set_aside": count(set_aside),
+                "set_aside": count(set_aside_table),
             }
 
     # ---- items ---------------------------------------------------------------------------------
@@ -398,20 +323,20 @@ class Store:
         with self._read() as conn:
             return list(conn.execute(sa.select(items.c.item_id).order_by(items.c.seq)).scalars())
 
-    def read_items(self, after: int, dim: int) -> tuple[list[ItemRecord], list[tuple[int, SetAside]]]:
+    def read_items(self, after: int, dim: int) -> tuple[list[ItemRecord], list[tuple[int, DamagedRecord]]]:
         """The items with ``seq > after``, in order, and the damaged ones (``(seq, why)``): a vector
         of the wrong width or size, or a checksum mismatch."""
         good: list[ItemRecord] = []
-        bad: list[tuple[int, SetAside]] = []
+        bad: list[tuple[int, DamagedRecord]] = []
         with self._read() as conn:
             rows = conn.execute(sa.select(items).where(items.c.seq > after).order_by(items.c.seq))
             for row in rows:
-                problem = _item_problem(row, dim)
+                problem = item_problem(row, dim)
                 if problem is None:
                     vector = np.frombuffer(row.vector, dtype="<f4").astype(np.float32)  # (dim,)
                     good.append(ItemRecord(row.item_id, row.title, row.text, vector, row.seq, row.batch))
                 else:
-                    bad.append((row.seq, SetAside(f"items seq {row.seq}", problem, _row_record(row))))
+                    bad.append((row.seq, DamagedRecord(f"items seq {row.seq}", problem, row_record(row))))
         return good, bad
 
     def add_items(self, records: Sequence[ItemRecord]) -> None:
@@ -457,7 +382,7 @@ class Store:
         if self.backend == "postgresql":
             conn.exec_driver_sql("LOCK TABLE items IN SHARE ROW EXCLUSIVE MODE")
 
-    def set_aside_items(self, damaged: Sequence[tuple[int, SetAside]]) -> None:
+    def move_items_aside(self, damaged: Sequence[tuple[int, DamagedRecord]]) -> None:
         """Move damaged item rows to ``set_aside`` (one transaction)."""
         if not damaged:
             return
@@ -470,54 +395,16 @@ class Store:
             )
             moved = [r for seq, r in damaged if seq in present]  # another process may have moved it
             if moved:
-                conn.execute(set_aside.insert(), [_aside_row(r) for r in moved])
+                conn.execute(set_aside_table.insert(), [_aside_row(r) for r in moved])
                 conn.execute(items.delete().where(items.c.seq.in_(present)))
-
-    def import_items(self, key: str, records: Sequence[ItemRecord], damaged: Sequence[SetAside]) -> bool:
-        """Insert imported items and set-aside records once per ``key`` (one transaction; another
-        process importing the same key at the same time waits and then finds it done).
-
-        Returns:
-            Whether this call imported them (False: already done).
-        """
-        with self._write() as conn:
-            self._lock_items(conn)
-            if self.backend == "postgresql":
-                conn.exec_driver_sql("LOCK TABLE store_meta IN SHARE ROW EXCLUSIVE MODE")
-            done = conn.execute(sa.select(store_meta.c.value).where(store_meta.c.key == key)).scalar()
-            if done is not None:
-                return False
-            now = time.time()
-            rows = []
-            for r in records:
-                vector = np.ascontiguousarray(r.vector, dtype="<f4").tobytes()
-                rows.append(
-                    {
-                        "item_id": r.item_id,
-                        "title": r.title,
-                        "text": r.text,
-                        "dim": len(vector) // 4,
-                        "vector": vector,
-                        "sha256": item_digest(r.item_id, r.title, r.text, vector),
-                        "batch": r.batch,
-                        "added_at": now,
-                    }
-                )
-            if rows:
-                conn.execute(items.insert(), rows)
-            if damaged:
-                conn.execute(set_aside.insert(), [_aside_row(r) for r in damaged])
-            summary = {"items": len(rows), "set_aside": len(damaged), "at": now}
-            conn.execute(store_meta.insert().values(key=key, value=json.dumps(summary)))
-            return True
 
     def set_aside_records(self) -> list[dict[str, Any]]:
         """Every set-aside record: ``{"source", "reason", "set_aside_at"}``, oldest first."""
         with self._read() as conn:
             rows = conn.execute(
-                sa.select(set_aside.c.source, set_aside.c.reason, set_aside.c.set_aside_at).order_by(
-                    set_aside.c.seq
-                )
+                sa.select(
+                    set_aside_table.c.source, set_aside_table.c.reason, set_aside_table.c.set_aside_at
+                ).order_by(set_aside_table.c.seq)
             )
             return [dict(r._mapping) for r in rows]
 
@@ -568,34 +455,7 @@ class Store:
         return int(deleted)
 
 
-def _version(conn: Connection, create: bool) -> int:
-    """The schema version of the store (0: empty); ``create`` makes the version table if missing."""
-    if not sa.inspect(conn).has_table("schema_version"):
-        if create:
-            schema_version.create(conn)
-        return 0
-    return int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0)
-
-
-def _item_problem(row: Any, dim: int) -> str | None:
-    if row.dim != dim:
-        return f"vector width {row.dim}, but the run's text vectors have {dim}"
-    if len(row.vector) != 4 * dim:
-        return f"vector has {len(row.vector)} bytes, expected {4 * dim}"
-    if item_digest(row.item_id, row.title, row.text, row.vector) != row.sha256:
-        return "checksum mismatch"
-    if not np.isfinite(np.frombuffer(row.vector, dtype="<f4")).all():
-        return "vector holds NaN or inf"
-    return None
-
-
-def _row_record(row: Any) -> bytes:
-    fields = {k: v for k, v in row._mapping.items() if k != "vector"}
-    fields["vector_hex"] = bytes(row.vector).hex()
-    return json.dumps(fields, ensure_ascii=False).encode("utf-8")
-
-
-def _aside_row(r: SetAside) -> dict[str, Any]:
+def _aside_row(r: DamagedRecord) -> dict[str, Any]:
     return {"source": r.source, "reason": r.reason, "record": r.record, "set_aside_at": time.time()}
 
 

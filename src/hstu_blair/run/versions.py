@@ -24,25 +24,14 @@ from pathlib import Path
 
 from hstu_blair.data.manifest import write_json_atomic
 from hstu_blair.errors import ConfigError
-
-VERSIONS = "versions"
-POINTER = "current.json"
-WRITER_LOCK = ".writer.lock"
-
-
-def versions_dir(run_dir: Path) -> Path:
-    """``RUN_DIR/versions``."""
-    return Path(run_dir) / VERSIONS
-
-
-def pointer_path(run_dir: Path) -> Path:
-    """``RUN_DIR/versions/current.json``."""
-    return versions_dir(run_dir) / POINTER
-
-
-def version_dir(run_dir: Path, version: int) -> Path:
-    """The directory holding version ``version``'s model (version 0: the run directory itself)."""
-    return Path(run_dir) if version == 0 else versions_dir(run_dir) / str(version)
+from hstu_blair.run.layout import (
+    model_info_path,
+    pointer_path,
+    staging_name,
+    version_dir,
+    versions_dir,
+    writer_lock_path,
+)
 
 
 def current_version(run_dir: Path) -> int:
@@ -63,7 +52,7 @@ def current_version(run_dir: Path) -> int:
     if (
         not isinstance(version, int)
         or version < 0
-        or not (version_dir(run_dir, version) / "model.json").exists()
+        or not model_info_path(version_dir(run_dir, version)).exists()
     ):
         raise ConfigError(f"{path} names version {version!r}, which {Path(run_dir)} does not hold")
     return version
@@ -81,11 +70,11 @@ def pointer_signature(run_dir: Path) -> tuple[int, int] | None:
 
 def list_versions(run_dir: Path) -> list[int]:
     """Every complete version of the run, oldest first (0 included)."""
-    found = [0] if (Path(run_dir) / "model.json").exists() else []
+    found = [0] if model_info_path(run_dir).exists() else []
     root = versions_dir(run_dir)
     if root.is_dir():
         found += sorted(
-            int(p.name) for p in root.iterdir() if p.name.isdigit() and (p / "model.json").exists()
+            int(p.name) for p in root.iterdir() if p.name.isdigit() and model_info_path(p).exists()
         )
     return found
 
@@ -106,7 +95,7 @@ def writer_lock(run_dir: Path) -> Iterator[None]:
     Raises:
         ConfigError: another process holds it (names its pid).
     """
-    path = versions_dir(run_dir) / WRITER_LOCK
+    path = writer_lock_path(run_dir)
     created = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
@@ -126,22 +115,17 @@ def writer_lock(run_dir: Path) -> Iterator[None]:
         try:
             yield
         finally:
-            for staged in path.parent.glob(_staging_name("*")):  # a version this process left unfinished
+            for staged in path.parent.glob(staging_name("*")):  # a version this process left unfinished
                 shutil.rmtree(staged, ignore_errors=True)
             handle.truncate(0)
-            if created and [p.name for p in path.parent.iterdir()] == [WRITER_LOCK]:
+            if created and [p for p in path.parent.iterdir()] == [path]:
                 shutil.rmtree(path.parent)  # nothing was written: leave the run as it was (train accepts it)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _staging_name(version: str) -> str:
-    """The name of a version this process is writing (``*`` as the version: a glob of them)."""
-    return f".{version}.{os.getpid()}.tmp"
-
-
 def staging_dir(run_dir: Path, version: int) -> Path:
     """Where version ``version`` is written before :func:`commit_version` renames it into place."""
-    path = versions_dir(run_dir) / _staging_name(str(version))
+    path = versions_dir(run_dir) / staging_name(str(version))
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)

@@ -2,10 +2,11 @@
 
 What is looked at: the served model version (``versions/current.json``; 0 without one), its
 ``model.json`` and the weights with the checks loading does before allocating anything
-(:mod:`hstu_blair.training.run_check`: keys, types and sizes; each safetensors header against
+(:mod:`hstu_blair.run.model_check`: keys, types and sizes; each safetensors header against
 the file's size and the architecture's tensors and shapes), the dataset and text store the model names, and the store (schema
-version, counts of items, events and users, damaged rows, what was set aside, and an item log of
-earlier versions still to import). Nothing is written.
+version, counts of items, events and users, damaged rows, what was set aside). A run directory of an
+earlier layout is named as such, with how to convert it (:mod:`hstu_blair.run.convert`). Nothing is
+written.
 
 Status: ``ok`` (exit 0), ``set_aside`` (records were set aside or are damaged: served without
 them, exit 1), ``unusable`` (the run cannot be served: exit 2).
@@ -13,7 +14,6 @@ them, exit 1), ``unusable`` (the run cannot be served: exit 2).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,20 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hstu_blair.data.manifest import read_json_file
 from hstu_blair.errors import ConfigError, DataFormatError, HstuBlairError
-from hstu_blair.serving.legacy_log import LEGACY_LOG, read_legacy_log
-from hstu_blair.serving.store import SCHEMA_VERSION, STORE_FILE, Store
-from hstu_blair.training.run_check import check_model_info, check_weights
-from hstu_blair.training.versions import current_version, list_versions, version_dir
+from hstu_blair.run.convert import earlier_layout
+from hstu_blair.run.layout import (
+    CHECKPOINT_NAMES,
+    STORE_FILE,
+    checkpoints_dir,
+    model_info_path,
+    store_path,
+    version_dir,
+    weights_path,
+)
+from hstu_blair.run.model_check import check_model_info, check_weights
+from hstu_blair.run.store import SCHEMA_VERSION, Store
+from hstu_blair.run.versions import current_version, list_versions
 
-MODEL_INFO = "model.json"
-CHECKPOINTS = ("best", "last")
 EXIT_CODES = {"ok": 0, "set_aside": 1, "unusable": 2}
 
 
@@ -67,27 +74,16 @@ def check_run(run_dir: str | Path, store: str | Path | None = None) -> RunHealth
         health.problems.append(str(exc))
     info = _check_model(model_dir, health)
     d_text = int(info["architecture"].get("d_text") or 0) if info else 0
-    # the trained catalogue (a refreshed version's model.json also lists the stored items it holds)
-    trained = info if model_dir == run_dir else _read_json(run_dir / MODEL_INFO)
-    item_ids = set(trained.get("item_ids") or ()) if trained else set()
-    _check_store(run_dir, store, d_text, item_ids, health)
+    _check_store(run_dir, store, d_text, health)
     return health
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _check_model(run_dir: Path, health: RunHealth) -> dict[str, Any] | None:
     """``model.json`` and the weights, with the checks loading runs before allocating anything
-    (:mod:`hstu_blair.training.run_check`): each damaged file is one problem naming it."""
-    path = run_dir / MODEL_INFO
+    (:mod:`hstu_blair.run.model_check`): each damaged file is one problem naming it."""
+    path = model_info_path(run_dir)
     if not path.exists():
-        health.problems.append(f"{path}: missing (not a run directory)")
+        health.problems.append(earlier_layout(run_dir) or f"{path}: missing (not a run directory)")
         return None
     try:
         info = read_json_file(path)
@@ -97,8 +93,8 @@ def _check_model(run_dir: Path, health: RunHealth) -> dict[str, Any] | None:
         return None
     health.facts["model"] = f"{arch.name} fusion={arch.fusion} items={arch.num_items}"
     usable = []
-    for name in CHECKPOINTS:
-        weights = run_dir / "checkpoints" / f"{name}.safetensors"
+    for name in CHECKPOINT_NAMES:
+        weights = weights_path(run_dir, name)
         if not weights.exists():
             continue
         try:
@@ -107,8 +103,9 @@ def _check_model(run_dir: Path, health: RunHealth) -> dict[str, Any] | None:
             health.problems.append(str(exc))
         else:
             usable.append(name)
-    if not usable and not any(p.startswith(str(run_dir / "checkpoints")) for p in health.problems):
-        health.problems.append(f"{run_dir / 'checkpoints'}: no best.safetensors or last.safetensors")
+    if not usable and not any(p.startswith(str(checkpoints_dir(run_dir))) for p in health.problems):
+        names = " or ".join(weights_path(run_dir, name).name for name in CHECKPOINT_NAMES)
+        health.problems.append(f"{checkpoints_dir(run_dir)}: no {names}")
     health.facts["weights"] = ", ".join(usable) or "none"
     dataset = info["dataset"]["path"]
     if not Path(dataset).exists():
@@ -119,35 +116,16 @@ def _check_model(run_dir: Path, health: RunHealth) -> dict[str, Any] | None:
     return info
 
 
-def _check_store(
-    run_dir: Path, location: str | Path | None, d_text: int, item_ids: set[str], health: RunHealth
-) -> None:
-    path = run_dir / STORE_FILE
+def _check_store(run_dir: Path, location: str | Path | None, d_text: int, health: RunHealth) -> None:
+    """The store's schema version, counts, what was set aside and what will be (damaged rows)."""
+    path = store_path(run_dir)
     if location is None and not path.exists():
         health.facts["store"] = f"none yet ({STORE_FILE} is created on the first serve)"
-        store = None
-    else:
-        try:
-            store = Store(location or path, read_only=True)
-        except HstuBlairError as exc:
-            health.problems.append(str(exc))
-            return
-    legacy = run_dir / LEGACY_LOG
-    try:
-        imported = (
-            store is not None and store.version >= 1 and store.get_meta(f"imported:{LEGACY_LOG}") is not None
-        )
-    except SQLAlchemyError as exc:
-        health.problems.append(f"{store.describe()}: cannot be read ({exc.__class__.__name__}: {exc})")
-        store.close()
         return
-    if legacy.is_file() and not imported and d_text:
-        records, aside = read_legacy_log(legacy, d_text, item_ids)
-        health.facts["item log to import"] = (
-            f"{len(records)} items ({LEGACY_LOG}, imported on the next serve)"
-        )
-        health.set_aside += [f"{r.source}: {r.reason} (will be set aside on import)" for r in aside]
-    if store is None:
+    try:
+        store = Store(location or path, read_only=True)
+    except HstuBlairError as exc:
+        health.problems.append(str(exc))
         return
     try:
         health.facts["store"] = store.describe()

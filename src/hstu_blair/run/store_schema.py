@@ -1,0 +1,121 @@
+"""The store's schema: its tables, the migrations between schema versions, and the checks of a
+stored item row (:mod:`hstu_blair.run.store` opens and uses it).
+
+- ``items``: ``seq`` (the order items were added; every process gives them indices in this order),
+  ``item_id`` (unique), ``title``, ``text``, ``dim``, ``vector`` (``dim`` little-endian float32,
+  so a restart needs no encoder), ``sha256`` (of the other fields), ``batch`` (items added by one
+  call share it: their model vectors are computed together), ``added_at``.
+- ``events``: ``seq``, ``user_id``, ``item_id``, ``timestamp`` (seconds), indexed by user.
+- ``set_aside``: damaged records kept out of service (``source``, ``reason``, the raw ``record``).
+- ``store_meta``: key/value facts (written by versions that imported an item log).
+- ``schema_version``: the migrations applied (see :data:`MIGRATIONS`), applied in order at open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+SCHEMA_VERSION = 2
+"""The schema this code writes (the number of migrations)."""
+
+
+def item_digest(item_id: str, title: str, text: str, vector: bytes) -> str:
+    """sha256 of an item's fields (what the ``sha256`` column holds)."""
+    head = json.dumps([item_id, title, text], ensure_ascii=True).encode("ascii")
+    return hashlib.sha256(head + b"\0" + vector).hexdigest()
+
+
+metadata = sa.MetaData()
+SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite's rowid alias must be INTEGER
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+store_meta = sa.Table(
+    "store_meta",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+items = sa.Table(
+    "items",
+    metadata,
+    sa.Column("seq", SEQ, primary_key=True, autoincrement=True),
+    sa.Column("item_id", sa.Text, nullable=False, unique=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("dim", sa.Integer, nullable=False),
+    sa.Column("vector", sa.LargeBinary, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("batch", sa.String(64), nullable=False),
+    sa.Column("added_at", sa.Float, nullable=False),
+)
+set_aside_table = sa.Table(
+    "set_aside",
+    metadata,
+    sa.Column("seq", SEQ, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("record", sa.LargeBinary, nullable=False),
+    sa.Column("set_aside_at", sa.Float, nullable=False),
+)
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("seq", SEQ, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("item_id", sa.Text, nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.Index("events_by_user", "user_id", "timestamp"),
+)
+
+
+def _v1(conn: Connection) -> None:
+    """Items added at run time, the set-aside records, store facts."""
+    for table in (store_meta, items, set_aside_table):
+        table.create(conn)
+
+
+def _v2(conn: Connection) -> None:
+    """Users' events."""
+    events.create(conn)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+"""Migration ``i`` takes the schema from version ``i`` to ``i + 1``; never edit one once released."""
+
+
+def schema_version_of(conn: Connection, create: bool) -> int:
+    """The schema version of the store (0: empty); ``create`` makes the version table if missing."""
+    if not sa.inspect(conn).has_table("schema_version"):
+        if create:
+            schema_version.create(conn)
+        return 0
+    return int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0)
+
+
+def item_problem(row: Any, dim: int) -> str | None:
+    if row.dim != dim:
+        return f"vector width {row.dim}, but the run's text vectors have {dim}"
+    if len(row.vector) != 4 * dim:
+        return f"vector has {len(row.vector)} bytes, expected {4 * dim}"
+    if item_digest(row.item_id, row.title, row.text, row.vector) != row.sha256:
+        return "checksum mismatch"
+    if not np.isfinite(np.frombuffer(row.vector, dtype="<f4")).all():
+        return "vector holds NaN or inf"
+    return None
+
+
+def row_record(row: Any) -> bytes:
+    fields = {k: v for k, v in row._mapping.items() if k != "vector"}
+    fields["vector_hex"] = bytes(row.vector).hex()
+    return json.dumps(fields, ensure_ascii=False).encode("utf-8")
