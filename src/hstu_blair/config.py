@@ -120,6 +120,10 @@ class TrainConfig:
     AMX; elsewhere emulated and slower, with a warning). ``threads``: torch threads (0 = torch's
     choice). ``temperature``: the softmax temperature; default 0.05 with ``model.similarity =
     "cosine"`` (the reference) and 1 with ``"dot"`` (:meth:`RunConfig.resolved_temperature`).
+    ``refit`` (``loo`` only): once validation has chosen the best epoch E, a fresh model with the
+    same seed trains E+1 epochs on every interaction before each test target (the validation
+    targets included, as the published leave-one-out benchmarks' test models do) and is the one
+    tested and saved; the validation metrics stay those of the first model (docs/results.md §1).
     """
 
     epochs: int = 100
@@ -142,6 +146,7 @@ class TrainConfig:
     bf16: bool = False
     checkpoint_every: int = 1
     max_steps_per_epoch: int | None = None
+    refit: bool = False
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hstu_blair.data.splits import cutoff_seconds, make_split, make_temporal_split
+from hstu_blair.data.splits import cutoff_seconds, make_split, make_temporal_split, refit_split
 from hstu_blair.errors import ConfigError
 
 # four users, chronological: u0 10..50, u1 5..55, u2 only after the cutoff, u3 only before
@@ -62,3 +62,13 @@ def test_cutoffs_as_quantiles_and_dates():
         make_temporal_split(OFFSETS, TIMES, cutoff=1000, valid_cutoff=25)
     with pytest.raises(ConfigError, match="valid_cutoff"):
         make_temporal_split(OFFSETS, TIMES, cutoff=0.3)  # 70% after the cutoff: no default
+
+
+def test_refit_split_trains_up_to_the_test_target():
+    split = make_split(np.array([5, 3, 2]), "loo")
+    refit = refit_split(split)
+    assert refit.train_len.tolist() == [4, 2, split.train_len[2]]
+    assert refit.valid is None
+    assert refit.test is split.test
+    with pytest.raises(ConfigError, match="refit"):
+        refit_split(make_split(np.array([5, 3]), "reference"))

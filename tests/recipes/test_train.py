@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from hstu_blair.config import load_config
 from hstu_blair.errors import ConfigError
@@ -187,3 +189,22 @@ def test_refuses_a_run_directory_a_server_uses(tiny_dataset, tmp_path, served):
     with pytest.raises(ConfigError, match=f"holds {served} of a served run.*use a new run directory"):
         train(config, run_dir=run_dir, progress=False)
     assert sorted(p.name for p in run_dir.iterdir()) == [served]  # nothing written
+
+
+def test_refit_trains_on_the_validation_targets_and_is_what_is_tested(tiny_dataset, tmp_path):
+    result = _train(tiny_dataset, tmp_path, **{"train.epochs": 4, "train.refit": True})
+    run = result.run_dir
+    final = json.loads((run / "final_metrics.json").read_text())
+    assert f"refit for {result.best_epoch + 1} epochs" in final["selection"]
+    refit_history = json.loads((run / "refit" / "history.json").read_text())
+    assert len(refit_history) == result.best_epoch + 1
+    # the run's history stays the validation curve that chose the epoch count
+    assert all("valid" in r for r in json.loads((run / "history.json").read_text()))
+    best, selected = (load_file(run / "checkpoints" / f"{n}.safetensors") for n in ("best", "selected"))
+    assert any(not torch.equal(best[k], selected[k]) for k in best)
+    assert evaluate(run, "test")["ndcg@10"] == pytest.approx(result.metrics["ndcg@10"], abs=1e-9)
+
+
+def test_refit_needs_the_loo_protocol(tiny_dataset, tmp_path):
+    with pytest.raises(ConfigError, match="refit"):
+        _train(tiny_dataset, tmp_path, **{"train.refit": True, "data.protocol": "reference"})

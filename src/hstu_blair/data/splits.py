@@ -100,6 +100,23 @@ def make_split(lengths: np.ndarray, protocol: str = "loo") -> Split:
     return Split(protocol, train_len, valid, test, skipped)
 
 
+def refit_split(split: Split) -> Split:
+    """The ``loo`` split a refit trains on: every interaction before each user's test target (the
+    validation target included), no validation, the same test targets (``train.refit``).
+
+    Raises:
+        ConfigError: a protocol other than ``loo`` (only it has one validation item per user).
+    """
+    if split.protocol != "loo" or split.valid is None:
+        raise ConfigError(
+            f"train.refit needs the 'loo' protocol with validation; this run's is {split.protocol!r}"
+        )
+    train_len = split.train_len.copy()
+    train_len[split.test.users] = np.maximum(train_len[split.test.users], split.test.positions)
+    info = {**(split.info or {}), "refit": "trained on every interaction before the test target"}
+    return Split(split.protocol, train_len, None, split.test, split.skipped, info)
+
+
 def cutoff_seconds(value: str | float | int, times: np.ndarray, name: str = "data.cutoff") -> int:
     """A cutoff as unix seconds: a quantile in (0, 1) of ``times``, an ISO date or datetime (UTC
     unless it says otherwise), or seconds.

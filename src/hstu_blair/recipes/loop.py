@@ -327,13 +327,14 @@ def warn_below_popular(metrics: dict[str, Any], popular: dict[str, Any], monitor
     return True
 
 
-def finish_run(trainer: Trainer, best_epoch: int) -> dict[str, float]:
-    """Score the test split with the best-validation weights (loo) or the last model (reference),
-    and write ``final_metrics.json`` with the most-popular list's metrics beside (``baselines``)."""
+def finish_run(trainer: Trainer, best_epoch: int, note: str = "") -> dict[str, float]:
+    """Score the test split with the best-validation weights (loo; a refit's weights when it
+    wrote them, ``note`` says so) or the last model (reference), and write ``final_metrics.json``
+    with the most-popular list's metrics beside (``baselines``)."""
     config, split, out = trainer.config, trainer.split, trainer.out_dir
     if split.valid is not None and weights_path(out, "best").exists():
         load_weights(weights_path(out, "best"), trainer.model, trainer.device)
-        selection = f"best validation {config.train.monitor} (epoch {best_epoch})"
+        selection = f"best validation {config.train.monitor} (epoch {best_epoch}){note}"
     else:
         selection = (
             f"last epoch ({split.protocol} protocol without a validation split: test scored every evaluation)"

@@ -9,6 +9,8 @@
 - ``history.json`` (metrics of every evaluated epoch), ``final_metrics.json`` (with the
   most-popular list's metrics on the same targets under ``baselines``)
 - ``tb/`` TensorBoard scalars
+- with ``train.refit``: ``refit/`` (the refit's history, scalars and checkpoints),
+  ``checkpoints/selected.safetensors`` (the validation-chosen weights; ``best`` is the refit model)
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +28,17 @@ import torch
 from hstu_blair.config import RunConfig, dump_config
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.data.manifest import versions, write_json_atomic
-from hstu_blair.data.splits import Split
+from hstu_blair.data.splits import Split, refit_split
 from hstu_blair.errors import ConfigError
-from hstu_blair.models.build import build_model
-from hstu_blair.recipes.loop import EpochHook, LoopState, finish_run, make_trainer, run_epochs, setup_torch
+from hstu_blair.models.build import Architecture, build_model
+from hstu_blair.recipes.loop import (
+    EpochHook,
+    LoopState,
+    finish_run,
+    make_trainer,
+    run_epochs,
+    setup_torch,
+)
 from hstu_blair.recipes.loop import resume as resume_loop
 from hstu_blair.recipes.resolve import (
     architecture,
@@ -41,7 +51,15 @@ from hstu_blair.recipes.resolve import (
 from hstu_blair.recipes.resolve import (
     split as resolve_split,
 )
-from hstu_blair.run.layout import config_path, run_info_path, store_path, versions_dir
+from hstu_blair.run.layout import (
+    config_path,
+    refit_dir,
+    run_info_path,
+    selected_weights_path,
+    store_path,
+    versions_dir,
+    weights_path,
+)
 from hstu_blair.run.model_files import write_model_info
 from hstu_blair.training.allocator import retain_freed_memory
 from hstu_blair.training.distributed import (
@@ -172,7 +190,6 @@ def _train(
         config, data.num_items, 0 if text is None else int(text.shape[1]), time_scale(config, data)
     )
     model = build_model(arch, text, train_item_counts(data, split)).to(device)
-    del text
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     trainer = make_trainer(config, data, split, model, device, dist_info, run_dir)
     if resume:
@@ -185,7 +202,12 @@ def _train(
             write_model_info(run_dir, arch, data, text_ref, {"protocol": split.protocol})
     barrier(dist_info)
     state = run_epochs(trainer, state, config.train.epochs, progress, on_validate)
-    final = finish_run(trainer, state.best_epoch)
+    note = ""
+    if config.train.refit:
+        _refit(config, data, split, arch, text, run_dir, device, dist_info, state.best_epoch + 1, progress)
+        note = f"; then refit for {state.best_epoch + 1} epochs with the validation targets (refit/)"
+    del text
+    final = finish_run(trainer, state.best_epoch, note)
     return RunResult(
         run_dir=run_dir,
         best_epoch=state.best_epoch,
@@ -193,3 +215,32 @@ def _train(
         history=state.history,
         baselines=trainer.baselines,
     )
+
+
+def _refit(
+    config: RunConfig,
+    data: SequenceData,
+    split: Split,
+    arch: Architecture,
+    text: torch.Tensor | None,
+    run_dir: Path,
+    device: torch.device,
+    dist_info: DistInfo,
+    epochs: int,
+    progress: bool,
+) -> None:
+    """``train.refit``: a fresh model (same seed) trains ``epochs`` epochs on every interaction
+    before the test targets in ``run_dir/refit``; its weights become ``checkpoints/best`` (what
+    the test, ``evaluate`` and ``serve`` use) and the validation-chosen ones ``selected``."""
+    refit = refit_split(split)
+    setup_torch(config.train, device)
+    model = build_model(arch, text, train_item_counts(data, refit)).to(device)
+    once = replace(config, train=replace(config.train, eval_every=epochs, patience=0))
+    trainer = make_trainer(once, data, refit, model, device, dist_info, refit_dir(run_dir))
+    if dist_info.is_main:
+        log.info("refit: %d epochs on every interaction before the test targets", epochs)
+    run_epochs(trainer, LoopState(), epochs, progress)
+    if dist_info.is_main:
+        shutil.copyfile(weights_path(run_dir, "best"), selected_weights_path(run_dir))
+        shutil.copyfile(weights_path(trainer.out_dir, "last"), weights_path(run_dir, "best"))
+    barrier(dist_info)

@@ -5,6 +5,8 @@
       run.json                    package versions, data hashes
       model.json                  architecture, item vocabulary, dataset and text store (model_files)
       checkpoints/best.safetensors, checkpoints/last.safetensors, checkpoints/last.resume.pt
+      checkpoints/selected.safetensors  with train.refit: the validation-chosen model (best is the refit one)
+      refit/                      with train.refit: the refit's history.json, tb/ and checkpoints/
       history.json, final_metrics.json
       cold_start.json             a cold-start run's two measurements
       store.sqlite                added items, users' events, records set aside (the default store)
@@ -36,6 +38,8 @@ UPDATE_INFO = "update.json"
 VERSIONS = "versions"
 POINTER = "current.json"
 WRITER_LOCK = ".writer.lock"
+REFIT = "refit"
+SELECTED = "selected.safetensors"
 
 Checkpoint = Literal["best", "last"]
 CHECKPOINT_NAMES: tuple[Checkpoint, ...] = ("best", "last")
@@ -64,6 +68,16 @@ def checkpoints_dir(model_dir: str | Path) -> Path:
 def weights_path(model_dir: str | Path, checkpoint: Checkpoint) -> Path:
     """``checkpoints/best.safetensors`` or ``checkpoints/last.safetensors``."""
     return checkpoints_dir(model_dir) / f"{checkpoint}.safetensors"
+
+
+def selected_weights_path(run_dir: str | Path) -> Path:
+    """``checkpoints/selected.safetensors``: a refit run's validation-chosen weights."""
+    return checkpoints_dir(run_dir) / SELECTED
+
+
+def refit_dir(run_dir: str | Path) -> Path:
+    """``RUN_DIR/refit``: the refit model's own history, TensorBoard scalars and checkpoints."""
+    return Path(run_dir) / REFIT
 
 
 def resume_path(run_dir: str | Path) -> Path:
