@@ -256,6 +256,16 @@ def tune(
         pruner=_pruner(tc),
         load_if_exists=True,
     )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _optimize(study, _objective(config_path, base, settings, out), trials, tc.metric, progress)
+    return write_tune_report(study, config_path, base, settings, out, tc.metric)
+
+
+def _optimize(study: Any, objective: Any, trials: int, metric: str, progress: bool) -> None:
+    """Run trials until the study (all processes together) holds ``trials`` finished ones, with a
+    bar over them."""
+    import optuna
+
     done, _ = _finished(study)
     bar = tqdm(total=trials, initial=min(done, trials), desc="tune", unit="trial", disable=not progress)
 
@@ -263,22 +273,14 @@ def tune(
         now, _ = _finished(study)
         bar.update(min(now, trials) - bar.n)
         if study.best_trials:
-            bar.set_postfix({tc.metric: f"{study.best_value:.4f}"})
+            bar.set_postfix({metric: f"{study.best_value:.4f}"})
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     if done < trials:
+        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         study.optimize(
-            _objective(config_path, base, settings, out),
-            callbacks=[
-                optuna.study.MaxTrialsCallback(
-                    trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-                ),
-                tick,
-            ],
-            catch=(),
+            objective, callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished), tick], catch=()
         )
     bar.close()
-    return write_tune_report(study, config_path, base, settings, out, tc.metric)
 
 
 def write_tune_report(
