@@ -17,7 +17,7 @@ def _shape(**changes) -> DataShape:
         items=500,
         interactions=9000,
         length_p50=6,
-        length_p90=13,
+        length_p99=13,
         per_item_median=9,
         text_share=1.0,
         order_only=True,
@@ -30,9 +30,9 @@ def _values(choices) -> dict[str, object]:
 
 
 def test_history_length_follows_the_90th_percentile():
-    assert _values(choose(_shape(length_p90=13)))["data.max_len"] == 20
-    assert _values(choose(_shape(length_p90=45)))["data.max_len"] == 50
-    assert _values(choose(_shape(length_p90=900)))["data.max_len"] == 200
+    assert _values(choose(_shape(length_p99=13)))["data.max_len"] == 20
+    assert _values(choose(_shape(length_p99=45)))["data.max_len"] == 50
+    assert _values(choose(_shape(length_p99=900)))["data.max_len"] == 200
 
 
 def test_text_fusion_only_when_items_have_text():
