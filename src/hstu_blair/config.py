@@ -123,7 +123,7 @@ class TrainConfig:
     ``refit`` (``loo`` only): once validation has chosen the best epoch E, a fresh model with the
     same seed trains E+1 epochs on every interaction before each test target (the validation
     targets included, as the published leave-one-out benchmarks' test models do) and is the one
-    tested and saved; the validation metrics stay those of the first model (docs/results.md §1).
+    tested and saved; the validation metrics stay those of the first model (docs/results.md §0a).
     """
 
     epochs: int = 100

@@ -54,9 +54,12 @@ def test_space_is_checked():
 
 
 def test_tune_writes_best_config_and_report(tiny_dataset, tmp_path):
-    config, sets = _config(tmp_path), tiny_overrides(tiny_dataset, tmp_path)
+    config, sets = _config(tmp_path), [*tiny_overrides(tiny_dataset, tmp_path), "train.refit=true"]
     result = tune(config, trials=4, out_dir=tmp_path / "tune", overrides=sets, progress=False)
     assert result.finished >= 4
+    # trials are judged on validation and skip the refit; the best config keeps it
+    assert not list((tmp_path / "tune" / "trials").glob("*/refit"))
+    assert load_config(result.best_config).train.refit
     rows = json.loads((tmp_path / "tune" / "trials.json").read_text())
     complete = [r for r in rows if r["state"] == "complete"]
     assert complete and max(r["value"] for r in complete) == pytest.approx(result.best_value)

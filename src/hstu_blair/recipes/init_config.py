@@ -4,7 +4,7 @@ The choices are rules over what the dataset's manifest and sequences say (histor
 catalogue size, interactions per item, whether items have text, whether time is real), each
 written into the file with the measurement behind it, so a user sees why and can change it. The
 rules encode what validation metrics of development seeds chose across the datasets we have
-(docs/results.md section 1); they are a starting point that ``hstu-blair tune`` refines.
+(docs/results.md section 0a); they are a starting point that ``hstu-blair tune`` refines.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def _model_choices(shape: DataShape) -> list[Choice]:
             "name",
             "sasrec",
             "SASRec with dot-product scores: on Sports and Scientific it matches the published tuned "
-            "SASRec ID-only and, with text, beats it (docs/results.md section 1)"
+            "SASRec ID-only and, with text, beats it (docs/results.md section 0a)"
             + (" (HSTU's time buckets carry nothing here: time is order-only)" if shape.order_only else ""),
         ),
         Choice(

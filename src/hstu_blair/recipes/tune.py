@@ -257,7 +257,14 @@ def tune(
         load_if_exists=True,
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _optimize(study, _objective(config_path, base, settings, out), trials, tc.metric, progress)
+    # trials are judged on validation: a refit (train.refit) would only cost time; best.toml keeps it
+    _optimize(
+        study,
+        _objective(config_path, [*base, "train.refit=false"], settings, out),
+        trials,
+        tc.metric,
+        progress,
+    )
     return write_tune_report(study, config_path, base, settings, out, tc.metric)
 
 
