@@ -22,8 +22,8 @@ from hstu_blair.data.sources.amazon2023 import (
     read_ratings_csv,
     reference_item_text,
 )
+from hstu_blair.data.sources.bad_lines import BadLines
 from hstu_blair.data.sources.base import RawDataset
-from hstu_blair.data.sources.readers import BadLines
 from hstu_blair.errors import DataFormatError, HstuBlairError
 from tests.conftest import FIXTURES, shared_dataset
 

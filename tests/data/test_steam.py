@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from hstu_blair.data.prepare import PrepareOptions, prepare
 from hstu_blair.data.sources import steam
-from hstu_blair.data.sources.readers import BadLines
+from hstu_blair.data.sources.bad_lines import BadLines
 from hstu_blair.data.sources.steam import load_steam, parse_date, parse_literal, parse_literal_fast
 from hstu_blair.errors import DataFormatError
 from tests.conftest import FIXTURES, shared_dataset

@@ -38,8 +38,10 @@ from hstu_blair.data import schema
 from hstu_blair.data.ids import normalize_id, normalize_ids
 from hstu_blair.data.item_text import field_text, join_fields
 from hstu_blair.data.options import PrepareOptions
+from hstu_blair.data.sources.bad_lines import BadLines
 from hstu_blair.data.sources.base import RawDataset, expand_inputs
-from hstu_blair.data.sources.readers import BadLines, first_line, numbered_lines, parse_json_line, read_bytes
+from hstu_blair.data.sources.files import first_line, numbered_lines, read_bytes
+from hstu_blair.data.sources.json_lines import parse_json_line
 from hstu_blair.errors import DataFormatError, HstuBlairError
 
 log = logging.getLogger(__name__)

@@ -52,6 +52,7 @@ from hstu_blair.data import schema
 from hstu_blair.data.ids import normalize_id
 from hstu_blair.data.item_text import clean_text, join_fields
 from hstu_blair.data.options import PrepareOptions
+from hstu_blair.data.sources.bad_lines import BadLines, count_bad
 from hstu_blair.data.sources.base import (
     ORDER_ONLY_TIME,
     RawDataset,
@@ -60,17 +61,8 @@ from hstu_blair.data.sources.base import (
     order_only_interactions,
 )
 from hstu_blair.data.sources.columns import Column, convert, id_column
-from hstu_blair.data.sources.readers import (
-    LOC,
-    BadLines,
-    Table,
-    count_bad,
-    read_bytes,
-    split_fields,
-    split_lines,
-    take_header,
-    utf8_bytes,
-)
+from hstu_blair.data.sources.files import read_bytes
+from hstu_blair.data.sources.readers import LOC, Table, split_fields, split_lines, take_header, utf8_bytes
 from hstu_blair.errors import DataFormatError, HstuBlairError
 
 FIELD_TYPES = ("token", "token_seq", "float", "float_seq")

@@ -65,8 +65,9 @@ from hstu_blair.data import schema
 from hstu_blair.data.ids import check_id
 from hstu_blair.data.item_text import field_text
 from hstu_blair.data.options import PrepareOptions
+from hstu_blair.data.sources.bad_lines import BadLines
 from hstu_blair.data.sources.base import RawDataset, find_file
-from hstu_blair.data.sources.readers import BadLines, decoded_lines, line_blocks
+from hstu_blair.data.sources.files import decoded_lines, line_blocks
 from hstu_blair.errors import DataFormatError
 
 log = logging.getLogger(__name__)
