@@ -16,7 +16,7 @@ from hstu_blair.data.dataset import SequenceData
 from hstu_blair.data.options import REFERENCE_OPTIONS, PrepareOptions
 from hstu_blair.data.prepare import SOURCES, filter_rows, prepare, prepare_raw, reference_order
 from hstu_blair.data.sources import steam
-from hstu_blair.data.sources.amazon2023 import reference_item_text
+from hstu_blair.data.sources.amazon2023_meta import reference_item_text
 from hstu_blair.data.sources.bad_lines import BadLines
 from hstu_blair.text.embed import item_texts
 from tests.conftest import FIXTURES, make_raw, shared_dataset
