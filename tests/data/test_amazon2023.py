@@ -16,14 +16,11 @@ import pytest
 
 from hstu_blair.data.item_text import clean_text
 from hstu_blair.data.prepare import PrepareOptions, prepare
-from hstu_blair.data.sources.amazon2023 import (
-    clean_item_text,
-    load_amazon2023,
-    read_ratings_csv,
-    reference_item_text,
-)
+from hstu_blair.data.sources.amazon2023 import load_amazon2023
+from hstu_blair.data.sources.amazon2023_meta import clean_item_text, reference_item_text
+from hstu_blair.data.sources.amazon2023_reviews import read_ratings_csv
+from hstu_blair.data.sources.bad_lines import BadLines
 from hstu_blair.data.sources.base import RawDataset
-from hstu_blair.data.sources.readers import BadLines
 from hstu_blair.errors import DataFormatError, HstuBlairError
 from tests.conftest import FIXTURES, shared_dataset
 

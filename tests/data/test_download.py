@@ -17,6 +17,15 @@ from pathlib import Path
 import pytest
 
 from hstu_blair.data import download as dl
+from hstu_blair.data import fetch
+from hstu_blair.data.remote_files import (
+    RECORD_FILE,
+    ChecksumMismatchError,
+    DownloadError,
+    DownloadUnavailableError,
+    RemoteFile,
+    UnknownDownloadError,
+)
 from hstu_blair.errors import HstuBlairError
 
 CONTENT = random.Random(0).randbytes(300_000)
@@ -72,7 +81,7 @@ def make_handler(state: Server) -> type[BaseHTTPRequestHandler]:
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
-    monkeypatch.setattr(dl, "_RETRY_WAIT_S", 0.0)
+    monkeypatch.setattr(fetch, "_RETRY_WAIT_S", 0.0)
     monkeypatch.delenv(dl.BASE_URL_ENV, raising=False)
     state = Server(files={"sub/dir/a.bin": CONTENT})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
@@ -94,8 +103,8 @@ def closed_port_url() -> str:
 
 def remote(
     path: str = "sub/dir/a.bin", sha256: str | None = SHA, size: int | None = len(CONTENT)
-) -> dl.RemoteFile:
-    return dl.RemoteFile(path, "http://official.invalid/base/", sha256, size)
+) -> RemoteFile:
+    return RemoteFile(path, "http://official.invalid/base/", sha256, size)
 
 
 def test_download_verifies_renames_and_records(server: Server, tmp_path: Path) -> None:
@@ -104,14 +113,14 @@ def test_download_verifies_renames_and_records(server: Server, tmp_path: Path) -
     assert paths[0].read_bytes() == CONTENT
     assert not (tmp_path / "dest" / "a.bin.part").exists()
     assert server.requests == [("sub/dir/a.bin", None)]
-    record = json.loads((tmp_path / "dest" / dl.RECORD_FILE).read_text())["files"]["a.bin"]
+    record = json.loads((tmp_path / "dest" / RECORD_FILE).read_text())["files"]["a.bin"]
     assert record["sha256"] == SHA and record["bytes"] == len(CONTENT)
     assert record["url"] == server.url + "sub/dir/a.bin"
 
 
 def test_record_file_is_skipped_by_loaders_scanning_the_folder() -> None:
     # the Amazon loader reads every *.json / *.jsonl / *.csv(.gz) in a folder it is given
-    assert not dl.RECORD_FILE.lower().endswith((".json", ".jsonl", ".csv", ".tsv", ".gz", ".parquet", ".dat"))
+    assert not RECORD_FILE.lower().endswith((".json", ".jsonl", ".csv", ".tsv", ".gz", ".parquet", ".dat"))
 
 
 def test_verified_file_is_not_downloaded_again(server: Server, tmp_path: Path) -> None:
@@ -133,7 +142,7 @@ def test_file_placed_by_hand_is_verified_without_download(server: Server, tmp_pa
     (tmp_path / "a.bin").write_bytes(CONTENT)
     dl.download_files([remote()], tmp_path, base_url=server.url, progress=False)
     assert server.requests == []
-    assert json.loads((tmp_path / dl.RECORD_FILE).read_text())["files"]["a.bin"]["sha256"] == SHA
+    assert json.loads((tmp_path / RECORD_FILE).read_text())["files"]["a.bin"]["sha256"] == SHA
 
 
 def test_partial_file_is_resumed_with_range(server: Server, tmp_path: Path) -> None:
@@ -169,7 +178,7 @@ def test_dropped_connection_is_resumed_in_the_same_call(server: Server, tmp_path
 
 def test_dropped_connection_keeps_the_part_for_the_next_call(server: Server, tmp_path: Path) -> None:
     server.drops = 1
-    with pytest.raises(dl.DownloadError, match=r"a\.bin\.part is kept") as info:
+    with pytest.raises(DownloadError, match=r"a\.bin\.part is kept") as info:
         dl.download_files([remote()], tmp_path, base_url=server.url, progress=False, retries=0)
     assert "150,000 bytes" in str(info.value)
     assert (tmp_path / "a.bin.part").read_bytes() == CONTENT[:150_000]
@@ -182,7 +191,7 @@ def test_dropped_connection_keeps_the_part_for_the_next_call(server: Server, tmp
 
 def test_checksum_mismatch_names_file_and_both_sums_and_keeps_nothing(server: Server, tmp_path: Path) -> None:
     wrong = hashlib.sha256(b"another file").hexdigest()
-    with pytest.raises(dl.ChecksumMismatchError) as info:
+    with pytest.raises(ChecksumMismatchError) as info:
         dl.download_files([remote(sha256=wrong)], tmp_path, base_url=server.url, progress=False)
     message = str(info.value)
     assert "a.bin" in message and server.url + "sub/dir/a.bin" in message
@@ -192,14 +201,14 @@ def test_checksum_mismatch_names_file_and_both_sums_and_keeps_nothing(server: Se
 
 
 def test_size_mismatch_is_reported_before_the_transfer(server: Server, tmp_path: Path) -> None:
-    with pytest.raises(dl.ChecksumMismatchError, match="has 300,000 bytes, expected 300,001"):
+    with pytest.raises(ChecksumMismatchError, match="has 300,000 bytes, expected 300,001"):
         dl.download_files([remote(size=len(CONTENT) + 1)], tmp_path, base_url=server.url, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_without_published_sum_the_computed_sha256_is_recorded(server: Server, tmp_path: Path) -> None:
     dl.download_files([remote(sha256=None, size=None)], tmp_path, base_url=server.url, progress=False)
-    record = json.loads((tmp_path / dl.RECORD_FILE).read_text())["files"]["a.bin"]
+    record = json.loads((tmp_path / RECORD_FILE).read_text())["files"]["a.bin"]
     assert record["sha256"] == SHA and record["checked_against"].startswith("nothing")
 
 
@@ -211,15 +220,15 @@ def test_complete_part_of_unknown_size_is_finished_after_416(server: Server, tmp
 
 
 def test_http_404_is_a_download_error_naming_the_url(server: Server, tmp_path: Path) -> None:
-    with pytest.raises(dl.DownloadError, match="missing.bin failed: HTTP 404") as info:
+    with pytest.raises(DownloadError, match="missing.bin failed: HTTP 404") as info:
         dl.download_files([remote("missing.bin")], tmp_path, base_url=server.url, progress=False)
-    assert not isinstance(info.value, dl.DownloadUnavailableError)
+    assert not isinstance(info.value, DownloadUnavailableError)
 
 
 def test_offline_error_says_what_to_fetch_from_where_and_where_to_put_it(tmp_path: Path) -> None:
     url = closed_port_url()
     files = [remote(), remote("other/b.csv", sha256=None, size=None)]
-    with pytest.raises(dl.DownloadUnavailableError) as info:
+    with pytest.raises(DownloadUnavailableError) as info:
         dl.download_files(files, tmp_path, base_url=url, progress=False)
     assert isinstance(info.value, HstuBlairError)
     message = str(info.value)
@@ -231,7 +240,7 @@ def test_offline_error_says_what_to_fetch_from_where_and_where_to_put_it(tmp_pat
 
 def test_offline_error_for_a_named_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(dl.BASE_URL_ENV, closed_port_url())
-    with pytest.raises(dl.DownloadUnavailableError) as info:
+    with pytest.raises(DownloadUnavailableError) as info:
         dl.download("amazon2023:Video_Games", tmp_path, progress=False)
     message = str(info.value)
     assert "benchmark/5core/rating_only/Video_Games.csv -> " + str(tmp_path / "Video_Games.csv") in message
@@ -249,7 +258,7 @@ def test_named_download_reads_the_mirror_from_the_environment(
     paths = dl.download("steam", tmp_path, progress=False)
     assert paths == [tmp_path / "steam_reviews.json.gz", tmp_path / "steam_games.json.gz"]
     assert [p.read_bytes() for p in paths] == [b"reviews", b"games"]
-    records = json.loads((tmp_path / dl.RECORD_FILE).read_text())["files"]
+    records = json.loads((tmp_path / RECORD_FILE).read_text())["files"]
     assert records["steam_games.json.gz"]["sha256"] == hashlib.sha256(b"games").hexdigest()
 
 
@@ -263,7 +272,7 @@ def make_zip(members: dict[str, bytes]) -> bytes:
 
 def test_zip_archive_is_unpacked_once(server: Server, tmp_path: Path) -> None:
     server.files = {"ml-tiny.zip": make_zip({"ml-tiny/ratings.csv": b"userId\n1\n", "ml-tiny/README": b"x"})}
-    archive = dl.RemoteFile("ml-tiny.zip", "http://official.invalid/", extract=True)
+    archive = RemoteFile("ml-tiny.zip", "http://official.invalid/", extract=True)
     assert dl.download_files([archive], tmp_path, base_url=server.url, progress=False) == [
         tmp_path / "ml-tiny"
     ]
@@ -272,12 +281,12 @@ def test_zip_archive_is_unpacked_once(server: Server, tmp_path: Path) -> None:
         tmp_path / "ml-tiny"
     ]
     assert len(server.requests) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == [dl.RECORD_FILE, "ml-tiny", "ml-tiny.zip"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [RECORD_FILE, "ml-tiny", "ml-tiny.zip"]
 
 
 def test_folder_unpacked_by_hand_is_accepted(server: Server, tmp_path: Path) -> None:
     (tmp_path / "ml-tiny").mkdir()
-    archive = dl.RemoteFile("ml-tiny.zip", "http://official.invalid/", extract=True)
+    archive = RemoteFile("ml-tiny.zip", "http://official.invalid/", extract=True)
     assert dl.download_files([archive], tmp_path, base_url=server.url, progress=False) == [
         tmp_path / "ml-tiny"
     ]
@@ -286,19 +295,19 @@ def test_folder_unpacked_by_hand_is_accepted(server: Server, tmp_path: Path) -> 
 
 def test_zip_member_outside_the_folder_is_refused(server: Server, tmp_path: Path) -> None:
     server.files = {"evil.zip": make_zip({"../evil.txt": b"x"})}
-    archive = dl.RemoteFile("evil.zip", "http://official.invalid/", extract=True)
-    with pytest.raises(dl.DownloadError, match="outside the folder"):
+    archive = RemoteFile("evil.zip", "http://official.invalid/", extract=True)
+    with pytest.raises(DownloadError, match="outside the folder"):
         dl.download_files([archive], tmp_path / "dest", base_url=server.url, progress=False)
     assert not (tmp_path / "evil.txt").exists()
 
 
 def test_invalid_zip_is_removed_with_its_record(server: Server, tmp_path: Path) -> None:
     server.files = {"ml-tiny.zip": b"<html>not found</html>"}
-    archive = dl.RemoteFile("ml-tiny.zip", "http://official.invalid/", extract=True)
-    with pytest.raises(dl.DownloadError, match="ml-tiny.zip is not a valid zip archive"):
+    archive = RemoteFile("ml-tiny.zip", "http://official.invalid/", extract=True)
+    with pytest.raises(DownloadError, match="ml-tiny.zip is not a valid zip archive"):
         dl.download_files([archive], tmp_path, base_url=server.url, progress=False)
     assert not (tmp_path / "ml-tiny.zip").exists()
-    assert json.loads((tmp_path / dl.RECORD_FILE).read_text())["files"] == {}
+    assert json.loads((tmp_path / RECORD_FILE).read_text())["files"] == {}
 
 
 def test_progress_bar_shows_rate(server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -308,7 +317,7 @@ def test_progress_bar_shows_rate(server: Server, tmp_path: Path, capsys: pytest.
 
 
 def test_unknown_name_lists_the_valid_names(tmp_path: Path) -> None:
-    with pytest.raises(dl.UnknownDownloadError) as info:
+    with pytest.raises(UnknownDownloadError) as info:
         dl.download("amazon2023:Video_Game", tmp_path)
     message = str(info.value)
     for name in ("steam", "ml-1m", "ml-20m", "ml-latest-small", "Video_Games", "Office_Products"):

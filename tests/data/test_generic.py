@@ -11,9 +11,11 @@ import polars as pl
 import pytest
 
 from hstu_blair.data.prepare import PrepareOptions, prepare
+from hstu_blair.data.sources.bad_lines import BadLines
 from hstu_blair.data.sources.columns import parse_iso
 from hstu_blair.data.sources.generic import load_generic
-from hstu_blair.data.sources.readers import BadLines, split_fields, split_lines, table_format
+from hstu_blair.data.sources.readers import split_fields, split_lines
+from hstu_blair.data.sources.tables import table_format
 from hstu_blair.errors import DataFormatError, HstuBlairError
 from tests.conftest import FIXTURES
 

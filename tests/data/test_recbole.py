@@ -10,7 +10,8 @@ import pytest
 
 from hstu_blair.data.options import PrepareOptions
 from hstu_blair.data.prepare import prepare
-from hstu_blair.data.sources.recbole import SequenceRow, load_recbole, rebuild_sequence
+from hstu_blair.data.sources.recbole import load_recbole
+from hstu_blair.data.sources.recbole_sequences import SequenceRow, rebuild_sequence
 from hstu_blair.errors import DataFormatError, HstuBlairError
 from tests.conftest import shared_dataset
 

@@ -15,9 +15,9 @@ from hstu_blair.data import filters
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.data.options import REFERENCE_OPTIONS, PrepareOptions
 from hstu_blair.data.prepare import SOURCES, filter_rows, prepare, prepare_raw, reference_order
-from hstu_blair.data.sources import steam
-from hstu_blair.data.sources.amazon2023 import reference_item_text
-from hstu_blair.data.sources.readers import BadLines
+from hstu_blair.data.sources import steam_games, steam_records
+from hstu_blair.data.sources.amazon2023_meta import reference_item_text
+from hstu_blair.data.sources.bad_lines import BadLines
 from hstu_blair.text.embed import item_texts
 from tests.conftest import FIXTURES, make_raw, shared_dataset
 
@@ -289,23 +289,25 @@ def test_all_beauty_reference_drops_the_first_data_row(tmp_path):
 
 # ---- Steam: the reference's parse ---------------------------------------------------------------------
 def test_reference_parse_emulates_the_quote_replacement():
-    assert steam.reference_parse("{u'a': u'plain', u'n': 1.5, u'b': False}") == {
+    assert steam_records.reference_parse("{u'a': u'plain', u'n': 1.5, u'b': False}") == {
         "a": "plain",
         "n": 1.5,
         "b": False,
     }
-    assert steam.reference_parse("""{u'a': u"it's"}""") is None  # an apostrophe
-    assert steam.reference_parse("{u'a': u'caf\\xe9'}") is None  # a \\x escape
-    assert steam.reference_parse("{u'a': u'caf\\u00e9'}") == {"a": "caf\u00e9"}
-    assert steam.reference_parse("{u'user': u'Baku'}") == {"user": "Bak"}  # the closing u' is replaced
-    assert steam.reference_parse("{u'tag': u'True Story'}") == {"tag": "true Story"}
-    assert steam.reference_parse("not a dict") is None
+    assert steam_records.reference_parse("""{u'a': u"it's"}""") is None  # an apostrophe
+    assert steam_records.reference_parse("{u'a': u'caf\\xe9'}") is None  # a \\x escape
+    assert steam_records.reference_parse("{u'a': u'caf\\u00e9'}") == {"a": "caf\u00e9"}
+    assert steam_records.reference_parse("{u'user': u'Baku'}") == {
+        "user": "Bak"
+    }  # the closing u' is replaced
+    assert steam_records.reference_parse("{u'tag': u'True Story'}") == {"tag": "true Story"}
+    assert steam_records.reference_parse("not a dict") is None
 
 
 def test_real_games_sample_loses_four_games_under_the_reference_parse():
     path = shared_dataset("steam-format-sample") / "steam_games.sample.json"
     removed: Counter[str] = Counter()
-    games = steam.read_games(
+    games = steam_games.read_games(
         path, False, BadLines(False, removed), removed, reference_parse=True, reference_text=True
     )
     assert games.height == 21

@@ -14,9 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hstu_blair.data.prepare import PrepareOptions, prepare
-from hstu_blair.data.sources import steam
-from hstu_blair.data.sources.readers import BadLines
-from hstu_blair.data.sources.steam import load_steam, parse_date, parse_literal, parse_literal_fast
+from hstu_blair.data.sources import steam_games, steam_reviews
+from hstu_blair.data.sources.bad_lines import BadLines
+from hstu_blair.data.sources.steam import load_steam
+from hstu_blair.data.sources.steam_records import parse_literal, parse_literal_fast
+from hstu_blair.data.sources.steam_reviews import parse_date
 from hstu_blair.errors import DataFormatError
 from tests.conftest import FIXTURES, shared_dataset
 
@@ -189,7 +191,7 @@ def test_real_games_sample_reads_all_25_games():
     lines = path.read_text(encoding="utf-8").splitlines()
     assert all(parse_literal_fast(line) is not None for line in lines)  # every line on the fast path
     removed: Counter[str] = Counter()
-    games = steam.read_games(path, ascii_only=False, bad=BadLines(False, removed), removed=removed)
+    games = steam_games.read_games(path, ascii_only=False, bad=BadLines(False, removed), removed=removed)
     assert games.height == 25 and not removed
     oracle = [literal_eval(line) for line in lines]  # ids and names as Python itself reads them
     assert games["item_id"].to_list() == [g["id"] for g in oracle]
@@ -372,12 +374,12 @@ def test_parallel_parsing_equals_sequential(tmp_path, monkeypatch):
     body = lines * 30 + [bad_line] + lines * 5  # the bad line is line 331
     path = tmp_path / "steam_reviews.json.gz"
     path.write_bytes(gzip.compress(("\n".join(body) + "\n").encode()))
-    monkeypatch.setattr(steam, "_BLOCK_BYTES", 1000)  # many blocks
-    monkeypatch.setattr(steam, "_PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(steam_reviews, "_BLOCK_BYTES", 1000)  # many blocks
+    monkeypatch.setattr(steam_reviews, "_PARALLEL_MIN_BYTES", 0)
 
     def read(workers, skip):
         removed: Counter[str] = Counter()
-        out = steam.read_reviews(path, True, BadLines(skip, removed), removed, workers=workers)
+        out = steam_reviews.read_reviews(path, True, BadLines(skip, removed), removed, workers=workers)
         return out, removed
 
     (seq, seq_reviews, seq_ids), seq_removed = read(1, True)

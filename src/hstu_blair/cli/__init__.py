@@ -47,6 +47,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], object]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``hstu-blair`` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
         prog="hstu-blair",
         description="Text-enhanced generative sequential recommendation (HSTU, HSTU-BLaIR, SASRec).",

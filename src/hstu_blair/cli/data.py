@@ -56,6 +56,7 @@ def _add_option(group: argparse._ActionsContainer, option: OptionDoc) -> None:
 
 
 def add_prepare(sub: argparse._SubParsersAction) -> None:
+    """Register ``hstu-blair prepare``."""
     p = sub.add_parser(
         "prepare",
         help="turn published dataset files into a prepared-dataset directory",
@@ -101,6 +102,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def add_stats(sub: argparse._SubParsersAction) -> None:
+    """Register ``hstu-blair stats``."""
     p = sub.add_parser(
         "stats",
         help="print statistics of a prepared dataset",
@@ -119,6 +121,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def add_download(sub: argparse._SubParsersAction) -> None:
+    """Register ``hstu-blair download``."""
     p = sub.add_parser(
         "download",
         help="download a dataset's official files (resumable, checksum-verified)",

@@ -9,6 +9,7 @@ import hstu_blair as hb
 
 
 def add_report(sub: argparse._SubParsersAction) -> None:
+    """Register ``hstu-blair report``."""
     p = sub.add_parser(
         "report",
         help="paper-style tables and plots from run directories",
@@ -49,6 +50,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def add_compare(sub: argparse._SubParsersAction) -> None:
+    """Register ``hstu-blair compare``."""
     p = sub.add_parser(
         "compare",
         help="compare two sets of runs seed by seed (paired t-test)",
@@ -74,6 +76,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def add_select(sub: argparse._SubParsersAction) -> None:
+    """Register ``hstu-blair select``."""
     p = sub.add_parser(
         "select",
         help="choose a default model on validation metrics of development runs (leave-one-dataset-out)",

@@ -12,6 +12,7 @@ from hstu_blair.errors import HstuBlairError
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
+    """Register ``hstu-blair train``."""
     p = sub.add_parser(
         "train",
         help="train and evaluate a model from a config file",
@@ -62,6 +63,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    """Register ``hstu-blair evaluate``."""
     p = sub.add_parser(
         "evaluate",
         help="re-evaluate a saved run",
@@ -91,6 +93,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def add_cold_start(sub: argparse._SubParsersAction) -> None:
+    """Register ``hstu-blair cold-start``."""
     p = sub.add_parser(
         "cold-start",
         help="hold out items, train without them, rank them through the text path",
@@ -123,6 +126,7 @@ def _cold_start(args: argparse.Namespace) -> int:
 
 
 def add_convert(sub: argparse._SubParsersAction) -> None:
+    """Register ``hstu-blair convert-run``."""
     p = sub.add_parser(
         "convert-run",
         help="convert a run directory of hstu-blair 0.1 (pickle checkpoints) to safetensors model files",
@@ -139,6 +143,7 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
 
 
 def add_fusions(sub: argparse._SubParsersAction) -> None:
+    """Register ``hstu-blair fusions``."""
     p = sub.add_parser(
         "fusions",
         help="list the item fusions (model.fusion) with their options and what they can do",
@@ -176,6 +181,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def add_reproduce(sub: argparse._SubParsersAction) -> None:
+    """Register ``hstu-blair reproduce``."""
     p = sub.add_parser(
         "reproduce",
         help="run a grid of datasets x models x seeds (resumable)",
@@ -203,6 +209,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def add_tune(sub: argparse._SubParsersAction) -> None:
+    """Register ``hstu-blair tune``."""
     p = sub.add_parser(
         "tune",
         help="search a config's [tune] settings on validation metrics (Optuna; resumable, shareable)",
@@ -248,6 +255,7 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def add_init_config(sub: argparse._SubParsersAction) -> None:
+    """Register ``hstu-blair init-config``."""
     p = sub.add_parser(
         "init-config",
         help="write a starting config for a prepared dataset, from its shape",

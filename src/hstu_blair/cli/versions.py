@@ -11,6 +11,7 @@ from hstu_blair.cli.common import add_set_option, print_metrics
 
 
 def add_update(sub: argparse._SubParsersAction) -> None:
+    """Register ``hstu-blair update``."""
     p = sub.add_parser(
         "update",
         help="continue training a run on its stored events and added items; publish a new model version",
@@ -58,6 +59,7 @@ def _update(args: argparse.Namespace) -> int:
 
 
 def add_rollback(sub: argparse._SubParsersAction) -> None:
+    """Register ``hstu-blair rollback``."""
     p = sub.add_parser(
         "rollback",
         help="serve the model version before the current one",
@@ -77,6 +79,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def add_temporal_study(sub: argparse._SubParsersAction) -> None:
+    """Register ``hstu-blair temporal-study``."""
     p = sub.add_parser(
         "temporal-study",
         help="events and update against a retrain, on a time split (one config and seed, or --report)",

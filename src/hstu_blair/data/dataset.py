@@ -298,10 +298,12 @@ class SequenceData:
     # ---- sizes -------------------------------------------------------------------------
     @property
     def name(self) -> str:
+        """The dataset's name (the manifest's, else the folder's)."""
         return str(self.manifest.get("name", self.path.name))
 
     @property
     def num_users(self) -> int:
+        """Number of users (one sequence each)."""
         return int(self.offsets.shape[0] - 1)
 
     @property
@@ -311,6 +313,7 @@ class SequenceData:
 
     @property
     def num_interactions(self) -> int:
+        """Number of interactions over all sequences."""
         return int(self.item_seq.shape[0])
 
     @property

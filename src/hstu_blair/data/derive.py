@@ -52,6 +52,45 @@ def _with_sequences(
     return SequenceData(data.path, manifest, items, sequences)
 
 
+def _added_items(n: int, new_items: pl.DataFrame | None) -> pl.DataFrame:
+    """``new_items`` (``item_id``, ``title``, ``text``) with the indices n+1.. in row order."""
+    added = pl.DataFrame(schema={schema.ITEM_ID: pl.String, schema.TITLE: pl.String, schema.TEXT: pl.String})
+    if new_items is not None and new_items.height:
+        added = new_items.select(schema.ITEM_ID, schema.TITLE, schema.TEXT)
+    return added.with_columns(
+        pl.int_range(n + 1, n + 1 + added.height, dtype=pl.Int32).alias(schema.ITEM_IDX)
+    )
+
+
+def _merged_sequences(
+    sequences: pl.DataFrame, kept: list[tuple[str, int, int]], users: dict[str, int]
+) -> pl.DataFrame:
+    """``sequences`` with the events ``kept`` (user id, item index, timestamp; ``users`` gives each
+    user's index) merged in by time, an event after the interactions of its timestamp; no rating."""
+    base = sequences.explode([schema.ITEM_IDX, schema.TIMESTAMP, schema.RATING]).select(
+        schema.USER_IDX, schema.USER_ID, schema.ITEM_IDX, schema.TIMESTAMP, schema.RATING
+    )
+    appended = pl.DataFrame(
+        {
+            schema.USER_IDX: [users[u] for u, _, _ in kept],
+            schema.USER_ID: [u for u, _, _ in kept],
+            schema.ITEM_IDX: [i for _, i, _ in kept],
+            schema.TIMESTAMP: [t for _, _, t in kept],
+            schema.RATING: [None] * len(kept),
+        },
+        schema=base.schema,
+    )
+    both = pl.concat(
+        [base.with_columns(pl.lit(0).alias("_from")), appended.with_columns(pl.lit(1).alias("_from"))]
+    ).with_row_index("_order")
+    merged = (
+        both.sort([schema.USER_IDX, schema.TIMESTAMP, "_from", "_order"])
+        .group_by(schema.USER_IDX, maintain_order=True)
+        .agg(pl.col(schema.USER_ID).first(), schema.ITEM_IDX, schema.TIMESTAMP, schema.RATING)
+    )
+    return schema.conform(merged, schema.SEQUENCES_SCHEMA, "sequences")
+
+
 def append_events(
     data: SequenceData,
     events: Sequence[tuple[str, str, int]],
@@ -70,13 +109,7 @@ def append_events(
         The derived dataset (in memory) and what was added; events naming an item in neither the
         catalogue nor ``new_items`` are left out and counted (``unknown_item_events``).
     """
-    n = data.num_items
-    added = pl.DataFrame(schema={schema.ITEM_ID: pl.String, schema.TITLE: pl.String, schema.TEXT: pl.String})
-    if new_items is not None and new_items.height:
-        added = new_items.select(schema.ITEM_ID, schema.TITLE, schema.TEXT)
-    added = added.with_columns(
-        pl.int_range(n + 1, n + 1 + added.height, dtype=pl.Int32).alias(schema.ITEM_IDX)
-    )
+    added = _added_items(data.num_items, new_items)
     items = schema.conform(
         pl.concat([data.items, added], how="diagonal"), schema.PREPARED_ITEMS_SCHEMA, "items"
     )
@@ -86,28 +119,7 @@ def append_events(
     first_new = len(users)
     for u, _, _ in kept:
         users.setdefault(u, len(users))
-    base = data.sequences.explode([schema.ITEM_IDX, schema.TIMESTAMP, schema.RATING]).select(
-        schema.USER_IDX, schema.USER_ID, schema.ITEM_IDX, schema.TIMESTAMP, schema.RATING
-    )
-    appended = pl.DataFrame(
-        {
-            schema.USER_IDX: [users[u] for u, _, _ in kept],
-            schema.USER_ID: [u for u, _, _ in kept],
-            schema.ITEM_IDX: [i for _, i, _ in kept],
-            schema.TIMESTAMP: [t for _, _, t in kept],
-            schema.RATING: [None] * len(kept),
-        },
-        schema=base.schema,
-    )
-    both = pl.concat(
-        [base.with_columns(pl.lit(0).alias("_from")), appended.with_columns(pl.lit(1).alias("_from"))]
-    ).with_row_index("_order")
-    sequences = (
-        both.sort([schema.USER_IDX, schema.TIMESTAMP, "_from", "_order"])
-        .group_by(schema.USER_IDX, maintain_order=True)
-        .agg(pl.col(schema.USER_ID).first(), schema.ITEM_IDX, schema.TIMESTAMP, schema.RATING)
-    )
-    sequences = schema.conform(sequences, schema.SEQUENCES_SCHEMA, "sequences")
+    sequences = _merged_sequences(data.sequences, kept, users)
     digest = hashlib.sha256(
         json.dumps([added.rows(), kept], separators=(",", ":"), default=str).encode()
     ).hexdigest()

@@ -190,6 +190,7 @@ class PrepareOptions:
         return describe_options(cls)
 
     def to_dict(self) -> dict[str, object]:
+        """The options as plain values (paths as strings)."""
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 

@@ -165,6 +165,31 @@ def _period_targets(
     return EvalTargets(user_of[kept], position[kept]), counts
 
 
+def _valid_cutoff_seconds(
+    valid_cutoff: str | float | int | None, times: np.ndarray, t_test: int
+) -> int | None:
+    """The start of the validation period (see :func:`make_temporal_split`), ``None`` for ``"none"``.
+
+    Raises:
+        ConfigError: the default period does not fit before the cutoff, or it does not come before it.
+    """
+    if isinstance(valid_cutoff, str) and valid_cutoff.lower() == "none":
+        return None
+    if valid_cutoff is None:
+        q = float((times < t_test).mean()) if times.size else 0.0
+        if 2 * q - 1 <= 0:
+            raise ConfigError(
+                f"data.cutoff leaves {1 - q:.0%} of the interactions after it: too many for a default "
+                "validation period of the same size; set data.valid_cutoff (or 'none')"
+            )
+        t_valid = int(np.quantile(times, 2 * q - 1, method="higher"))
+    else:
+        t_valid = cutoff_seconds(valid_cutoff, times, "data.valid_cutoff")
+    if t_valid >= t_test:
+        raise ConfigError(f"data.valid_cutoff ({t_valid}) must come before data.cutoff ({t_test})")
+    return t_valid
+
+
 def make_temporal_split(
     offsets: np.ndarray,
     times: np.ndarray,
@@ -188,20 +213,7 @@ def make_temporal_split(
     """
     times = np.asarray(times, dtype=np.int64)
     t_test = cutoff_seconds(cutoff, times)
-    if isinstance(valid_cutoff, str) and valid_cutoff.lower() == "none":
-        t_valid = None
-    elif valid_cutoff is None:
-        q = float((times < t_test).mean()) if times.size else 0.0
-        if 2 * q - 1 <= 0:
-            raise ConfigError(
-                f"data.cutoff leaves {1 - q:.0%} of the interactions after it: too many for a default "
-                "validation period of the same size; set data.valid_cutoff (or 'none')"
-            )
-        t_valid = int(np.quantile(times, 2 * q - 1, method="higher"))
-    else:
-        t_valid = cutoff_seconds(valid_cutoff, times, "data.valid_cutoff")
-    if t_valid is not None and t_valid >= t_test:
-        raise ConfigError(f"data.valid_cutoff ({t_valid}) must come before data.cutoff ({t_test})")
+    t_valid = _valid_cutoff_seconds(valid_cutoff, times, t_test)
     train_end = t_test if t_valid is None else t_valid
     # sequences are chronological and never empty: the prefix before train_end is a count per user
     train_len = np.add.reduceat((times < train_end).astype(np.int64), offsets[:-1])  # (U,)

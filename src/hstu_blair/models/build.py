@@ -157,8 +157,13 @@ def build_model(
         item_counts,
         **arch.fusion_options,
     )
+    return SequentialModel(items, _backbone(arch), arch.similarity)
+
+
+def _backbone(arch: Architecture) -> nn.Module:
+    """The sequence model of ``arch`` (HSTU or SASRec), freshly initialised."""
     if arch.name == "hstu":
-        backbone: nn.Module = HSTU(
+        return HSTU(
             arch.attn_len,
             arch.d_model,
             arch.num_blocks,
@@ -170,16 +175,14 @@ def build_model(
             time_scale=arch.time_scale,
             normalize=arch.similarity == "cosine",
         )
-    else:
-        backbone = SASRec(
-            arch.attn_len,
-            arch.d_model,
-            arch.num_blocks,
-            arch.num_heads,
-            arch.ffn_dim,
-            arch.dropout,
-            arch.input_dropout,
-            learned_norms=arch.learned_norms,
-            normalize=arch.similarity == "cosine",
-        )
-    return SequentialModel(items, backbone, arch.similarity)
+    return SASRec(
+        arch.attn_len,
+        arch.d_model,
+        arch.num_blocks,
+        arch.num_heads,
+        arch.ffn_dim,
+        arch.dropout,
+        arch.input_dropout,
+        learned_norms=arch.learned_norms,
+        normalize=arch.similarity == "cosine",
+    )

@@ -104,6 +104,9 @@ def create_app(
     ``ctx.limits.body_bytes`` (a route not listed there gets ``default_body_bytes``),
     ``ctx.metrics.registry`` to count things in ``/metrics``, and ``ctx.health`` /
     ``ctx.private_health`` for fields of ``/healthz`` (the latter only shown with the token).
+
+    Longer than 60 lines with this docstring, which tells how to add a router; the body only wires
+    the service's parts together.
     """
     try:
         auth = WriteAuth(api_key)

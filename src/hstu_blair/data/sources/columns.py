@@ -12,7 +12,8 @@ from typing import Any
 import polars as pl
 
 from hstu_blair.data.ids import normalize_ids
-from hstu_blair.data.sources.readers import LOC, BadLines, Table, count_bad
+from hstu_blair.data.sources.bad_lines import BadLines, count_bad
+from hstu_blair.data.sources.readers import LOC, Table
 from hstu_blair.errors import DataFormatError, HstuBlairError
 
 

@@ -14,7 +14,7 @@ as UTC unless they carry an offset); Parquet date/datetime columns are converted
 Every problem names the file, the 1-based line (row, for Parquet) and the field. With
 ``skip_bad_lines`` bad records are counted under ``bad_lines:<file name>`` instead.
 
-The tables are read by the shared toolkit (:mod:`.readers`, :mod:`.columns`).
+The tables are read by the shared toolkit (:mod:`.tables`, :mod:`.readers`, :mod:`.columns`).
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ import polars as pl
 from hstu_blair.data import schema
 from hstu_blair.data.item_text import field_text, join_fields
 from hstu_blair.data.options import PrepareOptions
+from hstu_blair.data.sources.bad_lines import BadLines
 from hstu_blair.data.sources.base import RawDataset, dedupe_items
 from hstu_blair.data.sources.columns import convert, id_column, rating_column, timestamp_column
-from hstu_blair.data.sources.readers import BadLines, read_table, table_format
+from hstu_blair.data.sources.tables import read_table, table_format
 from hstu_blair.errors import HstuBlairError
 
 

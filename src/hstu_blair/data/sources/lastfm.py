@@ -31,10 +31,11 @@ import polars as pl
 from hstu_blair.data import schema
 from hstu_blair.data.item_text import clean_text, join_fields
 from hstu_blair.data.options import PrepareOptions
+from hstu_blair.data.sources.bad_lines import BadLines, count_bad
 from hstu_blair.data.sources.base import RawDataset, dedupe_items, find_file
 from hstu_blair.data.sources.columns import Column, convert, int_text
 from hstu_blair.data.sources.movielens import top_tags
-from hstu_blair.data.sources.readers import LOC, BadLines, count_bad, read_tsv
+from hstu_blair.data.sources.readers import LOC, read_tsv
 from hstu_blair.errors import DataFormatError
 
 MAX_TAGS = 10

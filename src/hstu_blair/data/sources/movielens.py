@@ -42,9 +42,11 @@ import polars as pl
 from hstu_blair.data import schema
 from hstu_blair.data.item_text import clean_text, join_fields
 from hstu_blair.data.options import PrepareOptions
+from hstu_blair.data.sources.bad_lines import BadLines
 from hstu_blair.data.sources.base import RawDataset, dedupe_items, find_file
 from hstu_blair.data.sources.columns import Column, convert, int_text, number
-from hstu_blair.data.sources.readers import BadLines, open_binary, read_bytes, read_delimited, read_headerless
+from hstu_blair.data.sources.files import open_binary, read_bytes
+from hstu_blair.data.sources.readers import read_delimited, read_headerless
 from hstu_blair.errors import DataFormatError, HstuBlairError
 
 log = logging.getLogger(__name__)

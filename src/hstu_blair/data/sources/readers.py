@@ -1,18 +1,19 @@
-"""The reader toolkit every source uses: files (plain or gzip), lines, delimited tables, JSON lines.
+"""The reader toolkit every source uses: delimited text tables with the line of each record.
 
 Every reader names the file and the 1-based line (Parquet: row), and the field where there is one,
 in the :class:`~hstu_blair.errors.DataFormatError` it raises; with ``skip_bad_lines`` a
-:class:`BadLines` counts the record instead (``bad_lines:<file name>``) and keeps every skipped
-line's file, line, field and reason for the dataset's report.
+:class:`~.bad_lines.BadLines` counts the record instead (``bad_lines:<file name>``) and keeps every
+skipped line's file, line, field and reason for the dataset's report.
 
-- files: :func:`open_binary`, :func:`read_bytes` (a missing, empty or corrupt gzip file names itself).
-- lines: :func:`numbered_lines` (streamed), :func:`line_blocks` + :func:`decoded_lines` (blocks of
-  whole lines, for worker processes), :func:`utf8_bytes` + :func:`split_lines` (a whole file at once,
-  as a :class:`Table` of lines).
-- delimited text: :func:`split_fields` (no quoting), :func:`read_delimited` (a header line; quoted
-  CSV understood), :func:`read_headerless`, :func:`read_tsv`.
-- JSON lines: :func:`parse_json_line` (one object per line, streamed), and :func:`read_table` for
-  whole CSV/TSV/Parquet/JSONL tables chosen by extension.
+- here: :class:`Table` (records with their line), :func:`utf8_bytes` + :func:`split_lines` (a whole
+  file at once, as a table of lines), :func:`split_fields` (no quoting), :func:`read_delimited` (a
+  header line; quoted CSV understood), :func:`read_headerless`, :func:`read_tsv`.
+- :mod:`.files`: :func:`~.files.open_binary`, :func:`~.files.read_bytes` (a missing, empty or corrupt
+  gzip file names itself), :func:`~.files.numbered_lines` (streamed), :func:`~.files.line_blocks` +
+  :func:`~.files.decoded_lines` (blocks of whole lines, for worker processes).
+- :mod:`.bad_lines`: :class:`~.bad_lines.BadLines` and :func:`~.bad_lines.count_bad`.
+- :mod:`.json_lines`: :func:`~.json_lines.parse_json_line` (one object per line, streamed).
+- :mod:`.tables`: :func:`~.tables.read_table` for whole CSV/TSV/Parquet/JSONL tables chosen by extension.
 
 Typed columns over these tables (ids, timestamps, ratings) are in :mod:`.columns`.
 """
@@ -21,85 +22,16 @@ from __future__ import annotations
 
 import codecs
 import csv
-import gzip
 import io
-import json
-import zlib
-from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 import polars as pl
 
+from hstu_blair.data.sources.bad_lines import BadLines, count_bad
+from hstu_blair.data.sources.files import read_bytes
 from hstu_blair.errors import DataFormatError
-
-try:  # orjson is several times faster on the 0.4-2 GB metadata files; json is the fallback
-    import orjson
-
-    _loads_json: Callable[[bytes], Any] = orjson.loads
-except ImportError:  # pragma: no cover - exercised only where orjson is absent
-    _loads_json = json.loads
-
-
-# ---- files -----------------------------------------------------------------------------------
-def is_gzip(path: Path) -> bool:
-    """True when the file starts with the gzip magic bytes (whatever its name says)."""
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
-
-
-def open_binary(path: str | Path) -> IO[bytes]:
-    """Open a plain or gzip-compressed file for reading bytes; a missing file names itself."""
-    path = Path(path)
-    if not path.exists():
-        raise DataFormatError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise DataFormatError(path, "file is empty")
-    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")  # noqa: SIM115
-
-
-def read_bytes(path: str | Path) -> bytes:
-    """Whole file content, decompressed if it is gzip (corrupt or truncated gzip data names the file)."""
-    with open_binary(path) as fh:
-        try:
-            data = fh.read()
-        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise DataFormatError(path, f"corrupt or truncated gzip data ({exc})") from None
-    if not data.strip():
-        raise DataFormatError(path, "file is empty")
-    return data
-
-
-class BadLines:
-    """Raise on a malformed line, or (``skip=True``) count it under a reason, record it and go on.
-
-    Args:
-        skip: count bad lines instead of raising.
-        removed: the counter that receives ``bad_lines:<file name>`` counts.
-
-    Attributes:
-        records: every skipped line, ``{"file", "line", "field", "reason"}`` (the dataset's
-            ``bad_lines.jsonl``).
-        first_error: the first error message per ``bad_lines:<file name>`` key.
-    """
-
-    def __init__(self, skip: bool, removed: Counter[str]) -> None:
-        self.skip = skip
-        self.removed = removed
-        self.first_error: dict[str, str] = {}
-        self.records: list[dict[str, object]] = []
-
-    def __call__(self, error: DataFormatError) -> None:
-        if not self.skip:
-            raise error
-        name = Path(error.path).name
-        key = f"bad_lines:{name}"
-        self.removed[key] += 1
-        self.first_error.setdefault(key, str(error))
-        self.records.append({"file": name, "line": error.line, "field": error.field, "reason": error.reason})
-
 
 LOC = "_loc"
 """Column of every :class:`Table`: the 1-based line (or Parquet row) each record came from."""
@@ -129,15 +61,6 @@ class Table:
         if self.unit == "row" and loc is not None:
             return DataFormatError(self.path, f"row {loc}: {message}", field=field)
         return DataFormatError(self.path, message, line=loc, field=field)
-
-
-def count_bad(
-    bad: BadLines, rows: pl.DataFrame, error_of: Callable[[dict[str, Any]], DataFormatError]
-) -> None:
-    """Raise the error of the first of ``rows`` (bad records of one file), or, when skipping, count
-    and record each one (``error_of`` makes a record's error from its row)."""
-    for row in rows.iter_rows(named=True):
-        bad(error_of(row))
 
 
 def require_columns(table: Table, wanted: list[str], line: int | None = None) -> None:
@@ -376,194 +299,3 @@ def read_tsv(path: Path, header: list[str], bad: BadLines) -> tuple[Table, str]:
     data = utf8_bytes(path, data, bad, encoding, sep="\t", names=header)
     lines, _ = take_header(split_lines(path, data), "\t", header)
     return split_fields(lines, "\t", header, bad, data), encoding
-
-
-# ---- streamed lines ------------------------------------------------------------------------------
-def numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(line_number, raw_line)`` of the non-blank lines of a plain or gzip file (1-based numbers)."""
-    number = 0
-    with open_binary(path) as fh:
-        try:
-            for number, line in enumerate(fh, start=1):
-                if line.strip():
-                    yield number, line
-        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise DataFormatError(path, f"corrupt or truncated gzip data ({exc})", line=number + 1) from None
-
-
-def first_line(path: Path) -> bytes:
-    lines = numbered_lines(path)
-    try:
-        return next(lines, (0, b""))[1]
-    finally:
-        lines.close()
-
-
-def line_blocks(path: Path, block_bytes: int) -> Iterator[tuple[int, bytes]]:
-    """``(number of its first line, bytes)`` of consecutive blocks of whole lines of a file."""
-    number = 1
-    carry = b""
-    with open_binary(path) as fh:
-        while chunk := fh.read(block_bytes):
-            data = carry + chunk
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                carry = data
-                continue
-            block, carry = data[:cut], data[cut:]
-            yield number, block
-            number += block.count(b"\n")
-    if carry:
-        yield number, carry
-
-
-def decoded_lines(block: bytes, first_line: int) -> Iterator[tuple[int, str | None, str]]:
-    """``(line number, text, "")`` for the non-blank lines of ``block``, in order.
-
-    A line that is not valid UTF-8 comes as ``(line number, None, what is wrong)``.
-    """
-    try:
-        lines: list[str] | list[bytes] = block.decode("utf-8").split("\n")
-    except UnicodeDecodeError:
-        lines = block.split(b"\n")
-    for offset, line in enumerate(lines):
-        if isinstance(line, bytes):
-            try:
-                line = line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield first_line + offset, None, f"not valid utf-8 text ({exc.reason} at byte {exc.start})"
-                continue
-        line = line.rstrip("\r\n")
-        if line.strip():
-            yield first_line + offset, line, ""
-
-
-# ---- JSON lines ----------------------------------------------------------------------------------
-def _bad_utf8_field(line: bytes) -> str | None:
-    """Top-level JSON key whose value holds the undecodable bytes, when the line still parses."""
-    try:
-        obj = json.loads(line.decode("utf-8", errors="replace"))
-    except ValueError:
-        return None
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if "\ufffd" in json.dumps(value, ensure_ascii=False) or "\ufffd" in key:
-                return key
-    return None
-
-
-def parse_json_line(path: Path, number: int, line: bytes) -> dict[str, Any]:
-    """One JSON object from one line; encoding and syntax errors name the file, line (and field)."""
-    try:
-        obj = _loads_json(line)
-    except ValueError:
-        try:
-            text = line.decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError as exc:
-            raise DataFormatError(
-                path,
-                f"not valid UTF-8 text ({exc.reason} at byte {exc.start})",
-                line=number,
-                field=_bad_utf8_field(line),
-            ) from None
-        try:  # json also accepts NaN / Infinity, which Python-written files may hold
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            msg = f"malformed JSON at column {exc.colno} ({exc.msg}); expected one JSON object per line"
-            raise DataFormatError(path, msg, line=number) from None
-    if not isinstance(obj, dict):
-        raise DataFormatError(path, f"expected a JSON object, found {type(obj).__name__}", line=number)
-    return obj
-
-
-# ---- whole tables by extension -------------------------------------------------------------------
-_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-
-
-def table_format(path: Path) -> str:
-    """``csv``, ``tsv``, ``parquet`` or ``jsonl`` from the file name (``.gz`` allowed for text formats)."""
-    suffixes = [s.lower() for s in path.suffixes]
-    compressed = suffixes[-1:] == [".gz"]
-    ext = suffixes[-2] if compressed and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
-    fmt = _FORMATS.get(ext)
-    if fmt is None or (compressed and fmt == "parquet"):
-        raise DataFormatError(
-            path, "unknown table format: expected .csv, .tsv, .jsonl or .ndjson (optionally .gz), or .parquet"
-        )
-    return fmt
-
-
-def _read_parquet(path: Path, columns: list[str]) -> Table:
-    if not path.exists():
-        raise DataFormatError(path, "file not found")
-    try:
-        available = list(pl.read_parquet_schema(path))
-    except Exception as exc:  # polars raises several types for a file that is not Parquet
-        raise DataFormatError(path, f"not a readable Parquet file ({exc})") from None
-    table = Table(path, pl.DataFrame(), unit="row", columns=available)
-    require_columns(table, columns)
-    frame = pl.read_parquet(path, columns=columns).with_row_index(LOC, offset=1)
-    table.frame = frame.with_columns(pl.col(LOC).cast(pl.Int64))
-    return table
-
-
-def _json_records(lines: Table, columns: list[str], bad: BadLines) -> tuple[pl.DataFrame, list[str]]:
-    """Slow path: check each line is a JSON object; keep only ``columns`` of the good ones."""
-    kept: list[str] = []
-    locs: list[int] = []
-    seen: dict[str, None] = {}
-    for loc, text in lines.frame.iter_rows():
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            bad(lines.error(loc, f"invalid JSON ({exc.msg} at column {exc.colno})"))
-            continue
-        if not isinstance(record, dict):
-            bad(lines.error(loc, f"expected a JSON object, found {type(record).__name__}"))
-            continue
-        seen.update(dict.fromkeys(record))
-        kept.append(json.dumps({c: record[c] for c in columns if c in record}))
-        locs.append(loc)
-    if not kept:
-        return pl.DataFrame({LOC: pl.Series([], dtype=pl.Int64)}), list(seen)
-    try:
-        frame = pl.read_ndjson(io.BytesIO("\n".join(kept).encode()), infer_schema_length=None)
-    except pl.exceptions.PolarsError as exc:
-        raise DataFormatError(
-            lines.path, f"columns {columns} hold values of incompatible types ({exc})"
-        ) from None
-    return frame.with_columns(pl.Series(LOC, locs, dtype=pl.Int64)), list(seen)
-
-
-def _read_jsonl(path: Path, columns: list[str], bad: BadLines) -> Table:
-    data = utf8_bytes(path, read_bytes(path), bad)
-    lines = split_lines(path, data)
-    try:
-        frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
-        ok = frame.height == lines.frame.height
-    except pl.exceptions.PolarsError:
-        ok = False
-    if ok:
-        table = Table(path, frame.with_columns(lines.frame[LOC]), columns=frame.columns)
-    else:
-        frame, seen = _json_records(lines, columns, bad)
-        table = Table(path, frame, columns=seen)
-    require_columns(table, columns)
-    table.frame = table.frame.select(LOC, *columns)
-    return table
-
-
-def read_table(path: Path, columns: list[str], bad: BadLines) -> Table:
-    """Read ``columns`` of a CSV/TSV/Parquet/JSONL table (format by extension).
-
-    Raises:
-        DataFormatError: unknown extension, unreadable content, or a missing column (listing the
-            available ones).
-    """
-    fmt = table_format(path)
-    columns = list(dict.fromkeys(columns))
-    if fmt == "parquet":
-        return _read_parquet(path, columns)
-    if fmt == "jsonl":
-        return _read_jsonl(path, columns, bad)
-    return read_delimited(path, "\t" if fmt == "tsv" else ",", bad, columns=columns)

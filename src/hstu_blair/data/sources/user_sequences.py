@@ -30,6 +30,7 @@ from hstu_blair.data import schema
 from hstu_blair.data.ids import normalize_id
 from hstu_blair.data.item_text import clean_text
 from hstu_blair.data.options import PrepareOptions
+from hstu_blair.data.sources.bad_lines import BadLines
 from hstu_blair.data.sources.base import (
     ORDER_ONLY_TIME,
     RawDataset,
@@ -38,7 +39,8 @@ from hstu_blair.data.sources.base import (
     find_file,
     order_only_interactions,
 )
-from hstu_blair.data.sources.readers import BadLines, read_bytes, split_lines, utf8_bytes
+from hstu_blair.data.sources.files import read_bytes
+from hstu_blair.data.sources.readers import split_lines, utf8_bytes
 from hstu_blair.errors import DataFormatError, HstuBlairError
 
 SEQUENCES_FILE = "user_sequence.txt"

@@ -29,9 +29,10 @@ import polars as pl
 from hstu_blair.data import schema
 from hstu_blair.data.item_text import clean_text, field_text, join_fields
 from hstu_blair.data.options import PrepareOptions
+from hstu_blair.data.sources.bad_lines import BadLines
 from hstu_blair.data.sources.base import RawDataset, dedupe_items, expand_inputs
 from hstu_blair.data.sources.columns import Column, convert, int_text, number
-from hstu_blair.data.sources.readers import LOC, BadLines, Table, read_delimited
+from hstu_blair.data.sources.readers import LOC, Table, read_delimited
 from hstu_blair.errors import DataFormatError, HstuBlairError
 
 RATINGS_HEADER = ["RatingID", "UserID", "WineID", "Vintage", "Rating", "Date"]

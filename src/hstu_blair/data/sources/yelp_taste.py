@@ -32,6 +32,7 @@ from hstu_blair.data import schema
 from hstu_blair.data.ids import normalize_id
 from hstu_blair.data.item_text import clean_text, join_fields
 from hstu_blair.data.options import PrepareOptions
+from hstu_blair.data.sources.bad_lines import BadLines
 from hstu_blair.data.sources.base import (
     ORDER_ONLY_TIME,
     RawDataset,
@@ -40,14 +41,8 @@ from hstu_blair.data.sources.base import (
     order_only_interactions,
 )
 from hstu_blair.data.sources.columns import Column, convert, int_text
-from hstu_blair.data.sources.readers import (
-    BadLines,
-    read_bytes,
-    read_tsv,
-    split_lines,
-    take_header,
-    utf8_bytes,
-)
+from hstu_blair.data.sources.files import read_bytes
+from hstu_blair.data.sources.readers import read_tsv, split_lines, take_header, utf8_bytes
 from hstu_blair.errors import DataFormatError
 
 ITEMS_FILE = "item.txt"
