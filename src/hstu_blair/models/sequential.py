@@ -109,7 +109,7 @@ class SequentialModel(nn.Module):
         lengths: torch.Tensor,
         item_table: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """L2-normalised states at every position, (B, T, D); padded rows are 0.
+        """States at every position, (B, T, D), L2-normalised for ``cosine``; padded rows are 0.
 
         ``item_table``: the raw vectors of every item (:meth:`item_table`), computed once by a
         caller that encodes many batches with fixed weights (evaluation, serving); the inputs are
