@@ -9,7 +9,7 @@ from pathlib import Path
 
 import hstu_blair as hb
 from hstu_blair.cli.common import add_set_option, print_metrics
-from hstu_blair.run.versions import DEFAULT_TOLERANCE
+from hstu_blair.run.versions import DEFAULT_TOLERANCE, UpdateRefused
 
 
 def add_update(sub: argparse._SubParsersAction) -> None:
@@ -59,8 +59,6 @@ def add_update(sub: argparse._SubParsersAction) -> None:
 
 
 def _update(args: argparse.Namespace) -> int:
-    from hstu_blair.recipes.update import UpdateRefused
-
     try:
         result = hb.update(
             args.run_dir,

@@ -45,7 +45,7 @@ from hstu_blair.data.dataset import SequenceData
 from hstu_blair.data.derive import AppendReport, append_events
 from hstu_blair.data.manifest import write_json_atomic
 from hstu_blair.data.splits import Split
-from hstu_blair.errors import ConfigError, HstuBlairError
+from hstu_blair.errors import ConfigError
 from hstu_blair.evaluation.evaluate import evaluate_model
 from hstu_blair.models.build import Architecture, build_model
 from hstu_blair.models.sequential import SequentialModel
@@ -64,6 +64,7 @@ from hstu_blair.run.model_files import (
 from hstu_blair.run.store import ItemRecord, Store
 from hstu_blair.run.versions import (
     DEFAULT_TOLERANCE,
+    UpdateRefused,
     commit_version,
     current_version,
     next_version,
@@ -76,11 +77,6 @@ from hstu_blair.run.versions import (
 from hstu_blair.training.distributed import DistInfo
 
 log = logging.getLogger(__name__)
-
-
-class UpdateRefused(HstuBlairError):
-    """The refreshed model scored worse on validation than the served one by more than the
-    tolerance: nothing was published (the served version is unchanged)."""
 
 
 @dataclass

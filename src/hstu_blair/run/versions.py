@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hstu_blair.data.manifest import write_json_atomic
-from hstu_blair.errors import ConfigError
+from hstu_blair.errors import ConfigError, HstuBlairError
 from hstu_blair.run.layout import (
     STAGING_GLOB,
     model_info_path,
@@ -38,6 +38,11 @@ from hstu_blair.run.layout import (
 DEFAULT_TOLERANCE = 0.02
 """The largest drop of the validation metric ``update`` publishes, as a fraction of the served
 model's value (0.02: the refreshed model may score up to 2% below the served one)."""
+
+
+class UpdateRefused(HstuBlairError):
+    """The refreshed model scored worse on validation than the served one by more than the
+    tolerance: nothing was published (the served version is unchanged)."""
 
 
 def current_version(run_dir: Path) -> int:
