@@ -36,7 +36,7 @@ def test_update_trains_on_events_and_added_items(run):
     user = rec.run.data.sequences["user_id"][0]
     rec.add_item("new-1", "item number 3 in group 3 and something new")
     rec.add_events([(user, "new-1", LATER), ("newcomer", "i1", LATER), ("newcomer", "new-1", LATER + 1)])
-    result = update(run, epochs=2, overrides=FAST, progress=False)
+    result = update(run, epochs=2, overrides=FAST, progress=False, force=True)
     assert (result.version, result.base_version) == (1, 0)
     assert (result.added.items, result.added.events, result.added.new_users) == (1, 3, 1)
     info = json.loads((run / "versions" / "1" / "model.json").read_text())
@@ -66,7 +66,7 @@ def test_added_items_start_from_their_served_vectors(run):
 
 def test_keep_prunes_and_rollback_goes_back_one(run):
     for _ in range(3):
-        update(run, epochs=1, keep=2, overrides=FAST, progress=False)
+        update(run, epochs=1, keep=2, overrides=FAST, progress=False, force=True)
     assert list_versions(run) == [0, 2, 3]  # version 0 (the trained run) is never pruned
     assert rollback(run) == (3, 2) and current_version(run) == 2
     assert _served(run).version == 2
@@ -79,7 +79,18 @@ def test_keep_prunes_and_rollback_goes_back_one(run):
 def test_cli_update(run, capsys):
     assert (
         main(
-            ["update", str(run), "--epochs", "1", "--keep", "1", "--set", "train.threads=1", "--no-progress"]
+            [
+                "update",
+                str(run),
+                "--epochs",
+                "1",
+                "--keep",
+                "1",
+                "--set",
+                "train.threads=1",
+                "--no-progress",
+                "--force",
+            ]
         )
         == 0
     )
@@ -92,7 +103,7 @@ def test_old_layout_is_version_0(id_run, copy_run):
     run = copy_run(id_run)
     assert not pointer_path(run).exists() and list_versions(run) == [0]
     assert Recommender.load(run).version == 0
-    result = update(run, epochs=1, overrides=FAST, progress=False)  # ID-only: events only
+    result = update(run, epochs=1, overrides=FAST, progress=False, force=True)  # ID-only: events only
     assert result.version == 1 and Recommender.load(run).version == 1
 
 
@@ -106,7 +117,7 @@ def test_bad_pointer_is_named(run):
 def test_check_reports_the_served_version(run, capsys):
     rec = _served(run)
     rec.add_item("new-1", "item number 3 in group 3 and something new")
-    update(run, epochs=1, overrides=FAST, progress=False)
+    update(run, epochs=1, overrides=FAST, progress=False, force=True)
     assert main(["check", str(run)]) == 0  # the folded item is not a duplicate of the catalogue
     out = capsys.readouterr().out
     assert "version" in out and "1 (kept: 0, 1)" in out
@@ -120,7 +131,9 @@ def test_a_second_update_of_a_run_is_refused_while_one_writes(run):
         pytest.raises(ConfigError, match=r"another update is writing a new version \(pid \d+"),
     ):
         update(run, epochs=1, overrides=FAST, progress=False)
-    assert update(run, epochs=1, overrides=FAST, progress=False).version == 1  # released afterwards
+    assert (
+        update(run, epochs=1, overrides=FAST, progress=False, force=True).version == 1
+    )  # released afterwards
     with writer_lock(run), pytest.raises(ConfigError, match="another update"):
         rollback(run)
     assert rollback(run) == (1, 0)
@@ -136,5 +149,5 @@ def test_a_failed_update_leaves_the_run_as_it_was(run, monkeypatch):
 
     monkeypatch.setattr(update_module, "run_epochs", fail)
     with pytest.raises(RuntimeError, match="out of memory"):
-        update(run, epochs=1, overrides=FAST, progress=False)
+        update(run, epochs=1, overrides=FAST, progress=False, force=True)
     assert not (run / "versions").exists()

@@ -81,7 +81,9 @@ def test_hot_swap_under_load_fails_nothing_and_mixes_nothing(run):
         for c in clients:
             c.start()
         time.sleep(0.3)
-        update(run, epochs=1, overrides=["train.threads=1", "train.lr=0.05"], progress=False)  # while serving
+        update(
+            run, epochs=1, overrides=["train.threads=1", "train.lr=0.05"], progress=False, force=True
+        )  # while serving
         _wait_for_version(base, 1)
         time.sleep(0.3)
         rollback(run)
@@ -108,7 +110,7 @@ def test_hot_swap_under_load_fails_nothing_and_mixes_nothing(run):
 
 def test_a_version_that_cannot_load_keeps_the_old_one(run):
     live = LiveRecommender.load(run, encoder=HashEncoder())
-    update(run, epochs=1, overrides=["train.threads=1"], progress=False)
+    update(run, epochs=1, overrides=["train.threads=1"], progress=False, force=True)
     (run / "versions" / "1" / "checkpoints" / "best.safetensors").write_bytes(b"damaged")
     assert live.check()
     live.wait(60)
@@ -120,7 +122,7 @@ def test_versions_share_the_store(run):
     """The new version uses the same open store: events kept in memory (persist=False) carry over."""
     live = LiveRecommender.load(run, encoder=HashEncoder(), persist=False)
     live.current.add_events([("u-mem", "i4", LATER)])
-    update(run, epochs=1, overrides=["train.threads=1"], progress=False)
+    update(run, epochs=1, overrides=["train.threads=1"], progress=False, force=True)
     assert live.check()
     live.wait(60)
     assert live.version == 1 and live.swaps == 1

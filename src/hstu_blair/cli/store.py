@@ -59,9 +59,13 @@ def add_events_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
         "import",
         help="bulk-load events from a CSV or Parquet file",
         description=(
-            "Load events from FILE (.csv, .tsv or .parquet with columns user_id, item_id, timestamp in "
-            "integer seconds; other columns are ignored) into RUN_DIR's store, in one transaction. "
-            "Every row is checked first: an empty id, a bad timestamp or an item not in the catalogue "
+            "Load events from FILE (.csv, .tsv or .parquet with columns user_id, item_id, timestamp, "
+            "or the names --user-column, --item-column, --time-column give; other columns are ignored) "
+            "into RUN_DIR's store, in one transaction. Timestamps are integer seconds or ISO 8601 dates "
+            "or datetimes (UTC unless they carry an offset), as POST /events takes them; negative ones "
+            "are refused. Ids follow the rule prepare applies (Unicode NFC; no invisible, bidirectional "
+            "or control characters). "
+            "Every row is checked first: a bad id, a bad timestamp or an item not in the catalogue "
             "(trained plus added items) stops the import naming file, line and field, and nothing is "
             "stored. Running servers use the events from their next query on."
         ),
@@ -69,12 +73,20 @@ def add_events_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     imp.add_argument("file", type=Path, help="CSV or Parquet file of events")
     imp.add_argument("run_dir", type=Path, help="run directory written by `hstu-blair train`")
     imp.add_argument("--store", help=STORE_HELP)
+    imp.add_argument("--user-column", default="user_id", help="the user id column (default %(default)s)")
+    imp.add_argument("--item-column", default="item_id", help="the item id column (default %(default)s)")
+    imp.add_argument(
+        "--time-column",
+        default="timestamp",
+        help="the timestamp column: integer seconds or ISO 8601 (default %(default)s)",
+    )
     imp.set_defaults(handler=run_events_import)
     return p
 
 
 def run_events_import(args: argparse.Namespace) -> int:
     """Handler of ``events import``: prints how many events were stored; returns 0."""
-    stored = hb.import_events(args.file, args.run_dir, args.store)
+    columns = (args.user_column, args.item_column, args.time_column)
+    stored = hb.import_events(args.file, args.run_dir, args.store, columns)
     print(f"stored {stored} events from {args.file} in the store of {args.run_dir}")
     return 0

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import hstu_blair as hb
 from hstu_blair.cli.common import add_set_option, print_metrics
+from hstu_blair.run.versions import DEFAULT_TOLERANCE, UpdateRefused
 
 
 def add_update(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +24,12 @@ def add_update(sub: argparse._SubParsersAction) -> None:
             "the vectors serving gave them (their text, no ID part) as their starting point. Trains with the "
             "run's settings and the shared training loop (validation, early stopping), then writes "
             "RUN_DIR/versions/<n>/ and points the run at it atomically: servers switch between requests, "
-            "without a restart. Versions beyond --keep are deleted (version 0, the trained run, stays)."
+            "without a restart. Versions beyond --keep are deleted (version 0, the trained run, stays). "
+            "Safe to run from cron or a systemd timer: with no events or items stored since the served "
+            "version it does nothing; staging directories left by a killed update are deleted; and the new "
+            "model is published only if its validation metric (train.monitor), measured on the same "
+            "targets as the served model's, is not below the served one by more than --tolerance. "
+            "Exit status: 0 published or nothing to do, 1 refused (the served version unchanged), 2 error."
         ),
     )
     p.add_argument("run_dir", type=Path, help="run directory written by `hstu-blair train`")
@@ -33,6 +40,18 @@ def add_update(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--keep", type=int, default=3, help="model versions to keep (default 3)")
     p.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help="largest validation drop published, as a fraction of the served model's value "
+        "(default %(default)s: up to 2%% below it)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="publish whatever validation says, and train even with no new events",
+    )
+    p.add_argument(
         "--store", help="the run's store, if not RUN_DIR/store.sqlite (SQLite path or PostgreSQL URL)"
     )
     add_set_option(p, "override a value of the run's config, e.g. --set train.threads=1 (repeatable)")
@@ -41,9 +60,25 @@ def add_update(sub: argparse._SubParsersAction) -> None:
 
 
 def _update(args: argparse.Namespace) -> int:
-    result = hb.update(
-        args.run_dir, args.epochs, args.keep, args.overrides, args.store, progress=not args.no_progress
-    )
+    try:
+        result = hb.update(
+            args.run_dir,
+            args.epochs,
+            args.keep,
+            args.overrides,
+            args.store,
+            progress=not args.no_progress,
+            tolerance=args.tolerance,
+            force=args.force,
+        )
+    except UpdateRefused as exc:
+        print(f"hstu-blair update: refused: {exc}", file=sys.stderr)
+        return 1
+    for path in result.cleaned:
+        print(f"deleted {path} (left by an update that was killed)")
+    if not result.published:
+        print(f"{result.run_dir}: {result.note}")
+        return 0
     a = result.added
     print(
         f"version {result.version} of {result.run_dir} (from version {result.base_version}) in "

@@ -3,7 +3,7 @@
 What is looked at: the served model version (``versions/current.json``; 0 without one), its
 ``model.json`` and the weights with the checks loading does before allocating anything
 (:mod:`hstu_blair.run.model_check`: keys, types and sizes; each safetensors header against
-the file's size and the architecture's tensors and shapes), the dataset and text store the model names, and the store (schema
+the file's size and the architecture's tensors and shapes), the dataset and text store the model names, staging directories left by a killed ``update``, and the store (schema
 version, counts of items, events and users, damaged rows, what was set aside). A run directory of an
 earlier layout is named as such, with how to convert it (:mod:`hstu_blair.run.convert`). Nothing is
 written.
@@ -34,7 +34,7 @@ from hstu_blair.run.layout import (
 )
 from hstu_blair.run.model_check import check_model_info, check_weights
 from hstu_blair.run.store import SCHEMA_VERSION, Store
-from hstu_blair.run.versions import current_version, list_versions
+from hstu_blair.run.versions import current_version, list_versions, stale_staging
 
 EXIT_CODES = {"ok": 0, "set_aside": 1, "unusable": 2}
 
@@ -72,6 +72,11 @@ def check_run(run_dir: str | Path, store: str | Path | None = None) -> RunHealth
         health.facts["version"] = f"{version} (kept: {', '.join(map(str, list_versions(run_dir)))})"
     except ConfigError as exc:
         health.problems.append(str(exc))
+    stale = stale_staging(run_dir)
+    if stale:
+        health.facts["stale staging"] = (
+            f"{', '.join(str(p) for p in stale)} (left by a killed update; the next update deletes it)"
+        )
     info = _check_model(model_dir, health)
     d_text = int(info["architecture"].get("d_text") or 0) if info else 0
     _check_store(run_dir, store, d_text, health)

@@ -146,6 +146,18 @@ def staging_name(version: str) -> str:
     return f".{version}.{os.getpid()}.tmp"
 
 
+STAGING_GLOB = ".*.*.tmp"
+"""Every staging directory's name, whichever process wrote it."""
+
+
+def staging_pid(name: str) -> int | None:
+    """The pid in a staging directory's name (``.<n>.<pid>.tmp``), None for any other name."""
+    parts = name.split(".")
+    if len(parts) == 4 and parts[0] == "" and parts[3] == "tmp" and parts[1].isdigit() and parts[2].isdigit():
+        return int(parts[2])
+    return None
+
+
 def is_run_dir(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` holds a run config (what ``train`` writes first)."""
     return config_path(run_dir).is_file()

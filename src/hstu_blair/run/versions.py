@@ -23,15 +23,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hstu_blair.data.manifest import write_json_atomic
-from hstu_blair.errors import ConfigError
+from hstu_blair.errors import ConfigError, HstuBlairError
 from hstu_blair.run.layout import (
+    STAGING_GLOB,
     model_info_path,
     pointer_path,
     staging_name,
+    staging_pid,
     version_dir,
     versions_dir,
     writer_lock_path,
 )
+
+DEFAULT_TOLERANCE = 0.02
+"""The largest drop of the validation metric ``update`` publishes, as a fraction of the served
+model's value (0.02: the refreshed model may score up to 2% below the served one)."""
+
+
+class UpdateRefused(HstuBlairError):
+    """The refreshed model scored worse on validation than the served one by more than the
+    tolerance: nothing was published (the served version is unchanged)."""
 
 
 def current_version(run_dir: Path) -> int:
@@ -121,6 +132,35 @@ def writer_lock(run_dir: Path) -> Iterator[None]:
             if created and [p for p in path.parent.iterdir()] == [path]:
                 shutil.rmtree(path.parent)  # nothing was written: leave the run as it was (train accepts it)
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (one we may not signal counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_staging(run_dir: Path) -> list[Path]:
+    """Staging directories (``versions/.<n>.<pid>.tmp``) whose writer is no longer running: left
+    by an ``update`` that was killed (the writer lock, released by the kernel, is no sign of them)."""
+    root = versions_dir(run_dir)
+    if not root.is_dir():
+        return []
+    found = [(p, staging_pid(p.name)) for p in root.glob(STAGING_GLOB)]
+    return sorted(p for p, pid in found if pid is not None and pid != os.getpid() and not _alive(pid))
+
+
+def remove_stale_staging(run_dir: Path) -> list[Path]:
+    """Delete :func:`stale_staging`'s directories; returns them. Call it under :func:`writer_lock`."""
+    stale = stale_staging(run_dir)
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 def staging_dir(run_dir: Path, version: int) -> Path:

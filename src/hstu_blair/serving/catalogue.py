@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from hstu_blair.errors import UnknownIdError
 from hstu_blair.run.store import ItemRecord
 from hstu_blair.serving.errors import DuplicateItemError, ServingError
-from hstu_blair.serving.ids import check_new_id
+from hstu_blair.serving.ids import check_new_id, same_id
 from hstu_blair.serving.queries import Recommendation, Recommendations
 
 
@@ -32,11 +32,11 @@ class Catalogue:
         return len(self.item_ids) - 1
 
     def __contains__(self, item_id: object) -> bool:
-        return str(item_id) in self._index
+        return same_id(str(item_id)) in self._index
 
     def index_of(self, item_id: str) -> int | None:
         """The item index of ``item_id`` (None: not in the catalogue)."""
-        return self._index.get(item_id)
+        return self._index.get(same_id(item_id))
 
     def indices(self, item_ids: Sequence[str], skip_unknown: bool) -> tuple[list[int], list[int], list[str]]:
         """Indices of the known item ids, their positions in ``item_ids``, and the unknown item ids.
@@ -46,7 +46,7 @@ class Catalogue:
         """
         known, positions, unknown = [], [], []
         for pos, item_id in enumerate(item_ids):
-            idx = self._index.get(str(item_id))
+            idx = self._index.get(same_id(str(item_id)))
             if idx is None:
                 unknown.append(str(item_id))
             else:
@@ -77,7 +77,7 @@ class Catalogue:
 
     def is_same_item(self, item_id: str, text: str, title: str = "") -> bool:
         """Whether ``item_id`` is in the catalogue with this text and title."""
-        idx = self._index.get(item_id)
+        idx = self._index.get(same_id(item_id))
         return idx is not None and self.texts[idx] == text and self.titles[idx] == (title or item_id)
 
     def check_new(self, item_ids: list[str]) -> None:

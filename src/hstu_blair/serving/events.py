@@ -12,7 +12,7 @@ from hstu_blair.errors import UnknownIdError
 from hstu_blair.run.store import StoreError
 from hstu_blair.serving.catalogue import Catalogue
 from hstu_blair.serving.errors import ServingError
-from hstu_blair.serving.ids import check_new_id, check_time, check_unicode
+from hstu_blair.serving.ids import check_new_id, check_time, check_unicode, same_id
 from hstu_blair.serving.store_link import StoreLink
 
 
@@ -38,7 +38,7 @@ class UserEvents:
         for n, event in enumerate(events):
             if len(event) != 3:
                 raise ServingError(f"events[{n}]: expected (user_id, item_id, timestamp), got {event!r}")
-            user_id, item_id, timestamp = str(event[0]), str(event[1]), event[2]
+            user_id, item_id, timestamp = same_id(str(event[0])), same_id(str(event[1])), event[2]
             if not self.is_training_user(user_id):  # new users: ids in canonical form
                 check_new_id(user_id, f"events[{n}].user_id")
             check_unicode(f"events[{n}].user_id", [user_id])
@@ -59,11 +59,12 @@ class UserEvents:
         """Delete a user's stored events; returns how many."""
         self.link.check_writable()
         try:
-            return self.link.store.forget_user(str(user_id))
+            return self.link.store.forget_user(same_id(str(user_id)))
         except StoreError as exc:
             raise self.link.write_failure(exc) from exc
 
     def is_training_user(self, user_id: str) -> bool:
+        user_id = same_id(user_id)
         try:
             self.data.user_index(user_id)
         except UnknownIdError:
@@ -79,6 +80,7 @@ class UserEvents:
             (L,) int64 item indices, (L,) int64 timestamps, and whether the training data knows
             the user.
         """
+        user_id = same_id(user_id)
         try:
             user: int | None = self.data.user_index(user_id)
         except UnknownIdError:

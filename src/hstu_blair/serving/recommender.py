@@ -50,7 +50,7 @@ from hstu_blair.serving.catalogue import Catalogue
 from hstu_blair.serving.errors import DuplicateItemError, ServingError, StoreWriteError
 from hstu_blair.serving.events import UserEvents
 from hstu_blair.serving.growth import CatalogueGrowth, fusions_for_new_items
-from hstu_blair.serving.ids import check_k, check_new_id, check_time
+from hstu_blair.serving.ids import check_k, check_new_id, check_time, same_id
 from hstu_blair.serving.queries import PreparedQuery, Query, Recommendation, Recommendations, history_times
 from hstu_blair.serving.scorer import Scorer
 from hstu_blair.serving.store_link import StoreLink
@@ -446,7 +446,7 @@ class Recommender:
         titles = [t or "" for t in titles] if titles is not None else [""] * len(item_ids)
         if not len(item_ids) == len(texts) == len(titles):
             raise ServingError(f"got {len(item_ids)} ids, {len(texts)} texts and {len(titles)} titles")
-        self.growth.add([str(r) for r in item_ids], texts, titles)
+        self.growth.add([same_id(str(r)) for r in item_ids], texts, titles)
 
     # ---- users' events -------------------------------------------------------------------------
     def add_events(self, events: Sequence[tuple[str, str, int]]) -> int:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from hstu_blair.serving.http.limits import printable
 
@@ -22,6 +22,9 @@ def _valid_unicode(text: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_valid_unicode)]
+Time = StrictInt | StrictStr
+"""A timestamp as sent: integer seconds or an ISO 8601 string (checked by
+:func:`hstu_blair.serving.ids.check_time`); booleans, floats and numbers in strings are refused."""
 
 
 class RecommendRequest(BaseModel):
@@ -32,8 +35,12 @@ class RecommendRequest(BaseModel):
     user_id: Text | None = Field(None, description="a user of the training data (their full history)")
     k: int = Field(10, ge=1, description="number of items (at most max_k)")
     exclude_seen: bool = Field(True, description="never recommend an item of the history")
-    timestamps: list[int] | None = Field(None, description="seconds, one per history item")
-    query_time: int | None = Field(None, description="seconds (default: the last history timestamp)")
+    timestamps: list[Time] | None = Field(
+        None, description="integer seconds or ISO 8601 strings, one per history item"
+    )
+    query_time: Time | None = Field(
+        None, description="integer seconds or an ISO 8601 string (default: the last history timestamp)"
+    )
     skip_unknown: bool = Field(False, description="leave unknown ids out instead of answering 422")
 
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hstu_blair.serving.http.context import ServingContext
 from hstu_blair.serving.http.limits import check_k, printable, unprocessable
-from hstu_blair.serving.http.schemas import Item, Text
+from hstu_blair.serving.http.schemas import Item, Text, Time
 from hstu_blair.serving.recommender import ServingError, StoreWriteError, UnknownIdError
 
 
@@ -34,7 +34,10 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
     user_id: Text = Field(min_length=1, max_length=256)
     item_id: Text = Field(min_length=1, max_length=256)
-    timestamp: int = Field(description="seconds since the epoch")
+    timestamp: Time = Field(
+        description="seconds since the epoch (an integer, not negative) or an ISO 8601 string such as "
+        "2024-05-01T12:00:00Z (UTC unless it has an offset)"
+    )
 
 
 class EventBatch(BaseModel):
