@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from hstu_blair.serving import growth
 from hstu_blair.serving.app import MicroBatcher, create_app
 from hstu_blair.serving.recommender import Recommender
 from tests.conftest import running_server
@@ -305,3 +306,22 @@ def test_server_is_thread_safe_with_concurrent_adds(text_run, hash_encoder):
         for t in threads:
             t.join()
         assert errors == [] and rec.num_items == 50
+
+
+def test_the_text_encoder_is_built_at_start_not_on_the_first_added_item(text_run, id_run, monkeypatch):
+    built = []
+    monkeypatch.setattr(growth, "build_run_encoder", lambda store, device: built.append(store) or object())
+    rec = Recommender.load(text_run)
+    assert rec.growth.encoder is None
+    with TestClient(create_app(rec)):
+        assert rec.growth.encoder is not None and len(built) == 1
+    id_only = Recommender.load(id_run)
+    with TestClient(create_app(id_only)):
+        assert id_only.growth.encoder is None and len(built) == 1  # nothing to add items with
+
+
+def test_an_encoder_that_cannot_be_built_does_not_stop_the_server(text_run):
+    rec = Recommender.load(text_run)  # its test store names an encoder no registry knows
+    with TestClient(create_app(rec)) as client:
+        assert client.get("/healthz").status_code == 200
+    assert rec.growth.encoder is None

@@ -52,6 +52,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 
+from hstu_blair.errors import ConfigError
 from hstu_blair.serving.http.auth import WriteAuth
 from hstu_blair.serving.http.batcher import MicroBatcher
 from hstu_blair.serving.http.catch_up import CatchUpMiddleware
@@ -63,6 +64,7 @@ from hstu_blair.serving.http.schemas import validation_error_response
 from hstu_blair.serving.limits import BATCH_WINDOW_MS, HOST, MAX_BATCH, PORT, Limits
 from hstu_blair.serving.live import LiveRecommender
 from hstu_blair.serving.recommender import Recommender, ServingError
+from hstu_blair.text.encoders import EncoderError
 
 __all__ = ["API_KEY_ENV", "Limits", "MicroBatcher", "create_app", "exposure_warning", "is_loopback", "serve"]
 
@@ -70,6 +72,15 @@ log = logging.getLogger(__name__)
 STATIC = service.STATIC
 API_KEY_ENV = "HSTU_BLAIR_API_KEY"
 """Environment variable :func:`serve` reads the write token from when none is given."""
+
+
+def _load_encoder(recommender: Recommender) -> None:
+    """Build the run's text encoder at start; one that cannot be built is reported and left for
+    the first added item, whose request then gets the encoder's error."""
+    try:
+        recommender.growth.load_encoder()
+    except (ConfigError, EncoderError) as exc:
+        log.warning("text encoder not loaded at start (adding items will fail): %s", exc)
 
 
 def create_app(
@@ -122,6 +133,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await ctx.offload(_load_encoder, live.current)  # not on the first POST /items
         ctx.batcher.start()
         yield
         await ctx.batcher.stop()

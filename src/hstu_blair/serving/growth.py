@@ -157,10 +157,16 @@ class CatalogueGrowth:
             fusions_for_new_items(),
         )
 
+    def load_encoder(self) -> None:
+        """Build the run's text encoder now (the server does it at start, so that the first added
+        item does not wait for it); nothing for a run that cannot add items or has one already."""
+        if self.encoder is None and self.can_add_items:
+            self.encoder = build_run_encoder(self.info["text_store"], str(self.scorer.device))
+
     def _embed(self, texts: list[str]) -> np.ndarray:
         """(m, d_text) float32 text vectors, checked."""
-        if self.encoder is None:
-            self.encoder = build_run_encoder(self.info["text_store"], str(self.scorer.device))
+        self.load_encoder()
+        assert self.encoder is not None
         rows = np.asarray(self.encoder.encode(texts, batch_size=32), dtype=np.float32)
         if rows.shape != (len(texts), self.d_text):
             raise ServingError(
