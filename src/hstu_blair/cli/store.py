@@ -63,7 +63,10 @@ def add_events_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
             "integer seconds; other columns are ignored) into RUN_DIR's store, in one transaction. "
             "Every row is checked first: an empty id, a bad timestamp or an item not in the catalogue "
             "(trained plus added items) stops the import naming file, line and field, and nothing is "
-            "stored. Running servers use the events from their next query on."
+            "stored. Each event is stored once: rows repeating another row of the file, or an event "
+            "already in the store (same user_id, item_id and timestamp), are skipped and counted, so "
+            "importing a file again stores nothing. Running servers use the events from their next "
+            "query on."
         ),
     )
     imp.add_argument("file", type=Path, help="CSV or Parquet file of events")
@@ -74,7 +77,11 @@ def add_events_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run_events_import(args: argparse.Namespace) -> int:
-    """Handler of ``events import``: prints how many events were stored; returns 0."""
-    stored = hb.import_events(args.file, args.run_dir, args.store)
-    print(f"stored {stored} events from {args.file} in the store of {args.run_dir}")
+    """Handler of ``events import``: prints how many events were stored and skipped; returns 0."""
+    written = hb.import_events(args.file, args.run_dir, args.store)
+    print(
+        f"stored {written.new} events from {args.file} in the store of {args.run_dir} "
+        f"({written.received} rows: {written.repeated} exact duplicate rows of the file and "
+        f"{written.already_stored} events already in the store skipped)"
+    )
     return 0

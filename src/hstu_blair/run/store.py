@@ -32,7 +32,9 @@ from sqlalchemy.engine import Connection, Engine
 from hstu_blair.errors import HstuBlairError
 from hstu_blair.run.layout import store_location
 from hstu_blair.run.store_events import (
-    EventConflictError,
+    EventConflictError as EventConflictError,
+)
+from hstu_blair.run.store_events import (
     EventRow,
     EventsWritten,
     latest_events,
@@ -53,17 +55,6 @@ from hstu_blair.run.store_schema import (
 )
 
 log = logging.getLogger(__name__)
-__all__ = [
-    "DamagedRecord",
-    "DuplicateIdsError",
-    "EventConflictError",
-    "EventRow",
-    "EventsWritten",
-    "ItemRecord",
-    "Store",
-    "StoreError",
-    "store_url",
-]
 
 
 class StoreError(HstuBlairError, ValueError):
@@ -171,6 +162,8 @@ class Store:
             threading.RLock() if memory else contextlib.nullcontext()
         )
         self.backend = self.engine.dialect.name
+        self.duplicate_events = 0
+        """Events given to :meth:`add_events` through this handle and not stored again."""
         try:
             self.version = self._migrate()
         except sa.exc.SQLAlchemyError as exc:
@@ -447,7 +440,9 @@ class Store:
         for attempt in range(3):
             try:
                 with self._write() as conn:
-                    return write_events(conn, events_in, key)
+                    written = write_events(conn, events_in, key)
+                self.duplicate_events += written.received - written.new
+                return written
             except sa.exc.IntegrityError:  # PostgreSQL: a concurrent writer stored the same key first
                 if attempt == 2:
                     raise StoreError(

@@ -114,6 +114,7 @@ def create_app(
     metrics = Metrics()
     metrics.items.set_function(lambda: live.current.num_items)
     metrics.set_aside.set_function(lambda: live.current.records_set_aside)
+    metrics.duplicate_events.set_function(lambda: live.current.store.duplicate_events)
     ctx = ServingContext(live, limits, auth, metrics, batch_window_ms / 1000, max_batch)
     ctx.health.update(version_swaps=lambda: live.swaps, failed_version_loads=lambda: live.failed_loads)
 

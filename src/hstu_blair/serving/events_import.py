@@ -4,7 +4,8 @@ The file has the columns ``user_id``, ``item_id`` and ``timestamp`` (integer sec
 columns are ignored). Every row is checked before anything is stored: an empty id, a timestamp
 that is not an integer in range, or an item that is not in the catalogue (the trained items
 plus the items added to the store) is an error naming the file, the row (the CSV line) and the
-field; then all rows are stored in one transaction.
+field; then all rows are stored in one transaction, each event once: a row repeating another
+row of the file, or an event already stored (same user, item and timestamp), is skipped and counted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import polars as pl
 
 from hstu_blair.errors import DataFormatError
 from hstu_blair.run.model_files import read_model_info
-from hstu_blair.run.store import Store
+from hstu_blair.run.store import EventsWritten, Store
 from hstu_blair.serving.errors import ServingError
 from hstu_blair.serving.ids import TIME_LIMIT, check_new_id
 
@@ -76,12 +77,13 @@ def read_events(path: str | Path) -> list[tuple[str, str, int]]:
     return list(zip(users, frame["item_id"].to_list(), frame["timestamp"].to_list()))
 
 
-def import_events(path: str | Path, run_dir: str | Path, store: str | Path | None = None) -> int:
+def import_events(path: str | Path, run_dir: str | Path, store: str | Path | None = None) -> EventsWritten:
     """Check every row of ``path`` (see :func:`read_events`) against the run's catalogue and store
-    them all in one transaction.
+    them all in one transaction, each event once.
 
     Returns:
-        The number of events stored.
+        What was stored: ``received`` rows, ``stored`` distinct events (``repeated``: rows
+        repeating another row of the file), ``new`` (the others were in the store already).
 
     Raises:
         DataFormatError: a bad row, or one naming an item not in the catalogue (nothing is stored).
@@ -102,5 +104,4 @@ def import_events(path: str | Path, run_dir: str | Path, store: str | Path | Non
                 first_line + unknown[0][0],
                 "item_id",
             )
-        db.add_events(rows)
-    return len(rows)
+        return db.add_events(rows)
