@@ -122,12 +122,12 @@ def test_http_events_routes(run):
         assert client.post("/events", json={"events": []}, headers=AUTH).status_code == 422
         no_time = {"events": [{"user_id": "u1", "item_id": "i1"}]}
         assert client.post("/events", json=no_time, headers=AUTH).status_code == 422
-        got = client.get("/users/u1/recommendations", params={"k": 4})
+        got = client.get("/users/u1/recommendations", params={"k": 4}, headers=AUTH)
         assert got.status_code == 200 and got.json()["user_id"] == "u1"
         assert [x["item_id"] for x in got.json()["items"]] == _ids(rec.recommend_user("u1", k=4))
-        new = client.get("/users/someone-new/recommendations", params={"k": 3}).json()
+        new = client.get("/users/someone-new/recommendations", params={"k": 3}, headers=AUTH).json()
         assert [x["item_id"] for x in new["items"]] == _ids(rec.popular(3))
-        assert client.get("/users/u1/recommendations", params={"k": 5000}).status_code == 422
+        assert client.get("/users/u1/recommendations", params={"k": 5000}, headers=AUTH).status_code == 422
         assert client.delete("/users/u1", headers=AUTH).json() == {"user_id": "u1", "deleted_events": 1}
         assert "/events" in client.get("/openapi.json").json()["paths"]
 
@@ -246,3 +246,25 @@ def test_events_import_stores_each_event_once(run, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "stored 0 events" in out and "2 events already in the store" in out
     assert Store(run / STORE_FILE).counts()["events"] == 2
+
+
+def test_a_long_history_reads_only_the_events_the_model_uses(run, store_location, monkeypatch):
+    rec = Recommender.load(run, encoder=HashEncoder(), store=store_location)
+    early = [("long", f"i{j % 10}", LATER + j) for j in range(2 * rec.max_len)]  # seen, not read in order
+    late = [("long", f"i{20 + j % 20}", LATER + 10_000 + j) for j in range(rec.max_len + 5)]
+    rec.add_events(early + late)
+    history = [i for _, i, _ in early + late]
+    times = [t for _, _, t in early + late]
+    reads = []
+    real = rec.store.user_events
+    monkeypatch.setattr(
+        rec.store, "user_events", lambda u, limit=None: reads.append(real(u, limit)) or reads[-1]
+    )
+    for exclude_seen in (True, False):
+        expected = rec.recommend(history, k=30, exclude_seen=exclude_seen, timestamps=times)
+        got = rec.recommend_user("long", k=30, exclude_seen=exclude_seen)
+        assert _ids(got) == _ids(expected) and [r.score for r in got] == pytest.approx(
+            [r.score for r in expected]
+        )
+    assert reads and all(len(ids) == rec.max_len for ids, _ in reads)  # never the whole history
+    assert not {f"i{j}" for j in range(10)} & set(_ids(rec.recommend_user("long", k=30)))

@@ -2,7 +2,7 @@
 
     POST   /events                          {events: [{user_id, item_id, timestamp, event_id?}, ...],
                                              idempotency_key?}  (write token)
-    GET    /users/{user_id}/recommendations?k=&exclude_seen=
+    GET    /users/{user_id}/recommendations?k=&exclude_seen=   (read or write token)
     DELETE /users/{user_id}                 forget the user's stored events  (write token)
 
 ``POST /events`` answers 201 only once the whole batch is committed to the store; an event naming
@@ -97,11 +97,12 @@ def router(ctx: ServingContext) -> APIRouter:
             raise unprocessable(("body", "events"), str(exc)) from None
         return {"stored": stored, "duplicates": len(rows) - stored}
 
-    @api.get("/users/{user_id}/recommendations")
+    @api.get("/users/{user_id}/recommendations", dependencies=ctx.auth.read_dependencies)
     async def user_recommendations(
         user_id: str, k: int = QueryParam(10, ge=1), exclude_seen: bool = True
     ) -> UserRecommendations:
-        """The best ``k`` items after the user's training history plus stored events."""
+        """The best ``k`` items after the user's training history plus stored events. They reveal
+        the history: needs the read key or the API key if one is set."""
         check_k(limits, k, ("query",))
         rec = ctx.recommender  # one model version for the whole request
         result = await ctx.offload(rec.recommend_user, user_id, k, exclude_seen, "popular")
