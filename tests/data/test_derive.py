@@ -43,3 +43,14 @@ def test_truncate_and_save(tiny_dataset, tmp_path):
     saved = save_dataset(cut, tmp_path / "half")
     assert saved.num_interactions == cut.num_interactions and saved.name == "half"
     assert (saved.item_seq == cut.item_seq).all()
+
+
+def test_appended_events_that_repeat_an_interaction_are_left_out(tiny_dataset):
+    data = SequenceData.load(tiny_dataset)
+    user = data.sequences["user_id"][0]
+    item, when = data.item_ids[data.user_items(0)[-1]], int(data.user_times(0)[-1])
+    events = [(user, item, when), ("newcomer", "i1", 4), ("newcomer", "i1", 4), (user, item, when + 1)]
+    derived, report = append_events(data, events)
+    assert (report.events, report.duplicate_events) == (2, 2)
+    assert len(derived.user_items(0)) == len(data.user_items(0)) + 1
+    assert list(derived.item_ids[derived.user_items(derived.user_index("newcomer"))]) == ["i1"]

@@ -151,3 +151,14 @@ def test_a_failed_update_leaves_the_run_as_it_was(run, monkeypatch):
     with pytest.raises(RuntimeError, match="out of memory"):
         update(run, epochs=1, overrides=FAST, progress=False, force=True)
     assert not (run / "versions").exists()
+
+
+def test_update_never_trains_on_a_duplicate(run):
+    rec = _served(run)
+    user = rec.run.data.sequences["user_id"][0]
+    item, when = rec.run.data.item_ids[rec.run.data.user_items(0)[-1]], int(rec.run.data.user_times(0)[-1])
+    batch = [(user, item, when), ("newcomer", "i1", LATER), ("newcomer", "i1", LATER)]
+    rec.add_events(batch)
+    rec.add_events(batch)  # a retry
+    result = update(run, epochs=1, overrides=FAST, progress=False)
+    assert (result.added.events, result.added.duplicate_events) == (1, 1)  # the training interaction

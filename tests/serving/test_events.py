@@ -80,9 +80,9 @@ def test_a_user_deleted_while_being_ranked_gets_the_new_user_answer(run, monkeyp
     # the history read says "has events", but they are gone (DELETE /users/{id}) before ranking
     real, calls = rec.user_history, []
 
-    def history_then_deleted(user):  # the first read sees one event; every later read, none
+    def history_then_deleted(user, seen=True):  # the first read sees one event; every later read, none
         calls.append(user)
-        return (np.array([1]), np.array([0]), None) if len(calls) == 1 else real(user)
+        return (np.array([1]), np.array([0]), None) if len(calls) == 1 else real(user, seen)
 
     monkeypatch.setattr(rec, "user_history", history_then_deleted)
     assert [r.item_id for r in rec.recommend_user("gone-user", k=3, new_user="popular")] == popular
@@ -113,7 +113,7 @@ def test_http_events_routes(run):
         body = {"events": [{"user_id": "u1", "item_id": "i1", "timestamp": LATER}]}
         assert client.post("/events", json=body).status_code == 401
         assert client.delete("/users/u1").status_code == 401
-        assert client.post("/events", json=body, headers=AUTH).json() == {"stored": 1}
+        assert client.post("/events", json=body, headers=AUTH).json() == {"stored": 1, "duplicates": 0}
         bad = {"events": [*body["events"], {"user_id": "u2", "item_id": "nope", "timestamp": LATER}]}
         refused = client.post("/events", json=bad, headers=AUTH)
         assert refused.status_code == 422 and refused.json()["detail"][0]["ids"] == ["nope"]
@@ -122,12 +122,12 @@ def test_http_events_routes(run):
         assert client.post("/events", json={"events": []}, headers=AUTH).status_code == 422
         no_time = {"events": [{"user_id": "u1", "item_id": "i1"}]}
         assert client.post("/events", json=no_time, headers=AUTH).status_code == 422
-        got = client.get("/users/u1/recommendations", params={"k": 4})
+        got = client.get("/users/u1/recommendations", params={"k": 4}, headers=AUTH)
         assert got.status_code == 200 and got.json()["user_id"] == "u1"
         assert [x["item_id"] for x in got.json()["items"]] == _ids(rec.recommend_user("u1", k=4))
-        new = client.get("/users/someone-new/recommendations", params={"k": 3}).json()
+        new = client.get("/users/someone-new/recommendations", params={"k": 3}, headers=AUTH).json()
         assert [x["item_id"] for x in new["items"]] == _ids(rec.popular(3))
-        assert client.get("/users/u1/recommendations", params={"k": 5000}).status_code == 422
+        assert client.get("/users/u1/recommendations", params={"k": 5000}, headers=AUTH).status_code == 422
         assert client.delete("/users/u1", headers=AUTH).json() == {"user_id": "u1", "deleted_events": 1}
         assert "/events" in client.get("/openapi.json").json()["paths"]
 
@@ -205,3 +205,66 @@ def test_closing_a_recommender_releases_its_store(run):
         assert ids == ["i2", "i3"] and times.tolist() == [LATER, LATER + 1]
     finally:
         shared.close()
+
+
+def test_a_retried_batch_is_stored_once_and_answered_the_same(run, store_location):
+    rec = Recommender.load(run, encoder=HashEncoder(), store=store_location)
+    with TestClient(create_app(rec, api_key=KEY)) as client:
+        event = {"user_id": "u1", "item_id": "i1", "timestamp": LATER}
+        body = {"events": [event, event, event, {**event, "item_id": "i2"}]}
+        answers = [client.post("/events", json=body, headers=AUTH) for _ in range(3)]
+        assert [a.status_code for a in answers] == [201] * 3
+        assert [a.json() for a in answers] == [{"stored": 2, "duplicates": 2}] * 3
+        assert rec.store.counts()["events"] == 2
+        keyed = {"events": [{**event, "event_id": "e-1"}], "idempotency_key": "batch-1"}
+        assert client.post("/events", json=keyed, headers=AUTH).json() == {"stored": 1, "duplicates": 0}
+        assert client.delete("/users/u1", headers=AUTH).json()["deleted_events"] == 3
+        again = client.post("/events", json=keyed, headers=AUTH)  # a late retry does not bring it back
+        assert again.json() == {"stored": 1, "duplicates": 0} and rec.store.counts()["events"] == 0
+        other = {**keyed, "events": [{**event, "timestamp": LATER + 1}]}
+        conflict = client.post("/events", json=other, headers=AUTH)
+        assert conflict.status_code == 409 and "idempotency_key 'batch-1'" in conflict.json()["detail"]
+        moved = {"events": [{**event, "item_id": "i3", "event_id": "e-2"}]}
+        assert client.post("/events", json=moved, headers=AUTH).status_code == 201
+        moved["events"][0]["item_id"] = "i4"
+        conflict = client.post("/events", json=moved, headers=AUTH)
+        assert conflict.status_code == 409 and "event_id 'e-2' is stored for another event" in conflict.text
+        bad_id = {"events": [{**event, "event_id": " e"}]}
+        refused = client.post("/events", json=bad_id, headers=AUTH)
+        assert refused.status_code == 422 and "events[0].event_id" in refused.text
+        metrics = client.get("/metrics").text
+        assert "hstu_blair_store_duplicate_events 11.0" in metrics  # 2 + 4 + 4, then 1 replayed
+
+
+def test_events_import_stores_each_event_once(run, tmp_path, capsys):
+    csv = tmp_path / "events.csv"
+    csv.write_text("user_id,item_id,timestamp\nu1,i1,2000000000\nu1,i1,2000000000\nnew,i2,2000000001\n")
+    assert main(["events", "import", str(csv), str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "stored 2 events" in out and "1 exact duplicate rows of the file" in out
+    assert main(["events", "import", str(csv), str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "stored 0 events" in out and "2 events already in the store" in out
+    assert Store(run / STORE_FILE).counts()["events"] == 2
+
+
+def test_a_long_history_reads_only_the_events_the_model_uses(run, store_location, monkeypatch):
+    rec = Recommender.load(run, encoder=HashEncoder(), store=store_location)
+    early = [("long", f"i{j % 10}", LATER + j) for j in range(2 * rec.max_len)]  # seen, not read in order
+    late = [("long", f"i{20 + j % 20}", LATER + 10_000 + j) for j in range(rec.max_len + 5)]
+    rec.add_events(early + late)
+    history = [i for _, i, _ in early + late]
+    times = [t for _, _, t in early + late]
+    reads = []
+    real = rec.store.user_events
+    monkeypatch.setattr(
+        rec.store, "user_events", lambda u, limit=None: reads.append(real(u, limit)) or reads[-1]
+    )
+    for exclude_seen in (True, False):
+        expected = rec.recommend(history, k=30, exclude_seen=exclude_seen, timestamps=times)
+        got = rec.recommend_user("long", k=30, exclude_seen=exclude_seen)
+        assert _ids(got) == _ids(expected) and [r.score for r in got] == pytest.approx(
+            [r.score for r in expected]
+        )
+    assert reads and all(len(ids) == rec.max_len for ids, _ in reads)  # never the whole history
+    assert not {f"i{j}" for j in range(10)} & set(_ids(rec.recommend_user("long", k=30)))

@@ -88,7 +88,7 @@ def test_a_retry_through_another_process_is_200(text_run, copy_run):
     assert b.post("/items", json={**body, "text": "other"}, headers=AUTH).status_code == 409
     assert b_rec.store.counts()["items"] == 1
     b_rec.add_events([("new-user", "sent-twice", 2_000_000_000)])  # the same canonical id in events
-    assert b.get("/users/new-user/recommendations", params={"k": 3}).status_code == 200
+    assert b.get("/users/new-user/recommendations", params={"k": 3}, headers=AUTH).status_code == 200
 
 
 def test_healthz_shows_paths_only_with_the_token(served, id_run):

@@ -54,7 +54,7 @@ def test_added_items_survive_a_reload_bit_for_bit(run):
     assert again.search_items("new one") == [{"item_id": "new1", "title": "New one"}]
     described = again.describe()
     assert described["added_items"] == 4 and described["store"] == f"sqlite:///{run.resolve() / STORE_FILE}"
-    assert described["set_aside"] == 0 and described["store_schema"] == 2
+    assert described["set_aside"] == 0 and described["store_schema"] == 3
 
 
 def test_two_recommenders_on_one_store_see_each_others_items(run, store_location):

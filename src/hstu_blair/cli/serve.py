@@ -114,8 +114,13 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
             "between requests, every answer from one version (its 'version' field). "
             "With an API key (--api-key or $HSTU_BLAIR_API_KEY), POST /items, POST /events "
             "and DELETE /users/ID need 'Authorization: Bearer KEY' (else 401, checked before the body "
-            "is read); reads stay open, and /healthz shows filesystem paths and the store's location "
-            "only to a request carrying the key. Binding beyond loopback without a key prints a "
+            "is read), and so do reads that reveal a user's history (GET /users/ID/recommendations, "
+            "POST /recommend and /recommend/batch by user_id), which also take the read key "
+            "(--read-key or $HSTU_BLAIR_READ_KEY: reads, no writes). Other reads stay open (recommend "
+            "by a history of item ids, items, similar, /healthz, /metrics, the page), and /healthz "
+            "shows filesystem paths and the store's location only to a request carrying the API key. "
+            "POST /events stores each event once (event_id, else user, item and timestamp; a batch "
+            "with an idempotency_key seen before stores nothing). Binding beyond loopback without a key prints a "
             "warning. Limits are checked before any work: a body above its route's limit is 413 (not "
             "read further); k, history length, queries, events and their sums per request above "
             "their limits are 422 naming the limit."
@@ -140,6 +145,13 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         metavar="TOKEN",
         help="token the write routes (POST /items, POST /events, DELETE /users/ID) require as 'Authorization: Bearer TOKEN' (default: $HSTU_BLAIR_API_KEY; "
         "prefer the variable, a flag shows in the process list)",
+    )
+    p.add_argument(
+        "--read-key",
+        metavar="TOKEN",
+        help="token that allows the reads revealing a user's history (GET /users/ID/recommendations, "
+        "/recommend by user_id) and no write, for a front end; needs --api-key and must differ from "
+        "it (default: $HSTU_BLAIR_READ_KEY; prefer the variable)",
     )
     p.add_argument("--store", help=STORE_HELP)
     p.set_defaults(handler=run_serve)
@@ -236,6 +248,7 @@ def run_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         threads=args.threads,
         api_key=args.api_key,
+        read_key=args.read_key,
         store=args.store,
         limits=limits_of(args),
     )

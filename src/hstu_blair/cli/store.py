@@ -67,7 +67,10 @@ def add_events_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
             "or control characters). "
             "Every row is checked first: a bad id, a bad timestamp or an item not in the catalogue "
             "(trained plus added items) stops the import naming file, line and field, and nothing is "
-            "stored. Running servers use the events from their next query on."
+            "stored. Each event is stored once: rows repeating another row of the file, or an event "
+            "already in the store (same user_id, item_id and timestamp), are skipped and counted, so "
+            "importing a file again stores nothing. Running servers use the events from their next "
+            "query on."
         ),
     )
     imp.add_argument("file", type=Path, help="CSV or Parquet file of events")
@@ -85,8 +88,12 @@ def add_events_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run_events_import(args: argparse.Namespace) -> int:
-    """Handler of ``events import``: prints how many events were stored; returns 0."""
+    """Handler of ``events import``: prints how many events were stored and skipped; returns 0."""
     columns = (args.user_column, args.item_column, args.time_column)
-    stored = hb.import_events(args.file, args.run_dir, args.store, columns)
-    print(f"stored {stored} events from {args.file} in the store of {args.run_dir}")
+    written = hb.import_events(args.file, args.run_dir, args.store, columns)
+    print(
+        f"stored {written.new} events from {args.file} in the store of {args.run_dir} "
+        f"({written.received} rows: {written.repeated} exact duplicate rows of the file and "
+        f"{written.already_stored} events already in the store skipped)"
+    )
     return 0

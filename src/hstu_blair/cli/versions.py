@@ -84,6 +84,7 @@ def _update(args: argparse.Namespace) -> int:
         f"version {result.version} of {result.run_dir} (from version {result.base_version}) in "
         f"{result.seconds:.1f} s: {a.events} events ({a.new_users} new users), {a.items} added items"
         + (f", {a.unknown_item_events} events on unknown items left out" if a.unknown_item_events else "")
+        + (f", {a.duplicate_events} duplicate events left out" if a.duplicate_events else "")
     )
     if result.valid_before is not None and result.valid_after is not None:
         print(f"validation: {result.valid_before:.4f} before, {result.valid_after:.4f} after")

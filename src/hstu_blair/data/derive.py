@@ -33,6 +33,9 @@ class AppendReport:
     events: int
     new_users: int
     unknown_item_events: int
+    duplicate_events: int = 0
+    """Events left out because they repeat an interaction of the dataset or an earlier event
+    (same user, item and timestamp): nothing is trained on twice."""
 
 
 def _with_sequences(
@@ -114,7 +117,8 @@ def append_events(
         pl.concat([data.items, added], how="diagonal"), schema.PREPARED_ITEMS_SCHEMA, "items"
     )
     index = dict(zip(items[schema.ITEM_ID].to_list(), items[schema.ITEM_IDX].to_list()))
-    kept = [(u, index[i], t) for u, i, t in events if i in index]
+    known = [(u, index[i], t) for u, i, t in events if i in index]
+    kept = _unseen(data, known)
     users = dict(zip(data.sequences[schema.USER_ID].to_list(), data.sequences[schema.USER_IDX].to_list()))
     first_new = len(users)
     for u, _, _ in kept:
@@ -124,8 +128,28 @@ def append_events(
         json.dumps([added.rows(), kept], separators=(",", ":"), default=str).encode()
     ).hexdigest()
     derived = _with_sequences(data, items, sequences, name or f"{data.name}+events", digest)
-    report = AppendReport(added.height, len(kept), len(users) - first_new, len(events) - len(kept))
+    report = AppendReport(
+        added.height, len(kept), len(users) - first_new, len(events) - len(known), len(known) - len(kept)
+    )
     return derived, report
+
+
+def _unseen(data: SequenceData, events: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """``(user_id, item_idx, timestamp)`` events that repeat neither an interaction of ``data`` nor
+    an earlier event, in order."""
+    users = list({u for u, _, _ in events})
+    rows = (
+        data.sequences.filter(pl.col(schema.USER_ID).is_in(users))
+        .explode([schema.ITEM_IDX, schema.TIMESTAMP])
+        .select(schema.USER_ID, schema.ITEM_IDX, schema.TIMESTAMP)
+    )
+    seen = {(str(u), int(i), int(t)) for u, i, t in rows.iter_rows()}
+    kept = []
+    for event in events:
+        if event not in seen:
+            seen.add(event)
+            kept.append(event)
+    return kept
 
 
 def truncate_before(data: SequenceData, cutoff: int, name: str) -> tuple[SequenceData, int]:

@@ -31,6 +31,16 @@ from sqlalchemy.engine import Connection, Engine
 
 from hstu_blair.errors import HstuBlairError
 from hstu_blair.run.layout import store_location
+from hstu_blair.run.store_events import (
+    EventConflictError as EventConflictError,
+)
+from hstu_blair.run.store_events import (
+    EventRow,
+    EventsWritten,
+    latest_events,
+    seen_items,
+    write_events,
+)
 from hstu_blair.run.store_schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -152,6 +162,8 @@ class Store:
             threading.RLock() if memory else contextlib.nullcontext()
         )
         self.backend = self.engine.dialect.name
+        self.duplicate_events = 0
+        """Events given to :meth:`add_events` through this handle and not stored again."""
         try:
             self.version = self._migrate()
         except sa.exc.SQLAlchemyError as exc:
@@ -409,31 +421,48 @@ class Store:
             return [dict(r._mapping) for r in rows]
 
     # ---- events --------------------------------------------------------------------------------
-    def add_events(self, rows: Sequence[tuple[str, str, int]]) -> None:
-        """Insert ``(user_id, item_id, timestamp)`` rows in one transaction, durably.
+    def add_events(
+        self,
+        rows: Sequence[tuple[str, str, int] | tuple[str, str, int, str] | EventRow],
+        key: str | None = None,
+    ) -> EventsWritten:
+        """Store ``(user_id, item_id, timestamp[, event_id])`` rows in one transaction, durably, each
+        event once (:mod:`hstu_blair.run.store_events`: duplicates of the batch or of stored events
+        are skipped and counted; a batch with an idempotency ``key`` seen before is answered as then).
 
         Raises:
+            EventConflictError: ``key`` used for another batch, or an ``event_id`` for another event.
             StoreError: the store cannot be written (nothing is stored).
         """
-        if not rows:
-            return
-        values = [{"user_id": u, "item_id": i, "timestamp": t} for u, i, t in rows]
-        try:
-            with self._write() as conn:
-                conn.execute(events.insert(), values)
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot write events to the store {self.describe()}: {_why(exc)}") from None
+        events_in = [r if isinstance(r, EventRow) else EventRow(*r) for r in rows]
+        if not events_in:
+            return EventsWritten(0, 0, 0)
+        for attempt in range(3):
+            try:
+                with self._write() as conn:
+                    written = write_events(conn, events_in, key)
+                self.duplicate_events += written.received - written.new
+                return written
+            except sa.exc.IntegrityError:  # PostgreSQL: a concurrent writer stored the same key first
+                if attempt == 2:
+                    raise StoreError(
+                        f"cannot write events to the store {self.describe()}: conflicts"
+                    ) from None
+            except sa.exc.SQLAlchemyError as exc:
+                raise StoreError(f"cannot write events to the store {self.describe()}: {_why(exc)}") from None
+        raise AssertionError("unreachable")
 
-    def user_events(self, user_id: str) -> tuple[list[str], np.ndarray]:
+    def user_events(self, user_id: str, limit: int | None = None) -> tuple[list[str], np.ndarray]:
         """A user's stored events, oldest first (ties in the order stored): item ids and (n,) int64
-        timestamps."""
+        timestamps; only the last ``limit`` (None: all), read without the others."""
         with self._read() as conn:
-            rows = conn.execute(
-                sa.select(events.c.item_id, events.c.timestamp)
-                .where(events.c.user_id == user_id)
-                .order_by(events.c.timestamp, events.c.seq)
-            ).all()
+            rows = latest_events(conn, user_id, limit)
         return [r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.int64)
+
+    def seen_items(self, user_id: str) -> list[str]:
+        """The distinct item ids of a user's stored events (one index seek per item)."""
+        with self._read() as conn:
+            return seen_items(conn, user_id)
 
     def all_events(self) -> list[tuple[str, str, int]]:
         """Every stored event as ``(user_id, item_id, timestamp)``, in the order stored (what

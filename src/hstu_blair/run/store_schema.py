@@ -5,7 +5,13 @@ stored item row (:mod:`hstu_blair.run.store` opens and uses it).
   ``item_id`` (unique), ``title``, ``text``, ``dim``, ``vector`` (``dim`` little-endian float32,
   so a restart needs no encoder), ``sha256`` (of the other fields), ``batch`` (items added by one
   call share it: their model vectors are computed together), ``added_at``.
-- ``events``: ``seq``, ``user_id``, ``item_id``, ``timestamp`` (seconds), indexed by user.
+- ``events``: ``seq``, ``user_id``, ``item_id``, ``timestamp`` (seconds), ``event_id`` (the
+  client's id of the event, ``""`` when none was given). Each event is stored once: unique by
+  ``event_id`` when one is given, else by ``(user_id, item_id, timestamp)``. Indexed by
+  ``(user_id, timestamp, seq)`` (a user's latest events, newest first, without reading the rest)
+  and by ``(user_id, item_id, timestamp, event_id)`` (the uniqueness, and the items a user saw).
+- ``event_batches``: the idempotency keys of event batches, with the digest of the batch and the
+  answer it got (a retry with the same key is answered the same, and stores nothing).
 - ``set_aside``: damaged records kept out of service (``source``, ``reason``, the raw ``record``).
 - ``store_meta``: key/value facts (written by versions that imported an item log).
 - ``schema_version``: the migrations applied (see :data:`MIGRATIONS`), applied in order at open.
@@ -22,7 +28,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema this code writes (the number of migrations)."""
 
 
@@ -75,6 +81,38 @@ events = sa.Table(
     sa.Column("user_id", sa.Text, nullable=False),
     sa.Column("item_id", sa.Text, nullable=False),
     sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.Column("event_id", sa.Text, nullable=False, server_default=""),
+)
+EVENT_INDEXES = (
+    sa.Index("events_by_user_time", events.c.user_id, events.c.timestamp, events.c.seq),
+    sa.Index(
+        "events_once", events.c.user_id, events.c.item_id, events.c.timestamp, events.c.event_id, unique=True
+    ),
+    sa.Index(
+        "events_by_event_id",
+        events.c.event_id,
+        unique=True,
+        sqlite_where=events.c.event_id != "",
+        postgresql_where=events.c.event_id != "",
+    ),
+)
+event_batches = sa.Table(
+    "event_batches",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("answer", sa.Text, nullable=False),
+    sa.Column("stored_at", sa.Float, nullable=False),
+)
+
+_v2_metadata = sa.MetaData()
+_events_v2 = sa.Table(  # the events table as version 2 created it (migrations never change)
+    "events",
+    _v2_metadata,
+    sa.Column("seq", SEQ, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("item_id", sa.Text, nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),
     sa.Index("events_by_user", "user_id", "timestamp"),
 )
 
@@ -87,10 +125,26 @@ def _v1(conn: Connection) -> None:
 
 def _v2(conn: Connection) -> None:
     """Users' events."""
-    events.create(conn)
+    _events_v2.create(conn)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+def _v3(conn: Connection) -> None:
+    """Each event once: the client's ``event_id``, exact duplicates removed (the first stored is
+    kept; how many in ``store_meta`` ``v3_duplicate_events_removed``), uniqueness, an index for a
+    user's latest events, and the idempotency keys of event batches."""
+    conn.exec_driver_sql("ALTER TABLE events ADD COLUMN event_id TEXT NOT NULL DEFAULT ''")
+    first = sa.select(sa.func.min(events.c.seq)).group_by(
+        events.c.user_id, events.c.item_id, events.c.timestamp
+    )
+    removed = conn.execute(events.delete().where(events.c.seq.not_in(first))).rowcount
+    conn.execute(store_meta.insert().values(key="v3_duplicate_events_removed", value=str(int(removed or 0))))
+    conn.exec_driver_sql("DROP INDEX events_by_user")
+    for index in EVENT_INDEXES:
+        index.create(conn)
+    event_batches.create(conn)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
 """Migration ``i`` takes the schema from version ``i`` to ``i + 1``; never edit one once released."""
 
 

@@ -23,8 +23,11 @@ computed it (:class:`~hstu_blair.serving.live.LiveRecommender`).
 
 Writes can require a token (``create_app(..., api_key=...)``, ``hstu-blair serve --api-key`` or
 ``HSTU_BLAIR_API_KEY``): ``POST /items``, ``POST /events`` and ``DELETE /users/{id}`` then answer
-401 unless the request carries ``Authorization: Bearer <token>``. Reads (recommend, items,
-similar, user recommendations, health, metrics, page) stay open.
+401 unless the request carries ``Authorization: Bearer <token>``. A user's recommendations reveal
+their history, so with a token ``GET /users/{id}/recommendations`` and ``/recommend`` by
+``user_id`` need it or the read token (``read_key``, ``--read-key``, ``HSTU_BLAIR_READ_KEY``:
+reads, no writes). Reads that reveal no user (recommend by a history, items, similar, health,
+metrics, page) stay open.
 
 Micro-batching: concurrent ``/recommend`` queries are gathered into one
 ``Recommender.recommend_batch`` call (``batch_window_ms``, ``max_batch``); see
@@ -66,12 +69,23 @@ from hstu_blair.serving.live import LiveRecommender
 from hstu_blair.serving.recommender import Recommender, ServingError
 from hstu_blair.text.encoders import EncoderError
 
-__all__ = ["API_KEY_ENV", "Limits", "MicroBatcher", "create_app", "exposure_warning", "is_loopback", "serve"]
+__all__ = [
+    "API_KEY_ENV",
+    "READ_KEY_ENV",
+    "Limits",
+    "MicroBatcher",
+    "create_app",
+    "exposure_warning",
+    "is_loopback",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 STATIC = service.STATIC
 API_KEY_ENV = "HSTU_BLAIR_API_KEY"
 """Environment variable :func:`serve` reads the write token from when none is given."""
+READ_KEY_ENV = "HSTU_BLAIR_READ_KEY"
+"""Environment variable :func:`serve` reads the read token from when none is given."""
 
 
 def _load_encoder(recommender: Recommender) -> None:
@@ -89,6 +103,7 @@ def create_app(
     max_batch: int = MAX_BATCH,
     api_key: str | None = None,
     limits: Limits | None = None,
+    read_key: str | None = None,
     **limit_values: Any,
 ) -> FastAPI:
     """The FastAPI app serving ``recommender``.
@@ -100,13 +115,16 @@ def create_app(
         max_batch: most queries per model call (1 disables micro-batching).
         api_key: token the write endpoints (``POST /items``, ``POST /events``, ``DELETE
             /users/{id}``) require as ``Authorization: Bearer
-            <token>`` (compared in constant time; missing or wrong: 401). None: writes are open.
-            Read endpoints never need it.
+            <token>`` (compared in constant time; missing or wrong: 401). None: every route is
+            open. With it, reads that reveal a user's history (``GET /users/{id}/recommendations``,
+            ``/recommend`` by ``user_id``) need it or ``read_key``; other reads stay open.
         limits: request limits (default :class:`Limits`: see its fields for the defaults).
+        read_key: a token that allows those reads and no write (needs ``api_key``; must differ).
         **limit_values: single :class:`Limits` fields over ``limits`` (``max_k=50``, ``max_history=100``).
 
     Raises:
-        ServingError: ``api_key`` is an empty string, or a limit is not a positive integer.
+        ServingError: an empty token, ``read_key`` without ``api_key`` or equal to it, or a limit
+            that is not a positive integer.
 
     Adding a router: write ``def router(ctx: ServingContext) -> APIRouter`` in a module of
     :mod:`hstu_blair.serving.http.routes` and add it below with :func:`add_routes`. ``ctx`` gives what the service
@@ -120,7 +138,7 @@ def create_app(
     the service's parts together.
     """
     try:
-        auth = WriteAuth(api_key)
+        auth = WriteAuth(api_key, read_key)
         limits = dataclasses.replace(limits or Limits(), **limit_values)
     except ValueError as exc:
         raise ServingError(str(exc)) from None
@@ -128,6 +146,7 @@ def create_app(
     metrics = Metrics()
     metrics.items.set_function(lambda: live.current.num_items)
     metrics.set_aside.set_function(lambda: live.current.records_set_aside)
+    metrics.duplicate_events.set_function(lambda: live.current.store.duplicate_events)
     ctx = ServingContext(live, limits, auth, metrics, batch_window_ms / 1000, max_batch)
     ctx.health.update(version_swaps=lambda: live.swaps, failed_version_loads=lambda: live.failed_loads)
 
@@ -219,12 +238,14 @@ def serve(
     api_key: str | None = None,
     limits: Limits | None = None,
     store: str | None = None,
+    read_key: str | None = None,
 ) -> None:
     """Load a run and serve it with uvicorn until interrupted.
 
     Binds loopback unless ``host`` says otherwise. ``api_key`` (default: the environment variable
     ``HSTU_BLAIR_API_KEY``, if set and not empty) is the token ``POST /items`` requires as
-    ``Authorization: Bearer <token>`` on the write routes; reads stay open. Binding beyond loopback
+    ``Authorization: Bearer <token>`` on the write routes and on reads that reveal a user's history;
+    ``read_key`` (default: ``HSTU_BLAIR_READ_KEY``) allows those reads only. Binding beyond loopback
     without one logs and prints a warning. Items and events added through any process serving
     ``run_dir`` are kept in its store and served by all of them; ``store`` names the store (a
     SQLite path or PostgreSQL URL; default ``RUN_DIR/store.sqlite``). The run's current model
@@ -244,6 +265,8 @@ def serve(
         api_key = os.environ.get(API_KEY_ENV) or None
     if api_key is not None and not api_key:
         raise ServingError(f"the API key is empty: give a token, or leave it out (and {API_KEY_ENV} unset)")
+    if read_key is None:
+        read_key = os.environ.get(READ_KEY_ENV) or None
     if threads:
         torch.set_num_threads(threads)
     live = LiveRecommender.load(run_dir, checkpoint=checkpoint, device=device, index=index, store=store)
@@ -254,6 +277,7 @@ def serve(
         max_batch=max_batch,
         api_key=api_key,
         limits=limits,
+        read_key=read_key,
         **({} if max_k is None else {"max_k": max_k}),
     )
     warning = exposure_warning(host, api_key)
@@ -261,12 +285,13 @@ def serve(
         log.warning(warning)
         print(f"WARNING: {warning}", file=sys.stderr)
     log.info(
-        "serving %s (%d items, %d added at run time) on http://%s:%d; writes %s",
+        "serving %s (%d items, %d added at run time) on http://%s:%d; writes %s %s",
         run_dir,
         recommender.num_items,
         recommender.describe()["added_items"],
         host,
         port,
         "need the API key" if api_key else "are open",
+        "with a read key" if read_key else "",
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -22,4 +22,8 @@ class StoreWriteError(ServingError):
     database server): the server's fault, not the request's."""
 
 
-__all__ = ["DuplicateItemError", "ServingError", "StoreWriteError", "UnknownIdError"]
+class EventConflict(ServingError):
+    """An ``event_id`` or idempotency key already used for other events (nothing was stored)."""
+
+
+__all__ = ["DuplicateItemError", "EventConflict", "ServingError", "StoreWriteError", "UnknownIdError"]

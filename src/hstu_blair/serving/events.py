@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.errors import UnknownIdError
-from hstu_blair.run.store import StoreError
+from hstu_blair.run.store import EventConflictError, EventRow, StoreError
 from hstu_blair.serving.catalogue import Catalogue
-from hstu_blair.serving.errors import ServingError
+from hstu_blair.serving.errors import EventConflict, ServingError
 from hstu_blair.serving.ids import check_new_id, check_time, check_unicode, same_id
 from hstu_blair.serving.store_link import StoreLink
 
@@ -23,37 +24,47 @@ class UserEvents:
         data: the dataset the model was trained on (its users and their sequences).
         catalogue: the items served (events must name one).
         link: the run's store, where events are kept.
+        max_len: the most recent events the model reads (only these are read from the store).
     """
 
-    def __init__(self, data: SequenceData, catalogue: Catalogue, link: StoreLink) -> None:
+    def __init__(self, data: SequenceData, catalogue: Catalogue, link: StoreLink, max_len: int) -> None:
+        self.max_len = max_len
         self.data = data
         self.catalogue = catalogue
         self.link = link
 
-    def add(self, events: Sequence[tuple[str, str, int]]) -> int:
-        """Check and store ``(user_id, item_id, timestamp)`` rows, all or none; see
-        :meth:`Recommender.add_events`."""
-        rows: list[tuple[str, str, int]] = []
+    def add(self, events: Sequence[tuple[Any, ...]], idempotency_key: str | None = None) -> int:
+        """Check and store ``(user_id, item_id, timestamp[, event_id])`` rows, all or none, each
+        event once; see :meth:`Recommender.add_events`."""
+        rows: list[EventRow] = []
         unknown: list[str] = []
         for n, event in enumerate(events):
-            if len(event) != 3:
-                raise ServingError(f"events[{n}]: expected (user_id, item_id, timestamp), got {event!r}")
+            if len(event) not in (3, 4):
+                raise ServingError(
+                    f"events[{n}]: expected (user_id, item_id, timestamp[, event_id]), got {event!r}"
+                )
             user_id, item_id, timestamp = same_id(str(event[0])), same_id(str(event[1])), event[2]
+            event_id = str(event[3]) if len(event) == 4 and event[3] is not None else ""
             if not self.is_training_user(user_id):  # new users: ids in canonical form
                 check_new_id(user_id, f"events[{n}].user_id")
             check_unicode(f"events[{n}].user_id", [user_id])
+            if event_id:
+                check_new_id(event_id, f"events[{n}].event_id")
             if item_id not in self.catalogue:
                 check_new_id(item_id, f"events[{n}].item_id")  # a malformed id is named as such
                 unknown.append(item_id)
-            rows.append((user_id, item_id, check_time(timestamp, f"events[{n}].timestamp")))
+            rows.append(EventRow(user_id, item_id, check_time(timestamp, f"events[{n}].timestamp"), event_id))
         if unknown:
             raise UnknownIdError("item", list(dict.fromkeys(unknown)))
+        if idempotency_key is not None:
+            check_new_id(idempotency_key, "idempotency_key")
         self.link.check_writable()
         try:
-            self.link.store.add_events(rows)
+            return self.link.store.add_events(rows, idempotency_key).stored
+        except EventConflictError as exc:
+            raise EventConflict(str(exc)) from None
         except StoreError as exc:
             raise self.link.write_failure(exc) from exc
-        return len(rows)
 
     def forget(self, user_id: str) -> int:
         """Delete a user's stored events; returns how many."""
@@ -71,10 +82,14 @@ class UserEvents:
             return False
         return True
 
-    def history(self, user_id: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    def history(self, user_id: str, seen: bool = True) -> tuple[np.ndarray, np.ndarray, bool]:
         """A user's history: training interactions and stored events, ordered by time (ties:
         training first, then events in the order stored); events on items no longer in the
         catalogue (set aside) are left out.
+
+        Only the last ``max_len`` stored events are read (the model reads no more). For a user with
+        more, and ``seen``, the items of their earlier events come first, once each, at the time of
+        the first event read: only ``exclude_seen`` uses them.
 
         Returns:
             (L,) int64 item indices, (L,) int64 timestamps, and whether the training data knows
@@ -90,11 +105,16 @@ class UserEvents:
         else:
             ids = self.data.user_items(user).astype(np.int64)  # (L0,)
             times = self.data.user_times(user).astype(np.int64)  # (L0,)
-        stored_ids, stored_times = self.link.store.user_events(user_id)  # (L1,)
+        stored_ids, stored_times = self.link.store.user_events(user_id, self.max_len)  # (L1,)
         if stored_ids:
             known, positions, _ = self.catalogue.indices(stored_ids, skip_unknown=True)
             ids = np.concatenate([ids, np.asarray(known, np.int64)])
             times = np.concatenate([times, stored_times[positions]])
             order = np.argsort(times, kind="stable")
             ids, times = ids[order], times[order]
+        if seen and len(stored_ids) == self.max_len:  # perhaps more: their items, for exclude_seen
+            earlier = sorted(set(self.link.store.seen_items(user_id)) - set(stored_ids))
+            extra = np.asarray(self.catalogue.indices(earlier, skip_unknown=True)[0], np.int64)  # (E,)
+            ids = np.concatenate([extra, ids])
+            times = np.concatenate([np.full(extra.size, times[0], np.int64), times])
         return ids, times, user is not None

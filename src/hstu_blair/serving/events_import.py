@@ -7,7 +7,9 @@ datetime (UTC unless it has an offset), as ``POST /events`` takes it. Ids follow
 characters). Every row is checked before anything is stored: a bad id, a timestamp that is
 neither (or negative, or out of range), or an item that is not in the catalogue (the trained
 items plus the items added to the store) is an error naming the file, the row (the CSV line) and
-the field; then all rows are stored in one transaction.
+the field; then all rows are stored in one transaction, each event once: a row repeating
+another row of the file, or an event already stored (same user, item and timestamp), is skipped
+and counted.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import polars as pl
 
 from hstu_blair.errors import DataFormatError
 from hstu_blair.run.model_files import read_model_info
-from hstu_blair.run.store import Store
+from hstu_blair.run.store import EventsWritten, Store
 from hstu_blair.serving.errors import ServingError
 from hstu_blair.serving.ids import check_new_id, check_time, same_id
 
@@ -95,12 +97,13 @@ def import_events(
     run_dir: str | Path,
     store: str | Path | None = None,
     columns: Sequence[str] = COLUMNS,
-) -> int:
+) -> EventsWritten:
     """Check every row of ``path`` (see :func:`read_events`; ``columns``: its user, item and
-    timestamp columns) against the run's catalogue and store them all in one transaction.
+    timestamp columns) against the run's catalogue and store them all in one transaction, each event once.
 
     Returns:
-        The number of events stored.
+        What was stored: ``received`` rows, ``stored`` distinct events (``repeated``: rows
+        repeating another row of the file), ``new`` (the others were in the store already).
 
     Raises:
         DataFormatError: a bad row, or one naming an item not in the catalogue (nothing is stored).
@@ -121,5 +124,4 @@ def import_events(
                 first_line + unknown[0][0],
                 columns[1],
             )
-        db.add_events(rows)
-    return len(rows)
+        return db.add_events(rows)

@@ -113,7 +113,7 @@ class Recommender:
         self.scorer = Scorer(run.model, run.arch.max_len, index)
         self.link = StoreLink(run.run_dir, store, persist)
         self.growth = CatalogueGrowth(self.catalogue, self.scorer, self.link, run.info, run.version, encoder)
-        self.events = UserEvents(run.data, self.catalogue, self.link)
+        self.events = UserEvents(run.data, self.catalogue, self.link, run.arch.max_len)
         self._popularity: np.ndarray | None = None  # (N+1,) training interactions per item
         if self.can_add_items:
             self.growth.load_stored()
@@ -272,7 +272,7 @@ class Recommender:
         check_k(query.k)
         skipped: list[str] = []
         if query.user_id is not None:
-            ids, times, known_user = self.user_history(str(query.user_id))
+            ids, times, known_user = self.user_history(str(query.user_id), bool(query.exclude_seen))
             if not known_user and ids.size == 0:
                 raise UnknownIdError("user", [str(query.user_id)])
         else:
@@ -290,10 +290,10 @@ class Recommender:
         )
         return PreparedQuery(ids, times, query_time, bool(query.exclude_seen), query.k, tuple(skipped))
 
-    def user_history(self, user_id: str) -> tuple[np.ndarray, np.ndarray, bool]:
-        """A user's training interactions and stored events, by time (see
+    def user_history(self, user_id: str, seen: bool = True) -> tuple[np.ndarray, np.ndarray, bool]:
+        """A user's training interactions and last ``max_len`` stored events by time (see
         :meth:`UserEvents.history`): (L,) item indices, (L,) timestamps, whether training knows them."""
-        return self.events.history(user_id)
+        return self.events.history(user_id, seen)
 
     def _build_any(self, q: AnyQuery, k: int, exclude_seen: bool, skip_unknown: bool) -> PreparedQuery:
         if isinstance(q, PreparedQuery):
@@ -348,7 +348,7 @@ class Recommender:
         if new_user == "error":
             return self.recommend_batch([query])[0]
         self.sync()
-        ids, _, _ = self.user_history(str(user_id))
+        ids, _, _ = self.user_history(str(user_id), seen=False)
         if ids.size == 0:
             return self.popular(k)
         try:
@@ -449,20 +449,21 @@ class Recommender:
         self.growth.add([same_id(str(r)) for r in item_ids], texts, titles)
 
     # ---- users' events -------------------------------------------------------------------------
-    def add_events(self, events: Sequence[tuple[str, str, int]]) -> int:
-        """Store what users did: ``(user_id, item_id, timestamp)`` rows, all or none, committed
-        before this returns; :meth:`recommend_user` uses them at once, in every process.
-
-        Returns:
-            The number of events stored.
+    def add_events(self, events: Sequence[tuple[Any, ...]], idempotency_key: str | None = None) -> int:
+        """Store ``(user_id, item_id, timestamp[, event_id])`` rows, all or none, durably; used by
+        :meth:`recommend_user` at once, in every process. Each event is stored once (the same
+        ``event_id``, else user, item and timestamp: skipped); a batch whose ``idempotency_key``
+        was used for it before stores nothing (even after :meth:`forget_user`). Returns the distinct
+        events of the batch, each in the store now (a retry gets the same).
 
         Raises:
             UnknownIdError: events name items not in the catalogue (every one named; nothing stored).
-            ServingError: an empty user id or a timestamp that is not an integer in range.
+            EventConflict: an ``event_id`` or ``idempotency_key`` used for other events (nothing stored).
+            ServingError: a malformed id or a timestamp that is not an integer in range.
             StoreWriteError: the store cannot be written.
         """
         self.sync()
-        return self.events.add(events)
+        return self.events.add(events, idempotency_key)
 
     def forget_user(self, user_id: str) -> int:
         """Delete a user's stored events (their training history is part of the model and stays).

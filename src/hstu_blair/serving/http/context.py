@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
+from fastapi import HTTPException
+from starlette.requests import HTTPConnection
 
 from hstu_blair.serving.http.auth import WriteAuth
 from hstu_blair.serving.http.batcher import MicroBatcher
@@ -32,7 +34,8 @@ class ServingContext:
             :attr:`recommender` once and uses that object for the whole request, so an answer
             never mixes two versions.
         limits: request limits (checked by the routes and :class:`~.limits.RequestGuard`).
-        auth: the write token; a write route declares ``dependencies=auth.dependencies``.
+        auth: the tokens; a write route declares ``dependencies=auth.dependencies``, a route
+            revealing a user's history ``auth.read_dependencies`` (or calls :meth:`check_read`).
         metrics: the Prometheus registry (``metrics.registry``) a router registers its own in.
         batcher: gathers concurrent queries into one model call (per model version: submit
             ``(recommender, prepared query)``).
@@ -60,6 +63,15 @@ class ServingContext:
             self.metrics.batch_size.observe,
             offload=self.offload,
         )
+
+    def check_read(self, request: HTTPConnection) -> None:
+        """401 (counted as refused) unless ``request`` may see users' histories: it carries the
+        read or the write token, or no token is set."""
+        try:
+            self.auth.check(request.headers.get("authorization"), "read")
+        except HTTPException:
+            self.metrics.refused.labels("unauthorized").inc()
+            raise
 
     @property
     def recommender(self) -> Recommender:

@@ -3,8 +3,9 @@
 - **Body size** (413): :class:`RequestGuard`, a pure ASGI middleware, answers 413 when the
   ``Content-Length`` of a request is above its route's limit, before reading a byte of it, and
   stops reading a body sent without a length (chunked) as soon as the bytes received pass it.
-- **Write token** (401): checked by the same middleware before the body is read, for the routes
-  declared with ``WriteAuth.dependencies`` (so a huge or malformed body without the token is 401).
+- **Tokens** (401): checked by the same middleware before the body is read, for the routes
+  declared with ``WriteAuth.dependencies`` (the write token) or ``read_dependencies`` (the read
+  or write token), so a huge or malformed body without the token is 401.
 - **Work** (422 naming the limit): ``k``, history length and queries per request, and for a whole
   request the history items and the results summed over its queries (the work of a batch grows as
   queries x history length and queries x k): :func:`check_query`, :func:`check_batch`.
@@ -21,7 +22,7 @@ from typing import Any
 from fastapi import HTTPException
 from starlette.routing import Match
 
-from hstu_blair.serving.http.auth import MISSING, WriteAuth
+from hstu_blair.serving.http.auth import MISSING, MISSING_READ, WriteAuth
 from hstu_blair.serving.http.metrics import Metrics
 from hstu_blair.serving.limits import Limits
 
@@ -115,12 +116,14 @@ class RequestGuard:
         if route is not None:
             scope.setdefault("route", route)  # the metrics label refusals by route
         headers = {k.lower(): v for k, v in scope.get("headers", ()) if k.lower() in _HEADERS}
-        if route is not None and self.auth.protects(route):
+        level = None if route is None else self.auth.level_of(route)
+        if level is not None:
             authorization = headers.get(b"authorization")
-            problem = self.auth.problem(None if authorization is None else authorization.decode("latin-1"))
+            header = None if authorization is None else authorization.decode("latin-1")
+            problem = self.auth.problem(header, level)
             if problem is not None:
                 self.metrics.refused.labels("unauthorized").inc()
-                challenge = "Bearer" if problem == MISSING else 'Bearer error="invalid_token"'
+                challenge = "Bearer" if problem in (MISSING, MISSING_READ) else 'Bearer error="invalid_token"'
                 await _reply(send, 401, problem, [(b"www-authenticate", challenge.encode())])
                 return
         path = getattr(route, "path", None)

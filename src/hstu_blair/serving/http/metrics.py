@@ -50,6 +50,11 @@ class Metrics:
         self.set_aside = Gauge(
             "hstu_blair_store_set_aside", "damaged stored records kept out of service", registry=self.registry
         )
+        self.duplicate_events = Gauge(
+            "hstu_blair_store_duplicate_events",
+            "events received since start and not stored again (repeats, retries)",
+            registry=self.registry,
+        )
         self.refused = Counter(
             "hstu_blair_http_refused",
             "requests refused before any work: body too large (413), no or wrong token (401)",

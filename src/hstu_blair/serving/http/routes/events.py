@@ -1,11 +1,18 @@
 """Users' events::
 
-    POST   /events                          {events: [{user_id, item_id, timestamp}, ...]}  (write token)
-    GET    /users/{user_id}/recommendations?k=&exclude_seen=
+    POST   /events                          {events: [{user_id, item_id, timestamp, event_id?}, ...],
+                                             idempotency_key?}  (write token)
+    GET    /users/{user_id}/recommendations?k=&exclude_seen=   (read or write token)
     DELETE /users/{user_id}                 forget the user's stored events  (write token)
 
 ``POST /events`` answers 201 only once the whole batch is committed to the store; an event naming
 an item not in the catalogue answers 422 naming every such id, and nothing of the batch is stored.
+Each event is stored once: an event with the ``event_id`` of a stored one, or without an
+``event_id`` the same user, item and timestamp, is a duplicate and skipped. The answer
+``{"stored": distinct events of the batch, now in the store, "duplicates": events repeating another
+of the batch}`` depends on the batch alone, so a retry is answered as the first time was. A batch
+with an ``idempotency_key`` seen before stores nothing (even after ``DELETE /users/{id}``); the key
+or an ``event_id`` used for other events is 409.
 Ids of users and items the model does not know must be in canonical form
 (:func:`~hstu_blair.serving.ids.check_new_id`), so that every stored user can be asked
 for as ``/users/{user_id}``. Recommendations for a user rank after their training history plus
@@ -22,6 +29,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi import Query as QueryParam
 from pydantic import BaseModel, ConfigDict, Field
 
+from hstu_blair.serving.errors import EventConflict
 from hstu_blair.serving.http.context import ServingContext
 from hstu_blair.serving.http.limits import check_k, printable, unprocessable
 from hstu_blair.serving.http.schemas import Item, Text, Time
@@ -38,11 +46,23 @@ class Event(BaseModel):
         description="seconds since the epoch (an integer, not negative) or an ISO 8601 string such as "
         "2024-05-01T12:00:00Z (UTC unless it has an offset)"
     )
+    event_id: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="the client's id of the event: a second event with this id is not stored again",
+    )
 
 
 class EventBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     events: list[Event] = Field(min_length=1)
+    idempotency_key: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="a retry of the batch with this key stores nothing and gets the first answer",
+    )
 
 
 class UserRecommendations(BaseModel):
@@ -58,16 +78,19 @@ def router(ctx: ServingContext) -> APIRouter:
 
     @api.post("/events", status_code=201, dependencies=ctx.auth.dependencies)
     async def add_events(body: EventBatch) -> dict[str, int]:
-        """Store a batch of events (201 once committed); unknown items: 422, nothing stored. Needs
+        """Store a batch of events (201 once committed), each event once; unknown items: 422,
+        an ``event_id`` or ``idempotency_key`` used for other events: 409, nothing stored. Needs
         the API key if one is set."""
         if len(body.events) > limits.max_events:
             raise unprocessable(
                 ("body", "events"),
                 f"{len(body.events)} events, above the limit of {limits.max_events} (max_events)",
             )
-        rows = [(e.user_id, e.item_id, e.timestamp) for e in body.events]
+        rows = [(e.user_id, e.item_id, e.timestamp, e.event_id) for e in body.events]
         try:
-            stored = await ctx.offload(ctx.recommender.add_events, rows)
+            stored = await ctx.offload(ctx.recommender.add_events, rows, body.idempotency_key)
+        except EventConflict as exc:
+            raise HTTPException(409, detail=str(exc)) from None
         except UnknownIdError as exc:
             ids = [printable(i) for i in exc.ids[:100]]
             raise unprocessable(("body", "events"), str(exc), "unknown_id", ids=ids) from None
@@ -75,13 +98,14 @@ def router(ctx: ServingContext) -> APIRouter:
             raise HTTPException(503, detail=str(exc)) from None
         except ServingError as exc:
             raise unprocessable(("body", "events"), str(exc)) from None
-        return {"stored": stored}
+        return {"stored": stored, "duplicates": len(rows) - stored}
 
-    @api.get("/users/{user_id}/recommendations")
+    @api.get("/users/{user_id}/recommendations", dependencies=ctx.auth.read_dependencies)
     async def user_recommendations(
         user_id: str, k: int = QueryParam(10, ge=1), exclude_seen: bool = True
     ) -> UserRecommendations:
-        """The best ``k`` items after the user's training history plus stored events."""
+        """The best ``k`` items after the user's training history plus stored events. They reveal
+        the history: needs the read key or the API key if one is set."""
         check_k(limits, k, ("query",))
         rec = ctx.recommender  # one model version for the whole request
         result = await ctx.offload(rec.recommend_user, user_id, k, exclude_seen, "popular")

@@ -1,4 +1,6 @@
-"""``POST /recommend`` and ``POST /recommend/batch``.
+"""``POST /recommend`` and ``POST /recommend/batch``. A query by ``user_id`` reveals the user's
+history: with a token set, it needs the read key or the API key (401 otherwise); a query by a
+history of item ids stays open.
 
 Limits are checked first (in the event loop, cheap), then the queries are prepared (ids mapped)
 in a worker thread, answered through the micro-batcher (model call in a worker thread), and a
@@ -128,8 +130,11 @@ def router(ctx: ServingContext) -> APIRouter:
     limits = ctx.limits
 
     @api.post("/recommend", response_model=RecommendResponse)
-    async def recommend(body: RecommendRequest) -> RecommendResponse:
-        """The best ``k`` items after a history of item ids (or a known user's history)."""
+    async def recommend(body: RecommendRequest, request: Request) -> RecommendResponse:
+        """The best ``k`` items after a history of item ids (or a known user's history: with
+        ``user_id``, needs the read key or the API key if one is set)."""
+        if body.user_id is not None:
+            ctx.check_read(request)
         check_query(limits, body.k, body.history)
         rec = ctx.recommender  # one model version for the whole request
         prepared = await ctx.offload(prepare, rec, body, ("body",))
@@ -141,6 +146,8 @@ def router(ctx: ServingContext) -> APIRouter:
         each as ``/recommend``. The body is parsed in a worker thread: it can be megabytes."""
         body = await ctx.offload(parse_batch, await request.body())
         queries = body.requests
+        if any(q.user_id is not None for q in queries):
+            ctx.check_read(request)
         check_count(limits, len(queries))
         for i, query in enumerate(queries):
             check_query(limits, query.k, query.history, ("body", "requests", i))

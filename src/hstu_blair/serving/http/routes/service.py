@@ -35,6 +35,7 @@ def router(ctx: ServingContext) -> APIRouter:
             "status": "ok",
             "model_calls": rec.model_calls,
             "writes_need_api_key": ctx.auth.required,
+            "user_reads_need_token": ctx.auth.required,
             **{k: v for k, v in rec.describe().items() if trusted or k not in PATH_FIELDS},
         }
         fields.update({name: value() for name, value in ctx.health.items()})
