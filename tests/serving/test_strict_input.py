@@ -39,7 +39,7 @@ def test_events_take_iso_times_and_refuse_booleans_strings_and_negatives(run, st
         for bad in (True, "123", -5, 1.5, "soon"):
             status, text = _post(client, bad)
             assert status == 422 and "timestamp" in text, (bad, text)
-        assert _post(client, ISO) == (201, '{"stored":1}')
+        assert _post(client, ISO) == (201, '{"stored":1,"duplicates":0}')
         assert _post(client, 1_714_564_801)[0] == 201
         assert rec.store.user_events("u-new")[1].tolist() == [ISO_SECONDS, ISO_SECONDS + 1]
         assert rec.store.counts()["events"] == 2
