@@ -81,7 +81,7 @@ def test_the_documented_units_and_cron_line(id_run, copy_run, tmp_path):
         events = [
             {"user_id": "newcomer", "item_id": f"i{n}", "timestamp": 2_000_000_000 + n} for n in range(5)
         ]
-        assert _call(f"{url}/events", {"events": events}) == {"stored": 5}
+        assert _call(f"{url}/events", {"events": events}) == {"stored": 5, "duplicates": 0}
         first = subprocess.run(_command(update_line, run, port), env=env, capture_output=True, text=True)
         cron_update = _command(cron[0].split(" ", 5)[5].split(" >>")[0], run, port)
         if first.returncode == 1:  # refused: one line, the served version unchanged, and again
