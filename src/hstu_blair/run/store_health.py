@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from hstu_blair.data.manifest import read_json_file
 from hstu_blair.errors import HstuBlairError
 from hstu_blair.run.layout import model_info_path, version_dir
 from hstu_blair.run.store import Store
+from hstu_blair.run.store_engine import why
 from hstu_blair.run.store_schema import FORGOTTEN_EVENTS
 from hstu_blair.run.versions import list_versions
 
@@ -35,8 +38,11 @@ def integrity_problems(store: Store) -> list[str]:
     if path is None:
         return []
     pragma = "quick_check" if path.stat().st_size > QUICK_CHECK_BYTES else "integrity_check"
-    with store.engine.connect() as conn:
-        rows = [str(r[0]) for r in conn.exec_driver_sql(f"PRAGMA {pragma}({SHOWN})")]
+    try:
+        with store.engine.connect() as conn:
+            rows = [str(r[0]) for r in conn.exec_driver_sql(f"PRAGMA {pragma}({SHOWN})")]
+    except sa.exc.SQLAlchemyError as exc:  # a page so damaged that the check itself stops
+        rows = [why(exc)]
     if rows == ["ok"]:
         return []
     shown = "; ".join(rows[:3]) + (
