@@ -166,6 +166,8 @@ def test_a_missing_store_of_a_run_that_had_one_is_refused(run, capsys, damage):
     _one_line(capsys.readouterr().err, str(path), "restore it from a backup", "store.json")
     assert main(["check", str(run)]) == 2
     assert str(path) in capsys.readouterr().out
+    assert main(["update", str(run)]) == 2  # not trained as if nothing had been stored
+    _one_line(capsys.readouterr().err, str(path), "restore it from a backup")
     assert path.exists() == (damage == "emptied") and path.stat().st_size == 0 if path.exists() else True
     (run / "store.json").write_text('{"stores": {}}')  # starting over, as the message says
     assert Recommender.load(run).describe()["set_aside"] == 0

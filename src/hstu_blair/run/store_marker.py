@@ -113,6 +113,14 @@ def refuse_if_missing(
         raise StoreMissingError(missing_store_message(where, reason, run_dir, True))
 
 
+def has_store(run_dir: str | Path, location: str | Path | None) -> bool:
+    """Whether the run has a store to read: ``location`` given, its default file, or one it had
+    (which :meth:`~hstu_blair.run.store.Store.for_run` then refuses as missing)."""
+    if location is not None or store_path(run_dir).exists():
+        return True
+    return store_expected(run_dir, STORE_FILE) is not None
+
+
 def missing_store_message(where: str, reason: str, run_dir: str | Path, empty: bool) -> str:
     """The one line refusing a missing (or emptied) store the run had."""
     what = "is empty (no tables)" if empty else "is missing"
