@@ -202,11 +202,16 @@ def running_server(app) -> Iterator[str]:
 @pytest.fixture
 def copy_run(tmp_path):
     """Copy a (session) run directory into this test's tmp_path, to write into it: ``copy_run(run)``.
-    The copy has no store (other tests' recommenders open one in the session run directory)."""
+    The copy has no store, nor its record store.json (other tests' recommenders open one in the session run
+    directory)."""
     import shutil
 
     def copy(run: Path, name: str = "run") -> Path:
-        return Path(shutil.copytree(run, tmp_path / name, ignore=shutil.ignore_patterns("store.sqlite*")))
+        return Path(
+            shutil.copytree(
+                run, tmp_path / name, ignore=shutil.ignore_patterns("store.sqlite*", "store.json")
+            )
+        )
 
     return copy
 

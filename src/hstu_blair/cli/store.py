@@ -23,9 +23,12 @@ def add_check_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
             "version's model.json and weights, with the checks loading does before allocating "
             "(keys, types and sizes; safetensors headers against file sizes, tensor names and "
             "shapes against the architecture), the dataset and text store the model "
-            "names, and the store (schema version, counts of added items, events and users, damaged "
-            "rows, records set aside). Exit status: 0 healthy, "
-            "1 records set aside or damaged (the run is served without them), 2 unusable."
+            "names, and the store (SQLite's integrity check, schema version, counts of added items, "
+            "events and users, damaged rows, records set aside, and the events and items it lost "
+            "since the model versions recorded them; a store the run had that is missing or empty). "
+            "Exit status: 0 healthy, 1 records set aside or damaged (the run is served without "
+            "them), 2 the store is damaged or lost data (restore it from a backup) or the run is "
+            "unusable."
         ),
     )
     p.add_argument("run_dir", type=Path, help="run directory written by `hstu-blair train`")
@@ -42,6 +45,8 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"  {key:<18} {value}")
     for line in health.set_aside:
         print(f"  set aside: {line}")
+    for line in health.damaged:
+        print(f"  damaged: {line}")
     for line in health.problems:
         print(f"  unusable: {line}")
     return health.exit_code

@@ -52,7 +52,7 @@ from hstu_blair.models.sequential import SequentialModel
 from hstu_blair.recipes.loop import LoopState, finish_run, make_trainer, run_epochs, setup_torch
 from hstu_blair.recipes.resolve import resolve_device, train_item_counts
 from hstu_blair.recipes.resolve import split as resolve_split
-from hstu_blair.run.layout import config_path, is_run_dir, store_path, update_info_path, version_dir
+from hstu_blair.run.layout import config_path, is_run_dir, update_info_path, version_dir
 from hstu_blair.run.model_files import (
     TextStoreRef,
     TrainedModel,
@@ -62,6 +62,7 @@ from hstu_blair.run.model_files import (
     write_model_info,
 )
 from hstu_blair.run.store import ItemRecord, Store
+from hstu_blair.run.store_marker import has_store
 from hstu_blair.run.versions import (
     DEFAULT_TOLERANCE,
     UpdateRefused,
@@ -182,7 +183,7 @@ def update(
 
 def _store_events(run_dir: Path, store: str | Path | None) -> tuple[list[tuple[str, str, int]], list[str]]:
     """The store's events and item ids; none without a store yet."""
-    if store is None and not store_path(run_dir).exists():  # no store yet: nothing was added
+    if not has_store(run_dir, store):  # no store yet: nothing was added
         return [], []
     stored = Store.for_run(run_dir, store)
     try:
@@ -194,7 +195,7 @@ def _store_events(run_dir: Path, store: str | Path | None) -> tuple[list[tuple[s
 def _read_items(run_dir: Path, store: str | Path | None, served: TrainedModel) -> list[ItemRecord]:
     """The store's items, for a model with a text path; none without a store yet."""
     text = served.model.items.text
-    if text is None or (store is None and not store_path(run_dir).exists()):
+    if text is None or not has_store(run_dir, store):
         return []
     stored = Store.for_run(run_dir, store)
     try:

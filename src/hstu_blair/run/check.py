@@ -8,8 +8,13 @@ version, counts of items, events and users, damaged rows, what was set aside). A
 earlier layout is named as such, with how to convert it (:mod:`hstu_blair.run.convert`). Nothing is
 written.
 
+The store is also checked as a whole (:mod:`hstu_blair.run.store_health`): SQLite's integrity check,
+and whether it still holds the events and items the run's model versions were trained on; a store
+the run had (:mod:`hstu_blair.run.store_marker`) that is missing or empty is unusable.
+
 Status: ``ok`` (exit 0), ``set_aside`` (records were set aside or are damaged: served without
-them, exit 1), ``unusable`` (the run cannot be served: exit 2).
+them, exit 1), ``damaged`` (the store failed its integrity check or lost events or items: served,
+but restore it from a backup; exit 2), ``unusable`` (the run cannot be served: exit 2).
 """
 
 from __future__ import annotations
@@ -17,8 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from hstu_blair.data.manifest import read_json_file
 from hstu_blair.errors import ConfigError, DataFormatError, HstuBlairError
@@ -34,24 +37,30 @@ from hstu_blair.run.layout import (
 )
 from hstu_blair.run.model_check import check_model_info, check_weights
 from hstu_blair.run.store import SCHEMA_VERSION, Store
+from hstu_blair.run.store_health import integrity_problems, missing_from_versions
+from hstu_blair.run.store_marker import marker_key, missing_store_message, store_expected
 from hstu_blair.run.versions import current_version, list_versions, stale_staging
 
-EXIT_CODES = {"ok": 0, "set_aside": 1, "unusable": 2}
+EXIT_CODES = {"ok": 0, "set_aside": 1, "damaged": 2, "unusable": 2}
 
 
 @dataclass
 class RunHealth:
-    """What :func:`check_run` found: ``problems`` make the run unusable, ``set_aside`` lists damaged
-    records (served without them), ``facts`` are counts and versions."""
+    """What :func:`check_run` found: ``problems`` make the run unusable, ``damaged`` says what the
+    store lost or fails (served, but restore it), ``set_aside`` lists damaged records (served
+    without them), ``facts`` are counts and versions."""
 
     run_dir: Path
     problems: list[str] = field(default_factory=list)
     set_aside: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    damaged: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
-        return "unusable" if self.problems else "set_aside" if self.set_aside else "ok"
+        if self.problems:
+            return "unusable"
+        return "damaged" if self.damaged else "set_aside" if self.set_aside else "ok"
 
     @property
     def exit_code(self) -> int:
@@ -122,11 +131,18 @@ def _check_model(run_dir: Path, health: RunHealth) -> dict[str, Any] | None:
 
 
 def _check_store(run_dir: Path, location: str | Path | None, d_text: int, health: RunHealth) -> None:
-    """The store's schema version, counts, what was set aside and what will be (damaged rows)."""
+    """The store: that a store the run had is there, SQLite's integrity check, its schema version,
+    counts, what was set aside and what will be (damaged rows), and what it lost since the model
+    versions were trained."""
     path = store_path(run_dir)
-    if location is None and not path.exists():
-        health.facts["store"] = f"none yet ({STORE_FILE} is created on the first serve)"
-        return
+    expected = store_expected(run_dir, marker_key(run_dir, location))
+    if location is None and (not path.exists() or path.stat().st_size == 0):
+        if expected is not None:
+            health.problems.append(missing_store_message(str(path), expected, run_dir, path.exists()))
+            return
+        if not path.exists():
+            health.facts["store"] = f"none yet ({STORE_FILE} is created on the first serve)"
+            return
     try:
         store = Store(location or path, read_only=True)
     except HstuBlairError as exc:
@@ -135,15 +151,27 @@ def _check_store(run_dir: Path, location: str | Path | None, d_text: int, health
     try:
         health.facts["store"] = store.describe()
         health.facts["schema version"] = f"{store.version} (this hstu-blair: {SCHEMA_VERSION})"
+        if store.version == 0 and expected is not None:
+            health.problems.append(missing_store_message(store.describe(), expected, run_dir, True))
+        health.damaged += integrity_problems(store)
         if store.version < SCHEMA_VERSION:
             health.facts["migration"] = f"to version {SCHEMA_VERSION} on the next serve"
             return
-        health.facts.update(store.counts())
-        health.set_aside += [f"{r['source']}: {r['reason']}" for r in store.set_aside_records()]
-        if d_text:
-            _, damaged = store.read_items(0, d_text)
-            health.set_aside += [f"{r.source}: {r.reason} (set aside on the next serve)" for _, r in damaged]
-    except SQLAlchemyError as exc:
-        health.problems.append(f"{store.describe()}: cannot be read ({exc.__class__.__name__}: {exc})")
+        _check_rows(store, run_dir, d_text, health)
+    except HstuBlairError as exc:
+        health.problems.append(str(exc))
     finally:
         store.close()
+
+
+def _check_rows(store: Store, run_dir: Path, d_text: int, health: RunHealth) -> None:
+    """Counts, set-aside records, damaged item rows, and what the store lost since the versions."""
+    counts = store.counts()
+    health.facts.update(counts)
+    health.set_aside += [f"{r['source']}: {r['reason']}" for r in store.set_aside_records()]
+    if d_text:
+        _, damaged = store.read_items(0, d_text)
+        health.set_aside += [f"{r.source}: {r.reason} (set aside on the next serve)" for _, r in damaged]
+    missing = missing_from_versions(store, run_dir, counts)
+    if missing is not None:
+        health.damaged.append(missing)

@@ -10,6 +10,7 @@
       history.json, final_metrics.json
       cold_start.json             a cold-start run's two measurements
       store.sqlite                added items, users' events, records set aside (the default store)
+      store.json                  the stores this run has had (a missing one is refused, not recreated)
       versions/current.json       the served version's pointer (versions.py)
       versions/<n>/               model.json, checkpoints/, added_text.safetensors, update.json
       versions/.writer.lock       one ``update`` or ``rollback`` at a time
@@ -33,6 +34,8 @@ FINAL_METRICS = "final_metrics.json"
 COLD_START = "cold_start.json"
 STORE_FILE = "store.sqlite"
 """File name of the default SQLite store (serving's items and events) inside a run directory."""
+STORE_MARKER = "store.json"
+"""File name of the record of the stores a run has had (written when one is first opened)."""
 ADDED_TEXT = "added_text.safetensors"
 UPDATE_INFO = "update.json"
 VERSIONS = "versions"
@@ -103,6 +106,11 @@ def cold_start_path(run_dir: str | Path) -> Path:
 def store_path(run_dir: str | Path) -> Path:
     """``RUN_DIR/store.sqlite``: the default store."""
     return Path(run_dir) / STORE_FILE
+
+
+def store_marker_path(run_dir: str | Path) -> Path:
+    """``RUN_DIR/store.json``: the stores the run has had (:mod:`hstu_blair.run.store_marker`)."""
+    return Path(run_dir) / STORE_MARKER
 
 
 def store_location(run_dir: str | Path, location: str | Path | None = None) -> str | Path:

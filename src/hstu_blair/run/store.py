@@ -27,10 +27,13 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-from hstu_blair.errors import HstuBlairError
 from hstu_blair.run.layout import store_location
+from hstu_blair.run.store_engine import StoreDamagedError as StoreDamagedError
+from hstu_blair.run.store_engine import StoreError as StoreError
+from hstu_blair.run.store_engine import failure, is_memory, make_engine
+from hstu_blair.run.store_engine import store_url as store_url
 from hstu_blair.run.store_events import (
     EventConflictError as EventConflictError,
 )
@@ -41,9 +44,13 @@ from hstu_blair.run.store_events import (
     seen_items,
     write_events,
 )
+from hstu_blair.run.store_marker import StoreMissingError as StoreMissingError
+from hstu_blair.run.store_marker import marker_key, record_store, refuse_if_missing, store_expected
 from hstu_blair.run.store_schema import (
+    FORGOTTEN_EVENTS,
     MIGRATIONS,
     SCHEMA_VERSION,
+    add_to_meta,
     events,
     item_digest,
     item_problem,
@@ -52,13 +59,10 @@ from hstu_blair.run.store_schema import (
     schema_version,
     schema_version_of,
     set_aside_table,
+    store_meta,
 )
 
 log = logging.getLogger(__name__)
-
-
-class StoreError(HstuBlairError, ValueError):
-    """The store cannot be opened, read or written (unreachable server, read-only file, newer schema)."""
 
 
 class DuplicateIdsError(StoreError):
@@ -93,49 +97,6 @@ class DamagedRecord:
     record: bytes
 
 
-# ---- opening -----------------------------------------------------------------------------------
-def store_url(location: str | Path) -> str:
-    """The SQLAlchemy URL of a store location: a PostgreSQL URL (driver psycopg), a SQLAlchemy URL,
-    or a file path (SQLite)."""
-    text = str(location)
-    if text.startswith(("postgresql://", "postgres://")):
-        return "postgresql+psycopg://" + text.split("://", 1)[1]
-    if "://" in text:
-        return text
-    return f"sqlite:///{Path(text).resolve()}"
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
-    dbapi_conn.isolation_level = None  # transactions are begun explicitly (see _begin)
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA busy_timeout = 60000")
-    mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
-    if mode != "wal":
-        with contextlib.suppress(Exception):  # a read-only file keeps its journal mode
-            cursor.execute("PRAGMA journal_mode = WAL")
-    cursor.execute("PRAGMA synchronous = FULL")  # a commit is fsync'd before it returns
-    cursor.execute("PRAGMA secure_delete = ON")  # deleted rows are overwritten, not left in free pages
-    cursor.close()
-
-
-def _sqlite_readable(url: str) -> bool:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
-        return True
-    except sa.exc.SQLAlchemyError:
-        return False
-    finally:
-        engine.dispose()
-
-
-def _begin(conn: Connection) -> None:
-    """SQLite: writes take the write lock at BEGIN (no upgrade deadlocks), reads do not."""
-    immediate = conn.get_execution_options().get("write", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
 class Store:
     """One store (a database), shared by every process that opens the same location.
 
@@ -153,8 +114,8 @@ class Store:
         self.location = str(location)
         self.url = store_url(location)
         self.read_only = read_only
-        self.engine = self._engine(self.url, read_only)
-        memory = self.url in ("sqlite://", "sqlite:///:memory:")
+        self.engine = make_engine(self.url, read_only)
+        memory = is_memory(self.url)
         self._pollers = threading.local()  # item_head's driver connection per thread
         self._poll_conns: list[Any] = []
         self._mutex_shared = memory
@@ -168,29 +129,42 @@ class Store:
             self.version = self._migrate()
         except sa.exc.SQLAlchemyError as exc:
             self.engine.dispose()
-            raise StoreError(f"cannot open the store {self.describe()}: {_why(exc)}") from None
-
-    @staticmethod
-    def _engine(url: str, read_only: bool) -> Engine:
-        if not url.startswith("sqlite"):
-            return sa.create_engine(url, pool_pre_ping=True)
-        memory = url in ("sqlite://", "sqlite:///:memory:")
-        if read_only and not memory:
-            path = url.split("///", 1)[1]
-            url = f"sqlite:///file:{path}?mode=ro&uri=true"  # sees the journal (WAL) of live writers
-            if not _sqlite_readable(url):  # a read-only directory without -shm: nobody can write, read as is
-                url = f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true"
-        kwargs: dict[str, Any] = {"poolclass": sa.pool.StaticPool} if memory else {}
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-        sa.event.listen(engine, "begin", _begin)
-        return engine
+            raise self.failure(exc, "open") from None
+        except StoreError:
+            self.engine.dispose()
+            raise
 
     @classmethod
     def for_run(cls, run_dir: str | Path, location: str | Path | None = None) -> Store:
         """The store of a run directory: ``location``, else ``RUN_DIR/store.sqlite``. A SQLite file
-        in a directory that cannot be written is opened read-only."""
+        in a directory that cannot be written is opened read-only. A store the run had
+        (:mod:`hstu_blair.run.store_marker`) that is missing or empty is refused; one opened with
+        its schema is recorded in ``RUN_DIR/store.json``.
+
+        Raises:
+            StoreMissingError: the run had this store, and it is missing or empty.
+            StoreError: it cannot be opened (see :class:`Store`).
+        """
+        key = marker_key(run_dir, location)
         location = store_location(run_dir, location)
+        reason = store_expected(run_dir, key)
+        if reason is not None:
+            refuse_if_missing(run_dir, location, reason, cls._probe)
+        store = cls._open_for_run(location)
+        if not store.read_only:
+            record_store(run_dir, key)
+        return store
+
+    @classmethod
+    def _probe(cls, location: str | Path) -> tuple[str, int]:
+        """The location and schema version of a store, opened read-only (nothing created)."""
+        probe = cls(location, read_only=True)
+        probe.close()
+        return probe.describe(), probe.version
+
+    @classmethod
+    def _open_for_run(cls, location: str | Path) -> Store:
+        """Open ``location``; a SQLite file in a directory that cannot be written read-only."""
         url = store_url(location)
         if url.startswith("sqlite:///"):
             path = Path(url.split("///", 1)[1])
@@ -237,8 +211,17 @@ class Store:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._connect() as conn, conn.begin():
-            yield conn
+        """A read transaction; a database error inside it is a :class:`StoreError` (damage:
+        :class:`StoreDamagedError`) naming the store, without SQL."""
+        try:
+            with self._connect() as conn, conn.begin():
+                yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            raise self.failure(exc, "read") from None
+
+    def failure(self, exc: sa.exc.SQLAlchemyError, doing: str) -> StoreError:
+        """The one-line error of a database error while ``doing`` (open, read, ...) the store."""
+        return failure(exc, doing, str(self.sqlite_path or self.describe()))
 
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
@@ -248,7 +231,7 @@ class Store:
 
     def _migrate(self) -> int:
         if self.read_only:
-            with self._read() as conn:
+            with self._connect() as conn, conn.begin():  # errors: "cannot open" (see __init__)
                 version = schema_version_of(conn, create=False)
         else:
             with self._write() as conn:
@@ -386,7 +369,7 @@ class Store:
                     raise DuplicateIdsError(taken_ids)
                 conn.execute(items.insert(), rows)
         except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot write items to the store {self.describe()}: {_why(exc)}") from None
+            raise self.failure(exc, "write items to") from None
 
     def _lock_items(self, conn: Connection) -> None:
         """PostgreSQL: one item writer at a time, so ``seq`` order is commit order (readers that
@@ -449,7 +432,7 @@ class Store:
                         f"cannot write events to the store {self.describe()}: conflicts"
                     ) from None
             except sa.exc.SQLAlchemyError as exc:
-                raise StoreError(f"cannot write events to the store {self.describe()}: {_why(exc)}") from None
+                raise self.failure(exc, "write events to") from None
         raise AssertionError("unreachable")
 
     def user_events(self, user_id: str, limit: int | None = None) -> tuple[list[str], np.ndarray]:
@@ -476,18 +459,24 @@ class Store:
     def forget_user(self, user_id: str) -> int:
         """Delete a user's events; returns how many. SQLite overwrites the deleted rows
         (``secure_delete``) and checkpoints the journal so no copy stays in the files."""
-        with self._write() as conn:
-            deleted = conn.execute(events.delete().where(events.c.user_id == user_id)).rowcount
-        if self.backend == "sqlite" and deleted:
-            with self._connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        return int(deleted)
+        try:
+            with self._write() as conn:
+                deleted = int(conn.execute(events.delete().where(events.c.user_id == user_id)).rowcount)
+                if deleted:
+                    add_to_meta(conn, FORGOTTEN_EVENTS, deleted)
+            if self.backend == "sqlite" and deleted:
+                with self._connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sa.exc.SQLAlchemyError as exc:
+            raise self.failure(exc, "delete events from") from None
+        return deleted
+
+    def meta_number(self, key: str) -> int:
+        """A number kept in ``store_meta`` (0 when absent): e.g. :data:`FORGOTTEN_EVENTS`."""
+        with self._read() as conn:
+            value = conn.execute(sa.select(store_meta.c.value).where(store_meta.c.key == key)).scalar()
+        return int(value or 0)
 
 
 def _aside_row(r: DamagedRecord) -> dict[str, Any]:
     return {"source": r.source, "reason": r.reason, "record": r.record, "set_aside_at": time.time()}
-
-
-def _why(exc: sa.exc.SQLAlchemyError) -> str:
-    original = getattr(exc, "orig", None)
-    return str(original if original is not None else exc).strip().splitlines()[0]

@@ -173,3 +173,19 @@ def row_record(row: Any) -> bytes:
     fields = {k: v for k, v in row._mapping.items() if k != "vector"}
     fields["vector_hex"] = bytes(row.vector).hex()
     return json.dumps(fields, ensure_ascii=False).encode("utf-8")
+
+
+FORGOTTEN_EVENTS = "forgotten_events"
+"""``store_meta`` key: events deleted by forgetting users, all told (``hstu-blair check`` tells them
+from events lost)."""
+
+
+def add_to_meta(conn: Connection, key: str, amount: int) -> None:
+    """Add ``amount`` to the number kept in ``store_meta`` under ``key`` (in ``conn``'s transaction)."""
+    value = conn.execute(sa.select(store_meta.c.value).where(store_meta.c.key == key)).scalar()
+    if value is None:
+        conn.execute(store_meta.insert().values(key=key, value=str(amount)))
+    else:
+        conn.execute(
+            store_meta.update().where(store_meta.c.key == key).values(value=str(int(value) + amount))
+        )

@@ -10,7 +10,7 @@ import numpy as np
 
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.errors import UnknownIdError
-from hstu_blair.run.store import EventConflictError, EventRow, StoreError
+from hstu_blair.run.store import EventConflictError, EventRow, StoreDamagedError, StoreError
 from hstu_blair.serving.catalogue import Catalogue
 from hstu_blair.serving.errors import EventConflict, ServingError
 from hstu_blair.serving.ids import check_new_id, check_time, check_unicode, same_id
@@ -69,8 +69,12 @@ class UserEvents:
     def forget(self, user_id: str) -> int:
         """Delete a user's stored events; returns how many."""
         self.link.check_writable()
+        user_id = same_id(str(user_id))
         try:
-            return self.link.store.forget_user(same_id(str(user_id)))
+            return self.link.store.forget_user(user_id)
+        except StoreDamagedError as exc:  # their events cannot be read, so not deleted either
+            self.link.set_aside_user(user_id, exc)
+            raise self.link.write_failure(exc) from exc
         except StoreError as exc:
             raise self.link.write_failure(exc) from exc
 
@@ -85,7 +89,8 @@ class UserEvents:
     def history(self, user_id: str, seen: bool = True) -> tuple[np.ndarray, np.ndarray, bool]:
         """A user's history: training interactions and stored events, ordered by time (ties:
         training first, then events in the order stored); events on items no longer in the
-        catalogue (set aside) are left out.
+        catalogue (set aside) are left out, and so are all of a user's stored events when the store
+        is damaged where they are (:meth:`StoreLink.user_events`: the user is set aside).
 
         Only the last ``max_len`` stored events are read (the model reads no more). For a user with
         more, and ``seen``, the items of their earlier events come first, once each, at the time of
@@ -105,7 +110,7 @@ class UserEvents:
         else:
             ids = self.data.user_items(user).astype(np.int64)  # (L0,)
             times = self.data.user_times(user).astype(np.int64)  # (L0,)
-        stored_ids, stored_times = self.link.store.user_events(user_id, self.max_len)  # (L1,)
+        stored_ids, stored_times = self.link.user_events(user_id, self.max_len)  # (L1,)
         if stored_ids:
             known, positions, _ = self.catalogue.indices(stored_ids, skip_unknown=True)
             ids = np.concatenate([ids, np.asarray(known, np.int64)])
@@ -113,7 +118,7 @@ class UserEvents:
             order = np.argsort(times, kind="stable")
             ids, times = ids[order], times[order]
         if seen and len(stored_ids) == self.max_len:  # perhaps more: their items, for exclude_seen
-            earlier = sorted(set(self.link.store.seen_items(user_id)) - set(stored_ids))
+            earlier = sorted(set(self.link.seen_items(user_id)) - set(stored_ids))
             extra = np.asarray(self.catalogue.indices(earlier, skip_unknown=True)[0], np.int64)  # (E,)
             ids = np.concatenate([extra, ids])
             times = np.concatenate([np.full(extra.size, times[0], np.int64), times])

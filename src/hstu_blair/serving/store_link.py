@@ -9,8 +9,17 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from hstu_blair.run.layout import STORE_FILE, store_path
-from hstu_blair.run.store import DamagedRecord, ItemRecord, Store, StoreError
+from hstu_blair.run.store import (
+    DamagedRecord,
+    ItemRecord,
+    Store,
+    StoreDamagedError,
+    StoreError,
+    StoreMissingError,
+)
 from hstu_blair.serving.errors import StoreWriteError
 
 _LOG = logging.getLogger(__name__)
@@ -41,12 +50,15 @@ class StoreLink:
         self.seq = 0  # the highest item seq read from the store
         self.head = 0  # the store's max(seq) when last looked at
         self._skipped: set[int] = set()  # seqs of damaged items skipped while serving
+        self._unreadable: set[str] = set()  # users whose stored events cannot be read (damaged store)
         self.records_set_aside = 0
         """Damaged records kept out of service (in the store's ``set_aside`` table, or skipped)."""
 
     def _open(self, location: str | Path | None) -> Store:
         try:
             return Store.for_run(self.run_dir, location)
+        except StoreMissingError:
+            raise
         except StoreError as exc:
             if location is None and not store_path(self.run_dir).exists():
                 # a read-only run directory without a store: nothing to read, nothing can be written
@@ -100,8 +112,37 @@ class StoreLink:
             _LOG.warning("cannot move damaged items aside: %s", exc)
 
     def count_set_aside(self) -> None:
-        """Recount the damaged records: the store's ``set_aside`` table plus those skipped."""
-        self.records_set_aside = len(self.store.set_aside_records()) + len(self._skipped)
+        """Recount the damaged records: the store's ``set_aside`` table plus those skipped, and the
+        users whose stored events cannot be read."""
+        table = len(self.store.set_aside_records())
+        self.records_set_aside = table + len(self._skipped) + len(self._unreadable)
+
+    # ---- reading users' events ---------------------------------------------------------------
+    def user_events(self, user_id: str, limit: int | None) -> tuple[list[str], np.ndarray]:
+        """A user's last ``limit`` stored events (:meth:`Store.user_events`); none when they
+        cannot be read because the store is damaged: the user is set aside (counted, logged once)."""
+        try:
+            return self.store.user_events(user_id, limit)
+        except StoreDamagedError as exc:
+            self.set_aside_user(user_id, exc)
+            return [], np.zeros(0, np.int64)
+
+    def seen_items(self, user_id: str) -> list[str]:
+        """The items of a user's stored events (:meth:`Store.seen_items`); none when they cannot be
+        read (the user is set aside)."""
+        try:
+            return self.store.seen_items(user_id)
+        except StoreDamagedError as exc:
+            self.set_aside_user(user_id, exc)
+            return []
+
+    def set_aside_user(self, user_id: str, exc: StoreDamagedError) -> None:
+        """Count a user whose stored events cannot be read (once) and log it once."""
+        if user_id in self._unreadable:
+            return
+        self._unreadable.add(user_id)
+        self.records_set_aside += 1
+        log_set_aside([DamagedRecord(f"events of user {user_id!r}", str(exc), b"")])
 
     # ---- writing -------------------------------------------------------------------------------
     def check_writable(self) -> None:
@@ -123,6 +164,8 @@ class StoreLink:
         """The error a failed write raises (what failed, and what to do)."""
         why = getattr(exc, "strerror", None) or str(exc)
         path = self.store.sqlite_path
+        if isinstance(exc, StoreDamagedError):
+            return StoreWriteError(f"cannot write: {exc}")
         if path is not None and (isinstance(exc, PermissionError) or self.store.read_only):
             problem = f"the run directory {path.parent} is not writable ({why})"
         else:
@@ -138,7 +181,7 @@ def log_set_aside(records: Sequence[DamagedRecord]) -> None:
     """One warning per damaged record."""
     for r in records:
         _LOG.warning(
-            "set aside %s: %s (kept in the store's set_aside table; other records are served)",
+            "set aside %s: %s (kept out of service; other records are served)",
             r.source,
             r.reason,
         )
