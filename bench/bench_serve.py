@@ -30,6 +30,11 @@ Events (issue 18; ``--events 0`` skips them): a fresh server over a new SQLite s
 ingest rate (events/s) and the per-user p50/p99, measured by ``bench_events.events_load`` (the
 same code as ``bench/bench_events.py``, which also measures cross-process visibility).
 
+Bounded work and connections (issue 25; ``--limits``, alone with ``--limits-only``; see
+``bench/serve_limits.py``): a user with 600,000 stored events, ``/healthz`` while 8 clients read
+that user, and 20,000 idle connections, each against a baseline measured in the same run.
+
+    python bench/bench_serve.py --run-dir RUN --limits-only --out bench_serve_limits.json
     python bench/bench_serve.py --requests 10000 --clients 64 --out bench_serve.json
     python bench/bench_serve.py --run-dir RUN --stall-only --out bench_serve_stall.json
 """
@@ -55,6 +60,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_events import events_lines, events_load  # noqa: E402
 from bench_train import machine, machine_line  # noqa: E402
+from serve_fuzz import fuzz, fuzz_bodies  # noqa: E402
+from serve_limits import add_limits_args, limits_from_args  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"batched": (2.0, 64), "unbatched": (0.0, 1)}
@@ -177,93 +184,6 @@ def summarize(latencies: list[float], errors: dict[str, int], seconds: float) ->
         "p50_ms": round(float(np.percentile(lat, 50)), 2),
         "p99_ms": round(float(np.percentile(lat, 99)), 2),
         "errors": errors,
-    }
-
-
-def fuzz_bodies(n: int, seed: int = 1) -> list[bytes]:
-    """Random JSON of random shapes, wrong types, huge numbers, broken JSON, unicode, deep nesting."""
-    rng = random.Random(seed)
-    atoms: list[Any] = [
-        None,
-        True,
-        False,
-        -1,
-        0,
-        10**30,
-        -(10**30),
-        1e308,
-        0.5,
-        "1",
-        "",
-        "\u2603\U0001f600\u0000",
-    ]
-    atoms += ["x" * 10_000, [], {}, ["1"] * 5000]
-
-    def value(depth: int = 0) -> Any:
-        r = rng.random()
-        if depth < 4 and r < 0.2:
-            return [value(depth + 1) for _ in range(rng.randrange(5))]
-        if depth < 4 and r < 0.4:
-            keys = [
-                "history",
-                "user_id",
-                "k",
-                "timestamps",
-                "query_time",
-                "exclude_seen",
-                "skip_unknown",
-                "requests",
-                "?",
-            ]
-            return {rng.choice(keys): value(depth + 1) for _ in range(rng.randrange(1, 5))}
-        return rng.choice(atoms)
-
-    bodies = []
-    for i in range(n):
-        kind = i % 5
-        if kind == 0:
-            bodies.append(json.dumps(value()).encode())
-        elif kind == 1:  # the right shape with wrong values
-            body = {"history": value(), "k": value(), "timestamps": value(), "exclude_seen": value()}
-            bodies.append(json.dumps(body).encode())
-        elif kind == 2:  # huge or invalid k and limits
-            body = {"history": ["1"], "k": rng.choice([0, -5, 10**6, 10**100, 1.5, "ten", None])}
-            bodies.append(json.dumps(body).encode())
-        elif kind == 3:  # broken JSON
-            good = json.dumps({"history": ["1", "50"], "k": 10})
-            cut = rng.randrange(1, len(good))
-            bodies.append(rng.choice([good[:cut].encode(), b"\xff\xfe\x00", b"{" * 5000, b"NaN", b"1e99999"]))
-        else:  # unicode and odd ids
-            ids = [
-                "".join(chr(rng.randrange(0x20, 0x2FFFF)) for _ in range(rng.randrange(1, 30)))
-                for _ in range(5)
-            ]
-            bodies.append(
-                json.dumps({"history": ids, "k": 5}, ensure_ascii=rng.random() < 0.5).encode(
-                    "utf-8", "surrogatepass"
-                )
-            )
-    bodies.append(b"[" * 100_000 + b"]" * 100_000)
-    return bodies
-
-
-def fuzz(url: str, bodies: list[bytes]) -> dict[str, Any]:
-    statuses: dict[str, int] = {}
-    with httpx.Client(base_url=url, timeout=60) as http:
-        for body in bodies:
-            for path in ("/recommend", "/recommend/batch", "/items"):
-                code = http.post(path, content=body, headers={"content-type": "application/json"}).status_code
-                statuses[str(code)] = statuses.get(str(code), 0) + 1
-        alive = (
-            http.get("/healthz").status_code == 200
-            and http.post("/recommend", json={"history": ["1"]}).status_code == 200
-        )
-    server_errors = sum(v for k, v in statuses.items() if k.startswith("5"))
-    return {
-        "bodies": len(bodies) * 3,
-        "statuses": dict(sorted(statuses.items())),
-        "5xx": server_errors,
-        "alive_after": alive,
     }
 
 
@@ -403,9 +323,17 @@ def main() -> None:
     parser.add_argument("--event-users", type=int, default=2000, help="users the events name (half new)")
     parser.add_argument("--user-requests", type=int, default=1000, help="GET /users/ID/recommendations sent")
     parser.add_argument("--store", help="the events server's store (default: a new SQLite file)")
+    add_limits_args(parser)
     args = parser.parse_args()
     info = machine()
     print(machine_line(info) + f"; load {info['load_avg_1min']:.2f}")
+    if args.limits_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_dir = args.run_dir or train_run(Path(tmp), args.epochs)
+            limits = {"machine": info, **limits_from_args(run_dir, Path(tmp), args)}
+        if args.out:
+            args.out.write_text(json.dumps(limits, indent=2))
+        return
     if args.stall_only:
         with tempfile.TemporaryDirectory() as tmp:
             run_dir = args.run_dir or train_run(Path(tmp), args.epochs)
@@ -483,6 +411,8 @@ def main() -> None:
             )
             for line in events_lines(results["events"]):
                 print(line)
+        if args.limits:
+            results["limits"] = limits_from_args(run_dir, Path(tmp), args)
         results["load_average_after"] = os.getloadavg()[0]
         results["machine"] = info
 

@@ -173,9 +173,12 @@ def text_run(request, tiny_dataset: Path, tiny_text_store: Path, tmp_path_factor
 
 
 @contextlib.contextmanager
-def running_server(app) -> Iterator[str]:
-    """Serve ``app`` with a real uvicorn on 127.0.0.1 (a free port) in a thread; yields the base URL."""
+def running_server(app, connections=None) -> Iterator[str]:
+    """Serve ``app`` with a real uvicorn on 127.0.0.1 (a free port) in a thread; yields the base URL.
+    With ``connections`` (a ``ConnectionLimits``), the server is ``serve``'s, within those limits."""
     import uvicorn
+
+    from hstu_blair.serving.http.connections import build_server
 
     # IPPROTO_TCP explicitly: asyncio only turns Nagle off (TCP_NODELAY) on sockets whose proto says TCP,
     # and a 0 proto here costs every request a 40 ms delayed-ACK stall
@@ -183,7 +186,10 @@ def running_server(app) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    if connections is None:
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    else:
+        server = build_server(app, "127.0.0.1", port, connections, log_level="warning")
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

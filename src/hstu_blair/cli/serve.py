@@ -18,6 +18,7 @@ from hstu_blair.serving.limits import (
     MAX_BATCH,
     MIB,
     PORT,
+    ConnectionLimits,
     Limits,
     parse_size,
 )
@@ -123,7 +124,10 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
             "with an idempotency_key seen before stores nothing). Binding beyond loopback without a key prints a "
             "warning. Limits are checked before any work: a body above its route's limit is 413 (not "
             "read further); k, history length, queries, events and their sums per request above "
-            "their limits are 422 naming the limit."
+            "their limits are 422 naming the limit. Connections are bounded (--max-connections: beyond it the least "
+            "recently active idle one is closed; --request-head-s, --keep-alive-s: idle and slow clients are "
+            "closed), and a log message of one kind is written once per --log-repeat-s seconds, the rest "
+            "counted in /metrics (hstu_blair_log_suppressed_total)."
         ),
     )
     p.add_argument("run_dir", type=Path, help="run directory written by `hstu-blair train`")
@@ -138,6 +142,7 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         help="top-k search: exact (default) or FAISS for large catalogues (faiss = faiss-ivf)",
     )
     _add_limit_args(p)
+    _add_connection_args(p)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument(
@@ -197,6 +202,50 @@ def _add_limit_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+CONNECTION_FLAGS = {
+    "max_connections": (
+        int,
+        "most open connections; a new one beyond it closes the least recently active idle one, "
+        "or is answered 503 when all are busy (lowered to the file limit, ulimit -n, less 128)",
+    ),
+    "request_head_s": (
+        float,
+        "seconds a connection has to send a request's head after it opens or after a response",
+    ),
+    "keep_alive_s": (int, "seconds an idle connection stays open after a response"),
+    "backlog": (int, "connections the kernel queues before they are accepted"),
+    "log_repeat_s": (
+        float,
+        "a log message of one kind is written once per this many seconds (the rest counted in /metrics)",
+    ),
+}
+"""The fields of :class:`ConnectionLimits` that ``serve`` takes as flags (``--max-connections``)."""
+
+
+def _add_connection_args(p: argparse.ArgumentParser) -> None:
+    """What connections may hold, and how often a log line repeats."""
+    defaults = ConnectionLimits()
+    for field, (kind, help_text) in CONNECTION_FLAGS.items():
+        p.add_argument(
+            f"--{field.replace('_', '-')}",
+            type=kind,
+            default=getattr(defaults, field),
+            help=f"{help_text} (default %(default)s)",
+        )
+
+
+def connections_of(args: argparse.Namespace) -> ConnectionLimits:
+    """The :class:`ConnectionLimits` the ``serve`` flags describe.
+
+    Raises:
+        HstuBlairError: a value that is not positive.
+    """
+    try:
+        return ConnectionLimits(**{field: getattr(args, field) for field in CONNECTION_FLAGS})
+    except ValueError as exc:
+        raise HstuBlairError(str(exc)) from None
+
+
 def _size(n: int) -> str:
     return f"{n // MIB}MiB" if n % MIB == 0 else f"{n // KIB}KiB" if n % KIB == 0 else str(n)
 
@@ -251,5 +300,6 @@ def run_serve(args: argparse.Namespace) -> int:
         read_key=args.read_key,
         store=args.store,
         limits=limits_of(args),
+        connections=connections_of(args),
     )
     return 0

@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import uvicorn
 from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
@@ -59,18 +58,21 @@ from hstu_blair.errors import ConfigError
 from hstu_blair.serving.http.auth import WriteAuth
 from hstu_blair.serving.http.batcher import MicroBatcher
 from hstu_blair.serving.http.catch_up import CatchUpMiddleware
+from hstu_blair.serving.http.connections import build_server
 from hstu_blair.serving.http.context import ServingContext
 from hstu_blair.serving.http.limits import RequestGuard
+from hstu_blair.serving.http.log_flood import FloodFilter, SuppressedCollector, install, uninstall
 from hstu_blair.serving.http.metrics import Metrics, MetricsMiddleware
 from hstu_blair.serving.http.routes import events, items, recommend, service
 from hstu_blair.serving.http.schemas import validation_error_response
-from hstu_blair.serving.limits import BATCH_WINDOW_MS, HOST, MAX_BATCH, PORT, Limits
+from hstu_blair.serving.limits import BATCH_WINDOW_MS, HOST, MAX_BATCH, PORT, ConnectionLimits, Limits
 from hstu_blair.serving.live import LiveRecommender
 from hstu_blair.serving.recommender import Recommender, ServingError
 from hstu_blair.text.encoders import EncoderError
 
 __all__ = [
     "API_KEY_ENV",
+    "ConnectionLimits",
     "READ_KEY_ENV",
     "Limits",
     "MicroBatcher",
@@ -104,6 +106,7 @@ def create_app(
     api_key: str | None = None,
     limits: Limits | None = None,
     read_key: str | None = None,
+    log_flood: FloodFilter | None = None,
     **limit_values: Any,
 ) -> FastAPI:
     """The FastAPI app serving ``recommender``.
@@ -120,6 +123,8 @@ def create_app(
             ``/recommend`` by ``user_id``) need it or ``read_key``; other reads stay open.
         limits: request limits (default :class:`Limits`: see its fields for the defaults).
         read_key: a token that allows those reads and no write (needs ``api_key``; must differ).
+        log_flood: the filter keeping repeated log lines out (:func:`serve` installs one), whose
+            left-out lines ``/metrics`` counts; None: a new one, not installed.
         **limit_values: single :class:`Limits` fields over ``limits`` (``max_k=50``, ``max_history=100``).
 
     Raises:
@@ -147,6 +152,7 @@ def create_app(
     metrics.items.set_function(lambda: live.current.num_items)
     metrics.set_aside.set_function(lambda: live.current.records_set_aside)
     metrics.duplicate_events.set_function(lambda: live.current.store.duplicate_events)
+    metrics.registry.register(SuppressedCollector(log_flood or FloodFilter()))
     ctx = ServingContext(live, limits, auth, metrics, batch_window_ms / 1000, max_batch)
     ctx.health.update(version_swaps=lambda: live.swaps, failed_version_loads=lambda: live.failed_loads)
 
@@ -239,6 +245,7 @@ def serve(
     limits: Limits | None = None,
     store: str | None = None,
     read_key: str | None = None,
+    connections: ConnectionLimits | None = None,
 ) -> None:
     """Load a run and serve it with uvicorn until interrupted.
 
@@ -252,13 +259,15 @@ def serve(
     version is served, and a new one (``hstu-blair update``) switched to without a restart.
     ``threads`` sets torch's intra-op threads (default: torch's choice; 1 is
     fastest when other processes share the cores). ``limits``: what one request may ask for
-    (default :class:`Limits`; ``max_k``, if given, overrides its ``max_k``). Other arguments: see
-    :func:`create_app` and :meth:`Recommender.load`.
+    (default :class:`Limits`; ``max_k``, if given, overrides its ``max_k``). ``connections``: what
+    connections may hold and how often a log line repeats (default :class:`ConnectionLimits`; see
+    :mod:`hstu_blair.serving.http.connections`). Other arguments: see :func:`create_app` and
+    :meth:`Recommender.load`.
 
     Raises:
         ServingError: ``api_key`` is an empty string.
 
-    Longer than 60 lines with this docstring and its 14 arguments (the ``serve`` CLI flags); the body
+    Longer than 60 lines with this docstring and its 15 arguments (the ``serve`` CLI flags); the body
     only loads, builds the app and runs it.
     """
     if api_key is None:
@@ -271,6 +280,8 @@ def serve(
         torch.set_num_threads(threads)
     live = LiveRecommender.load(run_dir, checkpoint=checkpoint, device=device, index=index, store=store)
     recommender = live.current
+    connections = connections or ConnectionLimits()
+    flood = FloodFilter(connections.log_repeat_s)
     app = create_app(
         live,
         batch_window_ms=batch_window_ms,
@@ -278,6 +289,7 @@ def serve(
         api_key=api_key,
         limits=limits,
         read_key=read_key,
+        log_flood=flood,
         **({} if max_k is None else {"max_k": max_k}),
     )
     warning = exposure_warning(host, api_key)
@@ -294,4 +306,16 @@ def serve(
         "need the API key" if api_key else "are open",
         "with a read key" if read_key else "",
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    run_server(app, host, port, connections, log_level, flood)
+
+
+def run_server(
+    app: FastAPI, host: str, port: int, connections: ConnectionLimits, log_level: str, flood: FloodFilter
+) -> None:
+    """Run ``app`` with uvicorn within ``connections`` and ``flood`` on the log, until interrupted."""
+    server = build_server(app, host, port, connections, log_level)  # configures logging
+    installed = install(flood)
+    try:
+        server.run()
+    finally:
+        uninstall(flood, installed)

@@ -6,6 +6,11 @@ history items and 100,000 results (the sum of ``k``) per request, so the work of
 grows as queries x history length and queries x k, stays bounded; 10,000 events per
 ``POST /events``; bodies up to 1 MiB on ``/recommend`` and ``POST /items``, 8 MiB on
 ``/recommend/batch`` and ``POST /events``, and 64 KiB on any other route.
+
+What connections may hold (:class:`ConnectionLimits`, enforced by
+:mod:`hstu_blair.serving.http.connections`): 1,000 open connections (above it the least recently
+active idle one is closed), 10 s to send a request's head, 5 s idle between requests, a listen
+backlog of 2,048, and one log line per kind of message per 10 s.
 """
 
 from __future__ import annotations
@@ -28,6 +33,55 @@ BODY_BYTES: Mapping[str, int] = MappingProxyType(
     {"/recommend": 1 * MIB, "/recommend/batch": 8 * MIB, "/items": 1 * MIB, "/events": 8 * MIB}
 )
 """Default body limits by route path; any other route gets ``Limits.default_body_bytes``."""
+
+
+MAX_CONNECTIONS = 1000
+"""Most open connections; the file limit (``ulimit -n``) less :data:`FD_RESERVE` lowers it."""
+FD_RESERVE = 128
+"""File descriptors kept for the store, model files and logs when the file limit lowers the cap."""
+REQUEST_HEAD_S = 10.0
+"""Seconds a connection has, from its start or its previous response, to send a request's head."""
+KEEP_ALIVE_S = 5
+"""Seconds an idle keep-alive connection stays open after a response (uvicorn's ``timeout_keep_alive``)."""
+BACKLOG = 2048
+"""Connections the kernel queues before they are accepted (uvicorn's ``backlog``; capped by somaxconn)."""
+LOG_REPEAT_S = 10.0
+"""Seconds within which a log message of one kind is written once (the rest counted)."""
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What the server's connections may hold; every value is in seconds or a count.
+
+    Attributes:
+        max_connections: most open connections. A connection beyond it closes the least recently
+            active idle one (no request running), as nginx reuses keep-alive connections; when
+            none is idle the new one is answered 503 and closed. Bounds the file descriptors.
+        request_head_s: a connection that has not sent a complete request head this long after it
+            opened, or after its previous response, is closed (idle and slow-header connections).
+        keep_alive_s: an idle connection is closed this long after its last response.
+        backlog: connections queued by the kernel before they are accepted.
+        log_repeat_s: a log message of one kind is written at most once per this many seconds,
+            with the count of those left out; all are counted in ``/metrics``.
+
+    Raises:
+        ValueError: a value that is not positive.
+    """
+
+    max_connections: int = MAX_CONNECTIONS
+    request_head_s: float = REQUEST_HEAD_S
+    keep_alive_s: int = KEEP_ALIVE_S
+    backlog: int = BACKLOG
+    log_repeat_s: float = LOG_REPEAT_S
+
+    def __post_init__(self) -> None:
+        bad = {
+            k: v
+            for k, v in self.__dict__.items()
+            if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0
+        }
+        if bad:
+            raise ValueError(f"connection limits must be positive, got {bad}")
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,16 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.connections = Gauge(
+            "hstu_blair_http_connections", "open HTTP connections", registry=self.registry
+        )
+        self.connections_closed = Counter(
+            "hstu_blair_http_connections_closed",
+            "connections the server closed to stay within its limits: idle one closed for a new one "
+            "(evicted_idle), new one refused with 503 (full), no request head in time (head_timeout)",
+            ["reason"],
+            registry=self.registry,
+        )
 
 
 def route_label(scope: dict[str, Any]) -> str:
