@@ -256,3 +256,45 @@ def test_two_server_processes_see_each_others_events(text_run, copy_run, tmp_pat
         assert _ids(newcomer) != _ids(popular) and "i7" not in _ids(newcomer)
         assert b.http.delete("/users/newcomer").json() == {"user_id": "newcomer", "deleted_events": 1}
         assert a.http.get("/users/newcomer/recommendations", params={"k": 3}).json() == popular
+
+
+def test_sigkill_rounds_with_retrying_clients_store_every_event_once(
+    text_run, copy_run, tmp_path, store_location
+):
+    """Three kill -9 rounds while 4 clients post batches, each client retrying every batch it got
+    no 201 for (and some it did) on the next server: every event is stored exactly once."""
+    run = copy_run(text_run)
+    batch, n_batches = 20, 150
+    batches = {
+        i: [
+            {
+                "user_id": f"r{i % 30}",
+                "item_id": f"i{(i + j) % 40}",
+                "timestamp": 2_000_000_000 + i * batch + j,
+            }
+            for j in range(batch)
+        ]
+        for i in range(n_batches)
+    }
+    pending, acknowledged = set(batches), set()
+    for round_ in range(4):
+        with serving(run, tmp_path / f"{round_}.log", "--store", store_location) as server:
+
+            def post(i: int, http=server.http) -> int:
+                body = {"events": batches[i], "idempotency_key": f"batch-{i}"}
+                return http.post("/events", json=body).status_code
+
+            order = sorted(pending) + sorted(acknowledged)[:10]  # retry some that were answered too
+            if round_ < 3:
+                done = _kill_during(server, lambda k: post(order[k]), len(order), after=25)
+            else:
+                done = [k for k in range(len(order)) if post(order[k]) == 201]
+        answered = {order[k] for k in done}
+        acknowledged |= answered
+        pending -= answered
+    assert not pending and acknowledged == set(batches)
+    store = Store(store_location)
+    assert store.counts()["events"] == batch * n_batches  # acknowledged = stored, none twice
+    for u in range(30):
+        items, times = store.user_events(f"r{u}")
+        assert len(set(zip(items, times.tolist()))) == len(items) == batch * len(range(u, n_batches, 30))
