@@ -54,12 +54,14 @@ def test_recommend_unknown_ids(id_run, capsys):
 
 
 def test_serve_defaults_to_loopback(id_run, monkeypatch):
-    import uvicorn
+    from hstu_blair.serving import app as app_module
 
     seen = {}
-    monkeypatch.setattr(
-        uvicorn, "run", lambda app, host, port, log_level: seen.update(host=host, port=port, app=app)
-    )
+
+    def fake_run_server(app, host, port, connections, log_level, flood):
+        seen.update(host=host, port=port, app=app)
+
+    monkeypatch.setattr(app_module, "run_server", fake_run_server)
     args = _parse(["serve", str(id_run), "--port", "9123", "--max-batch", "1"])
     assert (args.host, args.port, args.index) == ("127.0.0.1", 9123, "exact")
     assert args.handler(args) == 0
