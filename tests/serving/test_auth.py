@@ -121,13 +121,15 @@ def test_without_a_token_writes_are_open_and_an_empty_one_is_refused(id_run):
 
 
 def _serve(id_run, monkeypatch, *argv: str) -> dict:
-    """Run ``serve`` through its CLI handler with uvicorn stubbed; returns what uvicorn got."""
-    import uvicorn
+    """Run ``serve`` through its CLI handler with the server stubbed; returns what it got."""
+    from hstu_blair.serving import app as app_module
 
     seen: dict = {}
-    monkeypatch.setattr(
-        uvicorn, "run", lambda app, host, port, log_level: seen.update(app=app, host=host, port=port)
-    )
+
+    def fake_run_server(app, host, port, connections, log_level, flood):
+        seen.update(app=app, host=host, port=port)
+
+    monkeypatch.setattr(app_module, "run_server", fake_run_server)
     parser = argparse.ArgumentParser(prog="hstu-blair")
     sub = parser.add_subparsers(dest="command", required=True)
     add_serve_parser(sub)

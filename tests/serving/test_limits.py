@@ -179,10 +179,14 @@ def test_serve_help_documents_the_limits_and_flags_set_them(id_run, monkeypatch)
         ("--max-body", "1MiB"),
     ):
         assert flag in text and default in text, flag
-    import uvicorn
+    from hstu_blair.serving import app as app_module
 
     seen: dict = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, log_level: seen.update(app=app))
+
+    def fake_run_server(app, host, port, connections, log_level, flood):
+        seen.update(app=app)
+
+    monkeypatch.setattr(app_module, "run_server", fake_run_server)
     args = parser.parse_args(
         [
             "serve",

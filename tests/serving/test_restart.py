@@ -286,7 +286,7 @@ def test_sigkill_rounds_with_retrying_clients_store_every_event_once(
 
             order = sorted(pending) + sorted(acknowledged)[:10]  # retry some that were answered too
             if round_ < 3:
-                done = _kill_during(server, lambda k: post(order[k]), len(order), after=25)
+                done = _kill_during(server, lambda k, order=order: post(order[k]), len(order), after=25)
             else:
                 done = [k for k in range(len(order)) if post(order[k]) == 201]
         answered = {order[k] for k in done}
