@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from hstu_blair.cli import main
 from hstu_blair.errors import UnknownIdError
 from hstu_blair.run.layout import STORE_FILE
-from hstu_blair.run.store import Store
+from hstu_blair.run.store import EventRow, Store
 from hstu_blair.serving.app import create_app
 from hstu_blair.serving.recommender import Query, Recommender, ServingError
 from tests.conftest import HashEncoder
@@ -268,3 +268,25 @@ def test_a_long_history_reads_only_the_events_the_model_uses(run, store_location
         )
     assert reads and all(len(ids) == rec.max_len for ids, _ in reads)  # never the whole history
     assert not {f"i{j}" for j in range(10)} & set(_ids(rec.recommend_user("long", k=30)))
+
+
+def test_a_long_history_reads_its_earlier_items_once_per_change_of_the_store(
+    run, store_location, monkeypatch
+):
+    rec = Recommender.load(run, encoder=HashEncoder(), store=store_location)
+    early = [("long", f"i{j % 10}", LATER + j) for j in range(2 * rec.max_len)]
+    late = [("long", f"i{20 + j % 20}", LATER + 10_000 + j) for j in range(rec.max_len)]
+    rec.add_events(early + late)
+    calls = []
+    real = rec.store.seen_items
+    monkeypatch.setattr(rec.store, "seen_items", lambda u: calls.append(u) or real(u))
+    first = _ids(rec.recommend_user("long", k=30))
+    assert _ids(rec.recommend_user("long", k=30)) == first and calls == ["long"]  # cached
+    target = first[0]
+    other = Store(store_location)  # another process stores an earlier event of the user
+    try:
+        other.add_events([EventRow("long", target, LATER - 1)])
+    finally:
+        other.close()
+    after = _ids(rec.recommend_user("long", k=30))
+    assert calls == ["long", "long"] and target not in after  # read again: now seen, excluded

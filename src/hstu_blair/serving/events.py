@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +17,9 @@ from hstu_blair.serving.catalogue import Catalogue
 from hstu_blair.serving.errors import EventConflict, ServingError
 from hstu_blair.serving.ids import check_new_id, check_time, check_unicode, same_id
 from hstu_blair.serving.store_link import StoreLink
+
+EARLIER_CACHE_USERS = 1024
+"""Users whose earlier items :class:`UserEvents` keeps (least recently asked for dropped first)."""
 
 
 class UserEvents:
@@ -32,6 +37,10 @@ class UserEvents:
         self.data = data
         self.catalogue = catalogue
         self.link = link
+        # user -> (store's event head, catalogue size, the indices of their earlier items): a
+        # heavy user's distinct items are read once per change of the store, not per request
+        self._earlier: OrderedDict[str, tuple[tuple[int, int], np.ndarray]] = OrderedDict()
+        self._earlier_lock = threading.Lock()  # requests run on several threads
 
     def add(self, events: Sequence[tuple[Any, ...]], idempotency_key: str | None = None) -> int:
         """Check and store ``(user_id, item_id, timestamp[, event_id])`` rows, all or none, each
@@ -118,8 +127,26 @@ class UserEvents:
             order = np.argsort(times, kind="stable")
             ids, times = ids[order], times[order]
         if seen and len(stored_ids) == self.max_len:  # perhaps more: their items, for exclude_seen
-            earlier = sorted(set(self.link.seen_items(user_id)) - set(stored_ids))
-            extra = np.asarray(self.catalogue.indices(earlier, skip_unknown=True)[0], np.int64)  # (E,)
+            extra = self._earlier_items(user_id, stored_ids)  # (E,)
             ids = np.concatenate([extra, ids])
             times = np.concatenate([np.full(extra.size, times[0], np.int64), times])
         return ids, times, user is not None
+
+    def _earlier_items(self, user_id: str, last: list[str]) -> np.ndarray:
+        """The catalogue indices of the items of a user's stored events that are not among their
+        ``last`` events (sorted by id), cached per user until any process stores an event or the
+        catalogue grows (a deleted user has no events left: :meth:`history` does not ask)."""
+        key = (self.link.store.event_head(), len(self.catalogue))
+        with self._earlier_lock:
+            cached = self._earlier.get(user_id)
+            if cached is not None and cached[0] == key:
+                self._earlier.move_to_end(user_id)
+                return cached[1]
+        earlier = sorted(set(self.link.seen_items(user_id)) - set(last))
+        extra = np.asarray(self.catalogue.indices(earlier, skip_unknown=True)[0], np.int64)
+        with self._earlier_lock:
+            self._earlier[user_id] = (key, extra)
+            self._earlier.move_to_end(user_id)
+            if len(self._earlier) > EARLIER_CACHE_USERS:
+                self._earlier.popitem(last=False)
+        return extra
