@@ -205,6 +205,20 @@ def running_server(app, connections=None) -> Iterator[str]:
         sock.close()
 
 
+def stub_run_server(monkeypatch) -> dict:
+    """Make ``serve`` return instead of serving: the dict gets the app, host and port it would
+    have served (``hstu_blair.serving.app.run_server`` patched)."""
+    from hstu_blair.serving import app as app_module
+
+    seen: dict = {}
+
+    def fake_run_server(app, host, port, connections, log_level, flood):
+        seen.update(app=app, host=host, port=port)
+
+    monkeypatch.setattr(app_module, "run_server", fake_run_server)
+    return seen
+
+
 @pytest.fixture
 def copy_run(tmp_path):
     """Copy a (session) run directory into this test's tmp_path, to write into it: ``copy_run(run)``.

@@ -11,6 +11,7 @@ from hstu_blair.cli import main
 from hstu_blair.cli.serve import add_recommend_parser, add_serve_parser
 from hstu_blair.errors import UnknownIdError
 from hstu_blair.serving.recommender import Recommender
+from tests.conftest import stub_run_server
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -54,14 +55,7 @@ def test_recommend_unknown_ids(id_run, capsys):
 
 
 def test_serve_defaults_to_loopback(id_run, monkeypatch):
-    from hstu_blair.serving import app as app_module
-
-    seen = {}
-
-    def fake_run_server(app, host, port, connections, log_level, flood):
-        seen.update(host=host, port=port, app=app)
-
-    monkeypatch.setattr(app_module, "run_server", fake_run_server)
+    seen = stub_run_server(monkeypatch)
     args = _parse(["serve", str(id_run), "--port", "9123", "--max-batch", "1"])
     assert (args.host, args.port, args.index) == ("127.0.0.1", 9123, "exact")
     assert args.handler(args) == 0

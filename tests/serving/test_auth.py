@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from hstu_blair.cli.serve import add_serve_parser
 from hstu_blair.serving.app import API_KEY_ENV, READ_KEY_ENV, create_app, exposure_warning, is_loopback
 from hstu_blair.serving.recommender import Recommender, ServingError
-from tests.conftest import HashEncoder
+from tests.conftest import HashEncoder, stub_run_server
 
 KEY = "s3cret-token"
 READ = "read-only-token"
@@ -122,14 +122,7 @@ def test_without_a_token_writes_are_open_and_an_empty_one_is_refused(id_run):
 
 def _serve(id_run, monkeypatch, *argv: str) -> dict:
     """Run ``serve`` through its CLI handler with the server stubbed; returns what it got."""
-    from hstu_blair.serving import app as app_module
-
-    seen: dict = {}
-
-    def fake_run_server(app, host, port, connections, log_level, flood):
-        seen.update(app=app, host=host, port=port)
-
-    monkeypatch.setattr(app_module, "run_server", fake_run_server)
+    seen = stub_run_server(monkeypatch)
     parser = argparse.ArgumentParser(prog="hstu-blair")
     sub = parser.add_subparsers(dest="command", required=True)
     add_serve_parser(sub)

@@ -21,7 +21,7 @@ from hstu_blair.errors import HstuBlairError
 from hstu_blair.serving.app import create_app
 from hstu_blair.serving.limits import Limits, parse_size
 from hstu_blair.serving.recommender import Recommender
-from tests.conftest import HashEncoder, running_server
+from tests.conftest import HashEncoder, running_server, stub_run_server
 from tests.serving.rss import peak_rss_growth
 
 KEY = "limits-token"
@@ -179,14 +179,7 @@ def test_serve_help_documents_the_limits_and_flags_set_them(id_run, monkeypatch)
         ("--max-body", "1MiB"),
     ):
         assert flag in text and default in text, flag
-    from hstu_blair.serving import app as app_module
-
-    seen: dict = {}
-
-    def fake_run_server(app, host, port, connections, log_level, flood):
-        seen.update(app=app)
-
-    monkeypatch.setattr(app_module, "run_server", fake_run_server)
+    seen = stub_run_server(monkeypatch)
     args = parser.parse_args(
         [
             "serve",
