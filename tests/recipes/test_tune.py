@@ -103,6 +103,12 @@ def _states(storage: str, name: str = "tiny-tune") -> list[str]:
     return [t.state.name for t in study.get_trials(deepcopy=False)]
 
 
+def _running_after_first(storage: str) -> bool:
+    """Whether a trial other than the first is running in the study."""
+    study = optuna.load_study(study_name="tiny-tune", storage=storage)
+    return any(t.number >= 1 and t.state.name == "RUNNING" for t in study.get_trials(deepcopy=False))
+
+
 @pytest.mark.slow
 def test_resumes_after_kill(tiny_dataset, tmp_path):
     grace = 3
@@ -110,12 +116,16 @@ def test_resumes_after_kill(tiny_dataset, tmp_path):
     out = tmp_path / "tune"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(_tune_cmd(tiny_dataset, config, out, 4), env=env)
+    storage = f"sqlite:///{(out / 'study.sqlite3').resolve()}"
     deadline = time.time() + 120
-    while not (out / "trials" / "trial-1").exists() and time.time() < deadline:  # the 2nd trial started
-        time.sleep(0.2)
+    # kill while a trial after the first runs, as the study itself says: a tiny trial can finish
+    # between the appearance of its folder and the kill, leaving nothing running
+    while not (out / "trials" / "trial-0").exists() and time.time() < deadline:  # the study exists
+        time.sleep(0.05)
+    while not _running_after_first(storage) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    storage = f"sqlite:///{(out / 'study.sqlite3').resolve()}"
     assert "RUNNING" in _states(storage)
     time.sleep(grace + 1)
     subprocess.run(_tune_cmd(tiny_dataset, config, out, 4), env=env, check=True, timeout=600)
