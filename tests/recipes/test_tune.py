@@ -18,7 +18,7 @@ optuna = pytest.importorskip("optuna")
 
 from hstu_blair.config import load_config  # noqa: E402
 from hstu_blair.errors import ConfigError  # noqa: E402
-from hstu_blair.recipes.tune import parse_space, tune  # noqa: E402
+from hstu_blair.recipes.tune import parse_space, trial_seeded_sampler, tune  # noqa: E402
 from tests.conftest import tiny_overrides  # noqa: E402
 
 SPACE = """
@@ -167,3 +167,24 @@ def test_two_processes_share_a_postgresql_study(tiny_dataset, tmp_path):
         optuna.delete_study(study_name="tiny-tune", storage=storage)
     _shared_study(tiny_dataset, tmp_path, storage)
     optuna.delete_study(study_name="tiny-tune", storage=storage)
+
+
+def test_workers_sharing_a_study_draw_different_settings():
+    # two workers = two samplers with the same seed on one storage: before the fix both drew the
+    # same settings for their first trials (the same random state); now each trial number has its own
+    storage = optuna.storages.InMemoryStorage()
+    studies = [
+        optuna.create_study(
+            storage=storage, study_name="s", sampler=trial_seeded_sampler(0), load_if_exists=True
+        )
+        for _ in range(2)
+    ]
+    drawn = []
+    for study in studies:  # interleaved, as two processes would
+        trial = study.ask()
+        drawn.append((trial.suggest_float("lr", 1e-4, 1e-2, log=True), trial.suggest_int("d", 1, 1000)))
+        study.tell(trial, 0.0)
+    assert drawn[0] != drawn[1]
+    again = optuna.create_study(sampler=trial_seeded_sampler(0))  # same seed, same trial number: same draw
+    trial = again.ask()
+    assert (trial.suggest_float("lr", 1e-4, 1e-2, log=True), trial.suggest_int("d", 1, 1000)) == drawn[0]

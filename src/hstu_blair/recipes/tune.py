@@ -164,6 +164,25 @@ def _storage(url: str | None, out_dir: Path, grace_seconds: int) -> Any:
     raise AssertionError("unreachable")
 
 
+def trial_seeded_sampler(seed: int) -> Any:
+    """A TPE sampler whose random state is reseeded from ``(seed, trial number)`` before each trial.
+
+    Workers sharing a study (``--storage``, or the same command run twice) would otherwise draw
+    the same settings: each starts a ``TPESampler(seed)`` from the same state. Trial numbers are
+    unique in a study, so every trial gets its own stream, and a trial's draw does not depend on
+    which worker ran it."""
+    import optuna
+
+    class TrialSeededTPE(optuna.samplers.TPESampler):
+        def before_trial(self, study: Any, trial: Any) -> None:
+            stream = (seed * 1_000_003 + trial.number) % 2**32
+            self._rng.rng.seed(stream)  # optuna's LazyRandomState (TPE's own draws)
+            self._random_sampler._rng.rng.seed((stream + 1) % 2**32)  # its random startup draws
+            super().before_trial(study, trial)
+
+    return TrialSeededTPE(seed=seed)
+
+
 def _pruner(tc: TuneConfig) -> Any:
     import optuna
 
@@ -252,7 +271,7 @@ def tune(
         storage=_storage(storage, out, tc.grace_seconds),
         study_name=study_name or config.name,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=tc.seed),
+        sampler=trial_seeded_sampler(tc.seed),
         pruner=_pruner(tc),
         load_if_exists=True,
     )
