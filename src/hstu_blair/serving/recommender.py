@@ -84,8 +84,8 @@ class Recommender:
         index: ``exact`` (brute force, default) or a FAISS index for large catalogues
             (``faiss`` = ``faiss-ivf``, ``faiss-hnsw``).
         persist: keep added items and events in the run's store, and read it now (default).
-            ``False``: neither read nor write it; added items and events live in memory only
-            (tests, notebooks).
+            ``False``: neither read nor write it (tests, notebooks). ``"read"``: read an existing
+            store read-only, never create, migrate or write one (``hstu-blair recommend``).
         store: where the store is: a SQLite file path or a PostgreSQL URL (default
             ``RUN_DIR/store.sqlite``), or an open :class:`Store` to share (with ``persist`` ignored).
 
@@ -99,7 +99,7 @@ class Recommender:
         run: TrainedModel,
         encoder: TextEncoder | None = None,
         index: str = "exact",
-        persist: bool = True,
+        persist: bool | Literal["read"] = True,
         store: str | Path | Store | None = None,
     ) -> None:
         self.run = run
@@ -127,7 +127,7 @@ class Recommender:
         device: str = "cpu",
         encoder: TextEncoder | None = None,
         index: str = "exact",
-        persist: bool = True,
+        persist: bool | Literal["read"] = True,
         store: str | Path | Store | None = None,
     ) -> Recommender:
         """Load a run directory written by ``train``, with the items added to it at run time.
