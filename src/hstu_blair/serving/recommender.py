@@ -237,7 +237,7 @@ class Recommender:
         return self.catalogue.item(self._index_of(item_id))
 
     def search_items(self, query: str, limit: int = 20) -> list[dict[str, str]]:
-        """Items whose title or item id contains ``query`` (case-insensitive), title prefix matches
+        """Items whose title or item id contains ``query`` (case- and accent-insensitive), title prefix matches
         first, then catalogue order; each ``{"item_id", "title"}``."""
         return self.catalogue.search(query, limit)
 

@@ -50,7 +50,8 @@ def router(ctx: ServingContext) -> APIRouter:
     async def search_items(
         query: str = QueryParam("", max_length=200), limit: int = QueryParam(20, ge=1, le=100)
     ) -> list[dict[str, str]]:
-        """Items whose title (or item id) contains ``query``, case-insensitive."""
+        """Items whose title (or item id) contains ``query``, case- and accent-insensitive
+        (``creme brulee`` finds ``Crème brûlée``)."""
         return await ctx.offload(ctx.recommender.search_items, query, limit)
 
     @api.get("/items/{item_id:path}")
