@@ -63,6 +63,7 @@ from hstu_blair.serving.http.context import ServingContext
 from hstu_blair.serving.http.limits import RequestGuard
 from hstu_blair.serving.http.log_flood import FloodFilter, SuppressedCollector, install, uninstall
 from hstu_blair.serving.http.metrics import Metrics, MetricsMiddleware
+from hstu_blair.serving.http.query_params import QueryParamGuard
 from hstu_blair.serving.http.routes import events, items, recommend, service
 from hstu_blair.serving.http.schemas import validation_error_response
 from hstu_blair.serving.limits import BATCH_WINDOW_MS, HOST, MAX_BATCH, PORT, ConnectionLimits, Limits
@@ -138,6 +139,8 @@ def create_app(
     ``ctx.limits.body_bytes`` (a route not listed there gets ``default_body_bytes``),
     ``ctx.metrics.registry`` to count things in ``/metrics``, and ``ctx.health`` /
     ``ctx.private_health`` for fields of ``/healthz`` (the latter only shown with the token).
+    Declare every query parameter in the route's signature: others are refused with 422
+    (:mod:`~hstu_blair.serving.http.query_params`).
 
     Longer than 60 lines with this docstring, which tells how to add a router; the body only wires
     the service's parts together.
@@ -171,6 +174,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(CatchUpMiddleware, live=live)
+    app.add_middleware(QueryParamGuard)  # unknown query parameters: 422 before any work
     app.add_middleware(RequestGuard, limits=limits, auth=auth, metrics=metrics)  # before any work
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts refusals too
     app.add_exception_handler(RequestValidationError, validation_error_response)
