@@ -68,3 +68,38 @@ def test_entry_point(id_run, capsys):
     assert len(json.loads(capsys.readouterr().out)["items"]) == 10
     assert main(["recommend", str(id_run), "--user", "nobody"]) == 2
     assert "unknown user id: 'nobody'" in capsys.readouterr().err
+
+
+def _listing(root) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*"))}
+
+
+def test_recommend_new_user_flag(id_run, capsys):
+    args = _parse(["recommend", str(id_run), "--user", "nobody", "--new-user", "popular", "--json"])
+    assert args.handler(args) == 0
+    popular = Recommender.load(id_run, persist=False).popular(10)
+    assert [i["item_id"] for i in json.loads(capsys.readouterr().out)["items"]] == [
+        r.item_id for r in popular
+    ]
+    assert _parse(["recommend", str(id_run), "--user", "u2"]).new_user == "error"
+    with pytest.raises(SystemExit):
+        _parse(["recommend", str(id_run), "--user", "u2", "--new-user", "random"])
+
+
+def test_recommend_opens_the_store_read_only(id_run, copy_run, capsys, caplog):
+    run = copy_run(id_run)
+    before = _listing(run)
+    assert main(["recommend", str(run), "--user", "u2", "--json"]) == 0
+    assert _listing(run) == before and not (run / "store.sqlite").exists()
+    with Recommender.load(run) as rec:  # a store with events of a user training never saw
+        rec.add_events([("newbie", "i1", 1_700_000_000), ("newbie", "i2", 1_700_000_060)])
+    before = _listing(run)
+    capsys.readouterr()
+    with caplog.at_level("INFO"):
+        assert main(["recommend", str(run), "--user", "newbie", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["items"]) == 10
+    after = _listing(run)  # SQLite's readers of a WAL database share its -wal/-shm index files
+    assert {k: v for k, v in after.items() if not k.endswith(("-wal", "-shm"))} == before
+    assert not [r for r in caplog.records if "migrat" in r.getMessage().lower()]
+    with Recommender.load(run, persist="read") as rec, pytest.raises(Exception, match="read-only"):
+        rec.add_events([("newbie", "i3", 1_700_000_100)])

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hstu_blair.data.dataset import load_dataset
+from hstu_blair.data.dataset import BAD_LINES, load_dataset
 from hstu_blair.data.download import download, list_downloads
 from hstu_blair.data.options import OptionDoc, PrepareOptions
 from hstu_blair.data.prepare import SOURCES, prepare
@@ -97,8 +97,22 @@ def _prepare(args: argparse.Namespace) -> int:
         options = PrepareOptions(**overrides)
     data = prepare(args.source, args.input, args.out, options)
     print(format_summary(summarize(data)))
+    if getattr(args, "verbose", False):
+        print_bad_lines(args.out)
     print(f"\nwrote {args.out}")
     return 0
+
+
+def print_bad_lines(dataset: Path) -> None:
+    """Print every line ``--skip-bad-lines`` skipped (``file:line (field): reason``), from the
+    dataset's ``bad_lines.jsonl``; nothing when none was skipped."""
+    path = dataset / BAD_LINES
+    if not path.exists():
+        return
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    print(f"\nskipped lines ({len(records)}, also in {path}):")
+    for r in records:
+        print(f"  {r['file']}:{r['line']} (field {r['field']!r}): {r['reason']}")
 
 
 def add_stats(sub: argparse._SubParsersAction) -> None:

@@ -33,7 +33,8 @@ def add_recommend_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
             "Load a run directory and print the top-k items (item ids, titles, scores) for a user of the "
             "training data (their full history plus their events in the run's store), for a "
             "comma-separated history of item ids (oldest "
-            "first; the most recent data.max_len are encoded), or the items most similar to one item."
+            "first; the most recent data.max_len are encoded), or the items most similar to one item. "
+            "The store is only read (opened read-only; none is created, nothing is migrated)."
         ),
     )
     p.add_argument("run_dir", type=Path, help="run directory written by `hstu-blair train`")
@@ -42,6 +43,13 @@ def add_recommend_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     what.add_argument("--history", help='comma-separated item ids, oldest first, e.g. "1,50,260"')
     what.add_argument("--similar", metavar="ITEM_ID", help="items whose vectors are closest to this item's")
     p.add_argument("--k", "-k", type=int, default=10, help="number of items (default 10)")
+    p.add_argument(
+        "--new-user",
+        choices=["error", "popular"],
+        default="error",
+        help="with --user, for a user without any history: error (default, exit 2) or popular "
+        "(the items with the most training interactions)",
+    )
     p.add_argument("--include-seen", action="store_true", help="allow items of the history in the list")
     p.add_argument(
         "--skip-unknown", action="store_true", help="leave unknown history ids out instead of failing"
@@ -62,9 +70,11 @@ def run_recommend(args: argparse.Namespace) -> int:
     """
     if args.k < 1:
         raise HstuBlairError(f"--k must be at least 1, got {args.k}")
-    rec = hb.Recommender.load(args.run_dir, args.checkpoint, args.device, store=args.store)
+    rec = hb.Recommender.load(args.run_dir, args.checkpoint, args.device, persist="read", store=args.store)
     if args.user is not None:
-        result = rec.recommend_user(args.user, args.k, exclude_seen=not args.include_seen)
+        result = rec.recommend_user(
+            args.user, args.k, exclude_seen=not args.include_seen, new_user=args.new_user
+        )
     elif args.similar is not None:
         result = rec.similar_items(args.similar, args.k)
     else:

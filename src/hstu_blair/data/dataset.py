@@ -8,7 +8,8 @@ Directory contract (``FORMAT_VERSION`` 2, documented in docs/dataset-format.md):
   ``timestamp`` (s), ``rating``
 - ``reviews.parquet`` (optional): ``user_id``, ``item_idx``, ``text``
 - ``bad_lines.jsonl`` (only when ``skip_bad_lines`` skipped lines): one JSON object per skipped line,
-  ``file``, ``line``, ``field``, ``reason``; the manifest's ``bad_lines`` gives its count
+  ``file``, ``line``, ``field``, ``reason``; the manifest's ``bad_lines`` gives its count and the counts
+  by problem (``by_problem``: ``<file>:<field>``)
 
 Version 1 directories (``raw_id``, ``raw_user_id``, ``item_ids``... columns) are read too.
 """
@@ -19,6 +20,7 @@ import datetime as dt
 import hashlib
 import json
 import platform
+from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -167,14 +169,16 @@ def _write_reviews(raw: RawDataset, item_vocab: pl.DataFrame, out: Path) -> int:
 
 def _write_bad_lines(raw: RawDataset, out: Path) -> dict[str, Any] | None:
     """``bad_lines.jsonl``: every line skipped with ``skip_bad_lines``, one JSON object each (``file``,
-    ``line``, ``field``, ``reason``); the manifest's ``bad_lines`` entry, or ``None`` (stale file removed)."""
+    ``line``, ``field``, ``reason``); the manifest's ``bad_lines`` entry (its count, file, and counts by
+    ``<file>:<field>``), or ``None`` (stale file removed)."""
     if not raw.bad_lines:
         (out / BAD_LINES).unlink(missing_ok=True)
         return None
     with open(out / BAD_LINES, "w", encoding="utf-8") as fh:
         for record in raw.bad_lines:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return {"count": len(raw.bad_lines), "file": BAD_LINES}
+    problems = Counter(f"{r['file']}:{r['field']}" for r in raw.bad_lines)
+    return {"count": len(raw.bad_lines), "file": BAD_LINES, "by_problem": dict(sorted(problems.items()))}
 
 
 def write_dataset(

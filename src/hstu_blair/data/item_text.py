@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 _TAG = re.compile(r"<[^>]*>")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
@@ -65,3 +65,23 @@ def join_fields(parts: Iterable[str], sep: str = ". ") -> str:
             continue
         out.append(part[:-1] if sep.startswith(".") and part.endswith(".") else part)
     return sep.join(out)
+
+
+def compose_item_text(
+    fields: Mapping[str, object], text_columns: Sequence[str], ascii_only: bool = False
+) -> str:
+    """An item's text from its fields, as ``prepare`` makes it from an items table (generic source):
+    the cleaned ``text_columns`` (lists joined with ", "), in that order, joined with ". ".
+
+    Args:
+        fields: the item's values by column name; absent, ``None`` and empty values are left out.
+        text_columns: the columns joined into the text.
+        ascii_only: replace non-ASCII characters with spaces (the reference's cleaning).
+    """
+    return join_fields(field_text(fields.get(c), ascii_only) for c in text_columns)
+
+
+def compose_item_title(fields: Mapping[str, object], title_column: str | None) -> str:
+    """An item's title from its fields, as ``prepare`` makes it: the cleaned ``title_column``
+    (non-ASCII characters kept), ``""`` without one."""
+    return field_text(fields.get(title_column)) if title_column else ""

@@ -107,7 +107,8 @@ class PrepareOptions:
             fail are dropped and counted (``reference_unparseable_lines:<file>``), and the values
             are the ones that parse gives.
         skip_bad_lines: skip malformed lines instead of failing on the first: counted in the
-            manifest's ``removed``, each (file, line, field, reason) in ``bad_lines.jsonl``.
+            manifest's ``removed`` and by problem in its ``bad_lines``, each (file, line, field,
+            reason) in ``bad_lines.jsonl`` (``hstu-blair -v prepare`` prints them).
         name: dataset name recorded in the manifest (default: detected from the files).
         interactions_file: the interactions / ratings / sequences file, instead of recognising it
             by its published name.

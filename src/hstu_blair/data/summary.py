@@ -87,7 +87,9 @@ def _bad_lines_line(bad_lines: dict[str, Any]) -> list[str]:
     """The line on input lines skipped with ``--skip-bad-lines`` (none when nothing was skipped)."""
     if not bad_lines:
         return []
+    problems = ", ".join(f"{k} {n:,}" for k, n in bad_lines.get("by_problem", {}).items())
     return [
         f"bad lines     {bad_lines['count']:,} skipped (--skip-bad-lines): file, line, field and "
-        f"reason of each in {bad_lines['file']}"
+        f"reason of each in {bad_lines['file']} (hstu-blair -v prepare prints them)",
+        *([f"  by problem  {problems}"] if problems else []),
     ]

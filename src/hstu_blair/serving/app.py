@@ -1,17 +1,19 @@
 """HTTP service over a :class:`Recommender`: validation, micro-batching, metrics, a small web page.
 
-Endpoints (OpenAPI docs at ``/docs``)::
+Endpoints (OpenAPI docs at ``/docs`` and ``/redoc``, their scripts served by the app itself from
+the ``fastapi-offline`` package under ``/docs/static``: no internet needed)::
 
     POST /recommend         {history: [item ids] | user_id, k, exclude_seen, timestamps?, query_time?, skip_unknown?}
     POST /recommend/batch   {requests: [<as /recommend>, ...]}
-    GET  /items?query=&limit=   title search;  GET /items/{item_id};  POST /items {item_id, text, title}
+    GET  /items?query=&limit=   title search;  GET /items/{item_id};  POST /items {item_id, text | fields, title}
     GET  /similar?item_id=&k=   items with the closest vectors
     POST /events {events: [{user_id, item_id, timestamp}]};  GET /users/{user_id}/recommendations?k=
     DELETE /users/{user_id}
     GET  /healthz, GET /metrics (Prometheus), GET / (web page)
 
 Bad input is answered 4xx, never 5xx: unknown ids and limits (k, history length) give 422 naming
-the field and the ids, malformed JSON 422 (FastAPI's ``json_invalid``).
+the field and the ids, malformed JSON 422 (FastAPI's ``json_invalid``), a query parameter the route
+does not declare 422 naming it and the accepted ones.
 
 Added items and events are committed to the run's store before ``POST /items`` / ``POST /events``
 answer 201, and before each request the app catches up (in a thread) with items other server
@@ -53,6 +55,7 @@ import torch
 from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from hstu_blair.errors import ConfigError
 from hstu_blair.serving.http.auth import WriteAuth
@@ -63,6 +66,7 @@ from hstu_blair.serving.http.context import ServingContext
 from hstu_blair.serving.http.limits import RequestGuard
 from hstu_blair.serving.http.log_flood import FloodFilter, SuppressedCollector, install, uninstall
 from hstu_blair.serving.http.metrics import Metrics, MetricsMiddleware
+from hstu_blair.serving.http.query_params import QueryParamGuard
 from hstu_blair.serving.http.routes import events, items, recommend, service
 from hstu_blair.serving.http.schemas import validation_error_response
 from hstu_blair.serving.limits import BATCH_WINDOW_MS, HOST, MAX_BATCH, PORT, ConnectionLimits, Limits
@@ -84,6 +88,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 STATIC = service.STATIC
+DOCS_ASSETS = "/docs/static"
+"""Where the API docs' scripts, styles and icon are served (from the ``fastapi-offline`` package)."""
 API_KEY_ENV = "HSTU_BLAIR_API_KEY"
 """Environment variable :func:`serve` reads the write token from when none is given."""
 READ_KEY_ENV = "HSTU_BLAIR_READ_KEY"
@@ -138,6 +144,8 @@ def create_app(
     ``ctx.limits.body_bytes`` (a route not listed there gets ``default_body_bytes``),
     ``ctx.metrics.registry`` to count things in ``/metrics``, and ``ctx.health`` /
     ``ctx.private_health`` for fields of ``/healthz`` (the latter only shown with the token).
+    Declare every query parameter in the route's signature: others are refused with 422
+    (:mod:`~hstu_blair.serving.http.query_params`).
 
     Longer than 60 lines with this docstring, which tells how to add a router; the body only wires
     the service's parts together.
@@ -163,7 +171,8 @@ def create_app(
         yield
         await ctx.batcher.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with their scripts served from the package: no CDN
+        static_url=DOCS_ASSETS,
         title="hstu-blair recommendations",
         version="1",
         description="Next-item recommendations from a trained HSTU / HSTU-BLaIR / SASRec run, in item ids.\n\n"
@@ -171,6 +180,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(CatchUpMiddleware, live=live)
+    app.add_middleware(QueryParamGuard)  # unknown query parameters: 422 before any work
     app.add_middleware(RequestGuard, limits=limits, auth=auth, metrics=metrics)  # before any work
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts refusals too
     app.add_exception_handler(RequestValidationError, validation_error_response)

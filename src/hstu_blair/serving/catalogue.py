@@ -10,6 +10,7 @@ from hstu_blair.run.store import ItemRecord
 from hstu_blair.serving.errors import DuplicateItemError, ServingError
 from hstu_blair.serving.ids import check_new_id, same_id
 from hstu_blair.serving.queries import Recommendation, Recommendations
+from hstu_blair.serving.search_text import fold
 
 
 class Catalogue:
@@ -24,7 +25,7 @@ class Catalogue:
         self.titles: list[str] = ["", *titles]
         self.texts: list[str] = ["", *texts]
         self._index: dict[str, int] = {item_id: i for i, item_id in enumerate(self.item_ids) if i}
-        self._lower_titles = [t.lower() for t in self.titles]
+        self._folded_titles = [fold(t) for t in self.titles]
         self.trained = len(item_ids)
         """Items of the trained catalogue (the rest were added at run time)."""
 
@@ -61,15 +62,16 @@ class Catalogue:
         return {"item_id": self.item_ids[idx], "title": self.titles[idx], "text": self.texts[idx]}
 
     def search(self, query: str, limit: int = 20) -> list[dict[str, str]]:
-        """Items whose title or item id contains ``query`` (case-insensitive), title prefix matches
+        """Items whose title or item id contains ``query`` (case- and accent-insensitive, see
+        :func:`~hstu_blair.serving.search_text.fold`), title prefix matches
         first, then catalogue order; each ``{"item_id", "title"}``."""
-        q = query.strip().lower()
+        q = fold(query)
         prefix, inside = [], []
         for i in range(1, len(self.item_ids)):
-            title = self._lower_titles[i]
-            if title.startswith(q) or self.item_ids[i].lower() == q:
+            title, item_id = self._folded_titles[i], self.item_ids[i].casefold()
+            if title.startswith(q) or item_id == q:
                 prefix.append(i)
-            elif q in title or q in self.item_ids[i].lower():
+            elif q in title or q in item_id:
                 inside.append(i)
             if len(prefix) >= limit:
                 break
@@ -103,7 +105,7 @@ class Catalogue:
             self.item_ids.append(r.item_id)
             self.texts.append(r.text)
             self.titles.append(title)
-            self._lower_titles.append(title.lower())
+            self._folded_titles.append(fold(title))
 
     def results(
         self, values: list[float], indices: list[int], k: int, skipped: Sequence[str] = ()

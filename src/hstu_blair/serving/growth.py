@@ -9,7 +9,7 @@ indices; :meth:`CatalogueGrowth.catch_up` applies what other processes stored.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -119,9 +119,16 @@ class CatalogueGrowth:
         self.apply(good)
         return damaged
 
-    def add(self, item_ids: list[str], texts: Sequence[str], titles: list[str]) -> None:
+    def add(
+        self,
+        item_ids: list[str],
+        texts: Sequence[str],
+        titles: list[str],
+        fields: Sequence[Mapping[str, object]] | None = None,
+    ) -> None:
         """Add items all or none (one encoder call, one store transaction); see
-        :meth:`Recommender.add_item`."""
+        :meth:`Recommender.add_item`. ``fields``: the items' fields when they were added by fields
+        (their text is composed from them already; not stored here)."""
         if not self.can_add_items:
             raise id_only_error(self.items.fusion_name)
         self.catalogue.check_new(item_ids)

@@ -4,6 +4,7 @@
     rec.recommend(["1", "50", "260"], k=10)      # -> [Recommendation(item_id, score, title), ...]
     rec.recommend_user("42")                     # the user's full known history
     rec.add_item("new-1", text="...", title="")  # cold start through the text path
+    rec.add_item("new-2", fields={"name": "...", "description": "..."})  # text composed as prepare did
     rec.add_events([("42", "1", 1700000000)])    # what a user did since training
     rec.recommend_user("42")                     # now after their training history plus that event
     rec.forget_user("42")                        # their stored events deleted
@@ -50,7 +51,8 @@ from hstu_blair.serving.catalogue import Catalogue
 from hstu_blair.serving.errors import DuplicateItemError, ServingError, StoreWriteError
 from hstu_blair.serving.events import UserEvents
 from hstu_blair.serving.growth import CatalogueGrowth, fusions_for_new_items
-from hstu_blair.serving.ids import check_k, check_new_id, check_time, same_id
+from hstu_blair.serving.ids import check_k, check_new_id, check_time
+from hstu_blair.serving.item_writes import ItemWrites
 from hstu_blair.serving.queries import PreparedQuery, Query, Recommendation, Recommendations, history_times
 from hstu_blair.serving.scorer import Scorer
 from hstu_blair.serving.store_link import StoreLink
@@ -74,7 +76,7 @@ AnyQuery = Query | PreparedQuery | Sequence[str]
 """What the batch methods take: a ``Query``, a ``PreparedQuery`` or a plain history of item ids."""
 
 
-class Recommender:
+class Recommender(ItemWrites):
     """Recommendations from a trained run, in external ids.
 
     Args:
@@ -84,8 +86,8 @@ class Recommender:
         index: ``exact`` (brute force, default) or a FAISS index for large catalogues
             (``faiss`` = ``faiss-ivf``, ``faiss-hnsw``).
         persist: keep added items and events in the run's store, and read it now (default).
-            ``False``: neither read nor write it; added items and events live in memory only
-            (tests, notebooks).
+            ``False``: neither read nor write it (tests, notebooks). ``"read"``: read an existing
+            store read-only, never create, migrate or write one (``hstu-blair recommend``).
         store: where the store is: a SQLite file path or a PostgreSQL URL (default
             ``RUN_DIR/store.sqlite``), or an open :class:`Store` to share (with ``persist`` ignored).
 
@@ -99,7 +101,7 @@ class Recommender:
         run: TrainedModel,
         encoder: TextEncoder | None = None,
         index: str = "exact",
-        persist: bool = True,
+        persist: bool | Literal["read"] = True,
         store: str | Path | Store | None = None,
     ) -> None:
         self.run = run
@@ -127,7 +129,7 @@ class Recommender:
         device: str = "cpu",
         encoder: TextEncoder | None = None,
         index: str = "exact",
-        persist: bool = True,
+        persist: bool | Literal["read"] = True,
         store: str | Path | Store | None = None,
     ) -> Recommender:
         """Load a run directory written by ``train``, with the items added to it at run time.
@@ -237,7 +239,7 @@ class Recommender:
         return self.catalogue.item(self._index_of(item_id))
 
     def search_items(self, query: str, limit: int = 20) -> list[dict[str, str]]:
-        """Items whose title or item id contains ``query`` (case-insensitive), title prefix matches
+        """Items whose title or item id contains ``query`` (case- and accent-insensitive), title prefix matches
         first, then catalogue order; each ``{"item_id", "title"}``."""
         return self.catalogue.search(query, limit)
 
@@ -413,40 +415,6 @@ class Recommender:
         """
         values, indices = self.scorer.similar(self._index_of(item_id), k)
         return self.catalogue.results(values, indices, k)
-
-    # ---- adding items --------------------------------------------------------------------------
-    def add_item(self, item_id: str, text: str, title: str = "") -> dict[str, str]:
-        """Add an item at run time; it is recommendable (and usable in histories) at once.
-
-        The text is embedded with the run's text encoder and goes through the model's text path
-        (fusions with an ID table give the new item no ID part; a run whose fusion was not trained
-        for such items, e.g. the paper's ``sum``, logs a warning on the first add). Unless the
-        recommender was made with ``persist=False``, the item is committed to the run's store before
-        this returns, so restarts and other processes serving the run keep it.
-
-        Returns:
-            The new item as :meth:`item` gives it.
-
-        Raises:
-            DuplicateItemError: the id is in the catalogue (perhaps added by another process).
-            StoreWriteError: the store cannot be written (e.g. a read-only run directory).
-            ServingError: the run is ID-only (fusion ``id``), or the text is empty.
-        """
-        self.add_items([item_id], [text], [title])
-        return self.item(item_id)
-
-    def add_items(
-        self, item_ids: Sequence[str], texts: Sequence[str], titles: Sequence[str] | None = None
-    ) -> None:
-        """Add several items at once (one encoder call, one durable write); see :meth:`add_item`.
-
-        The items are added all or none, in one transaction after catching up with other
-        processes; every process applies stored items in the store's order, so all give the new
-        items the same indices."""
-        titles = [t or "" for t in titles] if titles is not None else [""] * len(item_ids)
-        if not len(item_ids) == len(texts) == len(titles):
-            raise ServingError(f"got {len(item_ids)} ids, {len(texts)} texts and {len(titles)} titles")
-        self.growth.add([same_id(str(r)) for r in item_ids], texts, titles)
 
     # ---- users' events -------------------------------------------------------------------------
     def add_events(self, events: Sequence[tuple[Any, ...]], idempotency_key: str | None = None) -> int:

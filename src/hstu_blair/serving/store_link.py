@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from hstu_blair.run.store import (
     StoreDamagedError,
     StoreError,
     StoreMissingError,
+    store_url,
 )
 from hstu_blair.serving.errors import StoreWriteError
 
@@ -32,19 +34,26 @@ class StoreLink:
         run_dir: the run directory.
         store: a SQLite path or database URL (default ``RUN_DIR/store.sqlite``), or an open
             :class:`Store` to share (it stays its caller's to close).
-        persist: open the run's store; ``False``: an in-memory one (this process only).
+        persist: open the run's store; ``False``: an in-memory one (this process only);
+            ``"read"``: open an existing store read-only (no file created, no migration, writes
+            refused), or, without one, an in-memory store that refuses writes.
 
     Raises:
         StoreError: the store cannot be opened. A read-only run directory without a store gets
             an in-memory one, and writes are refused.
     """
 
-    def __init__(self, run_dir: str | Path, store: str | Path | Store | None, persist: bool) -> None:
+    def __init__(
+        self, run_dir: str | Path, store: str | Path | Store | None, persist: bool | Literal["read"]
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.writable = True  # False: a read-only run directory without a store, served from memory
         self.owns_store = not isinstance(store, Store)
+        self.persist = persist
         if isinstance(store, Store):  # shared, e.g. by the versions a LiveRecommender swaps
             self.store = store
+        elif persist == "read":
+            self.store = self._open_read_only(store)
         else:
             self.store = self._open(store) if persist else Store("sqlite://")
         self.seq = 0  # the highest item seq read from the store
@@ -66,6 +75,15 @@ class StoreLink:
                 self.writable = False
                 return Store("sqlite://")
             raise
+
+    def _open_read_only(self, location: str | Path | None) -> Store:
+        """The store opened read-only; none (``RUN_DIR/store.sqlite`` absent): an in-memory one,
+        and writes are refused."""
+        url = store_url(location if location is not None else store_path(self.run_dir))
+        if url.startswith("sqlite:///") and not Path(url.split("///", 1)[1]).exists():
+            self.writable = False
+            return Store("sqlite://")
+        return Store(location if location is not None else store_path(self.run_dir), read_only=True)
 
     def close(self) -> None:
         """Close the store's connections if this link opened it."""
@@ -152,6 +170,8 @@ class StoreLink:
             StoreWriteError: what cannot be written and what to do.
         """
         path = self.store.sqlite_path
+        if self.persist == "read":
+            raise StoreWriteError("cannot write: this recommender was loaded read-only (persist='read')")
         if not self.writable:
             raise StoreWriteError(
                 f"cannot write: the run directory {self.run_dir} is not writable and has no "

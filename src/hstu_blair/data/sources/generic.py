@@ -25,7 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from hstu_blair.data import schema
-from hstu_blair.data.item_text import field_text, join_fields
+from hstu_blair.data.item_text import compose_item_text, compose_item_title
 from hstu_blair.data.options import PrepareOptions
 from hstu_blair.data.sources.bad_lines import BadLines
 from hstu_blair.data.sources.base import RawDataset, dedupe_items
@@ -75,8 +75,8 @@ def read_items(path: Path, options: PrepareOptions, bad: BadLines, removed: Coun
     rows = convert(table, {schema.ITEM_ID: id_column(table, id_col)}, bad, keep=text_cols)
     texts, titles = [], []
     for row in rows.iter_rows(named=True):
-        texts.append(join_fields(field_text(row[c], options.ascii_only) for c in options.text_columns))
-        titles.append(field_text(row[title_col]) if title_col else "")
+        texts.append(compose_item_text(row, options.text_columns, options.ascii_only))
+        titles.append(compose_item_title(row, title_col))
     items = rows.select(
         schema.ITEM_ID,
         pl.Series(schema.TITLE, titles, dtype=pl.String),

@@ -112,7 +112,7 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = _route_of(scope)
+        route = route_of(scope)
         if route is not None:
             scope.setdefault("route", route)  # the metrics label refusals by route
         headers = {k.lower(): v for k, v in scope.get("headers", ()) if k.lower() in _HEADERS}
@@ -162,8 +162,11 @@ class RequestGuard:
 _HEADERS = frozenset({b"authorization", b"content-length"})
 
 
-def _route_of(scope: dict) -> Any:
-    """The app's route that fully matches ``scope`` (method and path), or None."""
+def route_of(scope: dict) -> Any:
+    """The app's route that fully matches ``scope`` (method and path), or None (the one
+    :class:`RequestGuard` found, when it ran)."""
+    if scope.get("route") is not None:
+        return scope["route"]
     for route in getattr(getattr(scope.get("app"), "router", None), "routes", ()):
         match, _ = route.matches(scope)
         if match is Match.FULL:

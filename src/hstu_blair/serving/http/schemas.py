@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 from hstu_blair.serving.http.limits import printable
 
@@ -65,14 +65,28 @@ class BatchResponse(BaseModel):
     results: list[RecommendResponse]
 
 
+FieldValue = Text | int | float | bool | list[Text] | None
+"""One field of an item added by fields (lists are joined with ", ", as ``prepare`` does)."""
+
+
 class NewItem(BaseModel):
-    """An item to add. ``item_id`` must be in canonical form (see ``serving.ids.check_new_id``):
-    no surrounding whitespace, no control characters."""
+    """An item to add, by ``text`` or by ``fields`` (exactly one): fields are the catalogue's
+    columns (``{"name": ..., "description": ..., "category": ...}``), composed into the text as
+    ``prepare`` composed the catalogue's, the title from its title column (``title`` wins). ``item_id``
+    must be in canonical form (see ``serving.ids.check_new_id``): no surrounding whitespace, no
+    control characters."""
 
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
     item_id: Text = Field(min_length=1, max_length=256)
-    text: Text = Field(min_length=1, max_length=100_000)
+    text: Text | None = Field(None, min_length=1, max_length=100_000)
+    fields: dict[Text, FieldValue] | None = Field(None, max_length=100)
     title: Text = Field("", max_length=1000)
+
+    @model_validator(mode="after")
+    def _text_or_fields(self) -> NewItem:
+        if (self.text is None) == (self.fields is None):
+            raise ValueError("give exactly one of text or fields")
+        return self
 
 
 async def validation_error_response(_: Request, exc: Exception) -> JSONResponse:

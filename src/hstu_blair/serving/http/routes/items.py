@@ -25,7 +25,15 @@ from hstu_blair.serving.recommender import (
 
 def _existing(rec: Recommender, body: NewItem) -> JSONResponse:
     """200 with the item when it is there with the same text and title (a retried add), else 409."""
-    if not rec.is_same_item(body.item_id, body.text, body.title):
+    text, title = body.text, body.title
+    if body.fields is not None:
+        try:
+            text, composed_title = rec.compose_item(body.fields)
+        except ServingError as exc:
+            raise unprocessable(("body", "fields"), str(exc)) from None
+        title = title or composed_title
+    assert text is not None
+    if not rec.is_same_item(body.item_id, text, title):
         raise HTTPException(
             409, detail=f"item id {body.item_id!r} is already in the catalogue with another text or title"
         )
@@ -50,7 +58,8 @@ def router(ctx: ServingContext) -> APIRouter:
     async def search_items(
         query: str = QueryParam("", max_length=200), limit: int = QueryParam(20, ge=1, le=100)
     ) -> list[dict[str, str]]:
-        """Items whose title (or item id) contains ``query``, case-insensitive."""
+        """Items whose title (or item id) contains ``query``, case- and accent-insensitive
+        (``creme brulee`` finds ``Crème brûlée``)."""
         return await ctx.offload(ctx.recommender.search_items, query, limit)
 
     @api.get("/items/{item_id:path}")
@@ -68,7 +77,9 @@ def router(ctx: ServingContext) -> APIRouter:
         responses={200: {"description": "the same item (id, text, title) was added before: a retry"}},
     )
     async def add_item(body: NewItem) -> Any:
-        """Add an item by its text; it is recommendable at once (text-fused runs only), and kept in
+        """Add an item by its text, or by its ``fields`` (the catalogue's columns, composed into the
+        text as ``prepare`` did: runs prepared from a generic items table); it is recommendable at
+        once (text-fused runs only), and kept in
         the run directory (201 only once it is written durably). Repeating an add with the same id,
         text and title answers 200 with the item; the same id with another text 409. The id must
         be in canonical form (no surrounding whitespace, no control characters). Needs the API key
@@ -78,7 +89,7 @@ def router(ctx: ServingContext) -> APIRouter:
         if rec.has_item(body.item_id):
             return _existing(rec, body)
         try:
-            return await ctx.offload(rec.add_item, body.item_id, body.text, body.title)
+            return await ctx.offload(rec.add_item, body.item_id, body.text, body.title, body.fields)
         except DuplicateItemError:  # added by another process since the check above (now caught up)
             return _existing(rec, body)
         except StoreWriteError as exc:

@@ -50,7 +50,9 @@ def router(ctx: ServingContext) -> APIRouter:
         return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @api.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
+    async def page(history: str | None = None, k: str | None = None, user: str | None = None) -> FileResponse:
+        """The web page; ``?history=id1,id2&k=10&user=ID`` is read by its script (declared here so
+        that these query parameters are accepted)."""
         return FileResponse(STATIC / "index.html")
 
     return api
