@@ -50,9 +50,15 @@ def router(ctx: ServingContext) -> APIRouter:
         return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @api.get("/", include_in_schema=False)
-    async def page(history: str | None = None, k: str | None = None, user: str | None = None) -> FileResponse:
-        """The web page; ``?history=id1,id2&k=10&user=ID`` is read by its script (declared here so
-        that these query parameters are accepted)."""
+    async def page(
+        history: str | None = None,
+        k: str | None = None,
+        user: str | None = None,
+        explain: str | None = None,
+        filter: str | None = None,
+    ) -> FileResponse:
+        """The web page; ``?history=id1,id2&k=10&user=ID&explain=1&filter={JSON}`` is read by its
+        script (declared here so that these query parameters are accepted)."""
         return FileResponse(STATIC / "index.html")
 
     return api
