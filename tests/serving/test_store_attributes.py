@@ -1,5 +1,5 @@
 """Item attributes in the store: merged per item, every change with a higher ``seq`` (SQLite and
-PostgreSQL), a cheap head, and the schema migration from version 3."""
+PostgreSQL) and a cheap head."""
 
 from __future__ import annotations
 

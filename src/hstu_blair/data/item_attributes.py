@@ -77,6 +77,11 @@ def write_item_attributes(
         (out / ATTRIBUTES).unlink(missing_ok=True)
         return []
     first = attributes.unique(subset=[schema.ITEM_ID], keep="first", maintain_order=True)
+    first = first.with_columns(
+        typed_attribute(first[c])
+        for c in first.columns
+        if c != schema.ITEM_ID and first[c].dtype not in DTYPES.values()
+    )
     table = (
         item_vocab.join(first, on=schema.ITEM_ID, how="left")
         .sort(schema.ITEM_IDX)

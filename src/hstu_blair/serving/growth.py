@@ -19,7 +19,7 @@ from hstu_blair.models.fusions import FUSIONS
 from hstu_blair.run.store import DamagedRecord, DuplicateIdsError, ItemRecord, StoreError
 from hstu_blair.serving.catalogue import Catalogue
 from hstu_blair.serving.errors import DuplicateItemError, ServingError
-from hstu_blair.serving.ids import check_unicode
+from hstu_blair.serving.ids import check_unicode, same_id
 from hstu_blair.serving.scorer import Scorer
 from hstu_blair.serving.store_link import StoreLink
 from hstu_blair.text.encoders import TextEncoder
@@ -119,9 +119,13 @@ class CatalogueGrowth:
         self.apply(good)
         return damaged
 
-    def add(self, item_ids: list[str], texts: Sequence[str], titles: list[str]) -> None:
+    def add(self, item_ids: Sequence[str], texts: Sequence[str], titles: Sequence[str] | None) -> None:
         """Add items all or none (one encoder call, one store transaction); see
-        :meth:`Recommender.add_item`."""
+        :meth:`Recommender.add_item`. Titles default to ``""``; ids are made canonical first."""
+        titles = [t or "" for t in titles] if titles is not None else [""] * len(item_ids)
+        if not len(item_ids) == len(texts) == len(titles):
+            raise ServingError(f"got {len(item_ids)} ids, {len(texts)} texts and {len(titles)} titles")
+        item_ids = [same_id(str(r)) for r in item_ids]
         if not self.can_add_items:
             raise id_only_error(self.items.fusion_name)
         self.catalogue.check_new(item_ids)

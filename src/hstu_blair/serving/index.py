@@ -64,7 +64,9 @@ class ExactIndex:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         scores = queries.float() @ self.vectors.T  # (B, N+1)
         if allowed is not None:
-            keep = torch.as_tensor(allowed, dtype=torch.bool, device=scores.device)  # (N+1,) or (B, N+1)
+            if isinstance(allowed, np.ndarray):
+                allowed = torch.from_numpy(np.array(allowed, dtype=bool))  # a copy: masks are read-only
+            keep = allowed.to(device=scores.device, dtype=torch.bool)  # (N+1,) or (B, N+1)
             scores.masked_fill_(~keep.expand_as(scores), float("-inf"))
         k = min(k, scores.shape[1] - 1)
         return topk_items(scores, k, exclude, inplace=True)  # (B, k), (B, k)

@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from hstu_blair.data import schema
+from hstu_blair.data.dataset import SequenceData
 from hstu_blair.serving.errors import ServingError
 
 KINDS = ("string", "number", "bool")
@@ -78,6 +79,12 @@ class ItemAttributes:
         kinds = {n: _KIND_OF_DTYPE.get(dtypes.get(n, ""), "") for n in names}
         return cls(size, {n: table[n].to_list() for n in names}, {n: k for n, k in kinds.items() if k})
 
+    @classmethod
+    def of_data(cls, data: SequenceData) -> ItemAttributes:
+        """The attributes of a prepared dataset (none when it has none)."""
+        dtypes = {a["name"]: a["dtype"] for a in data.manifest.get("item_attributes", [])}
+        return cls.from_table(data.item_attributes(), data.num_items, dtypes)
+
     @property
     def names(self) -> list[str]:
         """Attribute names, in dataset order, then in the order first set."""
@@ -95,6 +102,8 @@ class ItemAttributes:
 
     def get(self, idx: int) -> dict[str, Any]:
         """The attributes item ``idx`` has (missing ones left out)."""
+        if not 0 <= idx <= self.size:
+            return {}
         return {n: _plain(c[idx]) for n, c in self._columns.items() if c[idx] is not None}
 
     def check(self, values: Mapping[str, Any]) -> None:

@@ -165,12 +165,19 @@ class ItemFilter:
         excluded = [i for i in map(catalogue.index_of, self.exclude) if i is not None]
         mask[excluded] = False
         for name, cond in self.where.items():
-            mask &= _matches(attributes.column(name)[:n], cond)
+            column = attributes.column(name)[:n]  # items added since the last catch-up have none
+            mask[: column.shape[0]] &= _matches(column, cond)
+            mask[column.shape[0] :] = False
         mask[0] = False
         return mask
 
 
-def as_filter(obj: ItemFilter | Mapping[str, Any] | str | None) -> ItemFilter | None:
+FilterLike = ItemFilter | Mapping[str, Any] | str | None
+"""What the serving API takes as a filter: an :class:`ItemFilter`, its JSON form (a dict or a JSON
+text), or None (no filter)."""
+
+
+def as_filter(obj: FilterLike) -> ItemFilter | None:
     """:meth:`ItemFilter.parse`, with None (and an empty filter) as None: no filter."""
     if obj is None:
         return None
