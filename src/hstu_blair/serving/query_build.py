@@ -3,18 +3,22 @@ read, timestamps checked (what :meth:`Recommender.build_query` does after catchi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from hstu_blair.errors import UnknownIdError
 from hstu_blair.serving.catalogue import Catalogue
 from hstu_blair.serving.errors import ServingError
-from hstu_blair.serving.events import UserEvents
 from hstu_blair.serving.ids import check_k, check_time
 from hstu_blair.serving.queries import PreparedQuery, Query, history_times
 
+UserHistory = Callable[[str, bool], tuple[np.ndarray, np.ndarray, bool]]
+"""A user's (item indices, timestamps, known to training) (see :meth:`UserEvents.history`)."""
+
 
 def build_prepared(
-    query: Query, catalogue: Catalogue, events: UserEvents, allowed: np.ndarray | None
+    query: Query, catalogue: Catalogue, user_history: UserHistory, allowed: np.ndarray | None
 ) -> PreparedQuery:
     """Validate ``query`` and turn it into item indices; ``allowed`` is its filter's mask.
 
@@ -28,7 +32,7 @@ def build_prepared(
     check_k(query.k)
     skipped: list[str] = []
     if query.user_id is not None:
-        ids, times, known_user = events.history(str(query.user_id), bool(query.exclude_seen))
+        ids, times, known_user = user_history(str(query.user_id), bool(query.exclude_seen))
         if not known_user and ids.size == 0:
             raise UnknownIdError("user", [str(query.user_id)])
     else:

@@ -294,7 +294,7 @@ class Recommender:
                 the wrong length or range, ``k < 1``, or a malformed filter.
         """
         self.sync()  # items other processes added to the run directory are known before ids are mapped
-        return build_prepared(query, self.catalogue, self.events, self.allowed(query.filter))
+        return build_prepared(query, self.catalogue, self.user_history, self.allowed(query.filter))
 
     def user_history(self, user_id: str, seen: bool = True) -> tuple[np.ndarray, np.ndarray, bool]:
         """A user's training interactions and last ``max_len`` stored events by time (see
