@@ -1,5 +1,5 @@
-"""``GET /items``, ``GET /items/{item_id}``, ``POST /items`` and ``PATCH /items/{item_id}`` (item
-attributes; both need the token if one is set), ``GET /attributes`` and ``GET /similar``."""
+"""``GET /items``, ``GET /items/{item_id}``, ``POST /items`` (needs the token if one is set) and
+``GET /similar`` (item attributes: :mod:`.attributes`)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,12 @@ from hstu_blair.serving.http.context import ServingContext
 from hstu_blair.serving.http.filters import FILTER_PARAM, checked_filter
 from hstu_blair.serving.http.limits import check_k, unprocessable
 from hstu_blair.serving.http.routes.recommend import to_response
-from hstu_blair.serving.http.schemas import AttributesUpdate, NewItem, RecommendResponse
+from hstu_blair.serving.http.schemas import NewItem, RecommendResponse
 from hstu_blair.serving.recommender import (
     DuplicateItemError,
     Recommender,
     ServingError,
     StoreWriteError,
-    UnknownIdError,
     fusions_for_new_items,
 )
 
@@ -55,37 +54,12 @@ def router(ctx: ServingContext) -> APIRouter:
         """Items whose title (or item id) contains ``query``, case-insensitive."""
         return await ctx.offload(ctx.recommender.search_items, query, limit)
 
-    @api.get("/attributes")
-    async def attributes() -> dict[str, dict[str, Any]]:
-        """Per item attribute: its ``kind`` (string, number, bool), how many ``items`` have it, and
-        for strings the distinct ``values`` (up to 100, most frequent first, with counts), for
-        numbers ``min`` and ``max``, for bools the ``true`` and ``false`` counts."""
-        rec = ctx.recommender
-        await ctx.offload(rec.sync)
-        return await ctx.offload(rec.attributes.summary)
-
     @api.get("/items/{item_id:path}")
     async def get_item(item_id: str) -> dict[str, Any]:
         """One item: item id, title, text and attributes."""
         rec = ctx.recommender
         if not rec.has_item(item_id):
             raise HTTPException(404, detail=f"unknown item id: {item_id!r}")
-        return rec.item(item_id)
-
-    @api.patch("/items/{item_id:path}", dependencies=ctx.auth.dependencies)
-    async def update_attributes(item_id: str, body: AttributesUpdate) -> dict[str, Any]:
-        """Merge attribute values into an item's (``{"attributes": {"in_stock": false}}``; null
-        removes one), durably: every server process on the run's store filters by them from its
-        next request. Needs the API key if one is set."""
-        rec = ctx.recommender
-        try:
-            await ctx.offload(rec.update_item_attributes, item_id, body.attributes)
-        except UnknownIdError:
-            raise HTTPException(404, detail=f"unknown item id: {item_id!r}") from None
-        except StoreWriteError as exc:
-            raise HTTPException(503, detail=str(exc)) from None
-        except ServingError as exc:
-            raise unprocessable(("body", "attributes"), str(exc)) from None
         return rec.item(item_id)
 
     @api.post(
