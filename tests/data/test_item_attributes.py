@@ -72,3 +72,30 @@ def test_no_items_table_no_attributes(tmp_path):
     assert data.item_attributes() is None and "item_attributes" not in data.manifest
     assert not (out / "item_attributes.parquet").exists()
     assert isinstance(data.items, pl.DataFrame)
+
+
+def test_parquet_and_jsonl_attributes_keep_their_types(tmp_path):
+    from hstu_blair.data.options import PrepareOptions
+    from hstu_blair.data.sources.generic import load_generic
+
+    (tmp_path / "events.csv").write_text(EVENTS)
+    items = pl.DataFrame(
+        {
+            "item_id": ["a", "b", "c", "d"],
+            "text": ["x", "y", "z", "w"],
+            "stock": [1, None, 3, 0],
+            "price": [1.5, float("nan"), None, 2.0],
+            "in_stock": [True, None, False, True],
+            "tag": ["p", None, "q", "p"],
+        }
+    )
+    items.write_parquet(tmp_path / "items.parquet")
+    items.write_ndjson(tmp_path / "items.jsonl")
+    for name in ("items.parquet", "items.jsonl"):
+        options = PrepareOptions(rating_column=None, text_columns=["text"])
+        raw = load_generic([tmp_path / "events.csv", tmp_path / name], options)
+        got = raw.item_attributes
+        assert got is not None and got.columns == ["item_id", "stock", "price", "in_stock", "tag"]
+        assert got.dtypes == [pl.String, pl.Int64, pl.Float64, pl.Boolean, pl.String]
+        assert got["price"].to_list()[1:3] == [None, None]  # NaN and missing: null
+        assert got["stock"].to_list() == [1, None, 3, 0]
