@@ -71,6 +71,21 @@ def synthetic_rows(
     return rows
 
 
+def tiny_attributes() -> pl.DataFrame:
+    """The tiny items' attributes: ``category`` g0..g4 (item i: g{i % 5}), ``price`` i (float),
+    ``in_stock`` (i % 3 != 0), ``brand`` A / B (even / odd i), missing for i % 7 == 0."""
+    ids = range(40)
+    return pl.DataFrame(
+        {
+            "item_id": [f"i{i}" for i in ids],
+            "category": [f"g{i % 5}" for i in ids],
+            "price": [float(i) for i in ids],
+            "in_stock": [i % 3 != 0 for i in ids],
+            "brand": [None if i % 7 == 0 else "AB"[i % 2] for i in ids],
+        }
+    )
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """A prepared dataset directory of 64 synthetic users over 40 items (with item texts)."""
@@ -80,6 +95,7 @@ def tiny_dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "data"
     texts = {f"i{i}": f"item number {i} in group {i % 5}" for i in range(40)}
     raw = make_raw(synthetic_rows(), texts=texts)
+    raw.item_attributes = tiny_attributes()
     options = PrepareOptions(kcore=0)
     kept, removed = filter_raw(raw, options)
     write_dataset(raw, kept, removed, options.to_dict(), out)

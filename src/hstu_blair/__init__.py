@@ -16,7 +16,7 @@ Also: ``PrepareOptions``, ``load_dataset``, ``build_text_encoder``, ``TEXT_ENCOD
 ``FUSIONS``, ``FusionSpec``, ``register_fusion`` (the item fusions, :mod:`hstu_blair.models.fusions`),
 ``tune``, ``init_config`` / ``starting_config``, ``cold_start``, ``reproduce``, ``report``, ``compare_runs``, ``serve``, ``check_run``, ``import_events``,
 ``convert_run``, ``update`` / ``rollback`` (model versions of a run), ``LiveRecommender`` (serves the
-newest version without a restart), ``temporal_study`` / ``temporal_report`` / ``temporal_rescore``. Each is imported on first
+newest version without a restart), ``ItemFilter`` (business filters on recommendations), ``temporal_study`` / ``temporal_report`` / ``temporal_rescore``. Each is imported on first
 use (``help(hb.train)`` shows its documentation), so ``import hstu_blair`` stays light and the
 data commands never load torch.
 """
@@ -57,6 +57,7 @@ _API: dict[str, tuple[str, str]] = {
     "temporal_rescore": ("hstu_blair.recipes.temporal_study", "rescore"),
     "LiveRecommender": ("hstu_blair.serving.live", "LiveRecommender"),
     "Recommender": ("hstu_blair.serving.recommender", "Recommender"),
+    "ItemFilter": ("hstu_blair.serving.item_filter", "ItemFilter"),
     "serve": ("hstu_blair.serving.app", "serve"),
     "check_run": ("hstu_blair.run.check", "check_run"),
     "import_events": ("hstu_blair.serving.events_import", "import_events"),
@@ -96,6 +97,7 @@ __all__ = [
     "temporal_report",
     "temporal_rescore",
     "Recommender",
+    "ItemFilter",
     "LiveRecommender",
     "serve",
     "check_run",
@@ -144,6 +146,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from hstu_blair.run.versions import rollback
     from hstu_blair.serving.app import serve
     from hstu_blair.serving.events_import import import_events
+    from hstu_blair.serving.item_filter import ItemFilter
     from hstu_blair.serving.live import LiveRecommender
     from hstu_blair.serving.recommender import Recommender
     from hstu_blair.text.embed import embed_dataset as embed

@@ -30,6 +30,8 @@ def _item(i: int) -> dict[str, str]:
         "name": f"Crème brûlée n°{i}" if i % 3 == 0 else f"Pain <b>au</b> levain {i}",
         "description": f"Recette {i} &amp; garniture « maison », groupe {i % 5}.",
         "category": CATEGORIES[i % 5],
+        "price": f"{2 + i % 7}.50",
+        "in_stock": "true" if i % 4 else "false",
     }
 
 
@@ -42,7 +44,7 @@ def catalogue_run(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("fields")
     with open(root / "items.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, ["item_id", "name", "description", "category"])
+        writer = csv.DictWriter(fh, ["item_id", "name", "description", "category", "price", "in_stock"])
         writer.writeheader()
         writer.writerows(_item(i) for i in range(40))
     with open(root / "interactions.csv", "w", newline="", encoding="utf-8") as fh:
@@ -85,6 +87,19 @@ def test_added_by_fields_has_the_catalogue_items_vector(catalogue_run):
         with pytest.raises(ServingError, match="none of the text columns"):
             rec.add_item("empty", fields={"colour": "blue"})
         assert rec.add_item("free", text="a free text")["text"] == "a free text"
+
+
+def test_added_by_fields_keeps_the_other_fields_as_attributes(catalogue_run):
+    with Recommender.load(catalogue_run, persist=False) as rec:
+        assert rec.item("i4")["attributes"] == {"price": 6.5, "in_stock": False}  # typed by prepare
+        fields = {"name": "Tarte", "description": "aux pommes", "category": "Desserts", "price": 30.0}
+        added = rec.add_item("tarte", fields={**fields, "in_stock": True})
+        assert added["attributes"] == {"price": 30.0, "in_stock": True}  # text columns are not attributes
+        expensive = rec.recommend(["i1", "i2"], k=5, filter={"where": {"price": {"min": 20}}})
+        assert [r.item_id for r in expensive] == ["tarte"]
+        with pytest.raises(ServingError, match="price"):  # checked before anything is added
+            rec.add_item("bad", fields={**fields, "price": "cheap"})
+        assert "bad" not in rec.catalogue
 
 
 def test_fields_refused_naming_what_an_older_manifest_lacks(catalogue_run):

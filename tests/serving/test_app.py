@@ -123,6 +123,7 @@ def test_items_endpoints(client):
         "item_id": "i7",
         "title": "i7",
         "text": "item number 7 in group 2",
+        "attributes": {"category": "g2", "price": 7.0, "in_stock": True},
     }
     assert client.get("/items/ghost").status_code == 404
     found = client.get("/items", params={"query": "I1", "limit": 3}).json()

@@ -50,7 +50,12 @@ def test_every_accepted_id_can_be_fetched(text_run, copy_run):
             assert added.status_code == 201, (item_id, added.text)
             fetched = http.get(f"/items/{quote(item_id, safe='')}")
             assert fetched.status_code == 200, item_id
-            assert fetched.json() == {"item_id": item_id, "title": f"T{i}", "text": f"item words {i}"}
+            assert fetched.json() == {
+                "item_id": item_id,
+                "title": f"T{i}",
+                "text": f"item words {i}",
+                "attributes": {},
+            }
 
 
 def test_a_repeated_add_is_200_and_another_text_409(served):
@@ -60,7 +65,14 @@ def test_a_repeated_add_is_200_and_another_text_409(served):
     again = client.post("/items", json=body, headers=AUTH)
     assert first.status_code == 201 and again.status_code == 200
     assert (
-        again.json() == first.json() == {"item_id": "retry-me", "title": "Retry", "text": "words of the item"}
+        again.json()
+        == first.json()
+        == {
+            "item_id": "retry-me",
+            "title": "Retry",
+            "text": "words of the item",
+            "attributes": {},
+        }
     )
     for change in ({"text": "other words"}, {"title": "Other"}):
         conflict = client.post("/items", json={**body, **change}, headers=AUTH)
@@ -84,6 +96,7 @@ def test_a_retry_through_another_process_is_200(text_run, copy_run):
         "item_id": "sent-twice",
         "title": "Twice",
         "text": body["text"],
+        "attributes": {},
     }
     assert b.post("/items", json={**body, "text": "other"}, headers=AUTH).status_code == 409
     assert b_rec.store.counts()["items"] == 1

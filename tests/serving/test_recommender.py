@@ -31,7 +31,12 @@ def test_raw_ids_in_and_out(rec, tiny_dataset):
     assert all(r.item_id in titles and r.title == titles[r.item_id] for r in result)
     scores = [r.score for r in result]
     assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0 + 1e-6 for s in scores)
-    assert rec.item("i7") == {"item_id": "i7", "title": "i7", "text": "item number 7 in group 2"}
+    assert rec.item("i7") == {
+        "item_id": "i7",
+        "title": "i7",
+        "text": "item number 7 in group 2",
+        "attributes": {"category": "g2", "price": 7.0, "in_stock": True},
+    }
 
 
 def test_matches_the_model_on_a_hand_built_batch(rec, tiny_dataset):
@@ -162,7 +167,12 @@ def test_add_item_is_recommendable_at_once(text_run, hash_encoder, caplog):
         item = rec.add_item("new7", "item number 7 in group 2", title="Seven, again")
     # a sum run warns that it ranks ID-less items less well (once); text-only does not
     assert ("not trained to rank items without an ID part" in caplog.text) == (fusion == "sum")
-    assert item == {"item_id": "new7", "title": "Seven, again", "text": "item number 7 in group 2"}
+    assert item == {
+        "item_id": "new7",
+        "title": "Seven, again",
+        "text": "item number 7 in group 2",
+        "attributes": {},
+    }
     assert rec.num_items == 41
     after = rec.recommend(["i4", "i5", "i6"], k=41)
     assert "new7" in {r.item_id for r in after} and len(after) == 38

@@ -56,7 +56,7 @@ def test_check_a_healthy_run(run, capsys):
     rec.add_item("n1", "new")
     rec.add_events([("u1", "n1", 5), ("u9", "i1", 7)])
     code, out = _check(run, capsys)
-    assert code == 0 and "schema version     3" in out
+    assert code == 0 and "schema version     4" in out
     assert "items              1" in out and "events             2" in out and "users              2" in out
 
 

@@ -118,11 +118,11 @@ def test_a_v1_store_is_migrated_keeping_its_items(store_location):
     engine.dispose()
     assert Store(store_location, read_only=True).version == 1  # reading does not migrate
     store = Store(store_location)
-    assert store.version == SCHEMA_VERSION == 3
+    assert store.version == SCHEMA_VERSION == 4
     assert [r.item_id for r in store.read_items(0, DIM)[0]] == ["old"]
     store.add_events([("u", "old", 1)])
     assert store.user_events("u")[0] == ["old"]
-    assert Store(store_location).version == 3  # opening again applies nothing
+    assert Store(store_location).version == 4  # opening again applies nothing
 
 
 def test_a_newer_schema_is_refused(store_location):

@@ -70,7 +70,7 @@ def test_a_v2_store_is_migrated_and_its_duplicates_removed(store_location):
     )
     assert Store(store_location, read_only=True).version == 2  # reading does not migrate
     store = Store(store_location)
-    assert store.version == 3
+    assert store.version == 4
     assert store.all_events() == [("u", "i1", 5), ("v", "i1", 5), ("u", "i2", 4)]  # the first kept
     with store.engine.connect() as conn:
         removed = conn.execute(sa.select(store_meta.c.value).where(store_meta.c.key.like("v3_%"))).scalar()

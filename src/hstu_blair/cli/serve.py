@@ -10,6 +10,7 @@ import hstu_blair as hb
 from hstu_blair.cli.store import STORE_HELP
 from hstu_blair.errors import HstuBlairError
 from hstu_blair.serving import INDEXES
+from hstu_blair.serving.item_filter import ItemFilter, as_filter
 from hstu_blair.serving.limits import (
     BATCH_WINDOW_MS,
     BODY_BYTES,
@@ -34,7 +35,10 @@ def add_recommend_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
             "training data (their full history plus their events in the run's store), for a "
             "comma-separated history of item ids (oldest "
             "first; the most recent data.max_len are encoded), or the items most similar to one item. "
-            "The store is only read (opened read-only; none is created, nothing is migrated)."
+            "The store is only read (opened read-only; none is created, nothing is migrated). "
+            "--filter keeps only the items a filter allows, e.g. "
+            '\'{"where": {"in_stock": true, "category": ["Books", "Games"], "price": {"max": 20}}, '
+            '"exclude": ["id3"]}\' (keys allow, exclude, where; see the README\'s Filters).'
         ),
     )
     p.add_argument("run_dir", type=Path, help="run directory written by `hstu-blair train`")
@@ -54,6 +58,11 @@ def add_recommend_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     p.add_argument(
         "--skip-unknown", action="store_true", help="leave unknown history ids out instead of failing"
     )
+    p.add_argument(
+        "--filter",
+        metavar="JSON",
+        help="only items this filter allows: its JSON, or @FILE to read it from a file",
+    )
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -70,17 +79,19 @@ def run_recommend(args: argparse.Namespace) -> int:
     """
     if args.k < 1:
         raise HstuBlairError(f"--k must be at least 1, got {args.k}")
+    item_filter = read_filter(args.filter)
     rec = hb.Recommender.load(args.run_dir, args.checkpoint, args.device, persist="read", store=args.store)
+    seen = not args.include_seen
     if args.user is not None:
         result = rec.recommend_user(
-            args.user, args.k, exclude_seen=not args.include_seen, new_user=args.new_user
+            args.user, args.k, exclude_seen=seen, new_user=args.new_user, filter=item_filter
         )
     elif args.similar is not None:
-        result = rec.similar_items(args.similar, args.k)
+        result = rec.similar_items(args.similar, args.k, filter=item_filter)
     else:
         history = [h.strip() for h in args.history.split(",") if h.strip()]
         result = rec.recommend(
-            history, args.k, exclude_seen=not args.include_seen, skip_unknown=args.skip_unknown
+            history, args.k, exclude_seen=seen, skip_unknown=args.skip_unknown, filter=item_filter
         )
     if args.json:
         items = [{"item_id": r.item_id, "score": r.score, "title": r.title} for r in result]
@@ -93,6 +104,25 @@ def run_recommend(args: argparse.Namespace) -> int:
     if result.skipped:
         print(f"skipped unknown ids: {', '.join(result.skipped)}")
     return 0
+
+
+def read_filter(value: str | None) -> ItemFilter | None:
+    """``--filter``: a filter's JSON, or ``@FILE`` holding it (None: no filter).
+
+    Raises:
+        HstuBlairError: the file cannot be read, or the filter is malformed (the field named).
+    """
+    if value is None:
+        return None
+    if value.startswith("@"):
+        try:
+            value = Path(value[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise HstuBlairError(f"--filter: cannot read {value[1:]}: {exc.strerror or exc}") from None
+    try:
+        return as_filter(value)
+    except HstuBlairError as exc:
+        raise HstuBlairError(f"--filter: {exc}") from None
 
 
 LIMIT_FLAGS = {
@@ -113,7 +143,7 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         help="serve a trained run over HTTP (JSON API, web page, metrics)",
         description=(
             "Serve recommendations of a run directory: POST /recommend, POST /recommend/batch, "
-            "GET/POST /items, GET /similar, POST /events, GET /users/ID/recommendations, DELETE "
+            "GET/POST/PATCH /items (PATCH: item attributes), GET /attributes, GET /similar, POST /events, GET /users/ID/recommendations, DELETE "
             "/users/ID, GET /healthz, GET /metrics (Prometheus), API docs at /docs and a web page at /. "
             "Binds 127.0.0.1 unless --host says otherwise. Items added with POST /items and events "
             "posted to /events are committed to the run's store (RUN_DIR/store.sqlite, or --store) "

@@ -6,6 +6,8 @@ Directory contract (``FORMAT_VERSION`` 2, documented in docs/dataset-format.md):
 - ``items.parquet``: ``item_idx`` 1..n, ``item_id`` (external), ``title``, ``text``
 - ``sequences.parquet``: ``user_idx`` 0..m-1, ``user_id`` (external), lists ``item_idx``,
   ``timestamp`` (s), ``rating``
+- ``item_attributes.parquet`` (optional): ``item_idx`` and one column per item attribute, listed
+  with their dtypes under the manifest's ``item_attributes`` (:mod:`hstu_blair.data.item_attributes`)
 - ``reviews.parquet`` (optional): ``user_id``, ``item_idx``, ``text``
 - ``bad_lines.jsonl`` (only when ``skip_bad_lines`` skipped lines): one JSON object per skipped line,
   ``file``, ``line``, ``field``, ``reason``; the manifest's ``bad_lines`` gives its count and the counts
@@ -31,6 +33,7 @@ import polars as pl
 
 from hstu_blair._version import __version__
 from hstu_blair.data import schema
+from hstu_blair.data.item_attributes import ATTRIBUTES, read_item_attributes, write_item_attributes
 from hstu_blair.data.manifest import file_record, sha256_file, versions, write_json_atomic
 from hstu_blair.data.sources.base import RawDataset
 from hstu_blair.data.splits import Split, make_split, make_temporal_split
@@ -212,6 +215,7 @@ def write_dataset(
     tie_keys = np.arange(kept.height) if tie_keys is None else tie_keys
     sequences, ties = _write_sequences(kept, item_vocab, user_vocab, tie_keys, options, out)
     n_reviews = _write_reviews(raw, item_vocab, out)
+    attributes = write_item_attributes(raw.item_attributes, item_vocab, out)
     bad_lines = _write_bad_lines(raw, out)
     n_users, n_items, n_inter = sequences.height, items.height, kept.height
     manifest = {
@@ -229,11 +233,14 @@ def write_dataset(
         "ties": ties,
         "removed": removed,
         **({"bad_lines": bad_lines} if bad_lines else {}),
+        **({"item_attributes": attributes} if attributes else {}),
         "info": raw.info,
         "options": options,
         "files": file_records() if file_records else [file_record(Path(p)) for p in raw.files],
         "outputs": {
-            name: sha256_file(out / name) for name in (ITEMS, SEQUENCES, REVIEWS) if (out / name).exists()
+            name: sha256_file(out / name)
+            for name in (ITEMS, SEQUENCES, REVIEWS, ATTRIBUTES)
+            if (out / name).exists()
         },
         "package_version": __version__,
         "versions": versions(),
@@ -403,6 +410,10 @@ class SequenceData:
     def texts(self) -> list[str]:
         """Item texts in item-index order (element 0 = item 1)."""
         return self.items[schema.TEXT].to_list()
+
+    def item_attributes(self) -> pl.DataFrame | None:
+        """The ``item_idx`` + attribute columns table (None: the dataset has no item attributes)."""
+        return read_item_attributes(self.path, self.manifest)
 
     def reviews(self) -> pl.DataFrame | None:
         """The optional (user_id, item_idx, text) review/tag table, if the source had one."""

@@ -8,7 +8,8 @@ A thin layer over SQLAlchemy Core. The default is one SQLite file per run direct
 
 Several processes share one store: writes are transactions (SQLite serialises them; PostgreSQL
 item inserts take a table lock so ``seq`` order is commit order), and a reader learns of other
-processes' items by comparing ``max(seq)`` with what it read (:meth:`Store.item_head`).
+processes' items by comparing ``max(seq)`` with what it read (:meth:`Store.item_head`); item
+attributes set at run time likewise (:mod:`hstu_blair.run.store_attributes`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hstu_blair.run.layout import store_location
+from hstu_blair.run.store_attributes import AttributeChange as AttributeChange
+from hstu_blair.run.store_attributes import AttributeRows
 from hstu_blair.run.store_engine import StoreDamagedError as StoreDamagedError
 from hstu_blair.run.store_engine import StoreError as StoreError
 from hstu_blair.run.store_engine import failure, is_memory, make_engine
@@ -97,7 +100,7 @@ class DamagedRecord:
     record: bytes
 
 
-class Store:
+class Store(AttributeRows):
     """One store (a database), shared by every process that opens the same location.
 
     Args:

@@ -12,6 +12,9 @@ stored item row (:mod:`hstu_blair.run.store` opens and uses it).
   and by ``(user_id, item_id, timestamp, event_id)`` (the uniqueness, and the items a user saw).
 - ``event_batches``: the idempotency keys of event batches, with the digest of the batch and the
   answer it got (a retry with the same key is answered the same, and stores nothing).
+- ``item_attributes``: ``seq`` (grows with every change, by any process: a reader catches up with
+  the rows of ``seq`` above the last it read), ``item_id`` (unique), ``value`` (JSON: the attribute
+  values set at run time, merged over the dataset's; a null removes one), ``changed_at``.
 - ``set_aside``: damaged records kept out of service (``source``, ``reason``, the raw ``record``).
 - ``store_meta``: key/value facts (written by versions that imported an item log).
 - ``schema_version``: the migrations applied (see :data:`MIGRATIONS`), applied in order at open.
@@ -28,7 +31,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema this code writes (the number of migrations)."""
 
 
@@ -104,6 +107,15 @@ event_batches = sa.Table(
     sa.Column("answer", sa.Text, nullable=False),
     sa.Column("stored_at", sa.Float, nullable=False),
 )
+item_attributes = sa.Table(
+    "item_attributes",
+    metadata,
+    sa.Column("seq", SEQ, primary_key=True, autoincrement=True),
+    sa.Column("item_id", sa.Text, nullable=False, unique=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("changed_at", sa.Float, nullable=False),
+    sqlite_autoincrement=True,  # a seq is never reused, even after its row is deleted
+)
 
 _v2_metadata = sa.MetaData()
 _events_v2 = sa.Table(  # the events table as version 2 created it (migrations never change)
@@ -144,7 +156,12 @@ def _v3(conn: Connection) -> None:
     event_batches.create(conn)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
+def _v4(conn: Connection) -> None:
+    """Item attributes set at run time."""
+    item_attributes.create(conn)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
 """Migration ``i`` takes the schema from version ``i`` to ``i + 1``; never edit one once released."""
 
 

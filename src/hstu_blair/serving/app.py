@@ -67,7 +67,7 @@ from hstu_blair.serving.http.limits import RequestGuard
 from hstu_blair.serving.http.log_flood import FloodFilter, SuppressedCollector, install, uninstall
 from hstu_blair.serving.http.metrics import Metrics, MetricsMiddleware
 from hstu_blair.serving.http.query_params import QueryParamGuard
-from hstu_blair.serving.http.routes import events, items, recommend, service
+from hstu_blair.serving.http.routes import attributes, events, items, recommend, service
 from hstu_blair.serving.http.schemas import validation_error_response
 from hstu_blair.serving.limits import BATCH_WINDOW_MS, HOST, MAX_BATCH, PORT, ConnectionLimits, Limits
 from hstu_blair.serving.live import LiveRecommender
@@ -184,7 +184,7 @@ def create_app(
     app.add_middleware(RequestGuard, limits=limits, auth=auth, metrics=metrics)  # before any work
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts refusals too
     app.add_exception_handler(RequestValidationError, validation_error_response)
-    for module in (recommend, items, events, service):
+    for module in (recommend, items, attributes, events, service):
         add_routes(app, module.router(ctx))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.context = ctx

@@ -11,12 +11,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import polars as pl
+
+from hstu_blair.data.item_attributes import typed_attribute
 from hstu_blair.data.item_text import compose_item_text, compose_item_title
 from hstu_blair.serving.errors import ServingError
 from hstu_blair.serving.ids import same_id
 
 if TYPE_CHECKING:
     from hstu_blair.run.model_files import TrainedModel
+    from hstu_blair.serving.attribute_sync import AttributeSync
+    from hstu_blair.serving.catalogue import Catalogue
     from hstu_blair.serving.growth import CatalogueGrowth
 
 TEXT_OPTIONS = ("text_columns", "title_column", "ascii_only")
@@ -60,6 +65,13 @@ class ItemWrites:
 
         def item(self, item_id: str) -> dict[str, str]: ...
 
+        def sync(self) -> int: ...
+
+        def update_item_attributes(self, item_id: str, values: Mapping[str, Any]) -> dict[str, Any]: ...
+
+        attribute_sync: AttributeSync
+        catalogue: Catalogue
+
     def compose_item(self, fields: Fields) -> tuple[str, str]:
         """``(text, title)`` of an item from its fields, as ``prepare`` made the catalogue's.
 
@@ -74,6 +86,25 @@ class ItemWrites:
         if not text.strip():
             raise ServingError(f"the fields give no text: none of the text columns {columns} has a value")
         return text, compose_item_title(fields, title_column)
+
+    def field_attributes(self, fields: Fields) -> dict[str, Any]:
+        """The attributes an item added by ``fields`` gets: every field that is not a text, title or
+        id column (as ``prepare`` kept the catalogue's other columns), empty values left out.
+
+        Raises:
+            ServingError: a value that is not a scalar of its attribute's kind.
+        """
+        columns, title_column, _ = text_options(self.run.data.manifest)
+        options = self.run.data.manifest.get("options") or {}
+        skip = {*columns, title_column, options.get("item_id_column"), options.get("item_column")}
+        values = {k: v for k, v in fields.items() if k not in skip and v is not None and v != ""}
+        kinds = self.attribute_sync.attributes.kinds
+        for name, value in values.items():  # text as a CSV cell: typed as prepare types the column
+            if isinstance(value, str) and kinds.get(name, "string") != "string":
+                typed = typed_attribute(pl.Series([value])).item()
+                values[name] = value if isinstance(typed, str) else typed
+        self.attribute_sync.attributes.check(values)
+        return values
 
     def add_item(
         self, item_id: str, text: str | None = None, title: str = "", fields: Fields | None = None
@@ -121,11 +152,18 @@ class ItemWrites:
         if (texts is None) == (fields is None):
             raise ServingError("give exactly one of text or fields for the new items")
         titles = [t or "" for t in titles] if titles is not None else [""] * len(item_ids)
+        attributes: list[dict[str, Any]] = []
         if fields is not None:
             composed = [self.compose_item(f) for f in fields]
             texts = [text for text, _ in composed]
             titles = [given or title for given, (_, title) in zip(titles, composed)]
+            attributes = [self.field_attributes(f) for f in fields]  # checked before anything is written
         assert texts is not None
         if not len(item_ids) == len(texts) == len(titles):
             raise ServingError(f"got {len(item_ids)} ids, {len(texts)} texts and {len(titles)} titles")
-        self.growth.add([same_id(str(r)) for r in item_ids], texts, titles, fields)
+        ids = [same_id(str(r)) for r in item_ids]
+        self.growth.add(ids, texts, titles, fields)
+        self.attribute_sync.catch_up(self.catalogue)  # the new items get (empty) attribute rows
+        for item_id, values in zip(ids, attributes):
+            if values:
+                self.update_item_attributes(item_id, values)

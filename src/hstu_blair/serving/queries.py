@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,7 @@ class Query:
     ``timestamps``: seconds, one per history item (default: 1 s apart, ending now).
     ``query_time``: when the recommendation is for (default: the last history timestamp).
     ``skip_unknown``: leave unknown history ids out instead of raising ``UnknownIdError``.
+    ``filter``: which items may be recommended (an ``ItemFilter``, its JSON form, or None: all).
     """
 
     history: Sequence[str] | None = None
@@ -47,6 +49,7 @@ class Query:
     k: int = 10
     exclude_seen: bool = True
     skip_unknown: bool = False
+    filter: Any = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class PreparedQuery:
     exclude_seen: bool
     k: int
     skipped: tuple[str, ...] = ()
+    allowed: np.ndarray | None = None  # (N+1,) bool: the items its filter allows (None: all)
 
 
 def history_times(n: int, timestamps: Sequence[int] | None, kept: list[int]) -> np.ndarray:

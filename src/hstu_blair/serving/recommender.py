@@ -9,6 +9,7 @@
     rec.recommend_user("42")                     # now after their training history plus that event
     rec.forget_user("42")                        # their stored events deleted
     rec.sync()                                   # items other processes added since
+    rec.recommend(["1"], filter={"where": {"in_stock": True}})  # business filters (ItemFilter)
 
 Ids that cross this API are external ids (``item_id``, ``user_id``); the model's item indices
 (``item_idx``) stay inside. A query is built (ids mapped, timestamps checked) and then answered in
@@ -21,21 +22,23 @@ A ``Recommender`` composes parts that each do one job, and keeps none of their s
 - :class:`~hstu_blair.serving.growth.CatalogueGrowth`: items added at run time (by text, or by
   other processes through the store);
 - :class:`~hstu_blair.serving.events.UserEvents`: users' events and histories;
+- :class:`~hstu_blair.serving.attribute_sync.AttributeSync`: items' attributes (for filters,
+  :mod:`~hstu_blair.serving.item_filter`), the dataset's and those set at run time by any process;
 - :class:`~hstu_blair.serving.store_link.StoreLink`: the run's store (a database, by default
   ``RUN_DIR/store.sqlite``) as this recommender sees it: what it has read, what it set aside.
 
-Added items and events are committed to the store before ``add_items`` / ``add_events`` return:
+Added items, events and attribute changes are committed to the store before the call returns:
 loading the run reads it, and every recommender on the same store (other processes included) picks
-up the others' items in :meth:`Recommender.sync`, assigning the same indices in the same order;
-events are read from the store at each query. A damaged stored item never stops serving: it is set
-aside (moved to the store's ``set_aside`` table when it can be written, skipped otherwise), counted
-in ``describe()["set_aside"]`` and logged once. ``persist=False`` keeps added items and events in
-memory only.
+up the others' items and attributes in :meth:`Recommender.sync` (items get the same indices in the
+same order); events are read at each query. A damaged stored item is set aside (see
+:class:`~hstu_blair.serving.store_link.StoreLink`), counted in ``describe()["set_aside"]``.
+``persist=False`` keeps all of it in memory only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,19 +50,25 @@ from hstu_blair.errors import UnknownIdError
 from hstu_blair.models.sequential import SequentialModel
 from hstu_blair.run.model_files import TrainedModel, load_trained
 from hstu_blair.run.store import Store
+from hstu_blair.serving.attribute_sync import AttributeSync
 from hstu_blair.serving.catalogue import Catalogue
 from hstu_blair.serving.errors import DuplicateItemError, ServingError, StoreWriteError
 from hstu_blair.serving.events import UserEvents
 from hstu_blair.serving.growth import CatalogueGrowth, fusions_for_new_items
-from hstu_blair.serving.ids import check_k, check_new_id, check_time
+from hstu_blair.serving.ids import check_new_id
+from hstu_blair.serving.item_attributes import ItemAttributes
+from hstu_blair.serving.item_filter import FilterLike, ItemFilter, as_filter
 from hstu_blair.serving.item_writes import ItemWrites
-from hstu_blair.serving.queries import PreparedQuery, Query, Recommendation, Recommendations, history_times
+from hstu_blair.serving.popularity import Popularity
+from hstu_blair.serving.queries import PreparedQuery, Query, Recommendation, Recommendations
+from hstu_blair.serving.query_build import build_prepared
 from hstu_blair.serving.scorer import Scorer
 from hstu_blair.serving.store_link import StoreLink
 from hstu_blair.text.encoders import TextEncoder
 
 __all__ = [
     "DuplicateItemError",
+    "ItemFilter",
     "PreparedQuery",
     "Query",
     "Recommendation",
@@ -116,9 +125,11 @@ class Recommender(ItemWrites):
         self.link = StoreLink(run.run_dir, store, persist)
         self.growth = CatalogueGrowth(self.catalogue, self.scorer, self.link, run.info, run.version, encoder)
         self.events = UserEvents(run.data, self.catalogue, self.link, run.arch.max_len)
-        self._popularity: np.ndarray | None = None  # (N+1,) training interactions per item
+        self.popularity = Popularity(run.data)
+        self.attribute_sync = AttributeSync(ItemAttributes.of_data(run.data), self.link)
         if self.can_add_items:
             self.growth.load_stored()
+        self.attribute_sync.catch_up(self.catalogue)
         self.link.count_set_aside()
 
     @classmethod
@@ -230,13 +241,32 @@ class Recommender(ItemWrites):
     def has_item(self, item_id: str) -> bool:
         return item_id in self.catalogue
 
-    def item(self, item_id: str) -> dict[str, str]:
-        """``{"item_id", "title", "text"}`` of an item.
+    @property
+    def attributes(self) -> ItemAttributes:
+        """The items' attributes (what filters select on)."""
+        return self.attribute_sync.attributes
+
+    def item(self, item_id: str) -> dict[str, Any]:
+        """``{"item_id", "title", "text", "attributes"}`` of an item (UnknownIdError: not in the catalogue)."""
+        idx = self._index_of(item_id)
+        return {**self.catalogue.item(idx), "attributes": self.attributes.get(idx)}
+
+    def update_item_attributes(self, item_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge ``values`` into an item's attributes (a None value removes one), committed to the
+        store: every recommender on it sees the change at its next query. Returns the attributes.
 
         Raises:
-            UnknownIdError: not in the catalogue.
+            UnknownIdError: not in the catalogue; ServingError: a value not a string, finite
+                number or bool, or not of the attribute's kind; StoreWriteError: see :meth:`add_item`.
         """
-        return self.catalogue.item(self._index_of(item_id))
+        self.sync()
+        return self.attribute_sync.update(self.catalogue, item_id, values)
+
+    def allowed(self, filter: FilterLike) -> np.ndarray | None:
+        """(N+1,) bool mask of the items ``filter`` allows, None for no filter (:meth:`ItemFilter.mask`
+        says what it raises)."""
+        parsed = as_filter(filter)
+        return None if parsed is None else parsed.mask(self.catalogue, self.attributes)
 
     def search_items(self, query: str, limit: int = 20) -> list[dict[str, str]]:
         """Items whose title or item id contains ``query`` (case- and accent-insensitive), title prefix matches
@@ -244,11 +274,8 @@ class Recommender(ItemWrites):
         return self.catalogue.search(query, limit)
 
     def item_vectors(self, item_ids: Sequence[str]) -> torch.Tensor:
-        """(m, D) L2-normalised vectors of items (what recommendations are scored against).
-
-        Raises:
-            UnknownIdError: ids not in the catalogue.
-        """
+        """(m, D) L2-normalised vectors of items (what recommendations are scored against);
+        UnknownIdError for ids not in the catalogue."""
         return self.scorer.item_vectors(self.catalogue.indices(item_ids, skip_unknown=False)[0])
 
     def is_same_item(self, item_id: str, text: str, title: str = "") -> bool:
@@ -261,48 +288,29 @@ class Recommender(ItemWrites):
 
     # ---- queries -------------------------------------------------------------------------------
     def build_query(self, query: Query) -> PreparedQuery:
-        """Validate ``query`` and turn it into item indices (cheap; no model call).
+        """Validate ``query`` and turn it into item indices and a filter mask (no model call).
 
         Raises:
             UnknownIdError: unknown item ids (unless ``skip_unknown``) or an unknown user id.
             ServingError: neither or both of history and user_id, an empty history, timestamps of
-                the wrong length or range, or ``k < 1``.
+                the wrong length or range, ``k < 1``, or a malformed filter.
         """
         self.sync()  # items other processes added to the run directory are known before ids are mapped
-        if (query.history is None) == (query.user_id is None):
-            raise ServingError("give exactly one of history (item ids) or user_id")
-        check_k(query.k)
-        skipped: list[str] = []
-        if query.user_id is not None:
-            ids, times, known_user = self.user_history(str(query.user_id), bool(query.exclude_seen))
-            if not known_user and ids.size == 0:
-                raise UnknownIdError("user", [str(query.user_id)])
-        else:
-            if isinstance(query.history, str):
-                raise ServingError("history must be a list of item ids, not one string")
-            history = list(query.history)
-            known, positions, skipped = self.catalogue.indices(history, query.skip_unknown)
-            ids = np.asarray(known, dtype=np.int64)  # (L,)
-            times = history_times(len(history), query.timestamps, positions)  # (L,)
-        if ids.size == 0:
-            what = "all its item ids are unknown" if skipped else "it is empty"
-            raise ServingError(f"cannot recommend from this history: {what}")
-        query_time = (
-            int(times[-1]) if query.query_time is None else check_time(query.query_time, "query_time")
-        )
-        return PreparedQuery(ids, times, query_time, bool(query.exclude_seen), query.k, tuple(skipped))
+        return build_prepared(query, self.catalogue, self.user_history, self.allowed(query.filter))
 
     def user_history(self, user_id: str, seen: bool = True) -> tuple[np.ndarray, np.ndarray, bool]:
         """A user's training interactions and last ``max_len`` stored events by time (see
         :meth:`UserEvents.history`): (L,) item indices, (L,) timestamps, whether training knows them."""
         return self.events.history(user_id, seen)
 
-    def _build_any(self, q: AnyQuery, k: int, exclude_seen: bool, skip_unknown: bool) -> PreparedQuery:
+    def _build_any(
+        self, q: AnyQuery, k: int, exclude_seen: bool, skip_unknown: bool, filter: FilterLike = None
+    ) -> PreparedQuery:
         if isinstance(q, PreparedQuery):
             return q
         if not isinstance(q, Query):
             q = Query(history=q, k=k, exclude_seen=exclude_seen, skip_unknown=skip_unknown)
-        return self.build_query(q)
+        return self.build_query(q if q.filter is not None or filter is None else replace(q, filter=filter))
 
     def recommend(
         self,
@@ -312,64 +320,63 @@ class Recommender(ItemWrites):
         timestamps: Sequence[int] | None = None,
         query_time: int | None = None,
         skip_unknown: bool = False,
+        filter: FilterLike = None,
     ) -> Recommendations:
         """The ``k`` best items after a history of item ids (oldest first).
 
         Args:
             history: item ids; only the most recent ``data.max_len`` are encoded.
-            k: list length (fewer when the catalogue runs out).
+            k: list length (fewer when the catalogue, or the items the filter allows, run out).
             exclude_seen: never recommend an item of the history (the whole history, not only
                 the encoded part).
             timestamps: seconds, one per history item (default: 1 s apart, ending now).
             query_time: when the recommendation is for (default: the last history timestamp).
             skip_unknown: leave unknown ids out (listed in ``result.skipped``) instead of raising.
+            filter: only items it allows (an :class:`ItemFilter` or its JSON form; None: all).
 
         Raises:
             UnknownIdError: unknown ids (unless ``skip_unknown``); ServingError: see :meth:`build_query`.
         """
-        query = Query(history, None, timestamps, query_time, k, exclude_seen, skip_unknown)
+        query = Query(history, None, timestamps, query_time, k, exclude_seen, skip_unknown, filter)
         return self.recommend_batch([query])[0]
 
     def recommend_user(
-        self, user_id: str, k: int = 10, exclude_seen: bool = True, new_user: str = "error"
+        self,
+        user_id: str,
+        k: int = 10,
+        exclude_seen: bool = True,
+        new_user: str = "error",
+        filter: FilterLike = None,
     ) -> Recommendations:
         """The ``k`` best items for a user, after their training history plus their stored events
-        (see :meth:`add_events`; query time = their last interaction).
+        (see :meth:`add_events`; query time = their last interaction); only items ``filter`` allows.
 
         Args:
             new_user: for a user with no history at all (neither in the training data nor in the
-                stored events): ``error`` (raise ``UnknownIdError``) or ``popular`` (the items with
-                the most training interactions; score = their share of interactions).
+                stored events): ``error`` (raise ``UnknownIdError``) or ``popular`` (:meth:`popular`).
 
         Raises:
             UnknownIdError: a user without history and ``new_user="error"``.
         """
         if new_user not in ("error", "popular"):
             raise ServingError(f"new_user must be 'error' or 'popular', got {new_user!r}")
-        query = Query(user_id=str(user_id), k=k, exclude_seen=exclude_seen)
+        query = Query(user_id=str(user_id), k=k, exclude_seen=exclude_seen, filter=filter)
         if new_user == "error":
             return self.recommend_batch([query])[0]
         self.sync()
         ids, _, _ = self.user_history(str(user_id), seen=False)
         if ids.size == 0:
-            return self.popular(k)
+            return self.popular(k, filter)
         try:
             return self.recommend_batch([query])[0]
         except UnknownIdError:  # their stored events were deleted after the read above
-            return self.popular(k)
+            return self.popular(k, filter)
 
-    def popular(self, k: int = 10) -> Recommendations:
-        """The ``k`` items with the most training interactions (what a user without history gets);
-        score = the item's share of all training interactions."""
-        check_k(k)
-        if self._popularity is None:
-            data = self.run.data
-            counts = np.bincount(data.item_seq, minlength=data.num_items + 1).astype(np.float64)  # (N+1,)
-            counts[0] = -1.0  # padding
-            self._popularity = counts / max(1, data.num_interactions)
-        order = np.argsort(-self._popularity, kind="stable")[:k]
-        ids, titles = self.catalogue.item_ids, self.catalogue.titles
-        return Recommendations([Recommendation(ids[i], float(self._popularity[i]), titles[i]) for i in order])
+    def popular(self, k: int = 10, filter: FilterLike = None) -> Recommendations:
+        """The ``k`` items with the most training interactions (what a user without history gets),
+        only items ``filter`` allows; score = the item's share of all training interactions."""
+        self.sync()
+        return self.popularity.top(self.catalogue, k, self.allowed(filter))
 
     def recommend_batch(
         self,
@@ -378,21 +385,23 @@ class Recommender(ItemWrites):
         k: int = 10,
         exclude_seen: bool = True,
         skip_unknown: bool = False,
+        filter: FilterLike = None,
     ) -> list[Recommendations]:
         """Answer many queries with one encoder call and one top-k search.
 
         Args:
             queries: each a ``Query``, a ``PreparedQuery`` or a plain history (list of item ids);
-                ``Query`` objects carry their own k / exclude_seen / skip_unknown.
+                ``Query`` objects carry their own k / exclude_seen / skip_unknown / filter.
             users: user ids, answered after ``queries`` (as :meth:`recommend_user`).
             k, exclude_seen, skip_unknown: for plain histories and ``users``.
+            filter: for plain histories, ``users`` and ``Query`` objects without their own.
 
         Returns:
             One :class:`Recommendations` per query, in order (queries, then users).
         """
         self.sync()
         everything = [*queries, *(Query(user_id=str(u), k=k, exclude_seen=exclude_seen) for u in users)]
-        prepared = [self._build_any(q, k, exclude_seen, skip_unknown) for q in everything]
+        prepared = [self._build_any(q, k, exclude_seen, skip_unknown, filter) for q in everything]
         if not prepared:
             return []
         values, indices = self.scorer.top_k(prepared)
@@ -407,13 +416,14 @@ class Recommender(ItemWrites):
         the mean fraction of each exact top-k that the index returns (no exclusions)."""
         return self.scorer.recall(self.encode(queries), k)
 
-    def similar_items(self, item_id: str, k: int = 10) -> Recommendations:
-        """The ``k`` items whose vectors have the highest cosine with ``item_id``'s (itself excluded).
+    def similar_items(self, item_id: str, k: int = 10, filter: FilterLike = None) -> Recommendations:
+        """The ``k`` items whose vectors have the highest cosine with ``item_id``'s (itself excluded),
+        only items ``filter`` allows.
 
-        Raises:
-            UnknownIdError: not in the catalogue.
+        Raises UnknownIdError (not in the catalogue) or ServingError (a malformed filter).
         """
-        values, indices = self.scorer.similar(self._index_of(item_id), k)
+        self.sync()
+        values, indices = self.scorer.similar(self._index_of(item_id), k, self.allowed(filter))
         return self.catalogue.results(values, indices, k)
 
     # ---- users' events -------------------------------------------------------------------------
@@ -434,14 +444,8 @@ class Recommender(ItemWrites):
         return self.events.add(events, idempotency_key)
 
     def forget_user(self, user_id: str) -> int:
-        """Delete a user's stored events (their training history is part of the model and stays).
-
-        Returns:
-            The number of events deleted.
-
-        Raises:
-            StoreWriteError: the store cannot be written.
-        """
+        """Delete a user's stored events (their training history is part of the model and stays);
+        returns how many. StoreWriteError: the store cannot be written."""
         return self.events.forget(user_id)
 
     # ---- the store shared with other processes -------------------------------------------------
@@ -452,7 +456,8 @@ class Recommender(ItemWrites):
         return self.can_add_items and self.link.stale()
 
     def sync(self) -> int:
-        """Catch up with items other recommenders (other processes) added to the store.
+        """Catch up with items other recommenders (other processes) added to the store, and with
+        item attributes they changed.
 
         The HTTP app calls this before every request it answers. Cheap when nothing changed.
         Damaged items are skipped, counted in ``describe()["set_aside"]`` and logged once.
@@ -460,9 +465,9 @@ class Recommender(ItemWrites):
         Returns:
             The number of items added.
         """
-        if not self.stale():
-            return 0
-        with self.scorer.lock:
-            before = self.num_items
-            self.growth.catch_up()
-            return self.num_items - before
+        before = self.num_items
+        if self.stale():
+            with self.scorer.lock:
+                self.growth.catch_up()
+        self.attribute_sync.catch_up(self.catalogue)
+        return self.num_items - before

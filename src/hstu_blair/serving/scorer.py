@@ -48,20 +48,23 @@ class Scorer:
 
     def top_k(self, prepared: Sequence[PreparedQuery]) -> tuple[list[list[float]], list[list[int]]]:
         """Scores and item indices of the ``max(k)`` best items of each query, best first (its
-        history excluded when it says so)."""
+        history excluded when it says so, only the items its ``allowed`` mask allows)."""
         batch = self._collate(prepared)
         with self.lock, torch.inference_mode():
             queries = self._encode(batch)  # (B, D)
             k = max(p.k for p in prepared)
-            values, indices = self.index.search(queries, k, batch.exclude)  # (B, k)
+            allowed = _allowed_rows([p.allowed for p in prepared], self.vectors.shape[0])
+            values, indices = self.index.search(queries, k, batch.exclude, allowed)  # (B, k)
         return values.tolist(), indices.tolist()
 
-    def similar(self, idx: int, k: int) -> tuple[list[float], list[int]]:
-        """Scores and indices of the ``k`` items nearest to item ``idx`` (itself excluded)."""
+    def similar(self, idx: int, k: int, allowed: np.ndarray | None = None) -> tuple[list[float], list[int]]:
+        """Scores and indices of the ``k`` items nearest to item ``idx`` (itself excluded; only
+        items of the (N+1,) bool mask ``allowed`` when given)."""
         with self.lock:
             query = self.vectors[idx : idx + 1]  # (1, D)
             exclude = torch.tensor([[idx]], device=self.vectors.device)  # (1, 1)
-            values, indices = self.index.search(query, k, exclude)  # (1, k)
+            mask = _allowed_rows([allowed], self.vectors.shape[0])
+            values, indices = self.index.search(query, k, exclude, mask)  # (1, k)
         return values[0].tolist(), indices[0].tolist()
 
     def item_vectors(self, indices: Sequence[int]) -> torch.Tensor:
@@ -126,3 +129,25 @@ class Scorer:
         if keep_seen and batch.exclude is not None:
             batch.exclude[keep_seen] = 0
         return batch.to(self.device)
+
+
+def _allowed_rows(masks: Sequence[np.ndarray | None], n: int) -> np.ndarray | None:
+    """The queries' filter masks for a search over ``n`` item rows: None (no query has one), one
+    shared (N+1,) mask (all share it), or (B, N+1), all True for a query without one."""
+    if all(m is None for m in masks):
+        return None
+    first = masks[0]
+    if first is not None and all(m is first for m in masks):
+        return _fit(first, n)
+    rows = np.ones((len(masks), n), dtype=bool)  # (B, N+1)
+    for row, m in enumerate(masks):
+        if m is not None:
+            rows[row] = _fit(m, n)
+    return rows
+
+
+def _fit(mask: np.ndarray, n: int) -> np.ndarray:
+    """An (N+1,) mask cut or padded (False: items added since it was made) to ``n`` rows."""
+    if mask.shape[0] >= n:
+        return mask[:n]
+    return np.concatenate([mask, np.zeros(n - mask.shape[0], dtype=bool)])

@@ -34,6 +34,8 @@ class RawDataset:
         source_times: (N,) the interactions' timestamps in the unit of the source files, when
             ``timestamp`` (seconds) lost precision (Amazon 2023 rating CSV: milliseconds); the
             reference sorts on these (``tie_order="reference"``). ``None``: ``timestamp`` is exact.
+        item_attributes: ``item_id`` and one typed column per catalogue attribute (category,
+            price, in_stock, ...; see :mod:`hstu_blair.data.item_attributes`), or ``None``.
     """
 
     name: str
@@ -46,6 +48,7 @@ class RawDataset:
     info: dict[str, object] = field(default_factory=dict)
     bad_lines: list[dict[str, object]] = field(default_factory=list)
     source_times: np.ndarray | None = None
+    item_attributes: pl.DataFrame | None = None
 
     def __post_init__(self) -> None:
         self.interactions = schema.conform(self.interactions, schema.INTERACTIONS_SCHEMA, "interactions")

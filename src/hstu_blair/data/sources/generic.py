@@ -2,7 +2,8 @@
 
 The interactions table needs a user, an item and a timestamp column (names in :class:`PrepareOptions`),
 and optionally a rating column (``rating_column=None`` gives every interaction rating 1.0). An optional
-items table gives each item a text (``text_columns`` joined with ". ") and a title (``title_column``).
+items table gives each item a text (``text_columns`` joined with ". ") and a title (``title_column``);
+its other columns are kept as item attributes (``item_attributes.parquet``, for serving filters).
 Format is chosen by extension: ``.csv``, ``.tsv``, ``.parquet``, ``.jsonl`` / ``.ndjson``; the text
 formats may be gzip-compressed (``.gz``).
 
@@ -25,6 +26,7 @@ from pathlib import Path
 import polars as pl
 
 from hstu_blair.data import schema
+from hstu_blair.data.item_attributes import attribute_frame
 from hstu_blair.data.item_text import compose_item_text, compose_item_title
 from hstu_blair.data.options import PrepareOptions
 from hstu_blair.data.sources.bad_lines import BadLines
@@ -62,17 +64,23 @@ def _input_files(paths: list[Path], options: PrepareOptions) -> tuple[Path, Path
     return Path(interactions), (Path(items) if items is not None else None)
 
 
-def read_items(path: Path, options: PrepareOptions, bad: BadLines, removed: Counter[str]) -> pl.DataFrame:
-    """Items table -> ``raw_item_id``, ``title``, ``text``; repeated ids keep their first row (counted).
+def read_items(
+    path: Path, options: PrepareOptions, bad: BadLines, removed: Counter[str]
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Items table -> (``item_id``, ``title``, ``text``; ``item_id`` and the item attributes, or None);
+    repeated ids keep their first row (counted).
 
     ``text`` joins the cleaned ``text_columns`` (lists joined with ", ") with ". "; ``title`` is the
-    cleaned ``title_column``, or empty when that is not set.
+    cleaned ``title_column``, or empty when that is not set. Every other column is an item
+    attribute (:func:`~hstu_blair.data.item_attributes.attribute_frame` types it).
     """
     id_col = options.item_id_column or options.item_column
     title_col = options.title_column
     text_cols = list(dict.fromkeys(options.text_columns + ([title_col] if title_col else [])))
-    table = read_table(path, [id_col, *text_cols], bad)
-    rows = convert(table, {schema.ITEM_ID: id_column(table, id_col)}, bad, keep=text_cols)
+    available = read_table(path, [id_col], BadLines(True, Counter())).columns
+    extra = [c for c in dict.fromkeys(available) if c not in (id_col, *text_cols) and c != schema.ITEM_ID]
+    table = read_table(path, [id_col, *text_cols, *extra], bad)
+    rows = convert(table, {schema.ITEM_ID: id_column(table, id_col)}, bad, keep=[*text_cols, *extra])
     texts, titles = [], []
     for row in rows.iter_rows(named=True):
         texts.append(compose_item_text(row, options.text_columns, options.ascii_only))
@@ -82,7 +90,10 @@ def read_items(path: Path, options: PrepareOptions, bad: BadLines, removed: Coun
         pl.Series(schema.TITLE, titles, dtype=pl.String),
         pl.Series(schema.TEXT, texts, dtype=pl.String),
     )
-    return dedupe_items(items, path, removed)
+    attributes = attribute_frame(rows, extra)
+    if attributes is not None:
+        attributes = attributes.unique(subset=[schema.ITEM_ID], keep="first", maintain_order=True)
+    return dedupe_items(items, path, removed), attributes
 
 
 def load_generic(paths: list[Path], options: PrepareOptions) -> RawDataset:
@@ -120,7 +131,9 @@ def load_generic(paths: list[Path], options: PrepareOptions) -> RawDataset:
     if not options.rating_column:
         interactions = interactions.with_columns(pl.lit(1.0, pl.Float32).alias(schema.RATING))
 
-    items = read_items(items_path, options, bad, removed) if items_path is not None else None
+    items, attributes = (
+        read_items(items_path, options, bad, removed) if items_path is not None else (None, None)
+    )
     files = [interactions_path] + ([items_path] if items_path is not None else [])
     info: dict[str, object] = {
         "format": table_format(interactions_path),
@@ -138,4 +151,5 @@ def load_generic(paths: list[Path], options: PrepareOptions) -> RawDataset:
         removed=removed,
         bad_lines=bad.records,
         info=info,
+        item_attributes=attributes,
     )

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 from hstu_blair.serving.http.limits import printable
 
@@ -27,6 +37,46 @@ Time = StrictInt | StrictStr
 :func:`hstu_blair.serving.ids.check_time`); booleans, floats and numbers in strings are refused."""
 
 
+Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
+"""An attribute value: a string, a number or a bool (never coerced)."""
+
+
+class RangeBody(BaseModel):
+    """``min <= value <= max`` (inclusive; either bound may be left out)."""
+
+    model_config = ConfigDict(extra="forbid")
+    min: StrictInt | StrictFloat | None = None
+    max: StrictInt | StrictFloat | None = None
+
+
+class FilterBody(BaseModel):
+    """Which items may be recommended (see :mod:`hstu_blair.serving.item_filter`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    allow: list[StrictStr | StrictInt] | None = Field(None, description="only these item ids")
+    exclude: list[StrictStr | StrictInt] | None = Field(None, description="never these item ids")
+    where: dict[str, Scalar | list[Scalar] | RangeBody] | None = Field(
+        None, description="per attribute: a value (equals), a list (any of) or {min, max} (numbers)"
+    )
+
+    def as_json(self) -> dict[str, Any]:
+        """The filter's JSON form (``ItemFilter.parse`` takes it)."""
+        out = self.model_dump(exclude_none=True, exclude={"where"})
+        if self.where is not None:
+            out["where"] = {
+                n: v.model_dump(exclude_none=True) if isinstance(v, RangeBody) else v
+                for n, v in self.where.items()
+            }
+        return out
+
+
+class AttributesUpdate(BaseModel):
+    """``PATCH /items/{item_id}``: attribute values merged into the item's (null removes one)."""
+
+    model_config = ConfigDict(extra="forbid")
+    attributes: dict[str, Scalar | None]
+
+
 class RecommendRequest(BaseModel):
     """One query: ``history`` (item ids, oldest first) or ``user_id``; numbers are taken as ids."""
 
@@ -42,6 +92,7 @@ class RecommendRequest(BaseModel):
         None, description="integer seconds or an ISO 8601 string (default: the last history timestamp)"
     )
     skip_unknown: bool = Field(False, description="leave unknown ids out instead of answering 422")
+    filter: FilterBody | None = Field(None, description="only items this filter allows")
 
 
 class BatchRequest(BaseModel):

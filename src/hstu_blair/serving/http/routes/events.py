@@ -2,7 +2,7 @@
 
     POST   /events                          {events: [{user_id, item_id, timestamp, event_id?}, ...],
                                              idempotency_key?}  (write token)
-    GET    /users/{user_id}/recommendations?k=&exclude_seen=   (read or write token)
+    GET    /users/{user_id}/recommendations?k=&exclude_seen=&filter=   (read or write token)
     DELETE /users/{user_id}                 forget the user's stored events  (write token)
 
 ``POST /events`` answers 201 only once the whole batch is committed to the store; an event naming
@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hstu_blair.serving.errors import EventConflict
 from hstu_blair.serving.http.context import ServingContext
+from hstu_blair.serving.http.filters import FILTER_PARAM, checked_filter
 from hstu_blair.serving.http.limits import check_k, printable, unprocessable
 from hstu_blair.serving.http.schemas import Item, Text, Time
 from hstu_blair.serving.recommender import ServingError, StoreWriteError, UnknownIdError
@@ -102,13 +103,17 @@ def router(ctx: ServingContext) -> APIRouter:
 
     @api.get("/users/{user_id}/recommendations", dependencies=ctx.auth.read_dependencies)
     async def user_recommendations(
-        user_id: str, k: int = QueryParam(10, ge=1), exclude_seen: bool = True
+        user_id: str,
+        k: int = QueryParam(10, ge=1),
+        exclude_seen: bool = True,
+        filter: str | None = QueryParam(None, max_length=100_000, description=FILTER_PARAM),
     ) -> UserRecommendations:
-        """The best ``k`` items after the user's training history plus stored events. They reveal
-        the history: needs the read key or the API key if one is set."""
+        """The best ``k`` items after the user's training history plus stored events (only items
+        ``filter`` allows). They reveal the history: needs the read key or the API key if one is set."""
         check_k(limits, k, ("query",))
         rec = ctx.recommender  # one model version for the whole request
-        result = await ctx.offload(rec.recommend_user, user_id, k, exclude_seen, "popular")
+        item_filter = await ctx.offload(checked_filter, rec, filter, ("query", "filter"))
+        result = await ctx.offload(rec.recommend_user, user_id, k, exclude_seen, "popular", item_filter)
         items = [Item(item_id=r.item_id, score=r.score, title=r.title) for r in result]
         return UserRecommendations(user_id=user_id, items=items, version=rec.version)
 

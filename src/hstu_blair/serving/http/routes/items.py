@@ -1,5 +1,5 @@
 """``GET /items``, ``GET /items/{item_id}``, ``POST /items`` (needs the token if one is set) and
-``GET /similar``."""
+``GET /similar`` (item attributes: :mod:`.attributes`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from hstu_blair.errors import HstuBlairError
 from hstu_blair.serving.http.context import ServingContext
+from hstu_blair.serving.http.filters import FILTER_PARAM, checked_filter
 from hstu_blair.serving.http.limits import check_k, unprocessable
 from hstu_blair.serving.http.routes.recommend import to_response
 from hstu_blair.serving.http.schemas import NewItem, RecommendResponse
@@ -63,8 +64,8 @@ def router(ctx: ServingContext) -> APIRouter:
         return await ctx.offload(ctx.recommender.search_items, query, limit)
 
     @api.get("/items/{item_id:path}")
-    async def get_item(item_id: str) -> dict[str, str]:
-        """One item: item id, title and text."""
+    async def get_item(item_id: str) -> dict[str, Any]:
+        """One item: item id, title, text and attributes."""
         rec = ctx.recommender
         if not rec.has_item(item_id):
             raise HTTPException(404, detail=f"unknown item id: {item_id!r}")
@@ -100,12 +101,17 @@ def router(ctx: ServingContext) -> APIRouter:
             raise HTTPException(503, detail=f"the text encoder is not available: {exc}") from None
 
     @api.get("/similar")
-    async def similar(item_id: str, k: int = QueryParam(10, ge=1)) -> RecommendResponse:
-        """Items whose vectors are closest (cosine) to ``item_id``'s."""
+    async def similar(
+        item_id: str,
+        k: int = QueryParam(10, ge=1),
+        filter: str | None = QueryParam(None, max_length=100_000, description=FILTER_PARAM),
+    ) -> RecommendResponse:
+        """Items whose vectors are closest (cosine) to ``item_id``'s (only items ``filter`` allows)."""
         check_k(ctx.limits, k, ("query",))
         rec = ctx.recommender
         if not rec.has_item(item_id):
             raise unprocessable(("query", "item_id"), f"unknown item id: {item_id!r}", "unknown_id")
-        return to_response(await ctx.offload(rec.similar_items, item_id, k), rec.version)
+        item_filter = await ctx.offload(checked_filter, rec, filter, ("query", "filter"))
+        return to_response(await ctx.offload(rec.similar_items, item_id, k, item_filter), rec.version)
 
     return api

@@ -1,4 +1,4 @@
-"""``POST /recommend`` and ``POST /recommend/batch``. A query by ``user_id`` reveals the user's
+"""``POST /recommend`` and ``POST /recommend/batch`` (each query may carry a ``filter``). A query by ``user_id`` reveals the user's
 history: with a token set, it needs the read key or the API key (401 otherwise); a query by a
 history of item ids stays open.
 
@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hstu_blair.serving.http.context import ServingContext
+from hstu_blair.serving.http.filters import checked_filter
 from hstu_blair.serving.http.limits import check_batch, check_count, check_query, printable, unprocessable
 from hstu_blair.serving.http.schemas import (
     BatchRequest,
@@ -47,6 +48,7 @@ def to_response(result: Recommendations, version: int) -> RecommendResponse:
 
 def prepare(recommender: Recommender, body: RecommendRequest, loc: tuple[str | int, ...]) -> PreparedQuery:
     """The prepared query, or a 422 naming the field (unknown ids are listed)."""
+    item_filter = checked_filter(recommender, body.filter, (*loc, "filter"))
     query = Query(
         body.history,
         body.user_id,
@@ -55,6 +57,7 @@ def prepare(recommender: Recommender, body: RecommendRequest, loc: tuple[str | i
         body.k,
         body.exclude_seen,
         body.skip_unknown,
+        item_filter,
     )
     try:
         return recommender.build_query(query)
