@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from hstu_blair.run.store import Store
 from hstu_blair.serving.export import ExportSummary, read_user_ids
 from hstu_blair.serving.recommender import Recommender, ServingError
 
@@ -89,9 +92,17 @@ def test_bad_suffix_names_the_path(rec, tmp_path):
 
 
 def test_a_filter_needs_recommend_batch_to_take_one(rec, tmp_path):
-    import inspect
-
     if "filter" in inspect.signature(rec.recommend_batch).parameters:
         pytest.skip("recommend_batch takes filter= (wired)")
     with pytest.raises(NotImplementedError):
         rec.export_recommendations(tmp_path / "r.parquet", filter=object(), progress=False)
+
+
+def test_store_lists_the_users_of_its_events(store_location):
+    store = Store(store_location)
+    assert store.event_users() == []
+    store.add_events([("b", "i1", 5), ("a", "i1", 6), ("b", "i2", 7)])
+    assert sorted(store.event_users()) == ["a", "b"]
+    store.forget_user("b")
+    assert store.event_users() == ["a"]
+    store.close()
