@@ -142,6 +142,34 @@ def in_child(args: list[str]) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def report(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Print each measurement and the ratios; returns the ratios."""
+    base, full, ev = results["export-1k"], results["export-all"], results["evaluate"]
+    ratios = {
+        "peak_growth_all_over_1k": full["peak_growth_mib"] / max(base["peak_growth_mib"], 1e-9),
+        "peak_growth_all_over_10k": full["peak_growth_mib"]
+        / max(results["export-10k"]["peak_growth_mib"], 1e-9),
+        "hwm_all_over_1k": full["hwm_mib"] / base["hwm_mib"],
+        "export_all_users_per_s_over_evaluate": full["users_per_s"] / ev["users_per_s"],
+    }
+    for name, r in results.items():
+        extra = (
+            f", peak growth {r['peak_growth_mib']:.1f} MiB, VmHWM {r['hwm_mib']:.0f} MiB"
+            if "hwm_mib" in r
+            else ""
+        )
+        print(
+            f"{name:>10}: {r['users']:,} users in {r['seconds']:.1f} s = {r['users_per_s']:,.0f} users/s{extra}"
+        )
+    print(
+        f"peak growth all/1k = {ratios['peak_growth_all_over_1k']:.2f}x (goal <= 1.5x), all/10k = "
+        f"{ratios['peak_growth_all_over_10k']:.2f}x, VmHWM all/1k = "
+        f"{ratios['hwm_all_over_1k']:.2f}x; export/evaluate users/s = "
+        f"{ratios['export_all_users_per_s_over_evaluate']:.2f}x"
+    )
+    return ratios
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--users", type=int, default=100_000)
@@ -179,29 +207,7 @@ def main() -> None:
             "export-all": in_child(["--child", "export", *common, "--file", str(workdir / "all.parquet")]),
             "evaluate": in_child(["--child", "evaluate", *common]),
         }
-    base, full, ev = results["export-1k"], results["export-all"], results["evaluate"]
-    ratios = {
-        "peak_growth_all_over_1k": full["peak_growth_mib"] / max(base["peak_growth_mib"], 1e-9),
-        "peak_growth_all_over_10k": full["peak_growth_mib"]
-        / max(results["export-10k"]["peak_growth_mib"], 1e-9),
-        "hwm_all_over_1k": full["hwm_mib"] / base["hwm_mib"],
-        "export_all_users_per_s_over_evaluate": full["users_per_s"] / ev["users_per_s"],
-    }
-    for name, r in results.items():
-        extra = (
-            f", peak growth {r['peak_growth_mib']:.1f} MiB, VmHWM {r['hwm_mib']:.0f} MiB"
-            if "hwm_mib" in r
-            else ""
-        )
-        print(
-            f"{name:>10}: {r['users']:,} users in {r['seconds']:.1f} s = {r['users_per_s']:,.0f} users/s{extra}"
-        )
-    print(
-        f"peak growth all/1k = {ratios['peak_growth_all_over_1k']:.2f}x (goal <= 1.5x), all/10k = "
-        f"{ratios['peak_growth_all_over_10k']:.2f}x, VmHWM all/1k = "
-        f"{ratios['hwm_all_over_1k']:.2f}x; export/evaluate users/s = "
-        f"{ratios['export_all_users_per_s_over_evaluate']:.2f}x"
-    )
+    ratios = report(results)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         record = {"machine": m, "users": args.users, "results": results, "ratios": ratios}
