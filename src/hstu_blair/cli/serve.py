@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import hstu_blair as hb
 from hstu_blair.cli.store import STORE_HELP
 from hstu_blair.errors import HstuBlairError
 from hstu_blair.serving import INDEXES
+from hstu_blair.serving.export import check_format, read_user_ids
 from hstu_blair.serving.item_filter import ItemFilter, as_filter
 from hstu_blair.serving.limits import (
     BATCH_WINDOW_MS,
@@ -23,13 +25,14 @@ from hstu_blair.serving.limits import (
     Limits,
     parse_size,
 )
+from hstu_blair.serving.queries import Recommendations
 
 
 def add_recommend_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``recommend RUN_DIR --user ID | --history IDS | --similar ID``."""
+    """Register ``recommend RUN_DIR --user ID | --history IDS | --similar ID | --all-users --out FILE``."""
     p = sub.add_parser(
         "recommend",
-        help="print recommendations of a trained run for a user or a history",
+        help="print recommendations of a trained run for a user or a history, or export every user's",
         description=(
             "Load a run directory and print the top-k items (item ids, titles, scores) for a user of the "
             "training data (their full history plus their events in the run's store), for a "
@@ -38,7 +41,11 @@ def add_recommend_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
             "The store is only read (opened read-only; none is created, nothing is migrated). "
             "--filter keeps only the items a filter allows, e.g. "
             '\'{"where": {"in_stock": true, "category": ["Books", "Games"], "price": {"max": 20}}, '
-            '"exclude": ["id3"]}\' (keys allow, exclude, where; see the README\'s Filters).'
+            '"exclude": ["id3"]}\' (keys allow, exclude, where; see the README\'s Filters). '
+            "--explain adds under each item the history items that contributed most ('because: ...'). "
+            "--all-users --out recs.parquet (or .csv) writes every user's top k (training users and "
+            "users known only from the store's events; --users FILE for some) in long format "
+            "(user_id, rank, item_id, score, title), batch by batch, with a progress bar on stderr."
         ),
     )
     p.add_argument("run_dir", type=Path, help="run directory written by `hstu-blair train`")
@@ -46,6 +53,9 @@ def add_recommend_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     what.add_argument("--user", help="user id of the training data")
     what.add_argument("--history", help='comma-separated item ids, oldest first, e.g. "1,50,260"')
     what.add_argument("--similar", metavar="ITEM_ID", help="items whose vectors are closest to this item's")
+    what.add_argument(
+        "--all-users", action="store_true", help="export every user's recommendations to --out (see --users)"
+    )
     p.add_argument("--k", "-k", type=int, default=10, help="number of items (default 10)")
     p.add_argument(
         "--new-user",
@@ -66,6 +76,24 @@ def add_recommend_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="name under each item the history items that contributed most, with their weight (score "
+        "with the whole history minus score without the item; the last 5 distinct items are tried)",
+    )
+    export = p.add_argument_group("export (--all-users)")
+    export.add_argument("--out", type=Path, help="file to write: .parquet or .csv (by the suffix)")
+    export.add_argument("--batch-size", type=int, default=1024, help="users per model call (default 1024)")
+    export.add_argument(
+        "--exclude-seen",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="leave items of each user's history out (default; --no-exclude-seen keeps them)",
+    )
+    export.add_argument(
+        "--users", type=Path, metavar="FILE", help="export these users only: a file of user ids, one a line"
+    )
     p.add_argument("--store", help=STORE_HELP)
     p.set_defaults(handler=run_recommend)
     return p
@@ -79,28 +107,46 @@ def run_recommend(args: argparse.Namespace) -> int:
     """
     if args.k < 1:
         raise HstuBlairError(f"--k must be at least 1, got {args.k}")
+    if args.all_users:
+        return run_export(args)
+    if args.out is not None or args.users is not None:
+        raise HstuBlairError("--out and --users go with --all-users")
     item_filter = read_filter(args.filter)
+    exclude_seen = not args.include_seen if args.exclude_seen is None else args.exclude_seen
     rec = hb.Recommender.load(args.run_dir, args.checkpoint, args.device, persist="read", store=args.store)
-    seen = not args.include_seen
     if args.user is not None:
         result = rec.recommend_user(
-            args.user, args.k, exclude_seen=seen, new_user=args.new_user, filter=item_filter
+            args.user,
+            args.k,
+            exclude_seen=exclude_seen,
+            new_user=args.new_user,
+            filter=item_filter,
+            explain=args.explain,
         )
     elif args.similar is not None:
         result = rec.similar_items(args.similar, args.k, filter=item_filter)
     else:
         history = [h.strip() for h in args.history.split(",") if h.strip()]
         result = rec.recommend(
-            history, args.k, exclude_seen=seen, skip_unknown=args.skip_unknown, filter=item_filter
+            history,
+            args.k,
+            exclude_seen=exclude_seen,
+            skip_unknown=args.skip_unknown,
+            filter=item_filter,
+            explain=args.explain,
         )
     if args.json:
-        items = [{"item_id": r.item_id, "score": r.score, "title": r.title} for r in result]
-        print(json.dumps({"items": items, "skipped": result.skipped}, ensure_ascii=False, indent=2))
+        print(json.dumps(result_json(result, args.explain), ensure_ascii=False, indent=2))
         return 0
     width = max([len(r.item_id) for r in result] + [7])
     print(f"{'rank':>4}  {'score':>7}  {'item_id':<{width}}  title")
     for rank, r in enumerate(result, start=1):
         print(f"{rank:>4}  {r.score:>7.4f}  {r.item_id:<{width}}  {r.title}")
+        if args.explain and r.reasons:
+            print(
+                f"{'':>15}because: "
+                + ", ".join(f"{x.title or x.item_id} ({x.weight:.2f})" for x in r.reasons)
+            )
     if result.skipped:
         print(f"skipped unknown ids: {', '.join(result.skipped)}")
     return 0
@@ -123,6 +169,43 @@ def read_filter(value: str | None) -> ItemFilter | None:
         return as_filter(value)
     except HstuBlairError as exc:
         raise HstuBlairError(f"--filter: {exc}") from None
+
+
+def result_json(result: Recommendations, explain: bool) -> dict[str, Any]:
+    """``{"items": [...], "skipped": [...]}``; each item with ``reasons`` when ``explain``."""
+    items = []
+    for r in result:
+        item: dict[str, Any] = {"item_id": r.item_id, "score": r.score, "title": r.title}
+        if explain:
+            item["reasons"] = [
+                {"item_id": x.item_id, "title": x.title, "weight": x.weight} for x in r.reasons
+            ]
+        items.append(item)
+    return {"items": items, "skipped": result.skipped}
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """``recommend --all-users --out FILE``: export, then print what was written; returns 0.
+
+    Raises:
+        HstuBlairError: no --out, a suffix other than .parquet/.csv, or --batch-size < 1.
+    """
+    if args.out is None:
+        raise HstuBlairError("--all-users needs --out FILE (.parquet or .csv)")
+    check_format(args.out)  # before loading the run
+    if args.batch_size < 1:
+        raise HstuBlairError(f"--batch-size must be at least 1, got {args.batch_size}")
+    exclude_seen = not args.include_seen if args.exclude_seen is None else args.exclude_seen
+    users = read_user_ids(args.users) if args.users is not None else None
+    item_filter = read_filter(args.filter)  # before loading the run
+    rec = hb.Recommender.load(args.run_dir, args.checkpoint, args.device, persist="read", store=args.store)
+    with rec:
+        s = rec.export_recommendations(args.out, args.k, args.batch_size, exclude_seen, users, item_filter)
+    print(
+        f"wrote {s.rows:,} rows for {s.users:,} users to {s.path} in {s.seconds:.1f} s "
+        f"({s.users_per_s:,.0f} users/s); {s.skipped:,} users without history skipped"
+    )
+    return 0
 
 
 LIMIT_FLAGS = {

@@ -458,6 +458,11 @@ class Store(AttributeRows):
         with self._read() as conn:
             return seen_items(conn, user_id)
 
+    def event_users(self) -> list[str]:
+        """The distinct user ids of the stored events (in no particular order)."""
+        with self._read() as conn:
+            return [str(r[0]) for r in conn.execute(sa.select(events.c.user_id).distinct())]
+
     def all_events(self) -> list[tuple[str, str, int]]:
         """Every stored event as ``(user_id, item_id, timestamp)``, in the order stored (what
         ``hstu-blair update`` trains on)."""

@@ -43,8 +43,18 @@ class UserEvents:
         self._earlier_lock = threading.Lock()  # requests run on several threads
 
     def add(self, events: Sequence[tuple[Any, ...]], idempotency_key: str | None = None) -> int:
-        """Check and store ``(user_id, item_id, timestamp[, event_id])`` rows, all or none, each
-        event once; see :meth:`Recommender.add_events`."""
+        """Check and store ``(user_id, item_id, timestamp[, event_id])`` rows, all or none, durably;
+        used by :meth:`Recommender.recommend_user` at once, in every process. Each event is stored once
+        (the same ``event_id``, else user, item and timestamp: skipped); a batch whose
+        ``idempotency_key`` was used for it before stores nothing (even after :meth:`forget`). Returns
+        the distinct events of the batch, each in the store now (a retry gets the same).
+
+        Raises:
+            UnknownIdError: events name items not in the catalogue (every one named; nothing stored).
+            EventConflict: an ``event_id`` or ``idempotency_key`` used for other events (nothing stored).
+            ServingError: a malformed id or a timestamp that is not an integer in range.
+            StoreWriteError: the store cannot be written.
+        """
         rows: list[EventRow] = []
         unknown: list[str] = []
         for n, event in enumerate(events):

@@ -15,12 +15,24 @@ from hstu_blair.serving.ids import check_time
 
 
 @dataclass(frozen=True)
+class Reason:
+    """A history item that raised a recommendation's score: ``weight`` = the score with the whole
+    history minus the score without this item (see :mod:`hstu_blair.serving.reasons`)."""
+
+    item_id: str
+    title: str
+    weight: float
+
+
+@dataclass(frozen=True)
 class Recommendation:
-    """One recommended item: external id, score (cosine of query and item vector), title."""
+    """One recommended item: external id, score (cosine of query and item vector), title, and the
+    history items that contributed most (``reasons``, best first; empty unless explain was asked)."""
 
     item_id: str
     score: float
     title: str
+    reasons: tuple[Reason, ...] = ()
 
 
 class Recommendations(list):

@@ -54,14 +54,16 @@ from hstu_blair.serving.attribute_sync import AttributeSync
 from hstu_blair.serving.catalogue import Catalogue
 from hstu_blair.serving.errors import DuplicateItemError, ServingError, StoreWriteError
 from hstu_blair.serving.events import UserEvents
+from hstu_blair.serving.export import ExportSummary, export_recommendations
 from hstu_blair.serving.growth import CatalogueGrowth, fusions_for_new_items
 from hstu_blair.serving.ids import check_new_id
 from hstu_blair.serving.item_attributes import ItemAttributes
 from hstu_blair.serving.item_filter import FilterLike, ItemFilter, as_filter
 from hstu_blair.serving.item_writes import ItemWrites
 from hstu_blair.serving.popularity import Popularity
-from hstu_blair.serving.queries import PreparedQuery, Query, Recommendation, Recommendations
-from hstu_blair.serving.query_build import build_prepared
+from hstu_blair.serving.queries import PreparedQuery, Query, Reason, Recommendation, Recommendations
+from hstu_blair.serving.query_builder import AnyQuery, as_query, build_query
+from hstu_blair.serving.reasons import add_reasons
 from hstu_blair.serving.scorer import Scorer
 from hstu_blair.serving.store_link import StoreLink
 from hstu_blair.text.encoders import TextEncoder
@@ -69,8 +71,10 @@ from hstu_blair.text.encoders import TextEncoder
 __all__ = [
     "DuplicateItemError",
     "ItemFilter",
+    "ExportSummary",
     "PreparedQuery",
     "Query",
+    "Reason",
     "Recommendation",
     "Recommendations",
     "Recommender",
@@ -80,9 +84,6 @@ __all__ = [
     "check_new_id",
     "fusions_for_new_items",
 ]
-
-AnyQuery = Query | PreparedQuery | Sequence[str]
-"""What the batch methods take: a ``Query``, a ``PreparedQuery`` or a plain history of item ids."""
 
 
 class Recommender(ItemWrites):
@@ -288,15 +289,11 @@ class Recommender(ItemWrites):
 
     # ---- queries -------------------------------------------------------------------------------
     def build_query(self, query: Query) -> PreparedQuery:
-        """Validate ``query`` and turn it into item indices and a filter mask (no model call).
-
-        Raises:
-            UnknownIdError: unknown item ids (unless ``skip_unknown``) or an unknown user id.
-            ServingError: neither or both of history and user_id, an empty history, timestamps of
-                the wrong length or range, ``k < 1``, or a malformed filter.
-        """
+        """Validate ``query`` and turn it into item indices and a filter mask (no model call); see
+        :func:`~hstu_blair.serving.query_builder.build_query` for what it raises (also a malformed
+        filter: ServingError)."""
         self.sync()  # items other processes added to the run directory are known before ids are mapped
-        return build_prepared(query, self.catalogue, self.user_history, self.allowed(query.filter))
+        return build_query(query, self.catalogue, self.user_history, self.allowed(query.filter))
 
     def user_history(self, user_id: str, seen: bool = True) -> tuple[np.ndarray, np.ndarray, bool]:
         """A user's training interactions and last ``max_len`` stored events by time (see
@@ -306,10 +303,9 @@ class Recommender(ItemWrites):
     def _build_any(
         self, q: AnyQuery, k: int, exclude_seen: bool, skip_unknown: bool, filter: FilterLike = None
     ) -> PreparedQuery:
+        q = as_query(q, k, exclude_seen, skip_unknown)
         if isinstance(q, PreparedQuery):
             return q
-        if not isinstance(q, Query):
-            q = Query(history=q, k=k, exclude_seen=exclude_seen, skip_unknown=skip_unknown)
         return self.build_query(q if q.filter is not None or filter is None else replace(q, filter=filter))
 
     def recommend(
@@ -321,6 +317,7 @@ class Recommender(ItemWrites):
         query_time: int | None = None,
         skip_unknown: bool = False,
         filter: FilterLike = None,
+        explain: bool = False,
     ) -> Recommendations:
         """The ``k`` best items after a history of item ids (oldest first).
 
@@ -333,12 +330,13 @@ class Recommender(ItemWrites):
             query_time: when the recommendation is for (default: the last history timestamp).
             skip_unknown: leave unknown ids out (listed in ``result.skipped``) instead of raising.
             filter: only items it allows (an :class:`ItemFilter` or its JSON form; None: all).
+            explain: fill each item's ``reasons`` (see :meth:`explain`).
 
         Raises:
             UnknownIdError: unknown ids (unless ``skip_unknown``); ServingError: see :meth:`build_query`.
         """
         query = Query(history, None, timestamps, query_time, k, exclude_seen, skip_unknown, filter)
-        return self.recommend_batch([query])[0]
+        return self.recommend_batch([query], explain=explain)[0]
 
     def recommend_user(
         self,
@@ -347,6 +345,7 @@ class Recommender(ItemWrites):
         exclude_seen: bool = True,
         new_user: str = "error",
         filter: FilterLike = None,
+        explain: bool = False,
     ) -> Recommendations:
         """The ``k`` best items for a user, after their training history plus their stored events
         (see :meth:`add_events`; query time = their last interaction); only items ``filter`` allows.
@@ -354,6 +353,7 @@ class Recommender(ItemWrites):
         Args:
             new_user: for a user with no history at all (neither in the training data nor in the
                 stored events): ``error`` (raise ``UnknownIdError``) or ``popular`` (:meth:`popular`).
+            explain: fill each item's ``reasons`` (none for popular items).
 
         Raises:
             UnknownIdError: a user without history and ``new_user="error"``.
@@ -362,13 +362,13 @@ class Recommender(ItemWrites):
             raise ServingError(f"new_user must be 'error' or 'popular', got {new_user!r}")
         query = Query(user_id=str(user_id), k=k, exclude_seen=exclude_seen, filter=filter)
         if new_user == "error":
-            return self.recommend_batch([query])[0]
+            return self.recommend_batch([query], explain=explain)[0]
         self.sync()
         ids, _, _ = self.user_history(str(user_id), seen=False)
         if ids.size == 0:
             return self.popular(k, filter)
         try:
-            return self.recommend_batch([query])[0]
+            return self.recommend_batch([query], explain=explain)[0]
         except UnknownIdError:  # their stored events were deleted after the read above
             return self.popular(k, filter)
 
@@ -386,6 +386,7 @@ class Recommender(ItemWrites):
         exclude_seen: bool = True,
         skip_unknown: bool = False,
         filter: FilterLike = None,
+        explain: bool = False,
     ) -> list[Recommendations]:
         """Answer many queries with one encoder call and one top-k search.
 
@@ -395,6 +396,7 @@ class Recommender(ItemWrites):
             users: user ids, answered after ``queries`` (as :meth:`recommend_user`).
             k, exclude_seen, skip_unknown: for plain histories and ``users``.
             filter: for plain histories, ``users`` and ``Query`` objects without their own.
+            explain: fill each item's ``reasons`` (see :meth:`explain`; one more model call).
 
         Returns:
             One :class:`Recommendations` per query, in order (queries, then users).
@@ -405,7 +407,31 @@ class Recommender(ItemWrites):
         if not prepared:
             return []
         values, indices = self.scorer.top_k(prepared)
-        return [self.catalogue.results(v, i, p.k, p.skipped) for v, i, p in zip(values, indices, prepared)]
+        results = [self.catalogue.results(v, i, p.k, p.skipped) for v, i, p in zip(values, indices, prepared)]
+        return self.explain(prepared, results) if explain else results
+
+    def explain(
+        self, prepared: Sequence[PreparedQuery], results: Sequence[Recommendations], last: int = 5
+    ) -> list[Recommendations]:
+        """``results`` of ``prepared`` with each item's ``reasons``: the (at most 3) history items of
+        the ``last`` most recent distinct ones whose removal lowers its score most, by how much,
+        best first (see :mod:`hstu_blair.serving.reasons`; one model call for all queries)."""
+        return add_reasons(self.scorer, self.catalogue, prepared, results, last)
+
+    def export_recommendations(
+        self,
+        path: str | Path,
+        k: int = 20,
+        batch_size: int = 1024,
+        exclude_seen: bool = True,
+        users: Sequence[str] | None = None,
+        filter: FilterLike = None,
+        progress: bool = True,
+    ) -> ExportSummary:
+        """Write the top ``k`` of every user (or of ``users``) to a Parquet or CSV file, streamed in
+        batches, only items ``filter`` allows. See
+        :func:`hstu_blair.serving.export.export_recommendations`."""
+        return export_recommendations(self, path, k, batch_size, exclude_seen, users, filter, progress)
 
     def encode(self, queries: Sequence[AnyQuery]) -> torch.Tensor:
         """(B, D) L2-normalised query vectors of histories or queries (what items are scored against)."""
@@ -428,18 +454,9 @@ class Recommender(ItemWrites):
 
     # ---- users' events -------------------------------------------------------------------------
     def add_events(self, events: Sequence[tuple[Any, ...]], idempotency_key: str | None = None) -> int:
-        """Store ``(user_id, item_id, timestamp[, event_id])`` rows, all or none, durably; used by
-        :meth:`recommend_user` at once, in every process. Each event is stored once (the same
-        ``event_id``, else user, item and timestamp: skipped); a batch whose ``idempotency_key``
-        was used for it before stores nothing (even after :meth:`forget_user`). Returns the distinct
-        events of the batch, each in the store now (a retry gets the same).
-
-        Raises:
-            UnknownIdError: events name items not in the catalogue (every one named; nothing stored).
-            EventConflict: an ``event_id`` or ``idempotency_key`` used for other events (nothing stored).
-            ServingError: a malformed id or a timestamp that is not an integer in range.
-            StoreWriteError: the store cannot be written.
-        """
+        """Store ``(user_id, item_id, timestamp[, event_id])`` rows, all or none, durably, each event
+        once; used by :meth:`recommend_user` at once, in every process. Returns the distinct events of
+        the batch; see :meth:`UserEvents.add <hstu_blair.serving.events.UserEvents.add>` (and what it raises)."""
         self.sync()
         return self.events.add(events, idempotency_key)
 

@@ -93,6 +93,10 @@ class RecommendRequest(BaseModel):
     )
     skip_unknown: bool = Field(False, description="leave unknown ids out instead of answering 422")
     filter: FilterBody | None = Field(None, description="only items this filter allows")
+    explain: bool = Field(
+        False,
+        description="give each item the history items that contributed most (reasons; one more model call)",
+    )
 
 
 class BatchRequest(BaseModel):
@@ -100,10 +104,22 @@ class BatchRequest(BaseModel):
     requests: list[RecommendRequest]
 
 
+class ReasonItem(BaseModel):
+    """A history item behind a recommendation: ``weight`` = score with the whole history minus
+    score without this item."""
+
+    item_id: str
+    title: str
+    weight: float
+
+
 class Item(BaseModel):
     item_id: str
     score: float
     title: str
+    reasons: list[ReasonItem] | None = Field(
+        None, description="history items that contributed most, best first (only when explain was asked)"
+    )
 
 
 class RecommendResponse(BaseModel):

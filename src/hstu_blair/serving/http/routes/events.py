@@ -23,6 +23,7 @@ items. Limits: ``max_events`` per body, ``max_k``, and the body limit of ``/even
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
@@ -33,6 +34,7 @@ from hstu_blair.serving.errors import EventConflict
 from hstu_blair.serving.http.context import ServingContext
 from hstu_blair.serving.http.filters import FILTER_PARAM, checked_filter
 from hstu_blair.serving.http.limits import check_k, printable, unprocessable
+from hstu_blair.serving.http.routes.recommend import to_items
 from hstu_blair.serving.http.schemas import Item, Text, Time
 from hstu_blair.serving.recommender import ServingError, StoreWriteError, UnknownIdError
 
@@ -101,21 +103,30 @@ def router(ctx: ServingContext) -> APIRouter:
             raise unprocessable(("body", "events"), str(exc)) from None
         return {"stored": stored, "duplicates": len(rows) - stored}
 
-    @api.get("/users/{user_id}/recommendations", dependencies=ctx.auth.read_dependencies)
+    @api.get(
+        "/users/{user_id}/recommendations",
+        dependencies=ctx.auth.read_dependencies,
+        response_model_exclude_none=True,
+    )
     async def user_recommendations(
         user_id: str,
         k: int = QueryParam(10, ge=1),
         exclude_seen: bool = True,
         filter: str | None = QueryParam(None, max_length=100_000, description=FILTER_PARAM),
+        explain: bool = False,
     ) -> UserRecommendations:
         """The best ``k`` items after the user's training history plus stored events (only items
-        ``filter`` allows). They reveal the history: needs the read key or the API key if one is set."""
+        ``filter`` allows; ``explain``: each with the history items that contributed most). They
+        reveal the history: needs the read key or the API key if one is set."""
         check_k(limits, k, ("query",))
         rec = ctx.recommender  # one model version for the whole request
         item_filter = await ctx.offload(checked_filter, rec, filter, ("query", "filter"))
-        result = await ctx.offload(rec.recommend_user, user_id, k, exclude_seen, "popular", item_filter)
-        items = [Item(item_id=r.item_id, score=r.score, title=r.title) for r in result]
-        return UserRecommendations(user_id=user_id, items=items, version=rec.version)
+        result = await ctx.offload(
+            partial(
+                rec.recommend_user, user_id, k, exclude_seen, "popular", filter=item_filter, explain=explain
+            )
+        )
+        return UserRecommendations(user_id=user_id, items=to_items(result, explain), version=rec.version)
 
     @api.delete("/users/{user_id}", dependencies=ctx.auth.dependencies)
     async def forget_user(user_id: str) -> dict[str, Any]:

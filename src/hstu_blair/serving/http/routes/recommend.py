@@ -24,6 +24,7 @@ from hstu_blair.serving.http.schemas import (
     BatchRequest,
     BatchResponse,
     Item,
+    ReasonItem,
     RecommendRequest,
     RecommendResponse,
 )
@@ -37,13 +38,40 @@ from hstu_blair.serving.recommender import (
 )
 
 
-def to_response(result: Recommendations, version: int) -> RecommendResponse:
+def to_items(result: Recommendations, explain: bool = False) -> list[Item]:
+    """The response items; each with its ``reasons`` when ``explain`` (otherwise the field is left
+    out of the JSON: the routes drop ``None`` fields)."""
+    return [
+        Item(
+            item_id=r.item_id,
+            score=r.score,
+            title=r.title,
+            reasons=[ReasonItem(item_id=x.item_id, title=x.title, weight=x.weight) for x in r.reasons]
+            if explain
+            else None,
+        )
+        for r in result
+    ]
+
+
+def to_response(result: Recommendations, version: int, explain: bool = False) -> RecommendResponse:
     """The response body of one query answered by model ``version``."""
-    return RecommendResponse(
-        items=[Item(item_id=r.item_id, score=r.score, title=r.title) for r in result],
-        skipped=result.skipped,
-        version=version,
-    )
+    return RecommendResponse(items=to_items(result, explain), skipped=result.skipped, version=version)
+
+
+def explain_some(
+    rec: Recommender,
+    prepared: Sequence[PreparedQuery],
+    results: Sequence[Recommendations],
+    explain: Sequence[bool],
+) -> list[Recommendations]:
+    """``results`` with reasons for the queries that asked (one model call for them all)."""
+    asked = [i for i, e in enumerate(explain) if e]
+    out = list(results)
+    if asked:
+        for i, result in zip(asked, rec.explain([prepared[i] for i in asked], [results[i] for i in asked])):
+            out[i] = result
+    return out
 
 
 def prepare(recommender: Recommender, body: RecommendRequest, loc: tuple[str | int, ...]) -> PreparedQuery:
@@ -121,9 +149,12 @@ BATCH_BODY = {
 """The batch body in OpenAPI (the route parses it itself, off the event loop)."""
 
 
-def batch_json(results: list[Recommendations], version: int) -> bytes:
+def batch_json(results: list[Recommendations], version: int, explain: Sequence[bool] = ()) -> bytes:
     """The ``BatchResponse`` JSON, serialised one result at a time (small calls: see :func:`parse_batch`)."""
-    parts = [to_response(r, version).model_dump_json().encode() for r in results]
+    asked = list(explain) or [False] * len(results)
+    parts = [
+        to_response(r, version, e).model_dump_json(exclude_none=True).encode() for r, e in zip(results, asked)
+    ]
     return b'{"results":[' + b",".join(parts) + b"]}"
 
 
@@ -132,7 +163,7 @@ def router(ctx: ServingContext) -> APIRouter:
     api = APIRouter(tags=["recommend"])
     limits = ctx.limits
 
-    @api.post("/recommend", response_model=RecommendResponse)
+    @api.post("/recommend", response_model=RecommendResponse, response_model_exclude_none=True)
     async def recommend(body: RecommendRequest, request: Request) -> RecommendResponse:
         """The best ``k`` items after a history of item ids (or a known user's history: with
         ``user_id``, needs the read key or the API key if one is set)."""
@@ -141,7 +172,10 @@ def router(ctx: ServingContext) -> APIRouter:
         check_query(limits, body.k, body.history)
         rec = ctx.recommender  # one model version for the whole request
         prepared = await ctx.offload(prepare, rec, body, ("body",))
-        return to_response(await ctx.batcher.submit((rec, prepared)), rec.version)
+        result = await ctx.batcher.submit((rec, prepared))
+        if body.explain:
+            result = (await ctx.offload(rec.explain, [prepared], [result]))[0]
+        return to_response(result, rec.version, body.explain)
 
     @api.post("/recommend/batch", response_model=BatchResponse, openapi_extra=BATCH_BODY)
     async def recommend_batch(request: Request) -> Response:
@@ -158,6 +192,10 @@ def router(ctx: ServingContext) -> APIRouter:
         rec = ctx.recommender  # one model version for the whole request
         prepared = await ctx.offload(prepare_all, rec, queries)
         results = await ctx.batcher.submit_many([(rec, p) for p in prepared])
-        return Response(await ctx.offload(batch_json, results, rec.version), media_type="application/json")
+        explain = [q.explain for q in queries]
+        if any(explain):
+            results = await ctx.offload(explain_some, rec, prepared, results, explain)
+        body_json = await ctx.offload(batch_json, results, rec.version, explain)
+        return Response(body_json, media_type="application/json")
 
     return api

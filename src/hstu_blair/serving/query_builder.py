@@ -1,9 +1,12 @@
-"""A :class:`Query` -> a :class:`PreparedQuery`: ids mapped to item indices, the user's history
-read, timestamps checked (what :meth:`Recommender.build_query` does after catching up)."""
+"""Building queries: a ``Query`` (external ids) -> a ``PreparedQuery`` (item indices), checked.
+
+The :class:`~hstu_blair.serving.recommender.Recommender` catches up with the store first and then
+calls :func:`build_query`; callers that prepare many queries at once (the export) catch up once and
+call it directly."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -14,13 +17,18 @@ from hstu_blair.serving.ids import check_k, check_time
 from hstu_blair.serving.queries import PreparedQuery, Query, history_times
 
 UserHistory = Callable[[str, bool], tuple[np.ndarray, np.ndarray, bool]]
-"""A user's (item indices, timestamps, known to training) (see :meth:`UserEvents.history`)."""
+"""``(user_id, seen) -> (L,) item indices, (L,) timestamps, known to training`` (see
+:meth:`~hstu_blair.serving.events.UserEvents.history`)."""
+
+AnyQuery = Query | PreparedQuery | Sequence[str]
+"""What the batch methods take: a ``Query``, a ``PreparedQuery`` or a plain history of item ids."""
 
 
-def build_prepared(
-    query: Query, catalogue: Catalogue, user_history: UserHistory, allowed: np.ndarray | None
+def build_query(
+    query: Query, catalogue: Catalogue, user_history: UserHistory, allowed: np.ndarray | None = None
 ) -> PreparedQuery:
-    """Validate ``query`` and turn it into item indices; ``allowed`` is its filter's mask.
+    """Validate ``query`` and turn it into item indices (cheap; no model call); ``allowed`` is the
+    (N+1,) mask of its filter (None: every item).
 
     Raises:
         UnknownIdError: unknown item ids (unless ``skip_unknown``) or an unknown user id.
@@ -49,3 +57,10 @@ def build_prepared(
     return PreparedQuery(
         ids, times, query_time, bool(query.exclude_seen), query.k, tuple(skipped), allowed=allowed
     )
+
+
+def as_query(q: AnyQuery, k: int, exclude_seen: bool, skip_unknown: bool) -> Query | PreparedQuery:
+    """A plain history as a ``Query`` with these settings; a ``Query`` or ``PreparedQuery`` as is."""
+    if isinstance(q, (Query, PreparedQuery)):
+        return q
+    return Query(history=q, k=k, exclude_seen=exclude_seen, skip_unknown=skip_unknown)
