@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -62,6 +64,18 @@ def test_batch_boundaries_do_not_change_the_file(rec, tmp_path, batch_size):
     assert a.column("user_id").to_pylist() == b.column("user_id").to_pylist()
     assert a.column("item_id").to_pylist() == b.column("item_id").to_pylist()
     assert a.column("user_id").to_pylist()[::3] == users
+
+
+def test_freed_memory_is_released_after_each_batch(rec, tmp_path, monkeypatch):
+    from hstu_blair.serving import export
+    from hstu_blair.training.allocator import release_freed_memory
+
+    assert release_freed_memory() is sys.platform.startswith("linux")  # glibc here; a no-op elsewhere
+    calls = []
+    monkeypatch.setattr(export, "release_freed_memory", lambda: calls.append(1))
+    users = [f"u{i}" for i in range(9)]
+    rec.export_recommendations(tmp_path / "a.parquet", k=3, batch_size=4, users=users, progress=False)
+    assert len(calls) == 3  # 4 + 4 + 1 users
 
 
 def test_users_file_and_users_without_history(rec, tmp_path):

@@ -6,7 +6,8 @@ The file is in long format, one row per (user, recommended item): ``user_id``, `
 best), ``item_id``, ``score``, ``title``. Users are the training data's, then those known only
 from the store's events (sorted), or the ids given. Memory is bounded by one batch: each batch is
 prepared, answered in one model call and written (a Parquet row group, or CSV lines) before the
-next. Users without any history are skipped and counted. The file is written under a temporary
+next, and the memory it freed is given back to the OS (glibc's ``malloc_trim``; without it the
+heap kept freed batch temporaries and the RSS crept up with the users exported). Users without any history are skipped and counted. The file is written under a temporary
 name beside ``path`` and renamed when complete.
 """
 
@@ -30,6 +31,7 @@ from hstu_blair.serving.errors import ServingError
 from hstu_blair.serving.item_filter import FilterLike
 from hstu_blair.serving.queries import PreparedQuery, Query, Recommendations
 from hstu_blair.serving.query_builder import build_query
+from hstu_blair.training.allocator import release_freed_memory
 
 if TYPE_CHECKING:
     from hstu_blair.serving.recommender import Recommender
@@ -120,6 +122,23 @@ def to_table(user_ids: Sequence[str], results: Sequence[Recommendations]) -> pa.
     return pa.table(columns, schema=SCHEMA)
 
 
+def write_batch(
+    rec: Recommender,
+    writer: pq.ParquetWriter | pacsv.CSVWriter,
+    user_ids: Sequence[str],
+    k: int,
+    exclude_seen: bool,
+    allowed: np.ndarray | None,
+) -> tuple[int, int]:
+    """Answer one batch of users in one model call and write their rows; returns (users written,
+    rows written). Everything the batch allocated is garbage when it returns."""
+    prepared, kept = prepare_users(rec, user_ids, k, exclude_seen, allowed)
+    results = rec.recommend_batch(prepared) if prepared else []
+    table = to_table(kept, results)
+    writer.write_table(table)
+    return len(kept), table.num_rows
+
+
 def open_writer(path: Path, suffix: str) -> pq.ParquetWriter | pacsv.CSVWriter:
     """An incremental writer of :data:`SCHEMA` rows to ``path``: Parquet or CSV by ``suffix``."""
     if suffix.lower() == ".parquet":
@@ -171,11 +190,9 @@ def export_recommendations(
         with tqdm(total=len(user_ids), unit="user", file=sys.stderr, disable=not progress) as bar:
             for start in range(0, len(user_ids), batch_size):
                 batch = user_ids[start : start + batch_size]
-                prepared, kept = prepare_users(rec, batch, k, exclude_seen, allowed)
-                results = rec.recommend_batch(prepared) if prepared else []
-                table = to_table(kept, results)
-                writer.write_table(table)
-                written, rows = written + len(kept), rows + table.num_rows
+                users_done, rows_done = write_batch(rec, writer, batch, k, exclude_seen, allowed)
+                written, rows = written + users_done, rows + rows_done
+                release_freed_memory()  # the batch's temporaries, freed, back to the OS
                 bar.update(len(batch))
     except BaseException:
         writer.close()
