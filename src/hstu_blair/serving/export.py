@@ -50,6 +50,10 @@ SCHEMA = pa.schema(
 )
 """The exported table's columns."""
 
+HISTORY_CELLS = 256
+"""History items per user of a batch that one model call's exclusion matrix may hold (see
+:func:`model_calls`)."""
+
 
 @dataclass(frozen=True)
 class ExportSummary:
@@ -122,6 +126,25 @@ def to_table(user_ids: Sequence[str], results: Sequence[Recommendations]) -> pa.
     return pa.table(columns, schema=SCHEMA)
 
 
+def model_calls(prepared: Sequence[PreparedQuery], batch_size: int) -> list[slice]:
+    """Consecutive groups of ``prepared``, each answered by one model call. A call's exclusion
+    matrix is (users, longest history among them): a batch holding a heavy user is cut so that
+    users x longest history stays within ``batch_size`` x :data:`HISTORY_CELLS` (a user whose
+    history alone is longer is a call of one), so memory does not grow with the heaviest history
+    the export meets (one user of 1,270 items made the (1024, 1270) int64 matrix of its batch)."""
+    budget = max(batch_size, 1) * HISTORY_CELLS
+    calls, start, longest = [], 0, 0
+    for i, p in enumerate(prepared):
+        wider = max(longest, p.ids.size)
+        if i > start and (i - start + 1) * wider > budget:
+            calls.append(slice(start, i))
+            start, wider = i, p.ids.size
+        longest = wider
+    if start < len(prepared):
+        calls.append(slice(start, len(prepared)))
+    return calls
+
+
 def write_batch(
     rec: Recommender,
     writer: pq.ParquetWriter | pacsv.CSVWriter,
@@ -133,7 +156,9 @@ def write_batch(
     """Answer one batch of users in one model call and write their rows; returns (users written,
     rows written). Everything the batch allocated is garbage when it returns."""
     prepared, kept = prepare_users(rec, user_ids, k, exclude_seen, allowed)
-    results = rec.recommend_batch(prepared) if prepared else []
+    results = [
+        r for call in model_calls(prepared, len(user_ids)) for r in rec.recommend_batch(prepared[call])
+    ]
     table = to_table(kept, results)
     writer.write_table(table)
     return len(kept), table.num_rows
