@@ -5,10 +5,12 @@
 The file is in long format, one row per (user, recommended item): ``user_id``, ``rank`` (1 =
 best), ``item_id``, ``score``, ``title``. Users are the training data's, then those known only
 from the store's events (sorted), or the ids given. Memory is bounded by one batch: each batch is
-prepared, answered in one model call and written (a Parquet row group, or CSV lines) before the
-next, and the memory it freed is given back to the OS (glibc's ``malloc_trim``; without it the
-heap kept freed batch temporaries and the RSS crept up with the users exported). Users without any history are skipped and counted. The file is written under a temporary
-name beside ``path`` and renamed when complete.
+prepared, answered in one model call (more when a heavy history would make its exclusion matrix
+large: :func:`model_calls`) and written (a Parquet row group, or CSV lines) before the next, and
+the memory it freed is given back to the OS (glibc's ``malloc_trim``; without it the heap kept
+freed batch temporaries and the RSS crept up with the users exported). Users without any history
+are skipped and counted. The file is written under a temporary name beside ``path`` and renamed
+when complete.
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ def write_batch(
     exclude_seen: bool,
     allowed: np.ndarray | None,
 ) -> tuple[int, int]:
-    """Answer one batch of users in one model call and write their rows; returns (users written,
+    """Answer one batch of users (:func:`model_calls`) and write their rows; returns (users written,
     rows written). Everything the batch allocated is garbage when it returns."""
     prepared, kept = prepare_users(rec, user_ids, k, exclude_seen, allowed)
     results = [
@@ -187,7 +189,8 @@ def export_recommendations(
         rec: the recommender.
         path: a ``.parquet`` or ``.csv`` file (replaced when the export completes).
         k: items per user.
-        batch_size: users per model call (and per Parquet row group).
+        batch_size: users per batch: per model call (fewer beside a heavy history, see
+            :func:`model_calls`) and per Parquet row group.
         exclude_seen: never recommend an item of a user's history.
         users: these user ids only, in this order (default: :func:`all_user_ids`).
         filter: only items it allows (an :class:`~hstu_blair.serving.item_filter.ItemFilter` or
