@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -62,6 +64,47 @@ def test_batch_boundaries_do_not_change_the_file(rec, tmp_path, batch_size):
     assert a.column("user_id").to_pylist() == b.column("user_id").to_pylist()
     assert a.column("item_id").to_pylist() == b.column("item_id").to_pylist()
     assert a.column("user_id").to_pylist()[::3] == users
+
+
+def test_freed_memory_is_released_after_each_batch(rec, tmp_path, monkeypatch):
+    from hstu_blair.serving import export
+    from hstu_blair.training.allocator import release_freed_memory
+
+    assert release_freed_memory() is sys.platform.startswith("linux")  # glibc here; a no-op elsewhere
+    calls = []
+    monkeypatch.setattr(export, "release_freed_memory", lambda: calls.append(1))
+    users = [f"u{i}" for i in range(9)]
+    rec.export_recommendations(tmp_path / "a.parquet", k=3, batch_size=4, users=users, progress=False)
+    assert len(calls) == 3  # 4 + 4 + 1 users
+
+
+def test_a_heavy_history_splits_the_model_calls_of_its_batch():
+    import numpy as np
+
+    from hstu_blair.serving.export import HISTORY_CELLS, model_calls
+    from hstu_blair.serving.queries import PreparedQuery
+
+    def q(n: int) -> PreparedQuery:
+        return PreparedQuery(np.ones(n, np.int64), np.ones(n, np.int64), 2, True, 3)
+
+    light = [q(5)] * 8
+    assert model_calls(light, 8) == [slice(0, 8)]
+    heavy = 4 * HISTORY_CELLS  # 4 users' worth of cells: at most 2 users per call beside it
+    calls = model_calls([q(5), q(5), q(heavy), q(5), q(5), q(5), q(5), q(5)], 8)
+    assert calls == [slice(0, 2), slice(2, 4), slice(4, 8)]
+    assert model_calls([q(100 * HISTORY_CELLS)], 1) == [slice(0, 1)] and model_calls([], 4) == []
+
+
+def test_export_with_a_tiny_cell_budget_writes_the_same_file(rec, tmp_path, monkeypatch):
+    from hstu_blair.serving import export
+
+    users = [f"u{i}" for i in range(12)]
+    rec.export_recommendations(tmp_path / "a.parquet", k=4, batch_size=6, users=users, progress=False)
+    monkeypatch.setattr(export, "HISTORY_CELLS", 1)  # every user a model call of their own
+    rec.export_recommendations(tmp_path / "b.parquet", k=4, batch_size=6, users=users, progress=False)
+    a, b = pq.read_table(tmp_path / "a.parquet"), pq.read_table(tmp_path / "b.parquet")
+    assert a.column("item_id").to_pylist() == b.column("item_id").to_pylist()
+    assert a.column("score").to_pylist() == pytest.approx(b.column("score").to_pylist(), abs=1e-5)
 
 
 def test_users_file_and_users_without_history(rec, tmp_path):

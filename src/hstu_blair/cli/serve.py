@@ -84,7 +84,12 @@ def add_recommend_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     )
     export = p.add_argument_group("export (--all-users)")
     export.add_argument("--out", type=Path, help="file to write: .parquet or .csv (by the suffix)")
-    export.add_argument("--batch-size", type=int, default=1024, help="users per model call (default 1024)")
+    export.add_argument(
+        "--batch-size",
+        type=int,
+        default=1024,
+        help="users per batch: per model call and Parquet row group (default 1024)",
+    )
     export.add_argument(
         "--exclude-seen",
         action=argparse.BooleanOptionalAction,

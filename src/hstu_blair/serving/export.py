@@ -5,9 +5,12 @@
 The file is in long format, one row per (user, recommended item): ``user_id``, ``rank`` (1 =
 best), ``item_id``, ``score``, ``title``. Users are the training data's, then those known only
 from the store's events (sorted), or the ids given. Memory is bounded by one batch: each batch is
-prepared, answered in one model call and written (a Parquet row group, or CSV lines) before the
-next. Users without any history are skipped and counted. The file is written under a temporary
-name beside ``path`` and renamed when complete.
+prepared, answered in one model call (more when a heavy history would make its exclusion matrix
+large: :func:`model_calls`) and written (a Parquet row group, or CSV lines) before the next, and
+the memory it freed is given back to the OS (glibc's ``malloc_trim``; without it the heap kept
+freed batch temporaries and the RSS crept up with the users exported). Users without any history
+are skipped and counted. The file is written under a temporary name beside ``path`` and renamed
+when complete.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from hstu_blair.serving.errors import ServingError
 from hstu_blair.serving.item_filter import FilterLike
 from hstu_blair.serving.queries import PreparedQuery, Query, Recommendations
 from hstu_blair.serving.query_builder import build_query
+from hstu_blair.training.allocator import release_freed_memory
 
 if TYPE_CHECKING:
     from hstu_blair.serving.recommender import Recommender
@@ -47,6 +51,10 @@ SCHEMA = pa.schema(
     ]
 )
 """The exported table's columns."""
+
+HISTORY_CELLS = 256
+"""History items per user of a batch that one model call's exclusion matrix may hold (see
+:func:`model_calls`)."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,44 @@ def to_table(user_ids: Sequence[str], results: Sequence[Recommendations]) -> pa.
     return pa.table(columns, schema=SCHEMA)
 
 
+def model_calls(prepared: Sequence[PreparedQuery], batch_size: int) -> list[slice]:
+    """Consecutive groups of ``prepared``, each answered by one model call. A call's exclusion
+    matrix is (users, longest history among them): a batch holding a heavy user is cut so that
+    users x longest history stays within ``batch_size`` x :data:`HISTORY_CELLS` (a user whose
+    history alone is longer is a call of one), so memory does not grow with the heaviest history
+    the export meets (one user of 1,270 items made the (1024, 1270) int64 matrix of its batch)."""
+    budget = max(batch_size, 1) * HISTORY_CELLS
+    calls, start, longest = [], 0, 0
+    for i, p in enumerate(prepared):
+        wider = max(longest, p.ids.size)
+        if i > start and (i - start + 1) * wider > budget:
+            calls.append(slice(start, i))
+            start, wider = i, p.ids.size
+        longest = wider
+    if start < len(prepared):
+        calls.append(slice(start, len(prepared)))
+    return calls
+
+
+def write_batch(
+    rec: Recommender,
+    writer: pq.ParquetWriter | pacsv.CSVWriter,
+    user_ids: Sequence[str],
+    k: int,
+    exclude_seen: bool,
+    allowed: np.ndarray | None,
+) -> tuple[int, int]:
+    """Answer one batch of users (:func:`model_calls`) and write their rows; returns (users written,
+    rows written). Everything the batch allocated is garbage when it returns."""
+    prepared, kept = prepare_users(rec, user_ids, k, exclude_seen, allowed)
+    results = [
+        r for call in model_calls(prepared, len(user_ids)) for r in rec.recommend_batch(prepared[call])
+    ]
+    table = to_table(kept, results)
+    writer.write_table(table)
+    return len(kept), table.num_rows
+
+
 def open_writer(path: Path, suffix: str) -> pq.ParquetWriter | pacsv.CSVWriter:
     """An incremental writer of :data:`SCHEMA` rows to ``path``: Parquet or CSV by ``suffix``."""
     if suffix.lower() == ".parquet":
@@ -143,7 +189,8 @@ def export_recommendations(
         rec: the recommender.
         path: a ``.parquet`` or ``.csv`` file (replaced when the export completes).
         k: items per user.
-        batch_size: users per model call (and per Parquet row group).
+        batch_size: users per batch: per model call (fewer beside a heavy history, see
+            :func:`model_calls`) and per Parquet row group.
         exclude_seen: never recommend an item of a user's history.
         users: these user ids only, in this order (default: :func:`all_user_ids`).
         filter: only items it allows (an :class:`~hstu_blair.serving.item_filter.ItemFilter` or
@@ -171,11 +218,9 @@ def export_recommendations(
         with tqdm(total=len(user_ids), unit="user", file=sys.stderr, disable=not progress) as bar:
             for start in range(0, len(user_ids), batch_size):
                 batch = user_ids[start : start + batch_size]
-                prepared, kept = prepare_users(rec, batch, k, exclude_seen, allowed)
-                results = rec.recommend_batch(prepared) if prepared else []
-                table = to_table(kept, results)
-                writer.write_table(table)
-                written, rows = written + len(kept), rows + table.num_rows
+                users_done, rows_done = write_batch(rec, writer, batch, k, exclude_seen, allowed)
+                written, rows = written + users_done, rows + rows_done
+                release_freed_memory()  # the batch's temporaries, freed, back to the OS
                 bar.update(len(batch))
     except BaseException:
         writer.close()

@@ -1,4 +1,5 @@
-"""Keep freed memory in the process (glibc malloc), so training steps stop paying page faults.
+"""Keep freed memory in the process (glibc malloc), so training steps stop paying page faults; or
+give it back after each batch of a long export (:func:`release_freed_memory`).
 
 Each training step allocates and frees the same large tensors (gathered negatives, their
 gradients, zeroed buffers of tens of MB). glibc serves allocations above its mmap threshold with
@@ -14,6 +15,7 @@ import ctypes
 import ctypes.util
 import logging
 import sys
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,7 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 1 << 30  # allocations up to 1 GiB come from the heap (and are reused)
 TRIM_THRESHOLD = 2**31 - 1  # never give the heap's free top back to the OS
 _done = False
+_trim: Any = None  # libc.malloc_trim once looked up; False: there is none
 
 
 def retain_freed_memory() -> bool:
@@ -47,3 +50,33 @@ def retain_freed_memory() -> bool:
     if not ok:
         log.debug("malloc thresholds not tuned (no glibc mallopt)")
     return ok
+
+
+def release_freed_memory() -> bool:
+    """Give the heap's free pages back to the OS (glibc ``malloc_trim(0)``); a no-op elsewhere.
+
+    A long loop of equal batches (a batch export) frees its large temporaries after each batch,
+    but glibc keeps most of them: its mmap threshold rises to the largest block freed, so later
+    blocks of that size come from the heap, and a small block still in use above them pins the
+    freed pages in the process. The RSS then creeps up with the batches done (measured, 100,000
+    users in batches of 1,024: the RSS after a batch went from 528 MiB at batch 30 to 672 MiB at
+    batch 84, Python objects constant; with this call after each batch it stays at 465 MiB from
+    batch 2 to the end). ``malloc_trim(0)`` returns every free page of every arena, whatever
+    :func:`retain_freed_memory` set; it costs a walk of the free lists and the page faults of the
+    next batch.
+
+    Returns:
+        Whether memory was trimmed (False where there is no glibc ``malloc_trim``).
+    """
+    global _trim
+    if _trim is None:
+        _trim = False
+        if sys.platform.startswith("linux"):
+            try:
+                _trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+            except (OSError, AttributeError):  # musl and other libcs have no malloc_trim
+                log.debug("freed memory not released (no glibc malloc_trim)")
+    if not _trim:
+        return False
+    _trim(0)
+    return True
