@@ -1,0 +1,93 @@
+"""Mean ± std tables over seeds from run folders, with a paired t-test of one model against another.
+
+    python docs/results/issue23/seed_table.py --split test \
+        --model "ours, ID-only SASRec, tuned=runs/sports/tuned-s*" \
+        --model "ours, SASRec + text, tuned=runs/sports/text-tuned-s*" \
+        --published "published SASRec + sampled softmax=hr@10:.0569,ndcg@10:.0314"
+
+A run folder's seed is read from its ``config.toml``; the paired test uses the seeds both models
+have. The validation figures are the best epoch's (the one validation chose); test figures are the
+final model's (the refit's where the config refits). The most-popular row is the first run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from hstu_blair._compat import tomllib
+
+KEYS = ("hr@10", "hr@50", "hr@200", "ndcg@10", "ndcg@200", "mrr")
+
+
+def load(run: Path) -> dict:
+    """Seed, best validation metrics, test metrics, most-popular baselines and epochs of one run."""
+    final = json.loads((run / "final_metrics.json").read_text())
+    history = json.loads((run / "history.json").read_text())
+    valid = [r["valid"] for r in history if "valid" in r]
+    seed = tomllib.loads((run / "config.toml").read_text())["train"]["seed"]
+    return {
+        "seed": seed,
+        "valid": max(valid, key=lambda m: m["ndcg@10"]),
+        "test": final["metrics"],
+        "pop": final["baselines"]["most_popular"],
+        "epochs": final["best_epoch"] + 1,
+    }
+
+
+def cell(values: list[float]) -> str:
+    std = np.std(values, ddof=1) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.4f} ± {std:.4f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", choices=("valid", "test"), default="test")
+    parser.add_argument("--model", action="append", default=[], help="LABEL=GLOB of run folders")
+    parser.add_argument("--published", action="append", default=[], help="LABEL=metric:value,...")
+    args = parser.parse_args()
+    models = {}
+    for spec in args.model:
+        label, pattern = spec.rsplit("=", 1)
+        runs = [
+            load(Path(p)) for p in sorted(glob.glob(pattern)) if (Path(p) / "final_metrics.json").exists()
+        ]
+        models[label] = {r["seed"]: r for r in runs}
+    print("| model | seeds | " + " | ".join(k.upper() for k in KEYS) + " |")
+    print("|---|---|" + "---|" * len(KEYS))
+    for label, runs in models.items():
+        rows = [r[args.split] for r in runs.values()]
+        print(f"| {label} | {len(rows)} | " + " | ".join(cell([m[k] for m in rows]) for k in KEYS) + " |")
+    first = next(r for runs in models.values() for r in runs.values())
+    popular = first["pop"][args.split]
+    print("| most popular (history excluded) | - | " + " | ".join(f"{popular[k]:.4f}" for k in KEYS) + " |")
+    if args.split == "test":
+        for spec in args.published:
+            label, values = spec.split("=", 1)
+            figures = dict(v.split(":") for v in values.split(","))
+            print(f"| {label} | - | " + " | ".join(figures.get(k, "") for k in KEYS) + " |")
+    labels = list(models)
+    for other in labels[1:]:
+        a, b = models[labels[0]], models[other]
+        both = sorted(set(a) & set(b))
+        if len(both) < 2:
+            continue
+        parts = []
+        for k in ("hr@10", "ndcg@10", "mrr"):
+            x = np.array([a[s][args.split][k] for s in both])
+            y = np.array([b[s][args.split][k] for s in both])
+            parts.append(
+                f"{k.upper()} {100 * (y.mean() / x.mean() - 1):+.1f}% (p = {stats.ttest_rel(y, x).pvalue:.2g})"
+            )
+        print(f"\n{other} over {labels[0]}, paired over seeds {both}: " + "; ".join(parts) + ".")
+    for label, runs in models.items():
+        print(f"Epochs validation chose, {label}: {[runs[s]['epochs'] for s in sorted(runs)]}")
+
+
+if __name__ == "__main__":
+    main()
