@@ -20,6 +20,9 @@ from hstu_blair._compat import tomllib
 from hstu_blair.config import config_from_dict
 from hstu_blair.data.dataset import SequenceData
 
+TUNED = "the Sports tune's choice; it also won for text on Scientific validation (docs/results.md 0a)"
+"""Where the width, dropout, learning rate, weight decay and negatives come from."""
+
 HISTORY_LENGTHS = (20, 50, 100, 200)
 """``data.max_len`` choices: the smallest that holds the 90th percentile of user histories."""
 
@@ -86,7 +89,7 @@ def choose(shape: DataShape) -> list[Choice]:
 
 def _model_choices(shape: DataShape) -> list[Choice]:
     text = shape.text_share >= 0.5
-    d = 64
+    d = 128
     out = [
         Choice(
             "model",
@@ -102,14 +105,14 @@ def _model_choices(shape: DataShape) -> list[Choice]:
             "dot",
             "raw dot-product scores, temperature 1: validation as cosine at 0.05, in half the epochs",
         ),
-        Choice("model", "d_model", d, "64 wide; tune model.d_model for more"),
+        Choice("model", "d_model", d, f"{d} wide: {TUNED}"),
         Choice("model", "d_qk", d, "= d_model"),
         Choice("model", "d_v", d, "= d_model"),
         Choice("model", "ffn_dim", d, "= d_model"),
         Choice("model", "num_blocks", 2 if shape.length_p50 >= 20 else 1, _blocks_why(shape)),
         Choice("model", "num_heads", 1, "one head"),
-        Choice("model", "dropout", 0.2, "block dropout"),
-        Choice("model", "input_dropout", 0.2, "dropout on the input sum"),
+        Choice("model", "dropout", 0.5, f"block dropout; {TUNED}"),
+        Choice("model", "input_dropout", 0.5, "dropout on the input sum, = dropout"),
     ]
     if text:
         out.append(
@@ -148,12 +151,13 @@ def _train_choices(shape: DataShape) -> list[Choice]:
             "after validation picks the epoch count, retrain with the validation items (the tested model)",
         ),
         Choice("train", "batch_size", 128, "users per step"),
-        Choice("train", "lr", 1e-3, "Adam(W)'s learning rate"),
+        Choice("train", "lr", 7.8e-4, f"AdamW's learning rate; {TUNED}"),
+        Choice("train", "weight_decay", 1e-4, f"AdamW's decoupled weight decay; {TUNED}"),
         Choice(
             "train",
             "num_negatives",
-            256,
-            f"uniform negatives over the {shape.items:,} items",
+            128,
+            f"sampled softmax over 128 uniform negatives of the {shape.items:,} items; {TUNED}",
         ),
     ]
 
