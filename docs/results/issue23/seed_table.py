@@ -17,32 +17,28 @@ import glob
 import json
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
-
-from hstu_blair._compat import tomllib
+from hstu_blair.reports.runs import read_run
+from hstu_blair.reports.stats import mean_std, paired_by_seed, relative_gain
 
 KEYS = ("hr@10", "hr@50", "hr@200", "ndcg@10", "ndcg@200", "mrr")
 
 
 def load(run: Path) -> dict:
     """Seed, best validation metrics, test metrics, most-popular baselines and epochs of one run."""
+    record = read_run(run)
     final = json.loads((run / "final_metrics.json").read_text())
-    history = json.loads((run / "history.json").read_text())
-    valid = [r["valid"] for r in history if "valid" in r]
-    seed = tomllib.loads((run / "config.toml").read_text())["train"]["seed"]
     return {
-        "seed": seed,
-        "valid": max(valid, key=lambda m: m["ndcg@10"]),
-        "test": final["metrics"],
+        "seed": record.seed,
+        "valid": max((r["valid"] for r in record.history if "valid" in r), key=lambda m: m["ndcg@10"]),
+        "test": record.metrics,
         "pop": final["baselines"]["most_popular"],
         "epochs": final["best_epoch"] + 1,
     }
 
 
 def cell(values: list[float]) -> str:
-    std = np.std(values, ddof=1) if len(values) > 1 else 0.0
-    return f"{np.mean(values):.4f} ± {std:.4f}"
+    mean, std = mean_std(values)
+    return f"{mean:.4f} ± {std:.4f}"
 
 
 def main() -> None:
@@ -79,11 +75,10 @@ def main() -> None:
             continue
         parts = []
         for k in ("hr@10", "ndcg@10", "mrr"):
-            x = np.array([a[s][args.split][k] for s in both])
-            y = np.array([b[s][args.split][k] for s in both])
-            parts.append(
-                f"{k.upper()} {100 * (y.mean() / x.mean() - 1):+.1f}% (p = {stats.ttest_rel(y, x).pvalue:.2g})"
-            )
+            x = {s: a[s][args.split][k] for s in both}
+            y = {s: b[s][args.split][k] for s in both}
+            gain = relative_gain(mean_std(list(y.values()))[0], mean_std(list(x.values()))[0])
+            parts.append(f"{k.upper()} {gain:+.1f}% (p = {paired_by_seed(y, x):.2g})")
         print(f"\n{other} over {labels[0]}, paired over seeds {both}: " + "; ".join(parts) + ".")
     for label, runs in models.items():
         print(f"Epochs validation chose, {label}: {[runs[s]['epochs'] for s in sorted(runs)]}")
