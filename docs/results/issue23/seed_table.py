@@ -74,7 +74,7 @@ def main() -> None:
         if len(both) < 2:
             continue
         parts = []
-        for k in ("hr@10", "ndcg@10", "mrr"):
+        for k in KEYS:
             x = {s: a[s][args.split][k] for s in both}
             y = {s: b[s][args.split][k] for s in both}
             gain = relative_gain(mean_std(list(y.values()))[0], mean_std(list(x.values()))[0])
