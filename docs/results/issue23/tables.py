@@ -84,8 +84,16 @@ def seed_table(dataset: str, prefix: str, split: str) -> None:
     print("| most popular (history excluded) | - | " + " | ".join(f"{popular[k]:.4f}" for k in KEYS) + " |")
     if split == "test":
         for label, values in PUBLISHED.get(dataset, []):
-            print(f"| {label} | - | " + " | ".join(f"{values[k]:.4f}" if k in values else "" for k in KEYS) + " |")
-    both = [s for s in range(1, 6) if runs["dr"][s] and runs["sdr"][s] and runs["dr"][s][split] and runs["sdr"][s][split]]
+            print(
+                f"| {label} | - | "
+                + " | ".join(f"{values[k]:.4f}" if k in values else "" for k in KEYS)
+                + " |"
+            )
+    both = [
+        s
+        for s in range(1, 6)
+        if runs["dr"][s] and runs["sdr"][s] and runs["dr"][s][split] and runs["sdr"][s][split]
+    ]
     if len(both) >= 2:
         parts = []
         for k in ("hr@10", "ndcg@10", "mrr"):
