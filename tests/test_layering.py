@@ -21,7 +21,6 @@ OPTIONAL_HEAVY = {
     "huggingface_hub",
     "tiktoken",
     "optuna",
-    "sqlalchemy",  # comes with optuna
 }
 """Optional dependencies imported inside the functions that need them (each behind an extra), so
 that the package imports without them."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy.exc
 from tqdm.auto import tqdm
 
 from hstu_blair.config import TuneConfig, dump_config, load_config
@@ -143,7 +144,6 @@ def _storage(url: str | None, out_dir: Path, grace_seconds: int) -> Any:
     Workers that start together race to create the schema of a new database; the losers see an
     integrity or locking error and simply connect again to the schema the winner wrote."""
     import optuna
-    import sqlalchemy.exc
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     url = url or f"sqlite:///{(out_dir / STUDY_FILE).resolve()}"
