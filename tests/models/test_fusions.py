@@ -73,8 +73,8 @@ def test_registering_another_fusion_of_the_same_name_is_an_error():
 
 
 def test_item_embedding_rejects_unknown_options_and_bad_values():
-    with pytest.raises(ValueError, match="valid: id_min_count, id_dropout, text_rank$"):
-        ItemEmbedding(N_ITEMS, D, "gated", make_text(), text_whiten=True)
+    with pytest.raises(ValueError, match="valid: id_min_count, id_dropout, text_rank, text_whiten$"):
+        ItemEmbedding(N_ITEMS, D, "gated", make_text(), not_an_option=True)
     with pytest.raises(ValueError, match="id_min_count must be >= 0"):
         ItemEmbedding(N_ITEMS, D, "sum", make_text(), id_min_count=-1)
     with pytest.raises(ValueError, match=r"item_counts must have shape \(9,\)"):
@@ -186,3 +186,13 @@ def test_old_model_json_architectures_still_load():
     assert Architecture.from_dict(arch.to_dict()) == arch
     with pytest.raises(ConfigError, match="unknown architecture key"):
         Architecture.from_dict({**base, "fusion": "id", "colour": 1})
+
+
+def test_sum_reads_the_top_directions_whitened_or_at_one_scale():
+    text = make_text()
+    whitened = ItemEmbedding(N_ITEMS, D, "sum", text, text_rank=3).fusion
+    one_scale = ItemEmbedding(N_ITEMS, D, "sum", text, text_rank=3, text_whiten=False).fusion
+    var_w = ((text[1:] - whitened.text_mean) @ whitened.whitening).var(0)
+    var_s = ((text[1:] - one_scale.text_mean) @ one_scale.whitening).var(0)
+    assert torch.allclose(var_w, torch.ones(3), atol=1e-3)  # each direction at unit variance
+    assert var_s[0] > var_s[2] and torch.isclose(var_s.mean(), torch.tensor(1.0), atol=1e-3)

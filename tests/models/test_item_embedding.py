@@ -216,3 +216,21 @@ def test_residual_fusion_reload_and_added_items_use_the_saved_whitening():
     assert emb.features.shape == (N_ITEMS + 3, 4) and emb.num_items == N_ITEMS + 2
     want = emb.fusion.text_proj(emb.fusion.features(new_text))  # text alone: the new IDs are 0
     torch.testing.assert_close(emb(torch.tensor([N_ITEMS + 1, N_ITEMS + 2])), want)
+
+
+def test_whole_catalogue_path_equals_naive_with_rank_and_id_rules():
+    """Most of the catalogue asked for: ``sum`` reads its ID table directly (``all_rows``); vectors and
+    gradients are those of a row-by-row lookup, the padding row included (no gradient)."""
+    torch.manual_seed(0)
+    counts = torch.tensor([0, 5, 1, 5, 0, 5, 2])  # items 2, 4, 6 below the minimum count
+    emb = ItemEmbedding(N_ITEMS, D, "sum", make_text(), counts, text_rank=3, id_min_count=3)
+    ids = torch.tensor([[1, 2, 0, 5], [6, 3, 4, 0]])  # 7 of 7 ids: the whole-catalogue path
+    fast = emb(ids)
+    flat = ids.reshape(-1)
+    naive = emb.fusion(flat, emb.features[flat]).view(2, 4, D)
+    torch.testing.assert_close(fast, naive)
+    grad_fast = torch.autograd.grad(fast.square().sum(), list(emb.parameters()))
+    grad_naive = torch.autograd.grad(naive.square().sum(), list(emb.parameters()))
+    for a, b in zip(grad_fast, grad_naive, strict=True):
+        torch.testing.assert_close(a, b)
+    assert grad_fast[0][0].abs().max() == 0.0  # the ID table's padding row

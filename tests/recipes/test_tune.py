@@ -51,6 +51,11 @@ def test_space_is_checked():
         {"model.d_model,model.d_qk": [8, 16], "train.lr": {"low": 1e-4, "high": 1e-2, "log": True}}
     )
     assert settings[0].keys == ("model.d_model", "model.d_qk") and settings[1].log
+    # fusion options are checked against the config's fusion, not the defaults' ("id")
+    rank = {"model.fusion_options.text_rank": [0, 64, 128]}
+    with pytest.raises(ConfigError, match="text_rank"):
+        parse_space(rank)
+    assert parse_space(rank, overrides=['model.fusion="sum"'])[0].choices == (0, 64, 128)
 
 
 def test_tune_writes_best_config_and_report(tiny_dataset, tmp_path):

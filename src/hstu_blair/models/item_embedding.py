@@ -160,10 +160,19 @@ class ItemEmbedding(nn.Module):
         """Raw item vectors of ``ids`` (any shape, long) -> ``ids.shape + (D,)``."""
         if self.text is None:
             return self.fusion(ids, None)  # (..., D)
-        unique_ids, inverse = unique_items(ids, self._num_items)  # (U,), ids.shape
-        vectors = self.of_unique(unique_ids)  # (U, D)
+        rows, index = self.rows_and_index(ids.reshape(-1))  # (R, D), (N,)
         # index_select: its backward (index_add) is faster on CPU than advanced indexing's
-        return vectors.index_select(0, inverse.reshape(-1)).view(*ids.shape, -1)  # (..., D)
+        return rows.index_select(0, index).view(*ids.shape, -1)  # (..., D)
+
+    def rows_and_index(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw vectors (R, D) that ``ids`` (N,) gather from, and the (N,) index into them: the
+        distinct ids' vectors and the inverse, or, when the distinct ids are at least
+        :data:`FULL_TABLE_SHARE` of a text fusion's catalogue, every id's (n+1, D) and ``ids`` itself
+        (one gather instead of two, and no (U, D) buffer in the backward)."""
+        unique_ids, inverse = unique_items(ids, self._num_items)  # (U,), (N,)
+        if self.text is not None and unique_ids.numel() >= FULL_TABLE_SHARE * (self._num_items + 1):
+            return self.all_items(), ids  # (n+1, D), (N,)
+        return self.of_unique(unique_ids), inverse  # (U, D), (N,)
 
     def of_unique(self, unique_ids: torch.Tensor) -> torch.Tensor:
         """Raw vectors (U, D) of distinct item indices (e.g. from :func:`unique_items`).

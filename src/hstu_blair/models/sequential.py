@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hstu_blair.models.item_embedding import ItemEmbedding, unique_items
+from hstu_blair.models.item_embedding import ItemEmbedding
 
 ITEM_EPS = 1e-6  # clamp of the item-vector norm (reference l2_norm_eps)
 SIMILARITIES = ("cosine", "dot")
@@ -166,8 +166,7 @@ class SequentialModel(nn.Module):
         """
         B, T = ids.shape
         all_ids = torch.cat([ids.reshape(-1), *(e.reshape(-1) for e in extra_ids)])  # (B*T + X,)
-        unique_ids, inverse = unique_items(all_ids, self.items.num_items)  # (U,), (B*T + X,)
-        raw = self.items.of_unique(unique_ids)  # (U, D)
+        raw, inverse = self.items.rows_and_index(all_ids)  # (U, D) distinct ids or (n+1, D), (B*T + X,)
         vectors = self._candidates(raw)  # (U, D)
         item_emb = raw.index_select(0, inverse[: B * T]).view(B, T, -1)  # (B, T, D)
         states = self._encode_groups(item_emb, ids, timestamps, lengths)  # (B, T, D)

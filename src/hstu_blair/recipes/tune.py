@@ -66,8 +66,12 @@ class TuneResult:
     pruned: int
 
 
-def parse_space(space: dict[str, Any]) -> list[Setting]:
-    """``[tune.space]`` -> settings; every key is checked against the config's keys.
+def parse_space(
+    space: dict[str, Any], config_path: str | Path | None = None, overrides: list[str] | None = None
+) -> list[Setting]:
+    """``[tune.space]`` -> settings; every key and value is checked on the config they apply to
+    (``config_path`` with ``overrides``; the defaults without it), so ``model.fusion_options.*``
+    is checked against the config's fusion.
 
     Raises:
         ConfigError: an empty space, an unknown config key, or choices that are neither a non-empty
@@ -108,7 +112,8 @@ def parse_space(space: dict[str, Any]) -> list[Setting]:
                 f"{where}: expected a list of choices or {{low = ..., high = ...}}, got {choices!r}"
             )
         for value in setting.choices or (setting.low, setting.high):
-            load_config(None, [f"{key}={_toml(value)}" for key in keys])  # each key exists, each value fits
+            # each key exists, each value fits
+            load_config(config_path, [*(overrides or []), *(f"{key}={_toml(value)}" for key in keys)])
         settings.append(setting)
     return settings
 
@@ -258,7 +263,7 @@ def tune(
     config_path = Path(config_path)
     config = load_config(config_path, overrides)
     tc = config.tune
-    settings = parse_space(tc.space)
+    settings = parse_space(tc.space, config_path, overrides)
     out = Path(out_dir) if out_dir is not None else Path(config.out_dir) / f"tune-{config.name}"
     out.mkdir(parents=True, exist_ok=True)
     base = [

@@ -104,6 +104,10 @@ class TextRankOptions(IdPartOptions):
         default=0,
         metadata={"doc": "0: the raw text, as published; r > 0: its top-r PCA-whitened directions"},
     )
+    text_whiten: bool = field(
+        default=True,
+        metadata={"doc": "with text_rank > 0: scale each direction to unit variance (false: one scale)"},
+    )
 
     def check(self) -> None:
         super().check()
@@ -111,13 +115,14 @@ class TextRankOptions(IdPartOptions):
             raise ValueError(f"text_rank must be >= 0, got {self.text_rank}")
 
 
-def init_text_rank(module: nn.Module, text: torch.Tensor, rank: int) -> int:
+def init_text_rank(module: nn.Module, text: torch.Tensor, rank: int, whiten: bool = True) -> int:
     """With ``rank > 0``, fix ``module``'s whitening (buffers ``text_mean`` (d_text,) and ``whitening``
-    (d_text, r), kept in the checkpoint) and return r; else return the raw width d_text."""
+    (d_text, r), kept in the checkpoint; ``whiten=False``: the top-r directions at one common scale)
+    and return r; else return the raw width d_text."""
     module.text_rank = rank
     if rank == 0:
         return int(text.shape[1])
-    mean, whitening = pca_whitening(text[1:], rank)
+    mean, whitening = pca_whitening(text[1:], rank, whiten=whiten)
     module.register_buffer("text_mean", mean)  # (d_text,)
     module.register_buffer("whitening", whitening)  # (d_text, r)
     return int(whitening.shape[1])
@@ -177,6 +182,15 @@ def id_part(module: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     e_id = module.ids(ids)  # (U, D)
     keep = id_keep(module, ids, ids.shape)
     return e_id if keep is None else e_id * keep.unsqueeze(-1)
+
+
+def id_table(module: nn.Module) -> torch.Tensor:
+    """(n+1, D) the ID part of every id 0..n, as :func:`id_part` of ``arange(n+1)`` gives it (the same
+    random draw), read from the table itself rather than gathered row by row."""
+    weight = module.ids.weight  # (n+1, D)
+    table = torch.cat([weight[:1].detach(), weight[1:]])  # the padding row gets no gradient, as in a lookup
+    keep = id_keep(module, None, table.shape[:1])
+    return table if keep is None else table * keep.unsqueeze(-1)
 
 
 def drop_id_rows(module: nn.Module, rows: torch.Tensor) -> None:

@@ -53,7 +53,7 @@ class GatedFusion(nn.Module):
     ) -> None:
         super().__init__()
         options = options or GatedOptions()
-        d_in = init_text_rank(self, text, options.text_rank)
+        d_in = init_text_rank(self, text, options.text_rank, options.text_whiten)
         if options.text_rank == 0:
             mean, std = text_statistics(text)
             self.register_buffer("text_mean", mean)  # (d_text,)

@@ -11,6 +11,7 @@ from hstu_blair.models.fusions.common import (
     INIT_STD,
     TextRankOptions,
     id_part,
+    id_table,
     init_id_part,
     init_text_rank,
     low_rank_features,
@@ -44,7 +45,7 @@ class SumFusion(nn.Module):
     ) -> None:
         super().__init__()
         options = options or SumOptions()
-        d_in = init_text_rank(self, text, options.text_rank)
+        d_in = init_text_rank(self, text, options.text_rank, options.text_whiten)
         self.ids = nn.Embedding(num_items + 1, d_model, padding_idx=0)
         self.text_proj = nn.Linear(d_in, d_model)
         truncated_normal_(self.ids.weight.data)
@@ -60,6 +61,11 @@ class SumFusion(nn.Module):
 
     def forward(self, ids: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor:
         return id_part(self, ids) + self.text_proj(text)  # (U, D)
+
+    def all_rows(self, text: torch.Tensor) -> torch.Tensor:
+        """Every id's vector, (n+1, D), the same as ``forward`` of ids 0..n: the ID table itself
+        instead of a lookup of every row (no copy, no scatter in the backward)."""
+        return self.text_proj(text) + id_table(self)  # (n+1, D)
 
 
 SPEC = register_fusion(
