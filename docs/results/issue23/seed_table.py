@@ -53,17 +53,26 @@ def main() -> None:
         runs = [
             load(Path(p)) for p in sorted(glob.glob(pattern)) if (Path(p) / "final_metrics.json").exists()
         ]
+        if not runs:
+            print(f"{label}: no finished run matches {pattern}")
+            continue
         models[label] = {r["seed"]: r for r in runs}
+    print_table(models, args.split, args.published)
+
+
+def print_table(models: dict[str, dict[int, dict]], split: str, published: list[str] = ()) -> None:
+    """The markdown table of ``models`` (label -> seed -> :func:`load`'s record), the most-popular
+    row, the published rows (test split), paired tests against the first model, chosen epochs."""
     print("| model | seeds | " + " | ".join(k.upper() for k in KEYS) + " |")
     print("|---|---|" + "---|" * len(KEYS))
     for label, runs in models.items():
-        rows = [r[args.split] for r in runs.values()]
+        rows = [r[split] for r in runs.values()]
         print(f"| {label} | {len(rows)} | " + " | ".join(cell([m[k] for m in rows]) for k in KEYS) + " |")
     first = next(r for runs in models.values() for r in runs.values())
-    popular = first["pop"][args.split]
+    popular = first["pop"][split]
     print("| most popular (history excluded) | - | " + " | ".join(f"{popular[k]:.4f}" for k in KEYS) + " |")
-    if args.split == "test":
-        for spec in args.published:
+    if split == "test":
+        for spec in published:
             label, values = spec.split("=", 1)
             figures = dict(v.split(":") for v in values.split(","))
             print(f"| {label} | - | " + " | ".join(figures.get(k, "") for k in KEYS) + " |")
@@ -75,8 +84,8 @@ def main() -> None:
             continue
         parts = []
         for k in KEYS:
-            x = {s: a[s][args.split][k] for s in both}
-            y = {s: b[s][args.split][k] for s in both}
+            x = {s: a[s][split][k] for s in both}
+            y = {s: b[s][split][k] for s in both}
             gain = relative_gain(mean_std(list(y.values()))[0], mean_std(list(x.values()))[0])
             parts.append(f"{k.upper()} {gain:+.1f}% (p = {paired_by_seed(y, x):.2g})")
         print(f"\n{other} over {labels[0]}, paired over seeds {both}: " + "; ".join(parts) + ".")
