@@ -130,7 +130,7 @@ def _model_choices(shape: DataShape) -> list[Choice]:
                 d,
                 f"the text's top {d} PCA-whitened directions (= d_model): 64 was 2-3% lower on Sports "
                 "and Scientific validation; the raw text (0) was 2-4% higher on Games and Sports but "
-                "3% lower on Scientific, lower on ml-latest-small, and costs 1.2-1.4x the step "
+                "3% lower on Scientific, lower on ml-latest-small, and costs 1.2-1.3x the step "
                 "(docs/results.md 0a); tune it with model.fusion_options.text_rank in [tune.space]",
             )
         )
