@@ -40,9 +40,10 @@ def test_unknown_fusion_lists_the_registry():
 
 def test_unknown_option_lists_the_valid_ones_and_bad_values_are_named():
     with pytest.raises(
-        ConfigError, match=r"unknown option\(s\) text_whiten .*valid: id_min_count, id_dropout, text_rank"
+        ConfigError,
+        match=r"unknown option\(s\) whiten .*valid: id_min_count, id_dropout, text_rank, text_whiten",
     ):
-        load_config(None, ["model.fusion=sum", "model.fusion_options.text_whiten=false"])
+        load_config(None, ["model.fusion=sum", "model.fusion_options.whiten=false"])
     with pytest.raises(ConfigError, match="valid: none"):
         load_config(None, ["model.fusion=text", "model.fusion_options.id_dropout=0.1"])
     with pytest.raises(ConfigError, match=r"model.fusion_options.id_dropout must be in \[0, 1\), got 1.5"):
