@@ -14,8 +14,9 @@ When a fusion has a text term, each call embeds every *distinct* id once (:func:
 and gathers the results, instead of projecting a 768-d row per occurrence: padding and repeated
 items (and the whole batch's negatives) collapse to at most n+1 rows. When the distinct ids are
 most of the catalogue (a training step with per-row negatives touches about 90% of it), the fusion
-runs on the whole contiguous text matrix instead (:data:`FULL_TABLE_SHARE`): one matrix product and
-no gather of 768-d rows, the same vectors up to float rounding.
+runs on the whole contiguous text matrix instead (:data:`FULL_TABLE_SHARE`,
+:meth:`ItemEmbedding.rows_and_index`): one matrix product, no gather of 768-d rows, and the ids
+index the (n+1, D) result directly; the same vectors up to float rounding.
 """
 
 from __future__ import annotations
@@ -175,15 +176,10 @@ class ItemEmbedding(nn.Module):
         return self.of_unique(unique_ids), inverse  # (U, D), (N,)
 
     def of_unique(self, unique_ids: torch.Tensor) -> torch.Tensor:
-        """Raw vectors (U, D) of distinct item indices (e.g. from :func:`unique_items`).
-
-        With a text path and at least :data:`FULL_TABLE_SHARE` of the catalogue asked for, the
-        fusion runs on the whole text matrix and the rows are picked after.
-        """
+        """Raw vectors (U, D) of distinct item indices (e.g. from :func:`unique_items`), each row
+        embedded on its own; :meth:`rows_and_index` decides when the whole catalogue is cheaper."""
         if self.text is None:
             return self.fusion(unique_ids, None)  # (U, D)
-        if unique_ids.numel() >= FULL_TABLE_SHARE * (self._num_items + 1):
-            return self.all_items().index_select(0, unique_ids)  # (U, D)
         return self.fusion(unique_ids, self.features.index_select(0, unique_ids))  # (U, D)
 
     def add_text_items(self, text_rows: torch.Tensor) -> None:
