@@ -8,7 +8,8 @@ finished them. The study lives in ``{out}/study.sqlite3`` by default, or in any 
 takes (``postgresql://...``), so several processes on one or more machines share it.
 
 A process killed mid-trial leaves that trial ``RUNNING``; the storage's heartbeat marks it failed
-once it has been silent for ``tune.grace_seconds``, and the next process to start a trial retries
+once it has been silent for ``tune.grace_seconds`` (also when it was killed before its first beat:
+:mod:`hstu_blair.recipes.tune_storage`), and the next process to start a trial retries
 its settings, so a killed search resumes where it was. What is written:
 
 - ``best.toml``: the config with the best trial's settings (every section resolved; no ``[tune]``),
@@ -150,11 +151,13 @@ def _storage(url: str | None, out_dir: Path, grace_seconds: int) -> Any:
     integrity or locking error and simply connect again to the schema the winner wrote."""
     import optuna
 
+    from hstu_blair.recipes.tune_storage import HeartbeatStorage
+
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     url = url or f"sqlite:///{(out_dir / STUDY_FILE).resolve()}"
     for attempt in range(STORAGE_ATTEMPTS):
         try:
-            return optuna.storages.RDBStorage(
+            return HeartbeatStorage(
                 url,
                 heartbeat_interval=max(1, grace_seconds // 3),
                 grace_period=grace_seconds,
