@@ -180,6 +180,27 @@ def test_temporal_protocol_end_to_end(tiny_dataset, tmp_path):
         train(config, run_dir=tmp_path / "no-cutoff", progress=False)
 
 
+def test_runs_of_one_name_started_in_one_second_get_their_own_folders(tmp_path, monkeypatch):
+    import datetime as real_dt
+
+    from hstu_blair.recipes import train as train_recipe
+
+    class FrozenClock(real_dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 12, 7, 3, 0, 0, tzinfo=tz)
+
+    monkeypatch.setattr(train_recipe.dt, "datetime", FrozenClock)
+    config = load_config(None, [f"out_dir={str(tmp_path)!r}", 'name="same"'])
+    dirs = [train_recipe.default_run_dir(config) for _ in range(3)]
+    assert [d.name for d in dirs] == [
+        "same-20261207-030000",
+        "same-20261207-030000-2",
+        "same-20261207-030000-3",
+    ]
+    assert all(d.is_dir() and not any(d.iterdir()) for d in dirs)
+
+
 @pytest.mark.parametrize("served", ["versions", "store.sqlite"])
 def test_refuses_a_run_directory_a_server_uses(tiny_dataset, tmp_path, served):
     run_dir = tmp_path / "served-run"

@@ -65,6 +65,7 @@ from hstu_blair.training.allocator import retain_freed_memory
 from hstu_blair.training.distributed import (
     DistInfo,
     barrier,
+    broadcast_from_main,
     setup_distributed,
     teardown_distributed,
 )
@@ -85,9 +86,19 @@ class RunResult:
 
 
 def default_run_dir(config: RunConfig) -> Path:
-    """``{out_dir}/{name}-{timestamp}``."""
+    """A new, empty ``{out_dir}/{name}-{timestamp}``, created here; runs of one name started in the
+    same second (a grid's variants of one config, workers of one queue) get ``-2``, ``-3``, ..."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path(config.out_dir) / f"{config.name}-{stamp}"
+    base = Path(config.out_dir) / f"{config.name}-{stamp}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir()  # exclusive: exactly one process creates each name
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"{base}: 10,000 runs of this name started in one second")
 
 
 def _write_run_record(
@@ -190,7 +201,9 @@ def _train(
         config, data.num_items, 0 if text is None else int(text.shape[1]), time_scale(config, data)
     )
     model = build_model(arch, text, train_item_counts(data, split)).to(device)
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+    if run_dir is None:  # claimed by the main rank, so every rank writes to the same folder
+        run_dir = broadcast_from_main(default_run_dir(config) if dist_info.is_main else None, dist_info)
+    run_dir = Path(run_dir)
     trainer = make_trainer(config, data, split, model, device, dist_info, run_dir)
     if resume:
         state = resume_loop(trainer)

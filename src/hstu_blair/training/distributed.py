@@ -73,6 +73,15 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def broadcast_from_main(value: object, info: DistInfo) -> object:
+    """``value`` as the main rank has it, on every rank (any picklable object)."""
+    if not info.enabled:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def gather_concat(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Concatenate a 1-D tensor of any length from every rank (rank order) on every rank."""
     if not info.enabled:
