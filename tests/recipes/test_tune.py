@@ -19,6 +19,7 @@ optuna = pytest.importorskip("optuna")
 from hstu_blair.config import load_config  # noqa: E402
 from hstu_blair.errors import ConfigError  # noqa: E402
 from hstu_blair.recipes.tune import parse_space, trial_seeded_sampler, tune  # noqa: E402
+from hstu_blair.recipes.tune_storage import HeartbeatStorage  # noqa: E402
 from tests.conftest import tiny_overrides  # noqa: E402
 
 SPACE = """
@@ -167,7 +168,6 @@ def _shared_study(tiny_dataset, tmp_path, storage: str) -> None:
 def test_a_trial_killed_before_its_first_heartbeat_is_failed_and_retried(tmp_path):
     """Optuna fails only trials whose heartbeat went silent; one killed before its first beat has
     none. Our storage fails it too once it is older than the grace period, and retries it."""
-    from hstu_blair.recipes.tune_storage import HeartbeatStorage
 
     def study_on(storage_class):
         storage = storage_class(

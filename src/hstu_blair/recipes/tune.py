@@ -29,12 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
 import sqlalchemy.exc
 from tqdm.auto import tqdm
 
 from hstu_blair.config import TuneConfig, dump_config, load_config
 from hstu_blair.errors import ConfigError
 from hstu_blair.recipes.train import train
+from hstu_blair.recipes.tune_storage import HeartbeatStorage
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +151,6 @@ def _storage(url: str | None, out_dir: Path, grace_seconds: int) -> Any:
 
     Workers that start together race to create the schema of a new database; the losers see an
     integrity or locking error and simply connect again to the schema the winner wrote."""
-    import optuna
-
-    from hstu_blair.recipes.tune_storage import HeartbeatStorage
-
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     url = url or f"sqlite:///{(out_dir / STUDY_FILE).resolve()}"
     for attempt in range(STORAGE_ATTEMPTS):
@@ -179,7 +177,6 @@ def trial_seeded_sampler(seed: int) -> Any:
     the same settings: each starts a ``TPESampler(seed)`` from the same state. Trial numbers are
     unique in a study, so every trial gets its own stream, and a trial's draw does not depend on
     which worker ran it."""
-    import optuna
 
     class TrialSeededTPE(optuna.samplers.TPESampler):
         def before_trial(self, study: Any, trial: Any) -> None:
@@ -192,16 +189,12 @@ def trial_seeded_sampler(seed: int) -> Any:
 
 
 def _pruner(tc: TuneConfig) -> Any:
-    import optuna
-
     if tc.pruner == "none":
         return optuna.pruners.NopPruner()
     return optuna.pruners.MedianPruner(n_startup_trials=tc.startup_trials, n_warmup_steps=tc.warmup_epochs)
 
 
 def _finished(study: Any) -> tuple[int, int]:
-    import optuna
-
     states = [t.state for t in study.get_trials(deepcopy=False)]
     return (
         sum(s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for s in states),
@@ -212,7 +205,6 @@ def _finished(study: Any) -> tuple[int, int]:
 def _objective(config_path: Path, base: list[str], settings: list[Setting], out_dir: Path) -> Any:
     """The function Optuna calls per trial: train with the trial's settings, return the best
     validation value; every validation is reported for pruning."""
-    import optuna
 
     def objective(trial: optuna.Trial) -> float:
         params = {s.name: _suggest(trial, s) for s in settings}
@@ -261,8 +253,6 @@ def tune(
     Raises:
         ConfigError: no ``[tune]`` space, an unknown key in it, or a metric the runs do not report.
     """
-    import optuna
-
     config_path = Path(config_path)
     config = load_config(config_path, overrides)
     tc = config.tune
@@ -298,8 +288,6 @@ def tune(
 def _optimize(study: Any, objective: Any, trials: int, metric: str, progress: bool) -> None:
     """Run trials until the study (all processes together) holds ``trials`` finished ones, with a
     bar over them."""
-    import optuna
-
     done, _ = _finished(study)
     bar = tqdm(total=trials, initial=min(done, trials), desc="tune", unit="trial", disable=not progress)
 
