@@ -120,3 +120,17 @@ def test_dropout_keeps_the_expected_share_and_scales():
     torch.testing.assert_close(y[y != 0], torch.full_like(y[y != 0], 1 / 0.7))
     assert dropout(x, 0.3, training=False) is x and dropout(x, 0.0, training=True) is x
     assert dropout(x, 1.0, training=True).abs().sum() == 0
+
+
+@pytest.mark.parametrize("encoder", ["hstu", "sasrec"])
+def test_padding_row_of_the_id_table_gets_no_gradient_in_training(encoder):
+    """``sum`` reads its whole ID table when a step touches most of the catalogue; the padding
+    row then gets the padding vector's gradient, which the encoders' masking makes zero."""
+    model = make_model(encoder).train()
+    ids, ts, lengths = make_batch()
+    negatives = torch.arange(1, N_ITEMS + 1)  # every item: the whole-table path
+    states, neg_vectors = model.forward_with_items(ids, ts, lengths, negatives)
+    (states.sum() + (states @ neg_vectors.T).logsumexp(-1).sum()).backward()
+    grad = model.items.fusion.ids.weight.grad
+    assert grad[0].abs().max() == 0.0
+    assert grad[1:].abs().amax(1).gt(0).all()

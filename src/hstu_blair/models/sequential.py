@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hstu_blair.models.gather import gather_rows
 from hstu_blair.models.item_embedding import ItemEmbedding
 
 ITEM_EPS = 1e-6  # clamp of the item-vector norm (reference l2_norm_eps)
@@ -168,13 +169,12 @@ class SequentialModel(nn.Module):
         all_ids = torch.cat([ids.reshape(-1), *(e.reshape(-1) for e in extra_ids)])  # (B*T + X,)
         raw, inverse = self.items.rows_and_index(all_ids)  # (U, D) distinct ids or (n+1, D), (B*T + X,)
         vectors = self._candidates(raw)  # (U, D)
-        item_emb = raw.index_select(0, inverse[: B * T]).view(B, T, -1)  # (B, T, D)
-        states = self._encode_groups(item_emb, ids, timestamps, lengths)  # (B, T, D)
-        # one gather per tensor: their backward adds straight into (U, D), never into a
-        # (B*T + X, D) buffer that a slice of one big gather would need
-        out, start = [states], B * T
-        for extra in extra_ids:
-            end = start + extra.numel()
-            out.append(vectors.index_select(0, inverse[start:end]).view(*extra.shape, -1))  # (..., D)
-            start = end
-        return tuple(out)
+        parts = inverse.split([B * T, *(e.numel() for e in extra_ids)])  # each tensor's positions
+        # one gather per tensor, their backward adding into one (U, D) buffer (gather_rows)
+        if vectors is raw:
+            item_emb, *scored = gather_rows(raw, *parts)
+        else:
+            (item_emb,) = gather_rows(raw, parts[0])
+            scored = list(gather_rows(vectors, *parts[1:])) if extra_ids else []
+        states = self._encode_groups(item_emb.view(B, T, -1), ids, timestamps, lengths)  # (B, T, D)
+        return (states, *(v.view(*e.shape, -1) for v, e in zip(scored, extra_ids)))

@@ -184,15 +184,6 @@ def id_part(module: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     return e_id if keep is None else e_id * keep.unsqueeze(-1)
 
 
-def id_table(module: nn.Module) -> torch.Tensor:
-    """(n+1, D) the ID part of every id 0..n, as :func:`id_part` of ``arange(n+1)`` gives it (the same
-    random draw), read from the table itself rather than gathered row by row."""
-    weight = module.ids.weight  # (n+1, D)
-    table = torch.cat([weight[:1].detach(), weight[1:]])  # the padding row gets no gradient, as in a lookup
-    keep = id_keep(module, None, table.shape[:1])
-    return table if keep is None else table * keep.unsqueeze(-1)
-
-
 def drop_id_rows(module: nn.Module, rows: torch.Tensor) -> None:
     """Give ``rows`` (item indices) no ID part: zero their ID table rows (and their training counts)."""
     with torch.no_grad():

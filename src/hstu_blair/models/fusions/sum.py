@@ -10,8 +10,8 @@ from torch import nn
 from hstu_blair.models.fusions.common import (
     INIT_STD,
     TextRankOptions,
+    id_keep,
     id_part,
-    id_table,
     init_id_part,
     init_text_rank,
     low_rank_features,
@@ -64,8 +64,19 @@ class SumFusion(nn.Module):
 
     def all_rows(self, text: torch.Tensor) -> torch.Tensor:
         """Every id's vector, (n+1, D), the same as ``forward`` of ids 0..n: the ID table itself
-        instead of a lookup of every row (no copy, no scatter in the backward)."""
-        return self.text_proj(text) + id_table(self)  # (n+1, D)
+        instead of a lookup of every row (no copy, no scatter in the backward), in two passes
+        (``b_t + keep * ID``, then the projection's GEMM accumulating into it).
+
+        Unlike a lookup, the padding row of the ID table is not cut off from the gradient here: it
+        gets the padding vector's gradient, which is zero because every encoder masks its padding
+        positions and no padding id is scored."""
+        weight = self.ids.weight  # (n+1, D)
+        keep = id_keep(self, None, weight.shape[:1])  # (n+1,) or None
+        if keep is None:
+            base = weight + self.text_proj.bias  # (n+1, D)
+        else:
+            base = torch.addcmul(self.text_proj.bias, weight, keep.unsqueeze(-1).to(weight.dtype))
+        return torch.addmm(base, text, self.text_proj.weight.t())  # (n+1, D)
 
 
 SPEC = register_fusion(
