@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hstu_blair.cli import main
+from hstu_blair.errors import ConfigError
 from hstu_blair.recipes.reproduce import plan_grid, reproduce
 from hstu_blair.reports.runs import collect
 from hstu_blair.reports.stats import mean_std, relative_gain
@@ -53,6 +54,18 @@ def test_grid_resumes_a_killed_run(grid_runs):
     result = reproduce(grid, progress=False)
     assert result.finished == [victim]
     assert json.loads((victim / "final_metrics.json").read_text())["metrics"] == before["metrics"]
+
+
+def test_grid_runs_only_the_labels_asked_for(grid_runs):
+    grid, _, _ = grid_runs
+    planned, _ = plan_grid(grid)
+    victims = {run.label: run.run_dir for run in planned if run.seed == 2}
+    for run_dir in victims.values():
+        (run_dir / "final_metrics.json").unlink()
+    assert reproduce(grid, progress=False, labels=["HSTU"]).finished == [victims["HSTU"]]
+    with pytest.raises(ConfigError, match=r"no \[\[run\]\] labelled 'SASrec'.*\['SASRec', 'HSTU'\]"):
+        reproduce(grid, progress=False, labels=["SASrec"])
+    assert reproduce(grid, progress=False).finished == [victims["SASRec"]]
 
 
 def test_table_statistics(grid_runs):

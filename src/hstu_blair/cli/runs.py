@@ -194,11 +194,19 @@ def add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.add_argument("grid", type=Path, help="grid TOML file")
     add_set_option(p, "override a config value in every run (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="list what would run")
+    p.add_argument(
+        "--label",
+        action="append",
+        dest="labels",
+        metavar="LABEL",
+        help="only the [[run]] entries with this label (repeatable); run one process per label "
+        "to use more cores",
+    )
     p.set_defaults(handler=_reproduce)
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    result = hb.reproduce(args.grid, args.overrides, dry_run=args.dry_run)
+    result = hb.reproduce(args.grid, args.overrides, dry_run=args.dry_run, labels=args.labels)
     print(
         f"finished {len(result.finished)}, already done {len(result.already_done)}, "
         f"skipped for missing data {len(result.missing_data)}"

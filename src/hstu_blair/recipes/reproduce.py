@@ -146,10 +146,29 @@ def plan_grid(grid_path: Path, overrides: list[str] | None = None) -> tuple[list
 
 
 def reproduce(
-    grid_path: Path, overrides: list[str] | None = None, dry_run: bool = False, progress: bool = True
+    grid_path: Path,
+    overrides: list[str] | None = None,
+    dry_run: bool = False,
+    progress: bool = True,
+    labels: list[str] | None = None,
 ) -> GridResult:
-    """Run every (entry, seed) of a grid that is not finished yet; resume interrupted ones."""
+    """Run every (entry, seed) of a grid that is not finished yet; resume interrupted ones.
+
+    ``labels``: only the entries with these labels (None: all), so that one grid can run in several
+    processes at once, one per label (each run has its own folder).
+
+    Raises:
+        ConfigError: a label that no entry of the grid has (the message lists the grid's labels).
+    """
     runs, missing = plan_grid(grid_path, overrides)
+    if labels:
+        known = list(dict.fromkeys(run.label for run in runs))
+        unknown = [label for label in labels if label not in known]
+        if unknown:
+            raise ConfigError(
+                f"{grid_path}: no [[run]] labelled {', '.join(map(repr, unknown))}; labels: {known}"
+            )
+        runs = [run for run in runs if run.label in labels]
     result = GridResult(missing_data=missing)
     for line in missing:
         log.warning("skipped, data not present: %s", line)
