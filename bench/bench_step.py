@@ -32,10 +32,9 @@ from hstu_blair.config import load_config  # noqa: E402
 from hstu_blair.models.build import build_model  # noqa: E402
 from hstu_blair.recipes.loop import make_trainer, setup_torch  # noqa: E402
 from hstu_blair.recipes.resolve import (  # noqa: E402
-    architecture,
     ensure_dataset,
     ensure_text,
-    time_scale,
+    run_architecture,
     train_item_counts,
 )
 from hstu_blair.recipes.resolve import split as resolve_split  # noqa: E402
@@ -55,9 +54,7 @@ def build(spec: str, data_path: str | None, threads: int) -> tuple[Any, Any, Any
     data = ensure_dataset(config)
     split = resolve_split(config, data)
     text, _ = ensure_text(config, data, progress=False)
-    arch = architecture(
-        config, data.num_items, 0 if text is None else int(text.shape[1]), time_scale(config, data)
-    )
+    arch = run_architecture(config, data, text)
     model = build_model(arch, text, train_item_counts(data, split)).to(device)
     trainer = make_trainer(config, data, split, model, device, DistInfo(), Path("unused"))
     model.train()

@@ -188,11 +188,11 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
     from hstu_blair.evaluation.evaluate import rank_targets
     from hstu_blair.models.build import build_model
     from hstu_blair.recipes.resolve import (
-        architecture,
         ensure_text,
         eval_options,
         negative_sampler,
         resolve_device,
+        run_architecture,
         train_item_counts,
     )
     from hstu_blair.training.allocator import retain_freed_memory
@@ -224,7 +224,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
     data = SequenceData.load(config.data.path)
     split = data.split(config.data.protocol)
     text, _ = ensure_text(config, data, progress=False)
-    arch = architecture(config, data.num_items, 0 if text is None else int(text.shape[1]))
+    arch = run_architecture(config, data, text)
     model = build_model(arch, text, train_item_counts(data, split)).to(device)  # as the recipe builds it
     del text
     objective = NextItemLoss(model, tc.temperature)

@@ -13,7 +13,7 @@ from pathlib import Path
 from hstu_blair.config import load_config
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.models.build import build_model
-from hstu_blair.recipes.resolve import architecture, ensure_text, time_scale
+from hstu_blair.recipes.resolve import ensure_text, run_architecture
 from hstu_blair.run.convert import check_convertible, convert_checkpoints
 from hstu_blair.run.layout import config_path, model_info_path
 from hstu_blair.run.model_files import write_model_info
@@ -34,9 +34,7 @@ def convert_run(run_dir: str | Path) -> list[Path]:
     config = load_config(config_path(run_dir))
     data = SequenceData.load(config.data.path)
     text, text_ref = ensure_text(config, data, progress=False)
-    arch = architecture(
-        config, data.num_items, 0 if text is None else int(text.shape[1]), time_scale(config, data)
-    )
+    arch = run_architecture(config, data, text)
     written = convert_checkpoints(run_dir, build_model(arch, text))
     write_model_info(run_dir, arch, data, text_ref, {"converted_from": "hstu-blair 0.1 pickle checkpoints"})
     return [*written, model_info_path(run_dir)]

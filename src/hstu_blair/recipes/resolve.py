@@ -117,6 +117,13 @@ def time_scale(config: RunConfig, data: SequenceData) -> int:
     return TIME_UNITS_PER_SECOND.get(unit, 1)
 
 
+def run_architecture(config: RunConfig, data: SequenceData, text: torch.Tensor | None) -> Architecture:
+    """The architecture a run of ``config`` on ``data`` builds: its catalogue, the width of its text
+    matrix (:func:`ensure_text`; None for ID-only) and the dataset's time unit."""
+    d_text = 0 if text is None else int(text.shape[1])
+    return architecture(config, data.num_items, d_text, time_scale(config, data))
+
+
 def architecture(config: RunConfig, num_items: int, d_text: int = 0, time_scale: int = 1) -> Architecture:
     """The model architecture of ``config`` for a catalogue of ``num_items`` (text width ``d_text``)."""
     mc = config.model

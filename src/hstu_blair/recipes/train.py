@@ -41,11 +41,10 @@ from hstu_blair.recipes.loop import (
 )
 from hstu_blair.recipes.loop import resume as resume_loop
 from hstu_blair.recipes.resolve import (
-    architecture,
     ensure_dataset,
     ensure_text,
     resolve_device,
-    time_scale,
+    run_architecture,
     train_item_counts,
 )
 from hstu_blair.recipes.resolve import (
@@ -197,9 +196,7 @@ def _train(
     data = ensure_dataset(config)
     split = resolve_split(config, data)
     text, text_ref = ensure_text(config, data, progress=progress and dist_info.is_main)
-    arch = architecture(
-        config, data.num_items, 0 if text is None else int(text.shape[1]), time_scale(config, data)
-    )
+    arch = run_architecture(config, data, text)
     model = build_model(arch, text, train_item_counts(data, split)).to(device)
     if run_dir is None:  # claimed by the main rank, so every rank writes to the same folder
         run_dir = broadcast_from_main(default_run_dir(config) if dist_info.is_main else None, dist_info)
