@@ -38,7 +38,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "truncated-history masking, ranks capped at 2500 (misses at 2501 in MRR), source time unit; a "
         "dataset prepared on demand gets the reference preprocessing (docs/reference.md)",
     )
-    p.add_argument("--run-dir", type=Path, help="output directory (default: {out_dir}/{name}-{timestamp})")
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        help="output directory (default: a new {out_dir}/{name}-{timestamp}, -2, -3 ... when taken)",
+    )
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint"
     )

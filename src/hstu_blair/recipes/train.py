@@ -150,7 +150,8 @@ def train(
 
     Args:
         config: the resolved run config.
-        run_dir: output directory (default ``{out_dir}/{name}-{timestamp}``).
+        run_dir: output directory (default: a new ``{out_dir}/{name}-{timestamp}``, see
+            :func:`default_run_dir`).
         resume: continue from ``run_dir``'s last checkpoint (same final result as an
             uninterrupted run with the same seed).
         progress: show progress bars (epochs, and the batches of the current epoch).
