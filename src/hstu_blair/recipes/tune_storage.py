@@ -27,17 +27,14 @@ class HeartbeatStorage(optuna.storages.RDBStorage):
         grace = self.grace_period if self.grace_period is not None else 2 * (self.heartbeat_interval or 0)
         started_before = datetime.now() - timedelta(seconds=grace)  # trials' start times are local
         running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-        if not running:
-            return stale
-        with self.engine.connect() as connection:
-            query = sqlalchemy.text(f"SELECT trial_id FROM {HEARTBEAT_TABLE}")
-            beating = {row[0] for row in connection.execute(query)}
-        silent = [
-            t._trial_id
-            for t in running
-            if t._trial_id not in beating
-            and t._trial_id not in stale
-            and t.datetime_start is not None
-            and t.datetime_start < started_before
+        old = [
+            t._trial_id for t in running if t.datetime_start is not None and t.datetime_start < started_before
         ]
-        return stale + silent
+        if not old:
+            return stale
+        query = sqlalchemy.text(f"SELECT trial_id FROM {HEARTBEAT_TABLE} WHERE trial_id IN :ids").bindparams(
+            sqlalchemy.bindparam("ids", expanding=True)
+        )
+        with self.engine.connect() as connection:
+            beating = {row[0] for row in connection.execute(query, {"ids": old})}
+        return stale + [i for i in old if i not in beating]  # a stale trial has beaten: not in both
