@@ -41,7 +41,7 @@ def test_unknown_fusion_lists_the_registry():
 def test_unknown_option_lists_the_valid_ones_and_bad_values_are_named():
     with pytest.raises(
         ConfigError,
-        match=r"unknown option\(s\) whiten .*valid: id_min_count, id_dropout, text_rank, text_whiten",
+        match=r"unknown option\(s\) whiten .*valid: id_min_count, id_dropout, text_rank, text_whiten, text_scale",
     ):
         load_config(None, ["model.fusion=sum", "model.fusion_options.whiten=false"])
     with pytest.raises(ConfigError, match="valid: none"):

@@ -73,8 +73,11 @@ def test_registering_another_fusion_of_the_same_name_is_an_error():
 
 
 def test_item_embedding_rejects_unknown_options_and_bad_values():
-    with pytest.raises(ValueError, match="valid: id_min_count, id_dropout, text_rank, text_whiten$"):
+    valid = "valid: id_min_count, id_dropout, text_rank, text_whiten, text_scale$"
+    with pytest.raises(ValueError, match=valid):
         ItemEmbedding(N_ITEMS, D, "gated", make_text(), not_an_option=True)
+    with pytest.raises(ValueError, match="text_scale must be > 0, got 0.0"):
+        ItemEmbedding(N_ITEMS, D, "sum", make_text(), text_rank=3, text_scale=0.0)
     with pytest.raises(ValueError, match="id_min_count must be >= 0"):
         ItemEmbedding(N_ITEMS, D, "sum", make_text(), id_min_count=-1)
     with pytest.raises(ValueError, match=r"item_counts must have shape \(9,\)"):
@@ -186,6 +189,28 @@ def test_old_model_json_architectures_still_load():
     assert Architecture.from_dict(arch.to_dict()) == arch
     with pytest.raises(ConfigError, match="unknown architecture key"):
         Architecture.from_dict({**base, "fusion": "id", "colour": 1})
+
+
+@pytest.mark.parametrize("fusion", ["sum", "gated"])
+def test_text_scale_starts_from_the_same_vectors_and_speeds_up_the_text_part(fusion):
+    text = make_text()
+    torch.manual_seed(0)
+    plain = ItemEmbedding(N_ITEMS, D, fusion, text, text_rank=3)
+    torch.manual_seed(0)
+    scaled = ItemEmbedding(N_ITEMS, D, fusion, text, text_rank=3, text_scale=0.25)
+    norm = lambda m: m.fusion.features(text[1:]).norm(dim=1)  # noqa: E731
+    torch.testing.assert_close(norm(scaled), 0.25 * norm(plain))
+    torch.testing.assert_close(scaled.all_items(), plain.all_items())  # same vectors at the start
+    # one Adam step on the projection alone moves the text part 4x less (Adam's step is
+    # the same size in weight space, the input 4x smaller)
+    moves = []
+    for emb in (plain, scaled):
+        before = emb.all_items().detach()
+        opt = torch.optim.Adam([emb.fusion.text_proj.weight], lr=1e-3)
+        emb.all_items().sum().backward()
+        opt.step()
+        moves.append((emb.all_items().detach() - before).norm())
+    torch.testing.assert_close(moves[1], 0.25 * moves[0], rtol=1e-3, atol=0)
 
 
 def test_sum_reads_the_top_directions_whitened_or_at_one_scale():

@@ -43,7 +43,13 @@ def test_default_prepares_our_way_in_seconds(tmp_path):
 def test_architecture_holds_every_option_of_the_fusion():
     config = load_config(None, ["model.fusion=sum", "model.fusion_options.id_min_count=5"])
     arch = architecture(config, num_items=10, d_text=8)
-    assert arch.fusion_options == {"id_min_count": 5, "id_dropout": 0.0, "text_rank": 0, "text_whiten": True}
+    assert arch.fusion_options == {
+        "id_min_count": 5,
+        "id_dropout": 0.0,
+        "text_rank": 0,
+        "text_whiten": True,
+        "text_scale": 1.0,
+    }
 
 
 def test_train_item_counts_count_the_training_prefixes(tiny_dataset):

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from hstu_blair.models.fusions.common import (
+    INIT_STD,
     TextRankOptions,
     id_part,
     init_id_part,
@@ -53,7 +54,7 @@ class GatedFusion(nn.Module):
     ) -> None:
         super().__init__()
         options = options or GatedOptions()
-        d_in = init_text_rank(self, text, options.text_rank, options.text_whiten)
+        d_in = init_text_rank(self, text, options.text_rank, options.text_whiten, options.text_scale)
         if options.text_rank == 0:
             mean, std = text_statistics(text)
             self.register_buffer("text_mean", mean)  # (d_text,)
@@ -62,7 +63,8 @@ class GatedFusion(nn.Module):
         self.text_proj = nn.Linear(d_in, d_model)
         self.gate = nn.Linear(2 * d_model, d_model)
         truncated_normal_(self.ids.weight.data)
-        truncated_normal_(self.text_proj.weight.data)
+        scale = options.text_scale if options.text_rank > 0 else 1.0
+        truncated_normal_(self.text_proj.weight.data, INIT_STD / scale)
         nn.init.zeros_(self.text_proj.bias)
         truncated_normal_(self.gate.weight.data)
         nn.init.zeros_(self.gate.bias)

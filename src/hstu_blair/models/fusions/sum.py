@@ -31,7 +31,8 @@ class SumFusion(nn.Module):
     Projection weight and bias are truncated-normal(0.02) as in the reference; the padding id
     maps to ``ID[0] + b_t`` (masked downstream). With ``text_rank = r > 0`` the projection reads the
     text's top-r PCA-whitened directions (:func:`pca_whitening`, fixed at construction and kept in
-    the checkpoint; init std 0.02/sqrt(r)), an r x D projection instead of d_text x D. The ID part
+    the checkpoint; init std 0.02/sqrt(r), divided by ``text_scale``), an r x D projection instead of
+    d_text x D. The ID part
     follows :class:`IdPartOptions` (absent: a zero vector).
     """
 
@@ -45,13 +46,13 @@ class SumFusion(nn.Module):
     ) -> None:
         super().__init__()
         options = options or SumOptions()
-        d_in = init_text_rank(self, text, options.text_rank, options.text_whiten)
+        d_in = init_text_rank(self, text, options.text_rank, options.text_whiten, options.text_scale)
         self.ids = nn.Embedding(num_items + 1, d_model, padding_idx=0)
         self.text_proj = nn.Linear(d_in, d_model)
         truncated_normal_(self.ids.weight.data)
-        truncated_normal_(
-            self.text_proj.weight.data, INIT_STD / d_in**0.5 if options.text_rank > 0 else INIT_STD
-        )
+        reduced = options.text_rank > 0
+        init_std = INIT_STD / (d_in**0.5 * options.text_scale) if reduced else INIT_STD
+        truncated_normal_(self.text_proj.weight.data, init_std)
         truncated_normal_(self.text_proj.bias.data)
         init_id_part(self, num_items, options, item_counts)
 
