@@ -224,6 +224,15 @@ def test_refit_trains_on_the_validation_targets_and_is_what_is_tested(tiny_datas
     best, selected = (load_file(run / "checkpoints" / f"{n}.safetensors") for n in ("best", "selected"))
     assert any(not torch.equal(best[k], selected[k]) for k in best)
     assert evaluate(run, "test")["ndcg@10"] == pytest.approx(result.metrics["ndcg@10"], abs=1e-9)
+    # the validation-chosen weights stay reachable: their validation score is the chosen epoch's
+    chosen = json.loads((run / "history.json").read_text())[result.best_epoch]["valid"]
+    assert evaluate(run, "valid", "selected")["ndcg@10"] == pytest.approx(chosen["ndcg@10"], abs=1e-9)
+
+
+def test_selected_weights_exist_only_in_a_refit_run(tiny_dataset, tmp_path):
+    result = _train(tiny_dataset, tmp_path, **{"train.epochs": 1})
+    with pytest.raises(ConfigError, match="only a run with train.refit"):
+        evaluate(result.run_dir, "test", "selected")
 
 
 def test_refit_needs_the_loo_protocol(tiny_dataset, tmp_path):

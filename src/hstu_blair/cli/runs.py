@@ -76,7 +76,13 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run_dir", type=Path)
     p.add_argument("--split", choices=["valid", "test"], default="test")
-    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument(
+        "--checkpoint",
+        choices=["best", "last", "selected"],
+        default="best",
+        help="best (of a train.refit run: the refit model), last, or selected (a refit run's "
+        "validation-chosen weights, to see what the refit changed)",
+    )
     add_set_option(
         p,
         'override eval.* settings (or data.temporal_targets), e.g. --set eval.exclude="window" for the '

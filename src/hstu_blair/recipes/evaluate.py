@@ -10,7 +10,7 @@ from hstu_blair.errors import ConfigError
 from hstu_blair.evaluation.evaluate import evaluate_model
 from hstu_blair.recipes.resolve import eval_options
 from hstu_blair.recipes.resolve import split as resolve_split
-from hstu_blair.run.layout import config_path, is_run_dir
+from hstu_blair.run.layout import Checkpoint, config_path, is_run_dir
 from hstu_blair.run.model_files import load_trained
 from hstu_blair.training.allocator import retain_freed_memory
 
@@ -18,7 +18,7 @@ from hstu_blair.training.allocator import retain_freed_memory
 def evaluate(
     run_dir: str | Path,
     split: Literal["valid", "test"] = "test",
-    checkpoint: Literal["best", "last"] = "best",
+    checkpoint: Checkpoint = "best",
     overrides: list[str] | None = None,
     device: str = "cpu",
 ) -> dict[str, Any]:
@@ -27,7 +27,8 @@ def evaluate(
     Args:
         run_dir: a run directory written by ``train``.
         split: ``valid`` or ``test``.
-        checkpoint: ``best`` (best validation) or ``last``.
+        checkpoint: ``best`` (best validation; a ``train.refit`` run's refit model), ``last``, or
+            ``selected`` (a refit run's validation-chosen weights).
         overrides: ``eval.key=value`` settings to change (type-checked like any config value), and
             ``data.temporal_targets`` (which targets a temporal split scores: ``next`` or ``all``).
         device: where to run the model.

@@ -44,7 +44,7 @@ WRITER_LOCK = ".writer.lock"
 REFIT = "refit"
 SELECTED = "selected.safetensors"
 
-Checkpoint = Literal["best", "last"]
+Checkpoint = Literal["best", "last", "selected"]  # selected: a refit run's validation-chosen weights
 CHECKPOINT_NAMES: tuple[Checkpoint, ...] = ("best", "last")
 
 
@@ -69,7 +69,7 @@ def checkpoints_dir(model_dir: str | Path) -> Path:
 
 
 def weights_path(model_dir: str | Path, checkpoint: Checkpoint) -> Path:
-    """``checkpoints/best.safetensors`` or ``checkpoints/last.safetensors``."""
+    """``checkpoints/{best,last,selected}.safetensors``."""
     return checkpoints_dir(model_dir) / f"{checkpoint}.safetensors"
 
 

@@ -202,7 +202,9 @@ def load_trained(
 
     Args:
         run_dir: the run directory.
-        checkpoint: ``best`` (best validation; ``last`` when the run has no best) or ``last``.
+        checkpoint: ``best`` (best validation, or the refit model of a ``train.refit`` run;
+            ``last`` when the run has no best), ``last``, or ``selected`` (a refit run's
+            validation-chosen weights).
         device: where to put the model.
         data_path: the prepared dataset, if it moved since training (default: the recorded path).
         store: the text embedding store, if it moved (default: the recorded path).
@@ -220,6 +222,11 @@ def load_trained(
     model_dir = version_dir(run_dir, version)
     info = read_model_info(model_dir)
     arch = check_model_info(model_info_path(model_dir), info)
+    if checkpoint == "selected" and not weights_path(model_dir, checkpoint).exists():
+        raise ConfigError(
+            f"{model_dir}: no {weights_path(model_dir, checkpoint)}: only a run with train.refit keeps "
+            "its validation-chosen weights apart from the refit model (best)"
+        )
     name = checkpoint if weights_path(model_dir, checkpoint).exists() else "last"
     if not weights_path(model_dir, name).exists():
         raise ConfigError(f"{model_dir}: no weights in {checkpoints_dir(model_dir)}")
