@@ -140,7 +140,7 @@ def _model_choices(shape: DataShape) -> list[Choice]:
                 "text_scale",
                 1.0,
                 "the reduced text at unit variance per direction, the pace its projection learns at: "
-                f"1/sqrt({d}) (the raw text's norm) was 2.4% higher on Games validation but 3.3% lower on "
+                f"1/sqrt({d}) (the raw text's norm) was 3.0% higher on Games validation but 3.3% lower on "
                 "Scientific and level on Sports (docs/results.md 0a); tune it with "
                 "model.fusion_options.text_scale in [tune.space]",
             )
