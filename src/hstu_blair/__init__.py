@@ -44,6 +44,7 @@ _API: dict[str, tuple[str, str]] = {
     "load_config": ("hstu_blair.config", "load_config"),
     "train": ("hstu_blair.recipes.train", "train"),
     "evaluate": ("hstu_blair.recipes.evaluate", "evaluate"),
+    "evaluate_by_popularity": ("hstu_blair.recipes.evaluate", "evaluate_by_popularity"),
     "tune": ("hstu_blair.recipes.tune", "tune"),
     "init_config": ("hstu_blair.recipes.init_config", "init_config"),
     "starting_config": ("hstu_blair.recipes.init_config", "starting_config"),
@@ -85,6 +86,7 @@ __all__ = [
     "load_config",
     "train",
     "evaluate",
+    "evaluate_by_popularity",
     "tune",
     "init_config",
     "starting_config",
@@ -132,7 +134,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from hstu_blair.recipes.cold_start import cold_start
     from hstu_blair.recipes.compare import compare_runs, comparison_markdown
     from hstu_blair.recipes.convert import convert_run
-    from hstu_blair.recipes.evaluate import evaluate
+    from hstu_blair.recipes.evaluate import evaluate, evaluate_by_popularity
     from hstu_blair.recipes.pretrain_text import pretrain_text
     from hstu_blair.recipes.reproduce import reproduce
     from hstu_blair.recipes.temporal_study import rescore as temporal_rescore

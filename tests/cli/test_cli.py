@@ -60,6 +60,9 @@ def test_train_evaluate_cold_start(tiny_dataset, tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "run"), "--split", "valid", "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["n_users"] == 64 and 0 <= metrics["hr@10"] <= 1
+    assert main(["evaluate", str(tmp_path / "run"), "--by-popularity"]) == 0
+    out = capsys.readouterr().out
+    assert "by the target's training interactions" in out and "100-499" in out and "500+" in out
     assert main(["cold-start", *sets, "--share", "0.2", "--work-dir", str(tmp_path / "cold")]) == 0
     out = capsys.readouterr().out
     assert (

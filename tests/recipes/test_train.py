@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from hstu_blair.config import load_config
 from hstu_blair.errors import ConfigError
 from hstu_blair.recipes import loop as train_loop
-from hstu_blair.recipes.evaluate import evaluate
+from hstu_blair.recipes.evaluate import evaluate, evaluate_by_popularity
 from hstu_blair.recipes.train import train
 from tests.conftest import tiny_overrides
 
@@ -227,6 +227,17 @@ def test_refit_trains_on_the_validation_targets_and_is_what_is_tested(tiny_datas
     # the validation-chosen weights stay reachable: their validation score is the chosen epoch's
     chosen = json.loads((run / "history.json").read_text())[result.best_epoch]["valid"]
     assert evaluate(run, "valid", "selected")["ndcg@10"] == pytest.approx(chosen["ndcg@10"], abs=1e-9)
+
+
+def test_metrics_by_popularity_add_up_to_the_run_metrics(tiny_dataset, tmp_path):
+    result = _train(tiny_dataset, tmp_path, **{"train.epochs": 1})
+    overall = evaluate(result.run_dir, "test")
+    rows = evaluate_by_popularity(result.run_dir, "test")
+    assert sum(r["n_targets"] for r in rows) == overall["n_users"]
+    for key in ("hr@10", "ndcg@10", "mrr"):
+        assert sum(r["share"] * r[key] for r in rows if r["n_targets"]) == pytest.approx(
+            overall[key], abs=1e-9
+        )
 
 
 def test_selected_weights_exist_only_in_a_refit_run(tiny_dataset, tmp_path):

@@ -89,17 +89,44 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         "reference's truncated-history masking",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
+    p.add_argument(
+        "--by-popularity",
+        action="store_true",
+        help="metrics by the target item's training interactions (bins 0, 1-4, 5-19, 20-99, 100-499, "
+        "500+): where in the catalogue the hits come from (text is expected to help most in the tail)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.by_popularity:
+        rows = hb.evaluate_by_popularity(
+            args.run_dir, args.split, args.checkpoint, args.overrides, args.device
+        )
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            title = f"{args.split} metrics of {args.run_dir} ({args.checkpoint} checkpoint)"
+            _print_bins(rows, f"{title} by the target's training interactions:")
+        return 0
     metrics = hb.evaluate(args.run_dir, args.split, args.checkpoint, args.overrides, args.device)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
         print_metrics(metrics, f"{args.split} metrics of {args.run_dir} ({args.checkpoint} checkpoint):")
     return 0
+
+
+def _print_bins(
+    rows: list[dict], title: str, keys: tuple[str, ...] = ("hr@10", "hr@50", "ndcg@10", "mrr")
+) -> None:
+    """One line per popularity bin: targets, share and ``keys`` ('-' for an empty bin)."""
+    print(title)
+    print(f"  {'bin':<9} {'targets':>8} {'share':>6}" + "".join(f" {k:>8}" for k in keys))
+    for row in rows:
+        values = "".join(f" {row[k]:8.4f}" if k in row else f" {'-':>8}" for k in keys)
+        print(f"  {row['bin']:<9} {row['n_targets']:8d} {row['share']:6.1%}" + values)
 
 
 def add_cold_start(sub: argparse._SubParsersAction) -> None:
