@@ -204,20 +204,25 @@ def test_serve_help_documents_the_limits_and_flags_set_them(id_run, monkeypatch)
 def test_small_requests_keep_their_latency_while_maximum_batches_run(rec):
     """Maximum-size batches (1,000 queries x 200 items = max_batch_history, k=100 each =
     max_batch_results) sent back to back for 3 s; small /recommend requests meanwhile.
-    Bound: p99 < 1 s on a 2-core machine (was 8.3 s behind a batch prepared in the event loop)."""
+    Bounds, relative to a batch's median time so that a loaded machine slows both alike: a small
+    request's median under a quarter of it (behind a batch prepared in the event loop, small
+    requests waited a whole batch: p99 8.3 s) and its p99 under two (the tail of an oversubscribed
+    machine's scheduler, not the server's)."""
     rng = random.Random(0)
     ids = [f"i{i}" for i in range(40)]
     big = {"requests": [{"history": rng.choices(ids, k=200), "k": 100} for _ in range(1000)]}
     small = [{"history": rng.choices(ids, k=5), "k": 5} for _ in range(50)]
 
-    async def run(url: str) -> tuple[list[float], list[int]]:
-        done, latencies, statuses = asyncio.Event(), [], []
+    async def run(url: str) -> tuple[list[float], list[int], list[float]]:
+        done, latencies, statuses, batch_times = asyncio.Event(), [], [], []
 
         async def batches() -> None:
             async with httpx.AsyncClient(base_url=url, timeout=120) as http:
                 started = time.perf_counter()
-                while time.perf_counter() - started < 3 or not statuses:
+                while time.perf_counter() - started < 3 or len(statuses) < 2:
+                    start = time.perf_counter()
                     statuses.append((await http.post("/recommend/batch", json=big)).status_code)
+                    batch_times.append(time.perf_counter() - start)
             done.set()
 
         async def smalls(offset: int) -> None:
@@ -234,14 +239,18 @@ def test_small_requests_keep_their_latency_while_maximum_batches_run(rec):
         await asyncio.sleep(0.3)
         await asyncio.gather(smalls(0), smalls(1))
         await task
-        return latencies, statuses
+        return latencies, statuses, batch_times
 
     with running_server(create_app(rec)) as url:
-        latencies, statuses = asyncio.run(run(url))
+        latencies, statuses, batch_times = asyncio.run(run(url))
     assert set(statuses) == {200}
     assert len(latencies) >= 20
-    p99 = float(np.percentile(latencies, 99))
-    assert p99 < 1.0, f"p99 {p99:.2f} s over {len(latencies)} small requests"
+    median, p99 = float(np.median(latencies)), float(np.percentile(latencies, 99))
+    batch = float(np.median(batch_times))
+    what = (
+        f"median {median:.2f} s, p99 {p99:.2f} s over {len(latencies)} small requests; a batch {batch:.2f} s"
+    )
+    assert median < 0.25 * batch and p99 < 2 * batch, what
 
 
 def test_metrics_labels_come_from_fixed_sets(rec):
