@@ -71,7 +71,7 @@ def refit_table(models: dict[str, dict[int, Path]], keys: tuple[str, ...]) -> No
         if not seeds:
             continue
         selected = {s: hb.evaluate(runs[s], "test", "selected") for s in seeds}
-        refit = {s: hb.evaluate(runs[s], "test", "best") for s in seeds}
+        refit = {s: read_run(runs[s]).metrics for s in seeds}  # the test figures the run recorded
         cells = []
         for k in keys:
             x = {s: selected[s][k] for s in seeds}
@@ -81,7 +81,7 @@ def refit_table(models: dict[str, dict[int, Path]], keys: tuple[str, ...]) -> No
             cells += [
                 f"{mx:.4f}",
                 f"{my:.4f}",
-                f"{relative_gain(my, mx):+.1f}%" + (f" (p = {p:.2g})" if p else ""),
+                f"{relative_gain(my, mx):+.1f}%" + (f" (p = {p:.2g})" if p is not None else ""),
             ]
         print(f"| {label} | {len(seeds)} | " + " | ".join(cells) + " |")
 
