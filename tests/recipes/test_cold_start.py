@@ -11,7 +11,7 @@ from hstu_blair.config import load_config
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.data.holdout import cold_targets, pick_cold_items, write_warm_dataset
 from hstu_blair.errors import ConfigError
-from hstu_blair.evaluation.evaluate import rank_targets
+from hstu_blair.evaluation.evaluate import rank_targets, top_k_share
 from hstu_blair.evaluation.metrics import metrics_from_ranks
 from hstu_blair.recipes.cold_start import as_served, cold_start
 from hstu_blair.run.model_files import load_trained
@@ -115,3 +115,41 @@ def test_cold_scores_are_what_serving_gives_an_item_added_with_the_same_text(
         )
         served_score = next(r.score for r in listed if r.item_id == new_id)
         assert served_score == pytest.approx(cold_score, abs=1e-5)
+
+
+def test_warm_top10_cold_share_counts_the_held_out_items_in_warm_users_lists(
+    tiny_dataset, tiny_text_store, tmp_path
+):
+    """``warm_top10_cold_share`` is the share of warm test users' top-10 slots that held-out items
+    take as served: recomputed here from each user's own top 10 (history excluded), and the shares
+    of complementary item sets add up to the whole list."""
+    extra = {"model.fusion": "sum", "text.embeddings": str(tiny_text_store), "train.epochs": 2}
+    config = load_config(None, tiny_overrides(tiny_dataset, tmp_path, **extra))
+    result = cold_start(config, share=0.2, seed=0, work_dir=tmp_path / "cold")
+    data = SequenceData.load(tiny_dataset)
+    cold = pick_cold_items(data.num_items, 0.2, seed=0)
+    served = as_served(load_trained(result["run_dir"]), cold)
+    warm, targets = served.data, served.data.split("loo").targets("test")
+    taken = slots = 0
+    with torch.inference_mode():
+        items = served.model.item_vectors()  # (n+1, D)
+        for user, position in zip(targets.users, targets.positions):
+            batch, _ = eval_batch(warm, np.array([user]), np.array([position]), config.data.max_len)
+            scores = (served.model.query_vectors(batch.ids, batch.timestamps, batch.lengths) @ items.T)[0]
+            scores[0] = -np.inf
+            scores[torch.as_tensor(warm.user_items(user)[:position], dtype=torch.long)] = -np.inf
+            top = scores.topk(10).indices.numpy()
+            taken += int(np.isin(top, cold).sum())
+            slots += 10
+    assert result["warm_top10_cold_share"] == pytest.approx(taken / slots)
+
+    mask = torch.zeros(data.num_items + 1, dtype=torch.bool)
+    mask[1::2] = True
+    whole = torch.ones_like(mask)
+    whole[0] = False
+    share = [
+        top_k_share(served.model, warm, targets, config.data.max_len, m) for m in (mask, whole & ~mask, whole)
+    ]
+    assert share[0] + share[1] == pytest.approx(1.0) and share[2] == 1.0
+    with pytest.raises(ValueError, match="bool mask of shape"):
+        top_k_share(served.model, warm, targets, config.data.max_len, mask[1:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ from tqdm.auto import tqdm
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.data.splits import EvalTargets
 from hstu_blair.evaluation.metrics import REFERENCE_MISS_RANK, metrics_from_ranks
-from hstu_blair.evaluation.ranking import target_ranks
+from hstu_blair.evaluation.ranking import target_ranks, topk_items
 from hstu_blair.models.sequential import SequentialModel
 from hstu_blair.training.batching import Exclude, eval_batch
 from hstu_blair.training.distributed import DistInfo, gather_concat
@@ -20,7 +21,14 @@ from hstu_blair.training.distributed import DistInfo, gather_concat
 REFERENCE_MAX_RANK = 2500
 """The reference keeps the top 2,500 items (SPEC §5); a target below is a miss."""
 
-__all__ = ["REFERENCE_MAX_RANK", "REFERENCE_MISS_RANK", "EvalOptions", "evaluate_model", "rank_targets"]
+__all__ = [
+    "REFERENCE_MAX_RANK",
+    "REFERENCE_MISS_RANK",
+    "EvalOptions",
+    "evaluate_model",
+    "rank_targets",
+    "top_k_share",
+]
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,31 @@ class EvalOptions:
     miss_rank: float | None = None
 
 
+def _scored_batches(
+    model: SequentialModel,
+    data: SequenceData,
+    targets: EvalTargets,
+    max_len: int,
+    options: EvalOptions,
+    device: torch.device | str,
+    progress: bool,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """``(scores (B, n+1), target (B,), exclude (B, W) or None)`` per batch of ``targets``: dot products of
+    each query with every L2-normalised item vector, computed once for the whole split. The caller
+    runs under ``torch.inference_mode`` with the model in eval mode."""
+    table = model.item_table().to(device)  # (n+1, D) raw: the encoder's inputs
+    items = model.item_vectors(table=table)  # (n+1, D) normalised: the candidates
+    bs = options.batch_size
+    for b in tqdm(
+        range(math.ceil(len(targets) / bs)), desc="evaluate", unit="batch", disable=not progress, leave=False
+    ):
+        sl = slice(b * bs, (b + 1) * bs)
+        batch, target = eval_batch(data, targets.users[sl], targets.positions[sl], max_len, options.exclude)
+        batch = batch.to(device)
+        query = model.query_vectors(batch.ids, batch.timestamps, batch.lengths, table)  # (B, D)
+        yield query.float() @ items.float().T, target.to(device), batch.exclude
+
+
 @torch.inference_mode()
 def rank_targets(
     model: SequentialModel,
@@ -61,25 +94,52 @@ def rank_targets(
     """
     was_training = model.training
     model.eval()
-    table = model.item_table().to(device)  # (n+1, D) raw: the encoder's inputs
-    items = model.item_vectors(table=table)  # (n+1, D) normalised: the candidates
     ranks, counts = [], {"target_in_history": 0, "beyond_max_rank": 0, "tied": 0}
-    bs = options.batch_size
-    for b in tqdm(
-        range(math.ceil(len(targets) / bs)), desc="evaluate", unit="batch", disable=not progress, leave=False
-    ):
-        sl = slice(b * bs, (b + 1) * bs)
-        batch, target = eval_batch(data, targets.users[sl], targets.positions[sl], max_len, options.exclude)
-        batch = batch.to(device)
-        query = model.query_vectors(batch.ids, batch.timestamps, batch.lengths, table)  # (B, D)
-        scores = query.float() @ items.float().T  # (B, n+1)
-        result = target_ranks(scores, target.to(device), batch.exclude, options.max_rank)
+    for scores, target, exclude in _scored_batches(model, data, targets, max_len, options, device, progress):
+        result = target_ranks(scores, target, exclude, options.max_rank)
         ranks.append(result.ranks.cpu())
         counts["target_in_history"] += result.n_target_excluded
         counts["beyond_max_rank"] += result.n_beyond_max_rank
         counts["tied"] += result.n_tied
     model.train(was_training)
     return (torch.cat(ranks) if ranks else torch.empty(0, dtype=torch.float64)), counts
+
+
+@torch.inference_mode()
+def top_k_share(
+    model: SequentialModel,
+    data: SequenceData,
+    targets: EvalTargets,
+    max_len: int,
+    items: torch.Tensor,
+    k: int = 10,
+    options: EvalOptions = EvalOptions(),
+    device: torch.device | str = "cpu",
+) -> float:
+    """Share of the top-``k`` slots of ``targets``' users (their history excluded, as ranked for the
+    metrics) that go to ``items``, e.g. how much of warm users' lists items added by text take.
+
+    Args:
+        items: (n+1,) bool mask over item indices (index 0, the padding, is never ranked).
+        k: list length.
+
+    Raises:
+        ValueError: ``items`` does not have one entry per item index.
+    """
+    if items.dtype != torch.bool or items.shape != (data.num_items + 1,):
+        raise ValueError(
+            f"items must be a bool mask of shape ({data.num_items + 1},), got {items.dtype} {tuple(items.shape)}"
+        )
+    was_training = model.training
+    model.eval()
+    mask = items.to(device)
+    taken, slots = 0, 0
+    for scores, _, exclude in _scored_batches(model, data, targets, max_len, options, device, False):
+        _, top = topk_items(scores, k, exclude, inplace=True)  # (B, k)
+        taken += int(mask[top].sum())
+        slots += top.numel()
+    model.train(was_training)
+    return taken / slots if slots else 0.0
 
 
 def evaluate_model(

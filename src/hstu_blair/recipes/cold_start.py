@@ -29,8 +29,9 @@ import torch
 from hstu_blair.config import RunConfig
 from hstu_blair.data.holdout import cold_targets, pick_cold_items, write_warm_dataset
 from hstu_blair.data.manifest import write_json_atomic
-from hstu_blair.evaluation.evaluate import evaluate_model
+from hstu_blair.evaluation.evaluate import evaluate_model, top_k_share
 from hstu_blair.recipes.resolve import ensure_dataset, ensure_text, eval_options, text_store, uses_text
+from hstu_blair.recipes.resolve import split as resolve_split
 from hstu_blair.recipes.train import train
 from hstu_blair.run.layout import cold_start_path
 from hstu_blair.run.model_files import TrainedModel, load_trained
@@ -50,8 +51,10 @@ def cold_start(
 
     Returns:
         ``{"cold": metrics on cold targets as served, "cold_trained_rows": the same with the held-out
-        items' trained ID rows, "warm_test": test metrics, "run_dir": ..., ...}``, also written to
-        ``{run_dir}/cold_start.json``.
+        items' trained ID rows, "warm_test": test metrics, "warm_top10_cold_share": the share of warm
+        test users' top-10 slots the held-out items take as served (they are ``share`` of the
+        catalogue and none of those users' targets: far above ``share``, new items crowd out what
+        users come back for), "run_dir": ..., ...}``, also written to ``{run_dir}/cold_start.json``.
     """
     data = ensure_dataset(config)
     cold = pick_cold_items(data.num_items, share, seed)
@@ -70,6 +73,10 @@ def cold_start(
     options = eval_options(cfg)
     with_rows = evaluate_model(trained.model, data, targets, cfg.data.max_len, options)
     served = evaluate_model(as_served(trained, cold).model, data, targets, cfg.data.max_len, options)
+    held_out = torch.zeros(data.num_items + 1, dtype=torch.bool)
+    held_out[torch.as_tensor(cold, dtype=torch.long)] = True
+    warm_test = resolve_split(cfg, trained.data).targets("test")
+    cold_share = top_k_share(trained.model, trained.data, warm_test, cfg.data.max_len, held_out, 10, options)
     payload = {
         "dataset": Path(config.data.path).name,
         "label": config.name,
@@ -80,6 +87,7 @@ def cold_start(
         "cold": served,
         "cold_trained_rows": with_rows,
         "warm_test": result.metrics,
+        "warm_top10_cold_share": cold_share,
         "run_dir": str(result.run_dir),
         "model": cfg.model.name,
         "fusion": cfg.model.fusion,
