@@ -142,6 +142,11 @@ def test_warm_top10_cold_share_counts_the_held_out_items_in_warm_users_lists(
             taken += int(np.isin(top, cold).sum())
             slots += 10
     assert result["warm_top10_cold_share"] == pytest.approx(taken / slots)
+    from hstu_blair.reports.report import write_report
+
+    write_report([tmp_path / "cold"], tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert f"{taken / slots:.1%} ± 0.0%" in md and "top-10 slots the held-out items take" in md
 
     mask = torch.zeros(data.num_items + 1, dtype=torch.bool)
     mask[1::2] = True

@@ -156,5 +156,17 @@ def cold_start_markdown(
                     + " | ".join(cells)
                     + " |"
                 )
+        shares = {
+            label: mean_std([r["warm_top10_cold_share"] for r in runs])
+            for label, runs in labels.items()
+            if all("warm_top10_cold_share" in r for r in runs)
+        }
+        if shares:
+            md.append(
+                f"\nShare of the warm test users' top-10 slots the held-out items take, as served (they are "
+                f"{first['share']:.0%} of the catalogue and none of those users' targets): "
+                + "; ".join(f"{label} {m:.1%} ± {sd:.1%}" for label, (m, sd) in shares.items())
+                + "."
+            )
         md.append("")
     return "\n".join(md)
