@@ -130,17 +130,25 @@ def test_warm_top10_cold_share_counts_the_held_out_items_in_warm_users_lists(
     cold = pick_cold_items(data.num_items, 0.2, seed=0)
     served = as_served(load_trained(result["run_dir"]), cold)
     warm, targets = served.data, served.data.split("loo").targets("test")
+    warm_items = torch.ones(data.num_items + 1, dtype=torch.bool)
+    warm_items[torch.as_tensor(cold, dtype=torch.long)] = False
+    among_warm, _ = rank_targets(served.model, warm, targets, config.data.max_len, candidates=warm_items)
     taken = slots = 0
     with torch.inference_mode():
         items = served.model.item_vectors()  # (n+1, D)
-        for user, position in zip(targets.users, targets.positions):
-            batch, _ = eval_batch(warm, np.array([user]), np.array([position]), config.data.max_len)
+        for i, (user, position) in enumerate(zip(targets.users, targets.positions)):
+            batch, target = eval_batch(warm, np.array([user]), np.array([position]), config.data.max_len)
             scores = (served.model.query_vectors(batch.ids, batch.timestamps, batch.lengths) @ items.T)[0]
             scores[0] = -np.inf
             scores[torch.as_tensor(warm.user_items(user)[:position], dtype=torch.long)] = -np.inf
             top = scores.topk(10).indices.numpy()
             taken += int(np.isin(top, cold).sum())
             slots += 10
+            if int(target[0]) in warm.user_items(user)[:position]:  # a repeat: a miss, as for the metrics
+                assert among_warm[i] == float("inf")
+                continue
+            above = scores[warm_items] > scores[int(target[0])]
+            assert among_warm[i] == 1 + int(above.sum())  # candidates: only the warm items compete
     assert result["warm_top10_cold_share"] == pytest.approx(taken / slots)
     from hstu_blair.reports.report import write_report
 

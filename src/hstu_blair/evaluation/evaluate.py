@@ -85,17 +85,22 @@ def rank_targets(
     options: EvalOptions = EvalOptions(),
     device: torch.device | str = "cpu",
     progress: bool = False,
+    candidates: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, int]]:
     """1-based rank of every target among all items (``inf`` = miss), plus counts of special cases.
 
     The query is the model's state after the (at most ``max_len``) history items; scores are dot
     products with every L2-normalised item vector. The item vectors (the inputs' raw table and the
-    normalised candidates) are computed once for the whole split.
+    normalised candidates) are computed once for the whole split. ``candidates``, an (n+1,) bool
+    mask, ranks among those items only (the others never outrank a target).
     """
     was_training = model.training
     model.eval()
+    outside = None if candidates is None else ~candidates.to(device)
     ranks, counts = [], {"target_in_history": 0, "beyond_max_rank": 0, "tied": 0}
     for scores, target, exclude in _scored_batches(model, data, targets, max_len, options, device, progress):
+        if outside is not None:
+            scores[:, outside] = float("-inf")
         result = target_ranks(scores, target, exclude, options.max_rank)
         ranks.append(result.ranks.cpu())
         counts["target_in_history"] += result.n_target_excluded
