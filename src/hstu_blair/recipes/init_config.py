@@ -151,8 +151,8 @@ def _model_choices(shape: DataShape) -> list[Choice]:
                 "id_dropout",
                 0.1,
                 "ID part dropped for 10% of items per step: it teaches where a text-only (new) item belongs; "
-                "without it, items added with text alone took 12-30% of warm users' top 10 on Sports and "
-                "Games and warm NDCG@10 fell 34-37% (docs/results.md 0a)",
+                "without it, items added with text alone took 12-44% of warm users' top 10 on Sports and "
+                "Games and warm NDCG@10 fell 35-37% (docs/results.md 0a)",
             )
         )
     else:
