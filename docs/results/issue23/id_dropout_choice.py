@@ -17,14 +17,9 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from hstu_blair.config import load_config
 from hstu_blair.data.holdout import pick_cold_items
-from hstu_blair.evaluation.evaluate import top_k_share
-from hstu_blair.recipes.cold_start import as_served
-from hstu_blair.recipes.resolve import eval_options
-from hstu_blair.recipes.resolve import split as resolve_split
+from hstu_blair.recipes.cold_start import as_served, warm_top10_cold_share
 from hstu_blair.reports.runs import read_run
 from hstu_blair.reports.stats import mean_std, paired_by_seed, relative_gain
 from hstu_blair.run.layout import config_path
@@ -38,17 +33,9 @@ def cold_share(run: Path, payload: dict) -> float:
     """``warm_top10_cold_share`` of a cold-start run: recorded, or computed as cold_start does."""
     if "warm_top10_cold_share" in payload:
         return payload["warm_top10_cold_share"]
-    config = load_config(config_path(run))
     trained = load_trained(run)
-    num_items = trained.data.num_items
-    cold = pick_cold_items(num_items, payload["share"], payload["seed"])
-    held_out = torch.zeros(num_items + 1, dtype=torch.bool)
-    held_out[torch.as_tensor(cold, dtype=torch.long)] = True
-    served = as_served(trained, cold)
-    targets = resolve_split(config, served.data).targets("test")
-    return top_k_share(
-        served.model, served.data, targets, config.data.max_len, held_out, 10, eval_options(config)
-    )
+    cold = pick_cold_items(trained.data.num_items, payload["share"], payload["seed"])
+    return warm_top10_cold_share(as_served(trained, cold), cold, load_config(config_path(run)))
 
 
 def seeds_of(model_dir: Path) -> dict[int, dict[str, float]]:

@@ -51,6 +51,14 @@ class EvalOptions:
     miss_rank: float | None = None
 
 
+def _check_item_mask(mask: torch.Tensor, data: SequenceData, name: str) -> None:
+    """Raise ``ValueError`` unless ``mask`` is a bool tensor with one entry per item index (n+1,)."""
+    if mask.dtype != torch.bool or tuple(mask.shape) != (data.num_items + 1,):
+        raise ValueError(
+            f"{name} must be a bool mask of shape ({data.num_items + 1},), got {mask.dtype} {tuple(mask.shape)}"
+        )
+
+
 def _scored_batches(
     model: SequentialModel,
     data: SequenceData,
@@ -93,7 +101,12 @@ def rank_targets(
     products with every L2-normalised item vector. The item vectors (the inputs' raw table and the
     normalised candidates) are computed once for the whole split. ``candidates``, an (n+1,) bool
     mask, ranks among those items only (the others never outrank a target).
+
+    Raises:
+        ValueError: ``candidates`` is not a bool mask with one entry per item index.
     """
+    if candidates is not None:
+        _check_item_mask(candidates, data, "candidates")
     was_training = model.training
     model.eval()
     outside = None if candidates is None else ~candidates.to(device)
@@ -131,10 +144,7 @@ def top_k_share(
     Raises:
         ValueError: ``items`` does not have one entry per item index.
     """
-    if items.dtype != torch.bool or items.shape != (data.num_items + 1,):
-        raise ValueError(
-            f"items must be a bool mask of shape ({data.num_items + 1},), got {items.dtype} {tuple(items.shape)}"
-        )
+    _check_item_mask(items, data, "items")
     was_training = model.training
     model.eval()
     mask = items.to(device)

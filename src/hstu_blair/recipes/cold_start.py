@@ -72,11 +72,9 @@ def cold_start(
     targets = cold_targets(data, cold)
     options = eval_options(cfg)
     with_rows = evaluate_model(trained.model, data, targets, cfg.data.max_len, options)
-    served = evaluate_model(as_served(trained, cold).model, data, targets, cfg.data.max_len, options)
-    held_out = torch.zeros(data.num_items + 1, dtype=torch.bool)
-    held_out[torch.as_tensor(cold, dtype=torch.long)] = True
-    warm_test = resolve_split(cfg, trained.data).targets("test")
-    cold_share = top_k_share(trained.model, trained.data, warm_test, cfg.data.max_len, held_out, 10, options)
+    as_served(trained, cold)
+    served = evaluate_model(trained.model, data, targets, cfg.data.max_len, options)
+    cold_share = warm_top10_cold_share(trained, cold, cfg)
     payload = {
         "dataset": Path(config.data.path).name,
         "label": config.name,
@@ -94,6 +92,17 @@ def cold_start(
     }
     write_json_atomic(cold_start_path(result.run_dir), payload)
     return json.loads(cold_start_path(result.run_dir).read_text())
+
+
+def warm_top10_cold_share(served: TrainedModel, cold_items: np.ndarray, config: RunConfig) -> float:
+    """Share of the warm test users' top-10 slots that ``cold_items`` take in ``served`` (a model
+    :func:`as_served` already gave them no ID part; ``config`` its run's config)."""
+    held_out = torch.zeros(served.data.num_items + 1, dtype=torch.bool)
+    held_out[torch.as_tensor(cold_items, dtype=torch.long)] = True
+    warm_test = resolve_split(config, served.data).targets("test")
+    return top_k_share(
+        served.model, served.data, warm_test, config.data.max_len, held_out, 10, eval_options(config)
+    )
 
 
 def as_served(trained: TrainedModel, cold_items: np.ndarray) -> TrainedModel:
