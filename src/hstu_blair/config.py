@@ -111,7 +111,8 @@ class TrainConfig:
 
     ``negatives``: ``per-row`` (R per user row shared by its positions, one batched matmul; the
     default), ``per-position`` (R per position, the reference) or ``shared`` (one set of R per
-    batch, fastest, worse); ``negatives_pool``: ``catalogue`` (uniform over all items, the
+    batch, fastest, worse) or ``all`` (every item of the pool, a full softmax: ``num_negatives`` is
+    ignored; a (positions x catalogue) logit matrix per step); ``negatives_pool``: ``catalogue`` (uniform over all items, the
     reference) or ``seen`` (only items occurring in training, for cold-start experiments).
     ``bucket_by_length``: batch users of similar length together (much less padding; the reference
     draws batches at random). ``eval_every``: validate every n epochs; ``patience``: early stopping
@@ -133,7 +134,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     num_negatives: int = 128
     temperature: float | None = None
-    negatives: Literal["shared", "per-row", "per-position"] = "per-row"
+    negatives: Literal["shared", "per-row", "per-position", "all"] = "per-row"
     negatives_pool: Literal["catalogue", "seen"] = "catalogue"
     bucket_by_length: bool = True
     seed: int = 42

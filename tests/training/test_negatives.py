@@ -36,3 +36,13 @@ def test_pool_restricts_draws():
     assert set(drawn.unique().tolist()) == {3, 7, 11}
     with pytest.raises(ValueError, match="empty"):
         NegativeSampler("shared", 3, 20, pool=torch.tensor([], dtype=torch.long))
+
+
+def test_all_is_every_item_of_the_pool_without_a_draw():
+    generator = torch.Generator().manual_seed(0)
+    state = generator.get_state()
+    sampler = NegativeSampler("all", 8, 50, generator=generator)
+    assert torch.equal(sampler.draw(3, 17).ids, torch.arange(1, 51)) and sampler.shape(3, 17) == (50,)
+    assert torch.equal(generator.get_state(), state)  # R is ignored and nothing is drawn
+    pool = torch.tensor([3, 7, 11])
+    assert torch.equal(NegativeSampler("all", 8, 50, pool=pool).draw(2, 5).ids, pool)

@@ -5,8 +5,9 @@ Modes (``train.negatives``):
 - ``per-row`` (default): R negatives per user row, shared by that row's positions; ids (B, R).
 - ``per-position`` (the reference, SPEC §3): R negatives per training position; ids (P, R).
 - ``shared``: one set of R negatives for the whole batch; ids (R,).
+- ``all``: every item of the pool, the same for every batch (a full softmax; R is ignored); ids (n,).
 
-Draws are uniform with replacement over the pool: the whole catalogue 1..n (the reference) or a
+Other draws are uniform with replacement over the pool: the whole catalogue 1..n (the reference) or a
 given set of item indices (e.g. the items seen in training, for cold-start runs).
 """
 
@@ -16,13 +17,13 @@ from typing import NamedTuple
 
 import torch
 
-NEGATIVE_MODES = ("per-row", "per-position", "shared")
+NEGATIVE_MODES = ("per-row", "per-position", "shared", "all")
 
 
 class Negatives(NamedTuple):
     """A batch's negative item indices and how they are laid out (one of :data:`NEGATIVE_MODES`)."""
 
-    ids: torch.Tensor  # (B, R) per-row, (P, R) per-position, (R,) shared
+    ids: torch.Tensor  # (B, R) per-row, (P, R) per-position, (R,) shared, (n,) all
     mode: str
 
     def to(self, device: torch.device | str) -> Negatives:
@@ -63,13 +64,17 @@ class NegativeSampler:
 
     def shape(self, batch_size: int, num_positions: int) -> tuple[int, ...]:
         """Shape of the ids for a batch of ``batch_size`` rows holding ``num_positions`` positions."""
+        if self.mode == "all":
+            return (self.num_items if self.pool is None else self.pool.numel(),)
         R = self.num_negatives
         return {"shared": (R,), "per-row": (batch_size, R), "per-position": (num_positions, R)}[self.mode]
 
     def draw(self, batch_size: int, num_positions: int) -> Negatives:
         """Draw the negatives of one batch (on the CPU; move them with ``.to(device)``)."""
         shape = self.shape(batch_size, num_positions)
-        if self.pool is None:
+        if self.mode == "all":  # no draw: the generator's state is untouched
+            ids = torch.arange(1, self.num_items + 1) if self.pool is None else self.pool
+        elif self.pool is None:
             ids = torch.randint(1, self.num_items + 1, shape, generator=self.generator)
         else:
             ids = self.pool[torch.randint(0, self.pool.numel(), shape, generator=self.generator)]

@@ -16,7 +16,7 @@ class NextItemLoss(nn.Module):
     Position i of row b predicts ``targets[b, i]``. The negatives' layout (see
     :mod:`hstu_blair.training.negatives`) decides how their logits are computed: per-row
     negatives (B, R) with one batched (B, T, D) x (B, D, R) product, per-position ones (P, R)
-    with a (P, R, D) gather, shared ones (R,) with one (P, D) x (D, R) matmul. Inputs, positives
+    with a (P, R, D) gather, shared ones (R,) and all items (n,) with one (P, D) x (D, R) matmul. Inputs, positives
     and negatives are embedded in one call, so each distinct item is embedded once per step.
     """
 
@@ -48,6 +48,6 @@ class NextItemLoss(nn.Module):
             ids, timestamps, lengths, pos_ids, neg_ids
         )  # (B, T, D), (P, D), and (R, D) or (P, R, D)
         query = states[valid]  # (P, D)
-        if negatives.mode == "shared":
+        if negatives.mode in ("shared", "all"):  # one (R,) or (n,) set for every position
             return shared_negatives_loss(query, pos_ids, pos_vectors, neg_ids, neg_vectors, self.temperature)
         return sampled_softmax_loss(query, pos_ids, pos_vectors, neg_ids, neg_vectors, self.temperature)
