@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hstu_blair.models.losses import sampled_softmax_loss, shared_negatives_loss
+from hstu_blair.models.losses import full_softmax_loss, sampled_softmax_loss, shared_negatives_loss
 
 P, R, D, TAU = 4, 6, 5, 0.05
 
@@ -128,3 +128,16 @@ def test_row_logits_under_bf16_autocast():
     torch.testing.assert_close(
         states.grad, negatives.sum(1, keepdim=True).expand(-1, 3, -1), atol=0.05, rtol=0.02
     )
+
+
+def test_full_softmax_equals_shared_negatives_over_every_item_and_names_a_missing_target():
+    g = torch.Generator().manual_seed(0)
+    query = F.normalize(torch.randn(7, 8, generator=g), dim=-1)
+    table = F.normalize(torch.randn(21, 8, generator=g), dim=-1)  # row i = item i (0 unused)
+    pos_ids = torch.tensor([1, 5, 5, 9, 20, 3, 12])
+    for item_ids in (torch.arange(1, 21), torch.tensor([12, 1, 3, 9, 5, 20, 7])):  # catalogue, a pool
+        full = full_softmax_loss(query, pos_ids, item_ids, table[item_ids], 0.1)
+        shared = shared_negatives_loss(query, pos_ids, table[pos_ids], item_ids, table[item_ids], 0.1)
+        torch.testing.assert_close(full, shared)
+    with pytest.raises(ValueError, match=r"targets \[5\] are not among"):
+        full_softmax_loss(query, pos_ids, torch.tensor([1, 3, 9, 12, 20]), table[[1, 3, 9, 12, 20]], 0.1)

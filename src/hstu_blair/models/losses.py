@@ -97,6 +97,47 @@ def sampled_softmax_loss(
     return sampled_softmax_from_logits(query, pos_vectors, pos_ids, neg_dots, neg_ids, temperature)
 
 
+def full_softmax_loss(
+    query: torch.Tensor,
+    pos_ids: torch.Tensor,
+    item_ids: torch.Tensor,
+    item_vectors: torch.Tensor,
+    temperature: float = TEMPERATURE,
+) -> torch.Tensor:
+    """Cross-entropy of each position's target over a whole set of distinct items (a full softmax
+    over the catalogue, or over a pool): one (P, D) x (D, R) product and one fused cross-entropy,
+    with the target's own column as the positive (nothing to mask).
+
+    Args:
+        query: (P, D) states of the training positions (L2-normalised with cosine similarity).
+        pos_ids: (P,) long id each position must predict; each must be one of ``item_ids``.
+        item_ids: (R,) long distinct item ids (``1..n`` in order for the whole catalogue).
+        item_vectors: (R, D) their vectors, as scored.
+        temperature: tau.
+
+    Returns:
+        scalar mean loss over the P positions.
+
+    Raises:
+        ValueError: a target is not among ``item_ids``.
+    """
+    R = item_ids.numel()
+    if R and int(item_ids[0]) == 1 and int(item_ids[-1]) == R:  # 1..n in order: column = id - 1
+        columns = pos_ids - 1
+    else:
+        lookup = torch.full((int(item_ids.max()) + 1,), -1, dtype=torch.long, device=item_ids.device)
+        lookup[item_ids] = torch.arange(R, device=item_ids.device)
+        columns = lookup[pos_ids.clamp(max=lookup.numel() - 1)]
+        columns = torch.where(pos_ids < lookup.numel(), columns, -1)
+        if bool((columns < 0).any()):
+            missing = pos_ids[columns < 0].unique()[:5].tolist()
+            raise ValueError(
+                f"training targets {missing} are not among the softmax's items (the negatives pool)"
+            )
+    logits = (query / temperature) @ item_vectors.T  # (P, R)
+    return F.cross_entropy(logits, columns)
+
+
 def sampled_softmax_from_logits(
     query: torch.Tensor,
     pos_vectors: torch.Tensor,

@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hstu_blair.models.losses import row_sampled_softmax_loss, sampled_softmax_loss, shared_negatives_loss
+from hstu_blair.models.losses import (
+    full_softmax_loss,
+    row_sampled_softmax_loss,
+    sampled_softmax_loss,
+    shared_negatives_loss,
+)
 from hstu_blair.models.sequential import SequentialModel
 from hstu_blair.training.negatives import Negatives
 
@@ -16,8 +21,10 @@ class NextItemLoss(nn.Module):
     Position i of row b predicts ``targets[b, i]``. The negatives' layout (see
     :mod:`hstu_blair.training.negatives`) decides how their logits are computed: per-row
     negatives (B, R) with one batched (B, T, D) x (B, D, R) product, per-position ones (P, R)
-    with a (P, R, D) gather, shared ones (R,) and all items (n,) with one (P, D) x (D, R) matmul. Inputs, positives
-    and negatives are embedded in one call, so each distinct item is embedded once per step.
+    with a (P, R, D) gather, shared ones (R,) with one (P, D) x (D, R) matmul, and all items
+    (n,) with one (P, D) x (D, n) matmul and a plain cross-entropy (:func:`full_softmax_loss`).
+    Inputs, positives and negatives are embedded in one call, so each distinct item is embedded
+    once per step.
     """
 
     def __init__(self, model: SequentialModel, temperature: float = 0.05) -> None:
@@ -48,6 +55,8 @@ class NextItemLoss(nn.Module):
             ids, timestamps, lengths, pos_ids, neg_ids
         )  # (B, T, D), (P, D), and (R, D) or (P, R, D)
         query = states[valid]  # (P, D)
-        if negatives.mode in ("shared", "all"):  # one (R,) or (n,) set for every position
+        if negatives.mode == "all":  # every item of the pool: a plain cross-entropy over them
+            return full_softmax_loss(query, pos_ids, neg_ids, neg_vectors, self.temperature)
+        if negatives.mode == "shared":
             return shared_negatives_loss(query, pos_ids, pos_vectors, neg_ids, neg_vectors, self.temperature)
         return sampled_softmax_loss(query, pos_ids, pos_vectors, neg_ids, neg_vectors, self.temperature)
