@@ -6,7 +6,7 @@ from hstu_blair._compat import tomllib
 from hstu_blair.cli import main
 from hstu_blair.config import load_config
 from hstu_blair.data.dataset import SequenceData
-from hstu_blair.recipes.init_config import DataShape, choose, starting_config
+from hstu_blair.recipes.init_config import FULL_SOFTMAX_MAX_ITEMS, DataShape, choose, starting_config
 from hstu_blair.recipes.train import train
 
 
@@ -70,3 +70,10 @@ def test_the_written_config_trains(tiny_dataset, tmp_path, tiny_text_store):
     )
     result = train(config, run_dir=tmp_path / "run", progress=False)
     assert result.metrics["n_users"] == 64
+
+
+def test_full_softmax_up_to_the_catalogue_size_limit():
+    small = _values(choose(_shape(items=FULL_SOFTMAX_MAX_ITEMS)))
+    assert small["train.negatives"] == "all" and "train.num_negatives" not in small
+    large = _values(choose(_shape(items=FULL_SOFTMAX_MAX_ITEMS + 1)))
+    assert large["train.negatives"] == "per-row" and large["train.num_negatives"] == 128

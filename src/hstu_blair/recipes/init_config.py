@@ -23,6 +23,10 @@ from hstu_blair.data.dataset import SequenceData
 TUNED = "the Sports tune's choice; it also won for text on Scientific validation (docs/results.md 0a)"
 """Where the width, dropout, learning rate, weight decay and negatives come from."""
 
+FULL_SOFTMAX_MAX_ITEMS = 30_000
+"""Catalogues up to this size train with a full softmax (``train.negatives = "all"``); larger ones with
+128 sampled negatives per user row (a full-softmax step costs in proportion to the catalogue)."""
+
 HISTORY_LENGTHS = (20, 50, 100, 200)
 """``data.max_len`` choices: the smallest that holds the 90th percentile of user histories."""
 
@@ -179,11 +183,31 @@ def _train_choices(shape: DataShape) -> list[Choice]:
         Choice("train", "batch_size", 128, "users per step"),
         Choice("train", "lr", 7.8e-4, f"AdamW's learning rate; {TUNED}"),
         Choice("train", "weight_decay", 1e-4, f"AdamW's decoupled weight decay; {TUNED}"),
+        *_negatives_choices(shape),
+    ]
+
+
+def _negatives_choices(shape: DataShape) -> list[Choice]:
+    if shape.items <= FULL_SOFTMAX_MAX_ITEMS:
+        return [
+            Choice(
+                "train",
+                "negatives",
+                "all",
+                f"a full softmax over all {shape.items:,} items: on validation it beat 128 sampled negatives "
+                'on every dataset measured (docs/results.md 0a: "A full softmax"); above '
+                f"{FULL_SOFTMAX_MAX_ITEMS:,} items init-config writes 128 sampled negatives (a step costs "
+                "in proportion to the catalogue)",
+            )
+        ]
+    return [
+        Choice("train", "negatives", "per-row", "sampled negatives, drawn per user row"),
         Choice(
             "train",
             "num_negatives",
             128,
-            f"sampled softmax over 128 uniform negatives of the {shape.items:,} items; {TUNED}",
+            f"sampled softmax over 128 uniform negatives of the {shape.items:,} items (a full softmax, "
+            f'negatives = "all", costs a step in proportion to the catalogue); {TUNED}',
         ),
     ]
 
