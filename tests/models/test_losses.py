@@ -134,8 +134,13 @@ def test_full_softmax_equals_shared_negatives_over_every_item_and_names_a_missin
     g = torch.Generator().manual_seed(0)
     query = F.normalize(torch.randn(7, 8, generator=g), dim=-1)
     table = F.normalize(torch.randn(21, 8, generator=g), dim=-1)  # row i = item i (0 unused)
-    pos_ids = torch.tensor([1, 5, 5, 9, 20, 3, 12])
-    for item_ids in (torch.arange(1, 21), torch.tensor([12, 1, 3, 9, 5, 20, 7])):  # catalogue, a pool
+    pos_ids = torch.tensor([1, 5, 5, 9, 20, 3, 12])  # every one in each pool
+    pools = (
+        torch.arange(1, 21),
+        torch.tensor([12, 1, 3, 9, 5, 20, 7]),
+        torch.tensor([1, 12, 3, 9, 5, 20, 7]),
+    )
+    for item_ids in pools:  # the catalogue, a pool, a pool that starts at 1 and ends at its size
         full = full_softmax_loss(query, pos_ids, item_ids, table[item_ids], 0.1)
         shared = shared_negatives_loss(query, pos_ids, table[pos_ids], item_ids, table[item_ids], 0.1)
         torch.testing.assert_close(full, shared)

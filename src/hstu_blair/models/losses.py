@@ -122,7 +122,7 @@ def full_softmax_loss(
         ValueError: a target is not among ``item_ids``.
     """
     R = item_ids.numel()
-    if R and int(item_ids[0]) == 1 and int(item_ids[-1]) == R:  # 1..n in order: column = id - 1
+    if torch.equal(item_ids, torch.arange(1, R + 1, device=item_ids.device)):  # 1..n: column = id - 1
         columns = pos_ids - 1
     else:
         lookup = torch.full((int(item_ids.max()) + 1,), -1, dtype=torch.long, device=item_ids.device)
