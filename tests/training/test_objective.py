@@ -90,7 +90,11 @@ def test_sum_fusion_fast_path_equals_the_paper_formula(mode, monkeypatch):
     torch.testing.assert_close(gather, paper, rtol=1e-5, atol=1e-6)
     assert fast_grads.keys() == paper_grads.keys() == gather_grads.keys()
     for name in paper_grads:
-        atol = 1e-6 * max(1.0, paper_grads[name].abs().max().item())  # float32 sums over up to n items
+        atol = 1e-6
+        if (
+            mode == "all"
+        ):  # float32 sums over all n items: the same tolerance relative to the gradient's scale
+            atol *= max(1.0, paper_grads[name].abs().max().item())
         torch.testing.assert_close(fast_grads[name], paper_grads[name], rtol=1e-4, atol=atol, msg=name)
         torch.testing.assert_close(gather_grads[name], paper_grads[name], rtol=1e-4, atol=atol, msg=name)
 

@@ -51,12 +51,13 @@ class NextItemLoss(nn.Module):
                 states, valid, targets, pos_vectors, neg_ids, neg_vectors, self.temperature
             )
         pos_ids = targets[valid]  # (P,)
+        if negatives.mode == "all":  # every item of the pool: the targets' vectors are among them
+            states, item_vectors = self.model.forward_with_items(ids, timestamps, lengths, neg_ids)
+            return full_softmax_loss(states[valid], pos_ids, neg_ids, item_vectors, self.temperature)
         states, pos_vectors, neg_vectors = self.model.forward_with_items(
             ids, timestamps, lengths, pos_ids, neg_ids
         )  # (B, T, D), (P, D), and (R, D) or (P, R, D)
         query = states[valid]  # (P, D)
-        if negatives.mode == "all":  # every item of the pool: a plain cross-entropy over them
-            return full_softmax_loss(query, pos_ids, neg_ids, neg_vectors, self.temperature)
         if negatives.mode == "shared":
             return shared_negatives_loss(query, pos_ids, pos_vectors, neg_ids, neg_vectors, self.temperature)
         return sampled_softmax_loss(query, pos_ids, pos_vectors, neg_ids, neg_vectors, self.temperature)
