@@ -118,6 +118,39 @@ def test_resume_after_kill_equals_uninterrupted(tiny_dataset, tmp_path, monkeypa
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
 
 
+def test_resume_after_early_stop_and_a_kill_in_the_refit(tiny_dataset, tmp_path, monkeypatch):
+    # the main phase stops early, the refit is killed after its first epoch: --resume must not train
+    # the stopped phase again, must continue the refit, and must keep the validation-chosen weights
+    extra = {"train.epochs": 50, "train.patience": 2, "train.lr": 3e-3, "train.refit": True}
+    full = _train(tiny_dataset, tmp_path, "full", **extra)
+    assert len(full.history) < 50
+
+    real_save = train_loop.save_resume_state
+
+    def die_in_the_refit(path, state):
+        real_save(path, state)
+        if "refit" in str(path):
+            raise KeyboardInterrupt("simulated kill after the refit's first epoch")
+
+    monkeypatch.setattr(train_loop, "save_resume_state", die_in_the_refit)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_dataset, tmp_path, "killed", **extra)
+    monkeypatch.setattr(train_loop, "save_resume_state", real_save)
+    resumed = _train(tiny_dataset, tmp_path, "killed", resume=True, **extra)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+    assert resumed.metrics == full.metrics
+    for name in ("selected", "best"):
+        a = load_file(full.run_dir / "checkpoints" / f"{name}.safetensors")
+        b = load_file(resumed.run_dir / "checkpoints" / f"{name}.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    # resuming a finished run changes nothing: the selected weights stay the validation-chosen ones
+    again = _train(tiny_dataset, tmp_path, "full", resume=True, **extra)
+    assert again.metrics == full.metrics
+    selected = load_file(full.run_dir / "checkpoints" / "selected.safetensors")
+    best = load_file(full.run_dir / "checkpoints" / "best.safetensors")
+    assert not all(torch.equal(selected[k], best[k]) for k in selected)
+
+
 def test_reference_protocol_is_labelled(tiny_dataset, tmp_path):
     config = load_config(None, tiny_overrides(tiny_dataset, tmp_path), reference=True)
     result = train(config, run_dir=tmp_path / "ref", progress=False)

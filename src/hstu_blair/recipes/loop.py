@@ -269,7 +269,7 @@ def run_epochs(
     epochs_bar = tqdm(
         total=epochs, initial=state.epoch, desc="training", unit="epoch", disable=not show, dynamic_ncols=True
     )
-    while state.epoch < epochs:
+    while state.epoch < epochs and not _stopped(trainer, state):  # a resumed run may have stopped already
         record = train_epoch(trainer, state, writer, show)
         last_epoch = state.epoch == epochs - 1
         if (state.epoch + 1) % tc.eval_every == 0 or last_epoch:
@@ -283,7 +283,7 @@ def run_epochs(
             writer.add_scalar("train/epoch_loss", record["train_loss"], state.epoch)
         state.history.append(record)
         epochs_bar.update(1)
-        stop = tc.patience > 0 and trainer.split.valid is not None and state.stale >= tc.patience
+        stop = _stopped(trainer, state)
         if dist.is_main and ((state.epoch + 1) % tc.checkpoint_every == 0 or last_epoch or stop):
             save_checkpoint(trainer, state)
         barrier(dist)
@@ -295,6 +295,12 @@ def run_epochs(
     if writer is not None:
         writer.close()
     return state
+
+
+def _stopped(trainer: Trainer, state: LoopState) -> bool:
+    """Early stopping: ``train.patience`` validations in a row without a better figure."""
+    tc = trainer.config.train
+    return tc.patience > 0 and trainer.split.valid is not None and state.stale >= tc.patience
 
 
 def popularity_baseline(trainer: Trainer) -> dict[str, dict[str, Any]]:

@@ -53,6 +53,7 @@ from hstu_blair.recipes.resolve import (
 from hstu_blair.run.layout import (
     config_path,
     refit_dir,
+    resume_path,
     run_info_path,
     selected_weights_path,
     store_path,
@@ -215,7 +216,19 @@ def _train(
     state = run_epochs(trainer, state, config.train.epochs, progress, on_validate)
     note = ""
     if config.train.refit:
-        _refit(config, data, split, arch, text, run_dir, device, dist_info, state.best_epoch + 1, progress)
+        _refit(
+            config,
+            data,
+            split,
+            arch,
+            text,
+            run_dir,
+            device,
+            dist_info,
+            state.best_epoch + 1,
+            progress,
+            resume,
+        )
         note = f"; then refit for {state.best_epoch + 1} epochs with the validation targets (refit/)"
     del text
     final = finish_run(trainer, state.best_epoch, note)
@@ -239,10 +252,12 @@ def _refit(
     dist_info: DistInfo,
     epochs: int,
     progress: bool,
+    resume: bool = False,
 ) -> None:
     """``train.refit``: a fresh model (same seed) trains ``epochs`` epochs on every interaction
     before the test targets in ``run_dir/refit``; its weights become ``checkpoints/best`` (what
-    the test, ``evaluate`` and ``serve`` use) and the validation-chosen ones ``selected``."""
+    the test, ``evaluate`` and ``serve`` use) and the validation-chosen ones ``selected``. With
+    ``resume``, a refit that a kill interrupted continues from its own last checkpoint."""
     refit = refit_split(split)
     setup_torch(config.train, device)
     model = build_model(arch, text, train_item_counts(data, refit)).to(device)
@@ -250,8 +265,10 @@ def _refit(
     trainer = make_trainer(once, data, refit, model, device, dist_info, refit_dir(run_dir))
     if dist_info.is_main:
         log.info("refit: %d epochs on every interaction before the test targets", epochs)
-    run_epochs(trainer, LoopState(), epochs, progress)
+    state = resume_loop(trainer) if resume and resume_path(trainer.out_dir).exists() else LoopState()
+    run_epochs(trainer, state, epochs, progress)
     if dist_info.is_main:
-        shutil.copyfile(weights_path(run_dir, "best"), selected_weights_path(run_dir))
+        if not (resume and selected_weights_path(run_dir).exists()):  # a resumed run may have kept them
+            shutil.copyfile(weights_path(run_dir, "best"), selected_weights_path(run_dir))
         shutil.copyfile(weights_path(trainer.out_dir, "last"), weights_path(run_dir, "best"))
     barrier(dist_info)
