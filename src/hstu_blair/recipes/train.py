@@ -216,20 +216,9 @@ def _train(
     state = run_epochs(trainer, state, config.train.epochs, progress, on_validate)
     note = ""
     if config.train.refit:
-        _refit(
-            config,
-            data,
-            split,
-            arch,
-            text,
-            run_dir,
-            device,
-            dist_info,
-            state.best_epoch + 1,
-            progress,
-            resume,
-        )
-        note = f"; then refit for {state.best_epoch + 1} epochs with the validation targets (refit/)"
+        epochs = state.best_epoch + 1
+        _refit(config, data, split, arch, text, run_dir, device, dist_info, epochs, progress, resume)
+        note = f"; then refit for {epochs} epochs with the validation targets (refit/)"
     del text
     final = finish_run(trainer, state.best_epoch, note)
     return RunResult(
