@@ -164,6 +164,8 @@ def test_warm_top10_cold_share_counts_the_held_out_items_in_warm_users_lists(
         top_k_share(served.model, warm, targets, config.data.max_len, m) for m in (mask, whole & ~mask, whole)
     ]
     assert share[0] + share[1] == pytest.approx(1.0) and share[2] == 1.0
+    # a list longer than some users' candidates: only real slots count
+    assert top_k_share(served.model, warm, targets, config.data.max_len, whole, k=data.num_items) == 1.0
     with pytest.raises(ValueError, match="items must be a bool mask of shape"):
         top_k_share(served.model, warm, targets, config.data.max_len, mask[1:])
     with pytest.raises(ValueError, match="candidates must be a bool mask of shape"):

@@ -136,6 +136,7 @@ def top_k_share(
 ) -> float:
     """Share of the top-``k`` slots of ``targets``' users (their history excluded, as ranked for the
     metrics) that go to ``items``, e.g. how much of warm users' lists items added by text take.
+    A user with fewer than ``k`` candidates left has only that many slots (no filler counted).
 
     Args:
         items: (n+1,) bool mask over item indices (index 0, the padding, is never ranked).
@@ -150,9 +151,10 @@ def top_k_share(
     mask = items.to(device)
     taken, slots = 0, 0
     for scores, _, exclude in _scored_batches(model, data, targets, max_len, options, device, False):
-        _, top = topk_items(scores, k, exclude, inplace=True)  # (B, k)
-        taken += int(mask[top].sum())
-        slots += top.numel()
+        values, top = topk_items(scores, k, exclude, inplace=True)  # (B, k)
+        filled = values > float("-inf")  # trailing filler slots (index 0) when candidates run out
+        taken += int((mask[top] & filled).sum())
+        slots += int(filled.sum())
     model.train(was_training)
     return taken / slots if slots else 0.0
 
