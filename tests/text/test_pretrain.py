@@ -13,7 +13,7 @@ import torch
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.errors import DataFormatError
 from hstu_blair.recipes.pretrain_text import pretrain_text
-from hstu_blair.text.pretrain import review_pairs, symmetric_info_nce
+from hstu_blair.text.pretrain import review_pairs, sequence_pairs, symmetric_info_nce
 from hstu_blair.text.registry import build_text_encoder
 
 from .conftest import CORPUS, write_tiny_dataset
@@ -44,6 +44,37 @@ def test_pairs_count_what_train_only_removes(data: SequenceData) -> None:
     assert all_pairs.height == 21 and all_counts["held_out_interaction"] == 0
     for text, item_text in zip(pairs["text"], pairs["item_text"], strict=True):
         assert text.split(" liked ")[1] in item_text
+
+
+def test_sequence_pairs_are_consecutive_training_items(tmp_path: Path) -> None:
+    texts = {f"i{k}": CORPUS[k] for k in range(8)}
+    # u0: i0 i1 i1 i2 | i3 i4 (valid, test); u1: i5 i6 | i7 i0; u2: i2 i3 (training part: i2 only)
+    seqs = {"u0": [0, 1, 1, 2, 3, 4], "u1": [5, 6, 7, 0], "u2": [2, 3, 4]}
+    rows = [(u, f"i{i}", t) for u, seq in seqs.items() for t, i in enumerate(seq)]
+    data = write_tiny_dataset(tmp_path / "d", texts, rows)
+    pairs, counts = sequence_pairs(data)
+    assert counts == {"transitions": 4, "repeat": 1, "item_without_text": 0, "pairs": 3}
+    got = {(t.split()[0], it.split()[0]) for t, it in zip(pairs["text"], pairs["item_text"], strict=True)}
+    first = {k: CORPUS[k].split()[0] for k in range(8)}
+    assert got == {(first[0], first[1]), (first[1], first[2]), (first[5], first[6])}  # never a held-out item
+    idx = dict(zip(data.items["item_id"].to_list(), data.items["item_idx"].to_list(), strict=True))
+    assert sorted(pairs["item_idx"].to_list()) == sorted([idx["i1"], idx["i2"], idx["i6"]])
+
+
+def test_pretrain_on_sequence_pairs(tmp_path: Path) -> None:
+    texts = {f"i{k}": CORPUS[k] for k in range(8)}
+    rows = [(f"u{u}", f"i{(u + j) % 8}", j) for u in range(8) for j in range(6)]
+    data = write_tiny_dataset(tmp_path / "d", texts, rows)
+    out = pretrain_text(
+        data, "minilm", tmp_path / "m", batch_size=4, max_tokens=16, pairs="sequences", progress=False
+    )
+    record = json.loads((out / "pretrain.json").read_text())
+    assert record["pairs"] == "sequences" and record["counts"]["transitions"] == 8 * 3
+    assert record["counts"]["pairs"] == 24 and record["steps"] == (24 - 2) // 4
+    with pytest.raises(ValueError, match="always the training part"):
+        pretrain_text(data, "minilm", tmp_path / "m2", pairs="sequences", train_only=False, progress=False)
+    with pytest.raises(ValueError, match="pairs must be one of"):
+        pretrain_text(data, "minilm", tmp_path / "m3", pairs="clicks", progress=False)
 
 
 def test_no_reviews_is_a_clear_error(tmp_path: Path) -> None:

@@ -109,12 +109,22 @@ def add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
             "Fine-tune a text encoder on the review/tag texts of DATASET paired with the item texts "
             "(symmetric InfoNCE, in-batch negatives, cosine / temperature). By default only pairs whose "
             "interaction lies in the training part of the leave-one-out split are used (no test leakage); "
-            "the removed pairs are counted. Reports recall@1 on held-out pairs before and after, and "
+            "the removed pairs are counted. With --pairs sequences (datasets without reviews) the pairs "
+            "are (an item's text, the text of the item the same user took next) from the training parts "
+            "of the sequences. Reports recall@1 on held-out pairs before and after, and "
             "writes a sentence-transformers folder to --out (use it with --encoder st:OUT) and "
             "OUT/pretrain.json."
         ),
     )
-    p.add_argument("dataset", type=Path, help="prepared-dataset directory with reviews or tags")
+    p.add_argument(
+        "dataset", type=Path, help="prepared-dataset directory (with reviews or tags for --pairs reviews)"
+    )
+    p.add_argument(
+        "--pairs",
+        choices=("reviews", "sequences"),
+        default="reviews",
+        help="reviews: (review/tag, item text); sequences: (item text, the next item's text) (default reviews)",
+    )
     p.add_argument("--out", "-o", type=Path, required=True, help="output model folder")
     p.add_argument(
         "--base", default="minilm", help="encoder to start from: minilm, blair-base, st:..., hf:..."
@@ -151,14 +161,16 @@ def _pretrain(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         train_only=args.train_only,
         device=args.device,
+        pairs=args.pairs,
         progress=not args.no_progress,
     )
     record = json.loads((out / "pretrain.json").read_text())
     counts, valid = record["counts"], record["valid"]
+    read = "reviews" if record["pairs"] == "reviews" else "transitions"
     removed = {
-        k: v for k, v in counts.items() if k not in ("reviews", "pairs", "train_pairs", "valid_pairs") and v
+        k: v for k, v in counts.items() if k not in (read, "pairs", "train_pairs", "valid_pairs") and v
     }
-    print(f"pairs: {counts['pairs']:,} of {counts['reviews']:,} reviews (removed: {removed or 'none'})")
+    print(f"pairs: {counts['pairs']:,} of {counts[read]:,} {read} (removed: {removed or 'none'})")
     print(f"trained {record['steps']} steps on {counts['train_pairs']:,} pairs in {record['seconds']:.0f}s")
     print(
         f"held-out recall@1 ({valid['pairs']} pairs, {valid['candidates']} items): "

@@ -29,6 +29,7 @@ from hstu_blair.text.pretrain import (
     load_trainable,
     recall_at_1,
     review_pairs,
+    sequence_pairs,
     train_epoch,
     warmup_schedule,
 )
@@ -36,22 +37,35 @@ from hstu_blair.text.pretrain import (
 log = logging.getLogger(__name__)
 
 
+PAIR_SOURCES = ("reviews", "sequences")
+
+
 def _pair_order(
-    data: SequenceData, train_only: bool, max_pairs: int | None, rng: np.random.Generator
+    data: SequenceData, source: str, train_only: bool, max_pairs: int | None, rng: np.random.Generator
 ) -> tuple[ReviewPairs, np.ndarray, dict[str, int]]:
-    """The pairs, a seeded random order of the ones used, and the counts of what was left out.
+    """The pairs of ``source`` (``PAIR_SOURCES``), a seeded random order of the ones used, and the
+    counts of what was left out.
 
     Raises:
-        ValueError: fewer than 4 usable pairs.
+        ValueError: an unknown source, or fewer than 4 usable pairs.
     """
-    pairs, counts = review_pairs(data, train_only=train_only)
+    if source not in PAIR_SOURCES:
+        raise ValueError(f"pairs must be one of {PAIR_SOURCES}, got {source!r}")
+    if source == "sequences":
+        if not train_only:
+            raise ValueError(
+                "pairs='sequences' are always the training part's (train_only=False is for reviews)"
+            )
+        pairs, counts = sequence_pairs(data)
+    else:
+        pairs, counts = review_pairs(data, train_only=train_only)
     order = rng.permutation(pairs.height)
     if max_pairs is not None and pairs.height > max_pairs:
         counts["over_max_pairs"] = pairs.height - max_pairs
         order = order[:max_pairs]
     if order.shape[0] < 4:
         raise ValueError(
-            f"{data.path}: only {order.shape[0]} usable review pairs (counts: {counts}); need at least 4"
+            f"{data.path}: only {order.shape[0]} usable {source} pairs (counts: {counts}); need at least 4"
         )
     return ReviewPairs.of(pairs), order, counts
 
@@ -98,11 +112,12 @@ def pretrain_text(
     max_valid: int = 1000,
     device: str | None = None,
     progress: bool = True,
+    pairs: str = "reviews",
 ) -> Path:
     """Fine-tune ``base_encoder`` on (review, item text) pairs of ``data`` with symmetric InfoNCE.
 
     Args:
-        data: prepared dataset with reviews or tags.
+        data: prepared dataset with reviews or tags (any dataset with item text for ``sequences``).
         base_encoder: ``minilm``, ``blair-base``, ``st:<...>`` or ``hf:<...>``.
         out: output folder (a sentence-transformers model + ``pretrain.json``).
         epochs: passes over the training pairs.
@@ -116,6 +131,8 @@ def pretrain_text(
         valid_fraction, max_valid: size of the held-out pairs for recall@1.
         device: default a GPU when present.
         progress: show a progress bar.
+        pairs: ``reviews`` (review/tag text, item text) or ``sequences`` (an item's text, the text
+            of the item the same user took next, training parts only).
 
     Returns:
         ``out``.
@@ -131,7 +148,8 @@ def pretrain_text(
     out = Path(out)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    pairs, order, counts = _pair_order(data, train_only, max_pairs, rng)
+    source = pairs
+    pairs, order, counts = _pair_order(data, source, train_only, max_pairs, rng)
     n_valid = max(2, min(max_valid, int(order.shape[0] * valid_fraction)))
     valid, train = order[:n_valid], order[n_valid:]
     dev = pick_device(device)
@@ -163,6 +181,7 @@ def pretrain_text(
         "base_encoder": base_encoder,
         "dataset": str(data.path),
         "dataset_hash": data.data_hash,
+        "pairs": source,
         "train_only": train_only,
         "counts": {**counts, "train_pairs": len(train), "valid_pairs": n_valid},
         "pairs_skipped_per_epoch": max(

@@ -1,7 +1,9 @@
 """``pretrain-text``: BLaIR-style contrastive domain adaptation of a text encoder.
 
 Training pairs are (a user's review or tag text, the text of the item it is about), read from the
-dataset's review table (``SequenceData.reviews()``). The loss is BLaIR's: cosine similarity over
+dataset's review table (``SequenceData.reviews()``), or, for datasets without reviews,
+(an item's text, the text of the item the same user took next) from the interaction sequences
+(:func:`sequence_pairs`), which puts items bought one after the other close in text space. The loss is BLaIR's: cosine similarity over
 a temperature (0.05), InfoNCE with in-batch negatives, here symmetric (review -> item and
 item -> review, averaged). In-batch entries that share the positive's item or review text are
 masked out, so duplicates are not pushed apart as negatives.
@@ -99,6 +101,40 @@ def review_pairs(
         counts["not_an_interaction"] = int(df["in_train"].null_count())
         counts["held_out_interaction"] = int(df["in_train"].not_().sum())  # nulls are not counted
         df = df.filter(pl.col("in_train"))
+    counts["pairs"] = df.height
+    return df.select(schema.TEXT, schema.ITEM_IDX, "item_text"), counts
+
+
+def sequence_pairs(data: SequenceData, protocol: str = "loo") -> tuple[pl.DataFrame, dict[str, int]]:
+    """(previous item's text, next item id, next item's text) pairs: each two consecutive items of a
+    user's training part of ``protocol``'s split (held-out items never appear), and the counts.
+
+    Returns:
+        (pairs, counts): pairs with the columns of :func:`review_pairs` (``text`` = the previous
+        item's text); counts with ``transitions`` (consecutive pairs in the training parts, read),
+        ``repeat`` (the same item twice), ``item_without_text`` (either side, removed) and ``pairs``.
+    """
+    split = data.split(protocol)
+    lengths = data.lengths
+    user = np.repeat(np.arange(lengths.shape[0], dtype=np.int64), lengths)  # (N,)
+    position = np.arange(user.shape[0]) - np.repeat(data.offsets[:-1], lengths)  # (N,)
+    nxt = np.flatnonzero((position > 0) & (position < split.train_len[user]))  # (T,) second item's index
+    prev_item, next_item = data.item_seq[nxt - 1].astype(np.int64), data.item_seq[nxt].astype(np.int64)
+    counts = {"transitions": int(nxt.shape[0]), "repeat": int((prev_item == next_item).sum())}
+    text = data.items.select(schema.ITEM_IDX, schema.TEXT).sort(schema.ITEM_IDX)
+    by_idx = dict(
+        zip(text[schema.ITEM_IDX].to_list(), text[schema.TEXT].fill_null("").to_list(), strict=True)
+    )
+    df = pl.DataFrame({"prev": prev_item, schema.ITEM_IDX: next_item}).filter(
+        pl.col("prev") != pl.col(schema.ITEM_IDX)
+    )
+    df = df.with_columns(
+        pl.col("prev").replace_strict(by_idx, default="").alias(schema.TEXT),
+        pl.col(schema.ITEM_IDX).replace_strict(by_idx, default="").alias("item_text"),
+    )
+    has_text = (pl.col(schema.TEXT).str.strip_chars() != "") & (pl.col("item_text").str.strip_chars() != "")
+    counts["item_without_text"] = int(df.height - df.filter(has_text).height)
+    df = df.filter(has_text)
     counts["pairs"] = df.height
     return df.select(schema.TEXT, schema.ITEM_IDX, "item_text"), counts
 
