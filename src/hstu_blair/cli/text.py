@@ -121,7 +121,7 @@ def add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--pairs",
-        choices=("reviews", "sequences"),
+        choices=("reviews", "sequences"),  # recipes.pretrain_text.PAIR_SOURCES (importing it loads torch)
         default="reviews",
         help="reviews: (review/tag, item text); sequences: (item text, the next item's text) (default reviews)",
     )

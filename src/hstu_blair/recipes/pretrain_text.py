@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from hstu_blair._version import __version__
 from hstu_blair.data.dataset import SequenceData
 from hstu_blair.data.manifest import versions, write_json_atomic
+from hstu_blair.errors import ConfigError
 from hstu_blair.text.encoders import pick_device
 from hstu_blair.text.pretrain import (
     RECORD,
@@ -47,13 +48,14 @@ def _pair_order(
     counts of what was left out.
 
     Raises:
-        ValueError: an unknown source, or fewer than 4 usable pairs.
+        ConfigError: an unknown source, or ``sequences`` without ``train_only``.
+        ValueError: fewer than 4 usable pairs.
     """
     if source not in PAIR_SOURCES:
-        raise ValueError(f"pairs must be one of {PAIR_SOURCES}, got {source!r}")
+        raise ConfigError(f"pairs must be one of {PAIR_SOURCES}, got {source!r}")
     if source == "sequences":
         if not train_only:
-            raise ValueError(
+            raise ConfigError(
                 "pairs='sequences' are always the training part's (train_only=False is for reviews)"
             )
         pairs, counts = sequence_pairs(data)
@@ -139,6 +141,7 @@ def pretrain_text(
 
     Raises:
         DataFormatError: the dataset has no review table.
+        ConfigError: an unknown ``pairs`` source, or ``sequences`` without ``train_only``.
         ValueError: fewer than 4 usable pairs.
 
     Longer than 60 lines for its signature and this docstring: the 15 parameters of the public
@@ -148,23 +151,22 @@ def pretrain_text(
     out = Path(out)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    source = pairs
-    pairs, order, counts = _pair_order(data, source, train_only, max_pairs, rng)
+    examples, order, counts = _pair_order(data, pairs, train_only, max_pairs, rng)
     n_valid = max(2, min(max_valid, int(order.shape[0] * valid_fraction)))
     valid, train = order[:n_valid], order[n_valid:]
     dev = pick_device(device)
     model, original_max_len = load_trainable(base_encoder, dev, max_tokens)
-    valid_texts, valid_items = [pairs.texts[i] for i in valid], pairs.item_ids[valid]
-    before = recall_at_1(model, valid_texts, valid_items, pairs.item_text, dev)
+    valid_texts, valid_items = [examples.texts[i] for i in valid], examples.item_ids[valid]
+    before = recall_at_1(model, valid_texts, valid_items, examples.item_text, dev)
     log.info(
         "pretrain-text: %d train / %d valid pairs; valid recall@1 before %.4f", len(train), n_valid, before
     )
 
     steps_per_epoch = max(1, len(train) // batch_size)
     total = steps_per_epoch * epochs
-    losses = _train(model, pairs, train, (epochs, batch_size, lr, temperature), rng, dev, progress)
+    losses = _train(model, examples, train, (epochs, batch_size, lr, temperature), rng, dev, progress)
 
-    after = recall_at_1(model, valid_texts, valid_items, pairs.item_text, dev)
+    after = recall_at_1(model, valid_texts, valid_items, examples.item_text, dev)
     log.info("pretrain-text: valid recall@1 %.4f -> %.4f", before, after)
     model.max_seq_length = original_max_len
     out.mkdir(parents=True, exist_ok=True)
@@ -181,7 +183,7 @@ def pretrain_text(
         "base_encoder": base_encoder,
         "dataset": str(data.path),
         "dataset_hash": data.data_hash,
-        "pairs": source,
+        "pairs": pairs,
         "train_only": train_only,
         "counts": {**counts, "train_pairs": len(train), "valid_pairs": n_valid},
         "pairs_skipped_per_epoch": max(

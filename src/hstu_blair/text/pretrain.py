@@ -45,6 +45,15 @@ RECORD = "pretrain.json"
 
 
 # ---- pairs ----------------------------------------------------------------------------------------
+def _in_training_part(data: SequenceData, protocol: str) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) user index of each interaction and (N,) whether it lies in its user's training part of
+    ``protocol``'s split."""
+    split = data.split(protocol)
+    user = np.repeat(np.arange(data.lengths.shape[0], dtype=np.int32), data.lengths)  # (N,)
+    position = np.arange(user.shape[0]) - data.offsets[user]  # (N,)
+    return user, position < split.train_len[user]
+
+
 def review_pairs(
     data: SequenceData, train_only: bool = True, protocol: str = "loo"
 ) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -82,18 +91,9 @@ def review_pairs(
     df = df.filter(has_text)
     counts["held_out_interaction"] = counts["not_an_interaction"] = 0
     if train_only:
-        split = data.split(protocol)
-        lengths = data.lengths
-        user = np.repeat(np.arange(lengths.shape[0], dtype=np.int32), lengths)  # (N,)
-        position = np.arange(user.shape[0]) - np.repeat(data.offsets[:-1], lengths)  # (N,)
+        user, in_train = _in_training_part(data, protocol)
         seen = (
-            pl.DataFrame(
-                {
-                    schema.USER_IDX: user,
-                    schema.ITEM_IDX: data.item_seq,
-                    "in_train": position < split.train_len[user],
-                }
-            )
+            pl.DataFrame({schema.USER_IDX: user, schema.ITEM_IDX: data.item_seq, "in_train": in_train})
             .group_by(schema.USER_IDX, schema.ITEM_IDX)
             .agg(pl.col("in_train").any())
         )
@@ -114,25 +114,21 @@ def sequence_pairs(data: SequenceData, protocol: str = "loo") -> tuple[pl.DataFr
         item's text); counts with ``transitions`` (consecutive pairs in the training parts, read),
         ``repeat`` (the same item twice), ``item_without_text`` (either side, removed) and ``pairs``.
     """
-    split = data.split(protocol)
-    lengths = data.lengths
-    user = np.repeat(np.arange(lengths.shape[0], dtype=np.int64), lengths)  # (N,)
-    position = np.arange(user.shape[0]) - np.repeat(data.offsets[:-1], lengths)  # (N,)
-    nxt = np.flatnonzero((position > 0) & (position < split.train_len[user]))  # (T,) second item's index
+    user, in_train = _in_training_part(data, protocol)
+    position = np.arange(user.shape[0]) - data.offsets[user]  # (N,)
+    nxt = np.flatnonzero(in_train & (position > 0))  # (T,) the second item's index of each transition
     prev_item, next_item = data.item_seq[nxt - 1].astype(np.int64), data.item_seq[nxt].astype(np.int64)
     counts = {"transitions": int(nxt.shape[0]), "repeat": int((prev_item == next_item).sum())}
-    text = data.items.select(schema.ITEM_IDX, schema.TEXT).sort(schema.ITEM_IDX)
-    by_idx = dict(
-        zip(text[schema.ITEM_IDX].to_list(), text[schema.TEXT].fill_null("").to_list(), strict=True)
+    text = data.items.select(schema.ITEM_IDX, pl.col(schema.TEXT).fill_null(""))
+    df = (
+        pl.DataFrame({"prev": prev_item, schema.ITEM_IDX: next_item})
+        .filter(pl.col("prev") != pl.col(schema.ITEM_IDX))
+        .join(text.rename({schema.ITEM_IDX: "prev"}), on="prev", how="left")
+        .join(text.rename({schema.TEXT: "item_text"}), on=schema.ITEM_IDX, how="left")
     )
-    df = pl.DataFrame({"prev": prev_item, schema.ITEM_IDX: next_item}).filter(
-        pl.col("prev") != pl.col(schema.ITEM_IDX)
+    has_text = (pl.col(schema.TEXT).fill_null("").str.strip_chars() != "") & (
+        pl.col("item_text").fill_null("").str.strip_chars() != ""
     )
-    df = df.with_columns(
-        pl.col("prev").replace_strict(by_idx, default="").alias(schema.TEXT),
-        pl.col(schema.ITEM_IDX).replace_strict(by_idx, default="").alias("item_text"),
-    )
-    has_text = (pl.col(schema.TEXT).str.strip_chars() != "") & (pl.col("item_text").str.strip_chars() != "")
     counts["item_without_text"] = int(df.height - df.filter(has_text).height)
     df = df.filter(has_text)
     counts["pairs"] = df.height
