@@ -59,6 +59,8 @@ def test_sequence_pairs_are_consecutive_training_items(tmp_path: Path) -> None:
     assert got == {(first[0], first[1]), (first[1], first[2]), (first[5], first[6])}  # never a held-out item
     idx = dict(zip(data.items["item_id"].to_list(), data.items["item_idx"].to_list(), strict=True))
     assert sorted(pairs["item_idx"].to_list()) == sorted([idx["i1"], idx["i2"], idx["i6"]])
+    # in sequence order: the seeded shuffle of pretrain-text starts from this order
+    assert pairs["item_idx"].to_list() == [idx["i1"], idx["i2"], idx["i6"]]
 
 
 def test_pretrain_on_sequence_pairs(tmp_path: Path) -> None:

@@ -45,13 +45,13 @@ RECORD = "pretrain.json"
 
 
 # ---- pairs ----------------------------------------------------------------------------------------
-def _in_training_part(data: SequenceData, protocol: str) -> tuple[np.ndarray, np.ndarray]:
-    """(N,) user index of each interaction and (N,) whether it lies in its user's training part of
-    ``protocol``'s split."""
+def _in_training_part(data: SequenceData, protocol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N,) user index of each interaction, (N,) its position in the user's sequence, and (N,)
+    whether it lies in the user's training part of ``protocol``'s split."""
     split = data.split(protocol)
     user = np.repeat(np.arange(data.lengths.shape[0], dtype=np.int32), data.lengths)  # (N,)
     position = np.arange(user.shape[0]) - data.offsets[user]  # (N,)
-    return user, position < split.train_len[user]
+    return user, position, position < split.train_len[user]
 
 
 def review_pairs(
@@ -83,7 +83,10 @@ def review_pairs(
     counts = {"reviews": reviews.height}
     users = data.sequences.select(schema.USER_ID, schema.USER_IDX)
     items = data.items.select(pl.col(schema.ITEM_IDX), pl.col(schema.TEXT).alias("item_text"))
-    df = reviews.join(users, on=schema.USER_ID, how="left").join(items, on=schema.ITEM_IDX, how="left")
+    # the pairs' order feeds the seeded shuffle: keep the reviews' order (polars does not by default)
+    df = reviews.join(users, on=schema.USER_ID, how="left", maintain_order="left").join(
+        items, on=schema.ITEM_IDX, how="left", maintain_order="left"
+    )
     counts["unknown_user"] = int(df[schema.USER_IDX].null_count())
     df = df.filter(pl.col(schema.USER_IDX).is_not_null())
     has_text = pl.col("item_text").fill_null("").str.strip_chars() != ""
@@ -91,13 +94,13 @@ def review_pairs(
     df = df.filter(has_text)
     counts["held_out_interaction"] = counts["not_an_interaction"] = 0
     if train_only:
-        user, in_train = _in_training_part(data, protocol)
+        user, _, in_train = _in_training_part(data, protocol)
         seen = (
             pl.DataFrame({schema.USER_IDX: user, schema.ITEM_IDX: data.item_seq, "in_train": in_train})
             .group_by(schema.USER_IDX, schema.ITEM_IDX)
             .agg(pl.col("in_train").any())
         )
-        df = df.join(seen, on=[schema.USER_IDX, schema.ITEM_IDX], how="left")
+        df = df.join(seen, on=[schema.USER_IDX, schema.ITEM_IDX], how="left", maintain_order="left")
         counts["not_an_interaction"] = int(df["in_train"].null_count())
         counts["held_out_interaction"] = int(df["in_train"].not_().sum())  # nulls are not counted
         df = df.filter(pl.col("in_train"))
@@ -114,8 +117,7 @@ def sequence_pairs(data: SequenceData, protocol: str = "loo") -> tuple[pl.DataFr
         item's text); counts with ``transitions`` (consecutive pairs in the training parts, read),
         ``repeat`` (the same item twice), ``item_without_text`` (either side, removed) and ``pairs``.
     """
-    user, in_train = _in_training_part(data, protocol)
-    position = np.arange(user.shape[0]) - data.offsets[user]  # (N,)
+    _, position, in_train = _in_training_part(data, protocol)
     nxt = np.flatnonzero(in_train & (position > 0))  # (T,) the second item's index of each transition
     prev_item, next_item = data.item_seq[nxt - 1].astype(np.int64), data.item_seq[nxt].astype(np.int64)
     counts = {"transitions": int(nxt.shape[0]), "repeat": int((prev_item == next_item).sum())}
@@ -123,8 +125,8 @@ def sequence_pairs(data: SequenceData, protocol: str = "loo") -> tuple[pl.DataFr
     df = (
         pl.DataFrame({"prev": prev_item, schema.ITEM_IDX: next_item})
         .filter(pl.col("prev") != pl.col(schema.ITEM_IDX))
-        .join(text.rename({schema.ITEM_IDX: "prev"}), on="prev", how="left")
-        .join(text.rename({schema.TEXT: "item_text"}), on=schema.ITEM_IDX, how="left")
+        .join(text.rename({schema.ITEM_IDX: "prev"}), on="prev", how="left", maintain_order="left")
+        .join(text.rename({schema.TEXT: "item_text"}), on=schema.ITEM_IDX, how="left", maintain_order="left")
     )
     has_text = (pl.col(schema.TEXT).fill_null("").str.strip_chars() != "") & (
         pl.col("item_text").fill_null("").str.strip_chars() != ""
