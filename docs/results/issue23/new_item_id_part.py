@@ -41,10 +41,14 @@ def neighbour_rows(text: torch.Tensor, ids: torch.Tensor, cold: torch.Tensor, k:
     return ids[nearest].mean(1)  # (C, D)
 
 
-def measure(run: Path, ks: list[int]) -> dict:
+def measure(run: Path, ks: list[int]) -> dict | None:
+    """The figures of one run for each k; None for a model without an ID table (text only)."""
+    trained = load_trained(run)
+    fusion = trained.model.items.fusion
+    if not hasattr(fusion, "ids") or trained.model.items.text is None:
+        return None
     payload = json.loads((run / "cold_start.json").read_text())
     config = load_config(config_path(run))
-    trained = load_trained(run)
     full = SequenceData.load(Path(trained.data.manifest["cold_start"]["source_dataset"]))
     cold = torch.as_tensor(
         pick_cold_items(full.num_items, payload["share"], payload["seed"]), dtype=torch.long
@@ -52,9 +56,6 @@ def measure(run: Path, ks: list[int]) -> dict:
     targets = cold_targets(full, cold.numpy())
     warm_test = resolve_split(config, trained.data).targets("test")
     options = eval_options(config)
-    fusion = trained.model.items.fusion
-    if not hasattr(fusion, "ids") or trained.model.items.text is None:
-        return {}
     table = fusion.ids.weight.data
     trained_rows = table.clone()
     text = trained.model.items.text
@@ -88,9 +89,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write every figure to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    results = [
-        r for run in args.runs if (run / "cold_start.json").exists() for r in [measure(run, args.k)] if r
-    ]
+    measured = (measure(run, args.k) for run in args.runs if (run / "cold_start.json").exists())
+    results = [r for r in measured if r is not None]
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
 
